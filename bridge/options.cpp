@@ -1,0 +1,120 @@
+#include "options.hpp"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "io/log.hpp"
+
+namespace mqttws {
+namespace {
+
+std::string default_client_id() {
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return "mqttws-bridge";
+    return std::string("mqttws-") + host;
+}
+
+}  // namespace
+
+std::optional<int> parse_options(int argc, char** argv, app_config& out) {
+    CLI::App cli{
+        "mqttws-bridge: MQTT over WebSocket. Browsers and devices speak a small JSON\n"
+        "protocol over WebSocket; the bridge holds one shared MQTT connection to the broker.\n"
+        "Protocol: docs/protocol.md. Every option can also be set in a --config file."};
+    cli.option_defaults()->always_capture_default();
+    cli.set_config("--config", "",
+                   "Read options from this TOML/INI file (keys are the long option names)");
+    cli.set_version_flag("--version", std::string("mqttws-bridge ") + out.version);
+
+    std::string log_level_name = "info";
+    std::string log_format_name = "text";
+    int mqtt_version = out.engine.mqtt_version;
+    int reconnect_max_ms = static_cast<int>(out.upstream.reconnect_max.count());
+    bool dump_config = false;
+    out.upstream.client_id = default_client_id();
+
+    auto* net = "Network";
+    cli.add_option("--broker", out.upstream.broker_uri,
+                   "MQTT broker URI (tcp://, ssl://, ws://, wss://)")
+        ->group(net);
+    cli.add_option("--port", out.server.port, "WebSocket/HTTP port to listen on (0: any free port)")
+        ->group(net);
+    cli.add_option("--bind", out.server.bind_address,
+                   "Address to listen on (0.0.0.0: all IPv4; :: all)")
+        ->group(net);
+
+    auto* mqtt = "Upstream MQTT";
+    cli.add_option("--client-id", out.upstream.client_id,
+                   "Client id of the bridge's one MQTT connection")
+        ->group(mqtt);
+    cli.add_option("--mqtt-version", mqtt_version,
+                   "MQTT protocol version towards the broker: 3 (3.1.1) or 5")
+        ->check(CLI::IsMember({3, 5}))
+        ->group(mqtt);
+    cli.add_option("--broker-username", out.upstream.username, "Username for the broker")
+        ->group(mqtt);
+    cli.add_option("--broker-password", out.upstream.password, "Password for the broker")
+        ->group(mqtt);
+    cli.add_option("--reconnect-max-ms", reconnect_max_ms,
+                   "Longest wait between broker reconnect attempts")
+        ->check(CLI::Range(500, 600000))
+        ->group(mqtt);
+
+    auto* proto = "Protocol";
+    cli.add_option("--device-topic-prefix", out.engine.device_topic_prefix,
+                   "Topic prefix of the device dialect: <prefix>/<id>/status|event|control")
+        ->group(proto);
+    cli.add_option("--max-frame-bytes", out.server.max_frame_bytes,
+                   "Largest WebSocket message accepted (close 1009 above)")
+        ->check(CLI::Range(std::size_t{256}, std::size_t{256} << 20))
+        ->group(proto);
+    cli.add_option("--max-subscriptions", out.engine.max_subscriptions_per_client,
+                   "Subscriptions one client may hold")
+        ->check(CLI::PositiveNumber)
+        ->group(proto);
+    cli.add_option("--offline-queue", out.engine.offline_queue_messages,
+                   "QoS 1/2 publishes held while the broker is unreachable")
+        ->group(proto);
+    cli.add_option("--offline-queue-bytes", out.engine.offline_queue_bytes,
+                   "Byte bound of that queue")
+        ->group(proto);
+    cli.add_option("--retained-cache-bytes", out.engine.retained_cache_bytes,
+                   "Retained messages kept for clients joining a held filter (MQTT 5)")
+        ->group(proto);
+
+    auto* ops = "Operations";
+    cli.add_option("--log-level", log_level_name, "debug, info, warn or error")
+        ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
+        ->group(ops);
+    cli.add_option("--log-format", log_format_name, "text or json (one JSON object per line)")
+        ->check(CLI::IsMember({"text", "json"}))
+        ->group(ops);
+    cli.add_flag("--dump-config", dump_config,
+                 "Print a config file with every option and its current value, then exit")
+        ->configurable(false)
+        ->group(ops);
+
+    try {
+        cli.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return cli.exit(e);
+    }
+    if (dump_config) {
+        std::cout << cli.config_to_str(true, true);
+        return 0;
+    }
+
+    out.engine.mqtt_version = mqtt_version;
+    out.upstream.mqtt_version = mqtt_version;
+    out.upstream.reconnect_max = std::chrono::milliseconds(reconnect_max_ms);
+    out.engine.decode.max_payload_bytes = out.server.max_frame_bytes;
+    log_level level = log_level::info;
+    logging::parse_level(log_level_name, level);
+    logging::configure(level,
+                       log_format_name == "json" ? logging::format::json : logging::format::text);
+    return std::nullopt;
+}
+
+}  // namespace mqttws

@@ -1,0 +1,74 @@
+// What the engine asks the edges to do. The engine never performs I/O; each event it handles
+// appends actions to a list, and the app carries them out in order after the call returns.
+// Thread safety: plain values.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace mqttws {
+
+using session_id = std::uint64_t;  // one WebSocket connection, assigned by the edge
+using op_id = std::uint64_t;       // one upstream operation, assigned by the engine
+
+// An encoded frame. A broadcast builds it once and every recipient shares the same bytes, so
+// the edge can frame it once and write it to many sockets.
+using frame_ptr = std::shared_ptr<const std::string>;
+
+inline frame_ptr make_frame(std::string text) {
+    return std::make_shared<const std::string>(std::move(text));
+}
+
+struct send_text {
+    session_id to = 0;
+    frame_ptr frame;
+};
+
+struct close_client {
+    session_id who = 0;
+    close_code code = close_code::normal;
+    std::string reason;
+};
+
+// Completion: engine::upstream_subscribed(op, granted).
+struct subscribe_upstream {
+    op_id op = 0;
+    std::string filter;
+    std::uint8_t qos = 0;
+    std::uint32_t subscription_id = 0;  // MQTT v5 subscription identifier; 0 with 3.1.1
+    // MQTT v5 retain handling: true = the broker replays retained messages (0), false = only if
+    // the subscription is new (1), used when only the QoS of a held filter changes.
+    bool replay_retained = true;
+};
+
+struct unsubscribe_upstream {
+    op_id op = 0;
+    std::string filter;
+};
+
+// qos 0 publishes have no completion event; qos 1/2 end in engine::upstream_published(op, …).
+struct publish_upstream {
+    op_id op = 0;
+    std::string topic;
+    std::string payload;
+    std::uint8_t qos = 0;
+    bool retain = false;
+};
+
+enum class log_level { debug, info, warn, error };
+
+struct log_line {
+    log_level level = log_level::info;
+    std::string text;
+};
+
+using action = std::variant<send_text, close_client, subscribe_upstream, unsubscribe_upstream,
+                            publish_upstream, log_line>;
+using action_list = std::vector<action>;
+
+}  // namespace mqttws

@@ -1,0 +1,589 @@
+#include "core/codec.hpp"
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/reader.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstring>
+
+#include "core/base64.hpp"
+
+namespace mqttws {
+namespace {
+
+namespace rj = rapidjson;
+
+constexpr unsigned parse_flags = rj::kParseValidateEncodingFlag | rj::kParseIterativeFlag;
+constexpr std::size_t max_client_id_bytes = 128;
+
+using pool_allocator = rj::MemoryPoolAllocator<rj::CrtAllocator>;
+using document = rj::GenericDocument<rj::UTF8<>, pool_allocator, rj::CrtAllocator>;
+using value = document::ValueType;
+
+// ---- helpers for reading fields ----
+
+struct field_error {
+    errc code;
+    std::string message;
+};
+
+std::string_view view(const value& v) {
+    return {v.GetString(), v.GetStringLength()};
+}
+
+const value* find(const value& obj, const char* name) {
+    const auto it = obj.FindMember(name);
+    return it == obj.MemberEnd() ? nullptr : &it->value;
+}
+
+std::string compact_json(const value& v) {
+    rj::StringBuffer buffer;
+    rj::Writer<rj::StringBuffer> writer(buffer);
+    v.Accept(writer);
+    return {buffer.GetString(), buffer.GetSize()};
+}
+
+// Optional string field; error when present with another type.
+std::optional<field_error> read_string(const value& obj, const char* name, std::string& out) {
+    const value* v = find(obj, name);
+    if (v == nullptr) return std::nullopt;
+    if (!v->IsString())
+        return field_error{errc::bad_request, std::string("'") + name + "' must be a string"};
+    out.assign(v->GetString(), v->GetStringLength());
+    return std::nullopt;
+}
+
+std::optional<field_error> read_bool(const value& obj, const char* name, bool& out) {
+    const value* v = find(obj, name);
+    if (v == nullptr) return std::nullopt;
+    if (!v->IsBool())
+        return field_error{errc::bad_request, std::string("'") + name + "' must be true or false"};
+    out = v->GetBool();
+    return std::nullopt;
+}
+
+std::optional<field_error> read_qos(const value& obj, std::uint8_t& out) {
+    const value* v = find(obj, "qos");
+    if (v == nullptr) return std::nullopt;
+    if (!v->IsInt() || v->GetInt() < 0 || v->GetInt() > 2) {
+        return field_error{errc::bad_request, "'qos' must be 0, 1 or 2"};
+    }
+    out = static_cast<std::uint8_t>(v->GetInt());
+    return std::nullopt;
+}
+
+// `topic` (one) or `topics` (a non-empty array of strings); exactly one of them.
+std::optional<field_error> read_filters(const value& obj, const decode_limits& limits,
+                                        std::vector<std::string>& out) {
+    const value* one = find(obj, "topic");
+    const value* many = find(obj, "topics");
+    if ((one == nullptr) == (many == nullptr)) {
+        return field_error{errc::bad_request,
+                           "give either 'topic' (a string) or 'topics' (an array of strings)"};
+    }
+    if (one != nullptr) {
+        if (!one->IsString()) return field_error{errc::bad_request, "'topic' must be a string"};
+        out.emplace_back(one->GetString(), one->GetStringLength());
+        return std::nullopt;
+    }
+    if (!many->IsArray() || many->Empty()) {
+        return field_error{errc::bad_request, "'topics' must be a non-empty array of strings"};
+    }
+    if (many->Size() > limits.max_filters_per_request) {
+        return field_error{errc::too_large, "'topics' has more than " +
+                                                std::to_string(limits.max_filters_per_request) +
+                                                " entries"};
+    }
+    for (const auto& f : many->GetArray()) {
+        if (!f.IsString())
+            return field_error{errc::bad_request, "'topics' must be a non-empty array of strings"};
+        out.emplace_back(f.GetString(), f.GetStringLength());
+    }
+    return std::nullopt;
+}
+
+bool valid_client_id(std::string_view id) {
+    return !id.empty() && id.size() <= max_client_id_bytes &&
+           id.find_first_of("/+#") == std::string_view::npos && is_valid_utf8(id) &&
+           id.find('\0') == std::string_view::npos &&
+           std::none_of(id.begin(), id.end(),
+                        [](char c) { return static_cast<unsigned char>(c) < 0x20; });
+}
+
+// ---- one decoder per frame type ----
+
+std::variant<client_request, field_error> decode_auth(const value& obj, msg_id id) {
+    auth_request r;
+    r.id = std::move(id);
+    std::string device_id;
+    if (auto e = read_string(obj, "clientId", r.client_id)) return *e;
+    if (auto e = read_string(obj, "deviceId", device_id)) return *e;
+    if (!device_id.empty() || find(obj, "deviceId") != nullptr) {
+        if (!r.client_id.empty() && r.client_id != device_id) {
+            return field_error{errc::bad_request,
+                               "'clientId' and 'deviceId' differ; give one of them"};
+        }
+        r.client_id = device_id;
+        r.is_device = true;
+    }
+    if ((find(obj, "clientId") != nullptr || r.is_device) && !valid_client_id(r.client_id)) {
+        return field_error{errc::bad_request,
+                           "a client id must be 1 to 128 characters of UTF-8 "
+                           "without '/', '+', '#' or control characters"};
+    }
+    if (auto e = read_string(obj, "token", r.token)) return *e;
+    if (auto e = read_string(obj, "username", r.username)) return *e;
+    if (auto e = read_string(obj, "password", r.password)) return *e;
+    if (auto e = read_string(obj, "session", r.session)) return *e;
+    if (const value* seq = find(obj, "lastSeq")) {
+        if (!seq->IsUint64())
+            return field_error{errc::bad_request, "'lastSeq' must be a non-negative integer"};
+        r.last_seq = seq->GetUint64();
+    }
+    return client_request{std::move(r)};
+}
+
+std::variant<client_request, field_error> decode_subscribe(const value& obj, msg_id id,
+                                                           const decode_limits& limits) {
+    subscribe_request r;
+    r.id = std::move(id);
+    if (auto e = read_filters(obj, limits, r.filters)) return *e;
+    if (auto e = read_qos(obj, r.qos)) return *e;
+    return client_request{std::move(r)};
+}
+
+std::variant<client_request, field_error> decode_unsubscribe(const value& obj, msg_id id,
+                                                             const decode_limits& limits) {
+    unsubscribe_request r;
+    r.id = std::move(id);
+    if (auto e = read_filters(obj, limits, r.filters)) return *e;
+    return client_request{std::move(r)};
+}
+
+std::variant<client_request, field_error> decode_publish(const value& obj, msg_id id,
+                                                         const decode_limits& limits) {
+    publish_request r;
+    r.id = std::move(id);
+    const value* topic = find(obj, "topic");
+    if (topic == nullptr || !topic->IsString()) {
+        return field_error{errc::bad_request, "'topic' is required and must be a string"};
+    }
+    r.topic.assign(topic->GetString(), topic->GetStringLength());
+    if (auto e = read_qos(obj, r.qos)) return *e;
+    if (auto e = read_bool(obj, "retain", r.retain)) return *e;
+    if (auto e = read_bool(obj, "dup", r.dup)) return *e;
+    if (r.qos > 0 && r.id.empty()) {
+        return field_error{errc::bad_request,
+                           "'msgid' is required for qos 1 and 2 (the ack refers to it)"};
+    }
+    std::string encoding;
+    if (auto e = read_string(obj, "encoding", encoding)) return *e;
+    if (!encoding.empty() && encoding != "base64" && encoding != "utf8") {
+        return field_error{errc::bad_request, "'encoding' must be \"base64\" or \"utf8\""};
+    }
+    if (const value* payload = find(obj, "payload")) {
+        if (encoding == "base64") {
+            if (!payload->IsString()) {
+                return field_error{errc::bad_request, "a base64 'payload' must be a string"};
+            }
+            auto bytes = base64::decode(view(*payload));
+            if (!bytes) return field_error{errc::bad_request, "'payload' is not valid base64"};
+            r.payload = std::move(*bytes);
+        } else if (payload->IsString()) {
+            r.payload.assign(payload->GetString(), payload->GetStringLength());
+        } else {
+            r.payload = compact_json(*payload);
+        }
+    }
+    if (r.payload.size() > limits.max_payload_bytes) {
+        return field_error{errc::too_large, "payload is " + std::to_string(r.payload.size()) +
+                                                " bytes; the limit is " +
+                                                std::to_string(limits.max_payload_bytes)};
+    }
+    return client_request{std::move(r)};
+}
+
+std::variant<client_request, field_error> decode_ack(const value& obj) {
+    const value* v = find(obj, "msgid");
+    ack_request r;
+    if (v != nullptr && v->IsUint64()) {
+        r.delivery_id = v->GetUint64();
+        return client_request{r};
+    }
+    if (v != nullptr && v->IsString()) {
+        // Accept the id as a decimal string too ("17"), as some clients stringify ids.
+        const std::string_view s = view(*v);
+        const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), r.delivery_id);
+        if (ec == std::errc() && end == s.data() + s.size() && !s.empty()) return client_request{r};
+    }
+    return field_error{errc::bad_request,
+                       "an ack needs the numeric 'msgid' of the delivery it acknowledges"};
+}
+
+std::variant<client_request, field_error> decode_device_report(const value& obj, msg_id id,
+                                                               device_report_request::kind what) {
+    device_report_request r;
+    r.what = what;
+    r.id = std::move(id);
+    const value* device = find(obj, "deviceId");
+    if (device == nullptr || !device->IsString() || !valid_client_id(view(*device))) {
+        return field_error{errc::bad_request,
+                           "'deviceId' is required: 1 to 128 characters without '/', '+', '#'"};
+    }
+    r.device_id.assign(device->GetString(), device->GetStringLength());
+    r.frame_json = compact_json(obj);
+    return client_request{std::move(r)};
+}
+
+// ---- encoding helpers ----
+
+void append_json_string(std::string& out, std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    out += '"';
+    std::size_t run = 0;  // start of the current run of bytes that need no escaping
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        out.append(s.data() + run, i - run);
+        run = i + 1;
+        switch (c) {
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            default:
+                out += "\\u00";
+                out += hex[c >> 4];
+                out += hex[c & 15];
+        }
+    }
+    out.append(s.data() + run, s.size() - run);
+    out += '"';
+}
+
+void append_int(std::string& out, std::int64_t v) {
+    std::array<char, 24> buf{};
+    const auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), v);
+    (void)ec;
+    out.append(buf.data(), end);
+}
+
+void append_uint(std::string& out, std::uint64_t v) {
+    std::array<char, 24> buf{};
+    const auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), v);
+    (void)ec;
+    out.append(buf.data(), end);
+}
+
+void append_msgid(std::string& out, const msg_id& id) {
+    if (id.empty()) return;
+    out += ",\"msgid\":";
+    out += id.json;
+}
+
+bool looks_like_json_start(std::string_view s) {
+    for (const char c : s) {
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
+        return std::strchr("{[\"-0123456789tfn", c) != nullptr && c != '\0';
+    }
+    return false;
+}
+
+bool is_json_text(std::string_view s, std::size_t max_depth) {
+    if (!looks_like_json_start(s) || json_nesting_exceeds(s, max_depth)) return false;
+    rj::Reader reader;
+    rj::BaseReaderHandler<> ignore;
+    rj::MemoryStream stream(s.data(), s.size());
+    rj::EncodedInputStream<rj::UTF8<>, rj::MemoryStream> input(stream);
+    return !reader.Parse<parse_flags>(input, ignore).IsError();
+}
+
+}  // namespace
+
+// ---- frame_decoder ----
+
+struct frame_decoder::impl {
+    // The DOM's nodes live in a pool that is reset, not freed, between frames.
+    std::array<char, 16 * 1024> first_chunk{};
+    rj::CrtAllocator base;
+};
+
+frame_decoder::frame_decoder(decode_limits limits)
+    : limits_(limits), impl_(std::make_unique<impl>()) {}
+frame_decoder::~frame_decoder() = default;
+
+std::variant<client_request, decode_failure> frame_decoder::decode(std::string_view text) {
+    if (json_nesting_exceeds(text, limits_.max_depth)) {
+        return decode_failure{errc::too_large,
+                              "JSON nesting is deeper than " + std::to_string(limits_.max_depth),
+                              {}};
+    }
+    pool_allocator pool(impl_->first_chunk.data(), impl_->first_chunk.size(), 64 * 1024,
+                        &impl_->base);
+    document doc(&pool);
+    doc.Parse<parse_flags>(text.data(), text.size());
+    if (doc.HasParseError()) {
+        return decode_failure{errc::bad_request,
+                              std::string("invalid JSON at offset ") +
+                                  std::to_string(doc.GetErrorOffset()) + ": " +
+                                  rj::GetParseError_En(doc.GetParseError()),
+                              {}};
+    }
+    if (!doc.IsObject())
+        return decode_failure{errc::bad_request, "a frame must be a JSON object", {}};
+
+    msg_id id;
+    if (const value* v = find(doc, "msgid")) {
+        if (v->IsString() && v->GetStringLength() <= limits_.max_msgid_bytes &&
+            is_valid_utf8(view(*v))) {
+            id.json.reserve(v->GetStringLength() + 2);
+            append_json_string(id.json, view(*v));
+        } else if (v->IsInt64() || v->IsUint64()) {
+            id.json = compact_json(*v);
+        } else {
+            return decode_failure{errc::bad_request,
+                                  "'msgid' must be a string of at most " +
+                                      std::to_string(limits_.max_msgid_bytes) +
+                                      " bytes or an integer",
+                                  {}};
+        }
+    }
+
+    const value* type = find(doc, "type");
+    if (type == nullptr || !type->IsString()) {
+        return decode_failure{errc::bad_request, "a frame needs a 'type' string", id};
+    }
+    const std::string_view t = view(*type);
+    std::variant<client_request, field_error> result = field_error{errc::internal, {}};
+    if (t == "publish") {
+        result = decode_publish(doc, id, limits_);
+    } else if (t == "subscribe") {
+        result = decode_subscribe(doc, id, limits_);
+    } else if (t == "unsubscribe") {
+        result = decode_unsubscribe(doc, id, limits_);
+    } else if (t == "ack") {
+        result = decode_ack(doc);
+    } else if (t == "ping") {
+        result = client_request{ping_request{id}};
+    } else if (t == "auth") {
+        result = decode_auth(doc, id);
+    } else if (t == "status") {
+        result = decode_device_report(doc, id, device_report_request::kind::status);
+    } else if (t == "event") {
+        result = decode_device_report(doc, id, device_report_request::kind::event);
+    } else {
+        std::string shown(t.substr(0, 64));
+        return decode_failure{errc::unsupported, "unknown frame type '" + shown + "'", id};
+    }
+    if (auto* error = std::get_if<field_error>(&result)) {
+        return decode_failure{error->code, std::move(error->message), std::move(id)};
+    }
+    return std::get<client_request>(std::move(result));
+}
+
+bool json_nesting_exceeds(std::string_view json, std::size_t max_depth) noexcept {
+    std::size_t depth = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < json.size(); ++i) {
+        const char c = json[i];
+        if (in_string) {
+            if (c == '\\') {
+                ++i;  // skip the escaped character
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max_depth) return true;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return false;
+}
+
+bool is_valid_utf8(std::string_view bytes) noexcept {
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+    const auto* const end = p + bytes.size();
+    while (p < end) {
+        if (*p < 0x80) {
+            ++p;
+            continue;
+        }
+        int extra = 0;
+        std::uint32_t cp = 0;
+        if ((*p & 0xE0) == 0xC0) {
+            extra = 1;
+            cp = *p & 0x1Fu;
+        } else if ((*p & 0xF0) == 0xE0) {
+            extra = 2;
+            cp = *p & 0x0Fu;
+        } else if ((*p & 0xF8) == 0xF0) {
+            extra = 3;
+            cp = *p & 0x07u;
+        } else {
+            return false;
+        }
+        if (end - p <= extra) return false;
+        for (int i = 1; i <= extra; ++i) {
+            if ((p[i] & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (p[i] & 0x3Fu);
+        }
+        static constexpr std::uint32_t min_for_length[] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min_for_length[extra] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        p += extra + 1;
+    }
+    return true;
+}
+
+// ---- encoders ----
+
+std::string encode_auth_response(std::string_view client_id, std::string_view session, bool resumed,
+                                 std::int64_t timestamp_ms, const msg_id& id) {
+    std::string out = R"({"type":"auth_response","status":"success","clientId":)";
+    append_json_string(out, client_id);
+    if (!session.empty()) {
+        out += ",\"session\":";
+        append_json_string(out, session);
+        out += resumed ? ",\"resumed\":true" : ",\"resumed\":false";
+    }
+    out += ",\"timestamp\":";
+    append_int(out, timestamp_ms);
+    append_msgid(out, id);
+    out += '}';
+    return out;
+}
+
+std::string encode_suback(const msg_id& id, std::string_view filter, int granted_qos) {
+    std::string out = R"({"type":"suback")";
+    append_msgid(out, id);
+    out += ",\"topic\":";
+    append_json_string(out, filter);
+    out += ",\"qos\":";
+    append_int(out, granted_qos);
+    out += '}';
+    return out;
+}
+
+std::string encode_unsuback(const msg_id& id, std::string_view filter) {
+    std::string out = R"({"type":"unsuback")";
+    append_msgid(out, id);
+    out += ",\"topic\":";
+    append_json_string(out, filter);
+    out += '}';
+    return out;
+}
+
+std::string encode_ack_ok(const msg_id& id) {
+    std::string out = R"({"type":"ack")";
+    append_msgid(out, id);
+    out += R"(,"status":"ok"})";
+    return out;
+}
+
+std::string encode_ack_error(const msg_id& id, errc code, std::string_view message) {
+    std::string out = R"({"type":"ack")";
+    append_msgid(out, id);
+    out += R"(,"status":"error","code":)";
+    append_json_string(out, wire_name(code));
+    out += ",\"message\":";
+    append_json_string(out, message);
+    out += '}';
+    return out;
+}
+
+std::string encode_error(errc code, std::string_view message, const msg_id& id,
+                         std::string_view topic) {
+    std::string out = R"({"type":"error","code":)";
+    append_json_string(out, wire_name(code));
+    out += ",\"message\":";
+    append_json_string(out, message);
+    append_msgid(out, id);
+    if (!topic.empty()) {
+        out += ",\"topic\":";
+        append_json_string(out, topic);
+    }
+    out += '}';
+    return out;
+}
+
+std::string encode_pong(std::int64_t timestamp_ms, const msg_id& id) {
+    std::string out = R"({"type":"pong","timestamp":)";
+    append_int(out, timestamp_ms);
+    append_msgid(out, id);
+    out += '}';
+    return out;
+}
+
+std::string encode_upstream_status(bool up, std::int64_t timestamp_ms) {
+    std::string out = R"({"type":"status","upstream":)";
+    out += up ? "\"up\"" : "\"down\"";
+    out += ",\"timestamp\":";
+    append_int(out, timestamp_ms);
+    out += '}';
+    return out;
+}
+
+// ---- message_body ----
+
+message_body::message_body(std::string_view frame_type, std::string_view topic,
+                           std::string_view payload, bool retain, std::int64_t timestamp_ms,
+                           std::size_t max_embed_depth) {
+    prefix_.reserve(payload.size() + topic.size() + 96);
+    prefix_ += "{\"type\":";
+    append_json_string(prefix_, frame_type);
+    prefix_ += ",\"topic\":";
+    append_json_string(prefix_, topic);
+    prefix_ += ",\"payload\":";
+    if (is_json_text(payload, max_embed_depth)) {
+        prefix_ += payload;
+    } else if (is_valid_utf8(payload)) {
+        append_json_string(prefix_, payload);
+    } else {
+        prefix_ += '"';
+        base64::encode_append(payload, prefix_);
+        prefix_ += R"(","encoding":"base64")";
+    }
+    prefix_ += retain ? ",\"retain\":true" : ",\"retain\":false";
+    prefix_ += ",\"timestamp\":";
+    append_int(prefix_, timestamp_ms);
+}
+
+std::string message_body::finish(const delivery_fields& fields) const {
+    std::string out;
+    out.reserve(prefix_.size() + 64);
+    out += prefix_;
+    out += ",\"qos\":";
+    append_uint(out, fields.qos);
+    if (fields.qos > 0) {
+        out += ",\"msgid\":";
+        append_uint(out, fields.msgid);
+    }
+    if (fields.seq != 0) {
+        out += ",\"seq\":";
+        append_uint(out, fields.seq);
+    }
+    if (fields.dup) out += ",\"dup\":true";
+    out += '}';
+    return out;
+}
+
+}  // namespace mqttws

@@ -1,0 +1,159 @@
+// The wire protocol v1 (docs/protocol.md): JSON text frames ⇄ structs.
+//
+// This is the only file that uses RapidJSON. Decoding turns one client text frame into one of
+// the `*_request` structs, or into a `decode_failure` that says exactly what was wrong (and
+// carries the request's `msgid` when one could be read, so the error can be matched).
+// Encoding renders the bridge's frames; a broker message is rendered once per message by
+// `message_body` and finished per recipient with only the fields that differ.
+//
+// Thread safety: `frame_decoder` keeps scratch buffers and belongs to one thread; the free
+// functions are pure.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace mqttws {
+
+// A client-chosen request id, kept as the JSON text it arrived as (`"s1"` with its quotes, or
+// `17`) so that replies echo it byte for byte. Empty when the request had none.
+struct msg_id {
+    std::string json;
+    bool empty() const { return json.empty(); }
+    bool operator==(const msg_id& other) const { return json == other.json; }
+};
+
+struct auth_request {
+    std::string client_id;   // `clientId`, or `deviceId` (then `is_device` is set)
+    bool is_device = false;  // seed device dialect: auto-subscribe to its control topic
+    std::string token;       // opaque token or JWT
+    std::string username;    // explicit user for a password file; defaults to client_id
+    std::string password;    // defaults to token
+    std::string session;     // resume token from an earlier auth_response
+    std::optional<std::uint64_t> last_seq;  // last `seq` the client saw in that session
+    msg_id id;
+};
+
+struct subscribe_request {
+    std::vector<std::string> filters;  // `topic`, or each of `topics`
+    std::uint8_t qos = 0;
+    msg_id id;
+};
+
+struct unsubscribe_request {
+    std::vector<std::string> filters;
+    msg_id id;
+};
+
+struct publish_request {
+    std::string topic;
+    std::string payload;  // the bytes to publish (already decoded from JSON / base64)
+    std::uint8_t qos = 0;
+    bool retain = false;
+    bool dup = false;  // a resend of an earlier publish with the same msgid
+    msg_id id;
+};
+
+// The client acknowledges a delivery of QoS >= 1 by the numeric `msgid` the bridge gave it.
+struct ack_request {
+    std::uint64_t delivery_id = 0;
+};
+
+struct ping_request {
+    msg_id id;
+};
+
+// Seed device dialect: {"type":"status"|"event","deviceId":…,"data":…}. The whole frame is
+// published (as compact JSON) to <prefix>/<deviceId>/status|event.
+struct device_report_request {
+    enum class kind { status, event };
+    kind what = kind::status;
+    std::string device_id;
+    std::string frame_json;  // compact re-serialisation of the whole frame
+    msg_id id;
+};
+
+using client_request =
+    std::variant<auth_request, subscribe_request, unsubscribe_request, publish_request, ack_request,
+                 ping_request, device_report_request>;
+
+struct decode_failure {
+    errc code = errc::bad_request;
+    std::string message;
+    msg_id id;  // when the frame was an object with a readable msgid
+};
+
+struct decode_limits {
+    std::size_t max_depth = 32;               // JSON nesting; deeper frames are refused unparsed
+    std::size_t max_payload_bytes = 1 << 20;  // decoded publish payload
+    std::size_t max_msgid_bytes = 128;
+    std::size_t max_filters_per_request = 64;
+};
+
+// Decodes client text frames. Reuses its parse buffers between calls.
+class frame_decoder {
+  public:
+    explicit frame_decoder(decode_limits limits = {});
+    ~frame_decoder();
+    frame_decoder(const frame_decoder&) = delete;
+    frame_decoder& operator=(const frame_decoder&) = delete;
+
+    std::variant<client_request, decode_failure> decode(std::string_view text);
+
+  private:
+    struct impl;
+    decode_limits limits_;
+    std::unique_ptr<impl> impl_;
+};
+
+// True when nesting of arrays/objects in `json` goes deeper than `max_depth` (strings are
+// skipped correctly). Cheap pre-check so that hostile input never reaches the parser's stack.
+bool json_nesting_exceeds(std::string_view json, std::size_t max_depth) noexcept;
+
+// True when `bytes` is well-formed UTF-8 (any code point; NUL allowed).
+bool is_valid_utf8(std::string_view bytes) noexcept;
+
+// ---- Encoding: bridge → client frames. Timestamps are milliseconds since the Unix epoch. ----
+
+std::string encode_auth_response(std::string_view client_id, std::string_view session, bool resumed,
+                                 std::int64_t timestamp_ms, const msg_id& id);
+std::string encode_suback(const msg_id& id, std::string_view filter, int granted_qos);
+std::string encode_unsuback(const msg_id& id, std::string_view filter);
+std::string encode_ack_ok(const msg_id& id);
+std::string encode_ack_error(const msg_id& id, errc code, std::string_view message);
+// `topic` is added when the error is about one topic of a multi-topic request.
+std::string encode_error(errc code, std::string_view message, const msg_id& id,
+                         std::string_view topic = {});
+std::string encode_pong(std::int64_t timestamp_ms, const msg_id& id);
+std::string encode_upstream_status(bool up, std::int64_t timestamp_ms);
+
+// What differs per recipient of one broker message.
+struct delivery_fields {
+    std::uint8_t qos = 0;
+    std::uint64_t msgid = 0;  // written when qos >= 1
+    std::uint64_t seq = 0;    // written when non-zero
+    bool dup = false;
+};
+
+// A broker message rendered once: everything of the `message` (or `control`) frame except the
+// per-recipient fields, which `finish()` appends. The payload is embedded as a JSON value when
+// it is JSON text, as a string when it is other UTF-8, and as base64 otherwise.
+class message_body {
+  public:
+    message_body(std::string_view frame_type, std::string_view topic, std::string_view payload,
+                 bool retain, std::int64_t timestamp_ms, std::size_t max_embed_depth = 32);
+    std::string finish(const delivery_fields& fields) const;
+    std::size_t size() const { return prefix_.size(); }
+
+  private:
+    std::string prefix_;  // `{"type":…,"topic":…,"payload":…,"retain":…,"timestamp":…`
+};
+
+}  // namespace mqttws

@@ -1,0 +1,190 @@
+// The bridge's state machine: events in, actions out. No sockets, threads or timers.
+//
+// Events are what happened at the edges — a client connected, sent a text frame, went away;
+// the broker connection came up, went down, delivered a message, confirmed an operation; time
+// passed (`tick`). Each event handler appends the resulting actions to an `action_list` — frames
+// to send, clients to close, SUBSCRIBE/UNSUBSCRIBE/PUBLISH to do upstream — which the app then
+// carries out. So every rule of the protocol is unit-tested as "frames in → actions out".
+//
+// How messages are routed (docs/protocol.md has the user's view):
+// - All clients share ONE upstream MQTT connection. A filter is subscribed upstream when its
+//   first client subscribes and unsubscribed when its last client leaves, at the highest QoS
+//   any of its clients asked for (subscription_registry).
+// - MQTT v5 (the default): each upstream filter carries a subscription identifier. Mosquitto
+//   sends one copy of a message per matching subscription, tagged with its identifier; a copy
+//   goes only to the clients of that filter, and a client holding several matching filters
+//   takes only the copy of its `session::best_match` filter — so it receives each message once.
+//   Subscriptions use retain-as-published, so the bridge sees every change to the broker's
+//   retained store and keeps the retained messages of held topics (retained_store): a client
+//   joining a filter the bridge already holds gets them from there, and the clients already
+//   subscribed are not sent them again, with a single upstream SUBSCRIBE per filter.
+// - MQTT 3.1.1: the broker sends one copy for overlapping subscriptions, untagged, and clears
+//   the retain flag of live messages. Messages are routed by matching the topic against every
+//   held filter (topic_trie). A joining client triggers a repeated SUBSCRIBE so that the broker
+//   replays the retained messages, and a message with the retain flag set goes only to the
+//   clients that caused that replay, until `retained_grace_ms` after the broker's SUBACK.
+//
+// Thread safety: none. One engine per bridge, driven from one thread (the app's io_context).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/actions.hpp"
+#include "core/codec.hpp"
+#include "core/platform.hpp"
+#include "core/retained_store.hpp"
+#include "core/session.hpp"
+#include "core/subscriptions.hpp"
+#include "core/topic.hpp"
+
+namespace mqttws {
+
+struct engine_config {
+    int mqtt_version = 5;  // 3 (3.1.1) or 5: changes routing and retained handling, see above
+    topic::limits topic_limits;
+    decode_limits decode;
+    std::string device_topic_prefix =
+        "devices";  // seed dialect: <prefix>/<id>/status|event|control
+    std::size_t max_subscriptions_per_client = 256;
+    // Publishes of qos >= 1 held while the broker is unreachable, sent when it is back.
+    std::size_t offline_queue_messages = 10000;
+    std::size_t offline_queue_bytes = 16u << 20;
+    std::size_t retained_cache_bytes = 64u << 20;  // MQTT v5 retained_store bound
+    std::int64_t retained_grace_ms = 2000;         // MQTT 3.1.1 replay window after SUBACK
+};
+
+// One message from the broker, copied off the MQTT client's thread.
+struct broker_message {
+    std::string topic;
+    std::string payload;
+    std::uint8_t qos = 0;
+    bool retained = false;
+    std::vector<std::uint32_t> subscription_ids;  // MQTT v5; empty with 3.1.1
+};
+
+struct engine_stats {
+    std::size_t clients = 0;
+    std::size_t filters = 0;  // filters held upstream
+    bool upstream_up = false;
+    std::uint64_t upstream_connects = 0;
+    std::uint64_t messages_in = 0;        // from the broker
+    std::uint64_t deliveries = 0;         // frames sent to clients for those messages
+    std::uint64_t publishes = 0;          // client publishes relayed upstream
+    std::uint64_t publishes_dropped = 0;  // qos 0 publishes dropped while the broker was down
+    std::uint64_t publishes_refused = 0;  // qos >= 1 publishes refused (offline queue full)
+    std::size_t offline_queued = 0;
+    std::size_t retained_cached = 0;
+};
+
+class engine {
+  public:
+    engine(engine_config config, platform& env);
+    ~engine();
+    engine(const engine&) = delete;
+    engine& operator=(const engine&) = delete;
+
+    // ---- client events ----
+    void client_opened(session_id id, std::string remote_address, action_list& out);
+    void client_text(session_id id, std::string_view frame, action_list& out);
+    void client_closed(session_id id, action_list& out);
+
+    // ---- upstream events ----
+    void upstream_connected(bool session_present, action_list& out);
+    void upstream_lost(std::string_view reason, action_list& out);
+    void upstream_message(const broker_message& message, action_list& out);
+    // `granted` is the SUBACK return code: 0..2, or >= 0x80 (or < 0) when refused/failed.
+    void upstream_subscribed(op_id op, int granted, action_list& out);
+    // qos >= 1 publish confirmed (PUBACK / PUBCOMP: no error) or failed.
+    void upstream_published(op_id op, std::optional<errc> error, std::string_view message,
+                            action_list& out);
+
+    // ---- time and lifecycle ----
+    void tick(action_list& out);
+    // Closes every client with 1001 (the bridge is going away).
+    void shutdown(action_list& out);
+
+    engine_stats stats() const;
+    const engine_config& config() const { return config_; }
+
+  private:
+    struct pending_subscribe {
+        std::string filter;
+    };
+    struct pending_publish {
+        session_id owner = 0;
+        msg_id reply_to;  // empty: nobody waits for an ack
+        publish_upstream request;
+    };
+
+    session* find_session(session_id id);
+    void send(session& s, frame_ptr frame, action_list& out);
+    void send(session& s, std::string text, action_list& out) {
+        send(s, make_frame(std::move(text)), out);
+    }
+    void send_error(session& s, errc code, std::string_view message, const msg_id& id,
+                    action_list& out, std::string_view topic = {});
+    void broadcast(const frame_ptr& frame, action_list& out);
+
+    bool ensure_authenticated(session& s, action_list& out);
+    void authenticate(session& s, std::string client_id, bool is_device, action_list& out);
+
+    void handle(session& s, auth_request& r, action_list& out);
+    void handle(session& s, subscribe_request& r, action_list& out);
+    void handle(session& s, unsubscribe_request& r, action_list& out);
+    void handle(session& s, publish_request& r, action_list& out);
+    void handle(session& s, ack_request& r, action_list& out);
+    void handle(session& s, ping_request& r, action_list& out);
+    void handle(session& s, device_report_request& r, action_list& out);
+
+    // Adds `s` to `filter` and does what that needs upstream and for retained messages.
+    void subscribe(session& s, const std::string& filter, std::uint8_t qos,
+                   std::optional<msg_id> reply, action_list& out);
+    void unsubscribe(session& s, const std::string& filter, action_list& out);
+    op_id subscribe_upstream_now(upstream_filter& entry, bool replay_retained, action_list& out);
+    void release_filter(std::string_view filter, std::uint32_t subscription_id, action_list& out);
+    void replay_retained_from_store(session& s, std::string_view filter, std::uint8_t qos,
+                                    action_list& out);
+    void publish(session& s, std::string topic, std::string payload, std::uint8_t qos, bool retain,
+                 const msg_id& reply_to, action_list& out);
+    void publish_now(pending_publish p, action_list& out);
+    void refuse_publish(session& s, std::uint8_t qos, const msg_id& reply_to, errc code,
+                        std::string_view message, action_list& out);
+    // `shared_qos0` caches the qos 0 frame of `body`, built by the first qos 0 recipient.
+    void deliver(session& s, const message_body& body, std::uint8_t qos, frame_ptr& shared_qos0,
+                 action_list& out);
+
+    engine_config config_;
+    platform& env_;
+    frame_decoder decoder_;
+    subscription_registry registry_;
+    retained_store retained_;
+    std::unordered_map<session_id, std::unique_ptr<session>> sessions_;
+    std::unordered_map<std::uint32_t, upstream_filter*> filters_by_subscription_id_;
+    std::unordered_map<op_id, pending_subscribe> pending_subscribes_;
+    std::unordered_map<op_id, pending_publish> pending_publishes_;
+    std::deque<pending_publish> offline_queue_;
+    std::size_t offline_queue_bytes_ = 0;
+    std::vector<std::string> open_replay_windows_;  // MQTT 3.1.1: filters with replay targets
+
+    bool upstream_up_ = false;
+    op_id next_op_ = 1;
+    std::uint32_t next_subscription_id_ = 1;
+    std::uint64_t fanout_serial_ = 0;
+    engine_stats stats_;
+
+    // Scratch for upstream_message, kept to avoid reallocating per message.
+    struct fanout_target {
+        session* who;
+        std::uint8_t qos;
+    };
+    std::vector<fanout_target> targets_;
+    std::vector<upstream_filter*> routed_filters_;
+};
+
+}  // namespace mqttws

@@ -1,0 +1,214 @@
+#include "io/app.hpp"
+
+#include <openssl/rand.h>
+
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <csignal>
+#include <random>
+
+#include "io/log.hpp"
+
+namespace mqttws {
+namespace {
+
+// The real clock and a cryptographic random source (session tokens must not be guessable).
+class system_platform final : public platform {
+  public:
+    std::int64_t steady_ms() const override {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch())
+            .count();
+    }
+    std::int64_t wall_ms() const override {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    }
+    std::string random_hex(std::size_t n) override {
+        std::string bytes(n, '\0');
+        if (RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(n)) != 1) {
+            std::random_device rd;  // OpenSSL's generator failed; still unpredictable enough
+            for (auto& b : bytes)
+                b = static_cast<char>(rd());
+        }
+        static constexpr char hex[] = "0123456789abcdef";
+        std::string out;
+        out.reserve(2 * n);
+        for (const char b : bytes) {
+            out += hex[(static_cast<unsigned char>(b) >> 4) & 15];
+            out += hex[static_cast<unsigned char>(b) & 15];
+        }
+        return out;
+    }
+};
+
+std::string health_json(const engine_stats& s, const std::string& version) {
+    return std::string("{\"status\":\"") + (s.upstream_up ? "ok" : "unavailable") +
+           "\",\"upstream\":\"" + (s.upstream_up ? "connected" : "disconnected") +
+           "\",\"clients\":" + std::to_string(s.clients) +
+           ",\"filters\":" + std::to_string(s.filters) +
+           ",\"upstreamConnects\":" + std::to_string(s.upstream_connects) + ",\"version\":\"" +
+           version + "\"}\n";
+}
+
+}  // namespace
+
+struct app::impl {
+    explicit impl(app_config c)
+        : config(std::move(c)),
+          core(config.engine, env),
+          server(io, config.server,
+                 ws_server::handlers{
+                     [this](session_id id, std::string remote) {
+                         client_opened(id, std::move(remote));
+                     },
+                     [this](session_id id, std::string_view text) {
+                         core.client_text(id, text, actions);
+                         execute();
+                     },
+                     [this](session_id id, const close_info& info) { client_closed(id, info); },
+                     [this](std::string_view path) { return http(path); },
+                 }),
+          signals(io, SIGINT, SIGTERM),
+          ticker(io),
+          shutdown_timer(io) {
+        broker = make_paho_upstream(io, config.upstream, [this](upstream_event&& e) {
+            std::visit([this](auto& event) { on_upstream(event); }, e);
+            execute();
+        });
+    }
+
+    int run() {
+        server.listen();
+        logging::write(log_level::info, "listening",
+                       {{"bind", config.server.bind_address},
+                        {"port", std::to_string(server.local_port())},
+                        {"broker", config.upstream.broker_uri},
+                        {"mqtt", config.engine.mqtt_version >= 5 ? "5" : "3.1.1"},
+                        {"version", config.version}});
+        broker->start();
+        signals.async_wait([this](const std::error_code& ec, int signo) {
+            if (!ec) shutdown(signo);
+        });
+        schedule_tick();
+        io.run();
+        return 0;
+    }
+
+    // ---- edges → engine ----
+
+    void client_opened(session_id id, std::string remote) {
+        logging::write(log_level::debug, "client open",
+                       {{"id", std::to_string(id)}, {"remote", remote}});
+        core.client_opened(id, std::move(remote), actions);
+        execute();
+    }
+
+    void client_closed(session_id id, const close_info& info) {
+        logging::write(log_level::debug, "client close",
+                       {{"id", std::to_string(id)},
+                        {"code", std::to_string(info.code)},
+                        {"by", info.by_peer ? "client" : "bridge"},
+                        {"reason", info.reason}});
+        core.client_closed(id, actions);
+        execute();
+    }
+
+    void on_upstream(upstream_connected_event& e) {
+        core.upstream_connected(e.session_present, actions);
+    }
+    void on_upstream(upstream_lost_event& e) { core.upstream_lost(e.reason, actions); }
+    void on_upstream(broker_message& m) { core.upstream_message(m, actions); }
+    void on_upstream(upstream_subscribed_event& e) {
+        core.upstream_subscribed(e.op, e.granted, actions);
+    }
+    void on_upstream(upstream_published_event& e) {
+        core.upstream_published(e.op, e.error, e.message, actions);
+    }
+
+    http_response http(std::string_view path) {
+        const std::string_view route = path.substr(0, path.find('?'));
+        if (route == "/healthz") {
+            const engine_stats s = core.stats();
+            return {s.upstream_up ? 200 : 503, "application/json", health_json(s, config.version)};
+        }
+        return {404, "application/json",
+                "{\"error\":\"not found\",\"hint\":\"connect with WebSocket on any path, or GET "
+                "/healthz\"}\n"};
+    }
+
+    // ---- engine → edges ----
+
+    void execute() {
+        // Actions are carried out after the engine returned; none of these calls re-enters it.
+        for (auto& a : actions) {
+            std::visit([this](auto& act) { carry_out(act); }, a);
+        }
+        actions.clear();
+    }
+
+    void carry_out(send_text& a) { server.send(a.to, a.frame); }
+    void carry_out(close_client& a) { server.close(a.who, a.code, a.reason); }
+    void carry_out(subscribe_upstream& a) { broker->subscribe(a); }
+    void carry_out(unsubscribe_upstream& a) { broker->unsubscribe(a); }
+    void carry_out(publish_upstream& a) { broker->publish(std::move(a)); }
+    void carry_out(log_line& a) { logging::write(a.level, a.text); }
+
+    // ---- time and shutdown ----
+
+    void schedule_tick() {
+        ticker.expires_after(config.tick);
+        ticker.async_wait([this](const std::error_code& ec) {
+            if (ec || stopping) return;
+            core.tick(actions);
+            execute();
+            schedule_tick();
+        });
+    }
+
+    void shutdown(int signo) {
+        logging::write(log_level::info, "shutting down", {{"signal", std::to_string(signo)}});
+        stopping = true;
+        ticker.cancel();
+        server.stop_listening();
+        core.shutdown(actions);  // close every client with 1001
+        execute();
+        shutdown_deadline = std::chrono::steady_clock::now() + config.shutdown_grace;
+        await_clients_gone();
+    }
+
+    // Waits for the close handshakes (bounded by shutdown_grace), then leaves the broker.
+    void await_clients_gone() {
+        if (server.connection_count() > 0 && std::chrono::steady_clock::now() < shutdown_deadline) {
+            shutdown_timer.expires_after(std::chrono::milliseconds(20));
+            shutdown_timer.async_wait([this](const std::error_code&) { await_clients_gone(); });
+            return;
+        }
+        broker->stop(1000);
+        logging::write(log_level::info, "stopped");
+        io.stop();
+    }
+
+    app_config config;
+    asio::io_context io{1};
+    system_platform env;
+    engine core;
+    ws_server server;
+    std::unique_ptr<mqttws::upstream> broker;
+    asio::signal_set signals;
+    asio::steady_timer ticker;
+    asio::steady_timer shutdown_timer;
+    std::chrono::steady_clock::time_point shutdown_deadline;
+    action_list actions;
+    bool stopping = false;
+};
+
+app::app(app_config config) : impl_(std::make_unique<impl>(std::move(config))) {}
+app::~app() = default;
+int app::run() {
+    return impl_->run();
+}
+
+}  // namespace mqttws

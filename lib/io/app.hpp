@@ -1,0 +1,45 @@
+// The running bridge: wires one io_context, the WebSocket server, the upstream MQTT connection,
+// the engine, a tick timer and the signal handlers, and carries out the engine's actions.
+//
+// Data path: ws_server (frame) → engine → actions → upstream (PUBLISH/SUBSCRIBE), and
+// upstream (message) → engine → actions → ws_server (frames). Nothing else holds state.
+//
+// Thread safety: run() drives everything on the calling thread; Paho's own threads only post
+// into it (see paho_upstream.hpp).
+#pragma once
+
+#include <chrono>
+#include <memory>
+
+#include "core/engine.hpp"
+#include "io/paho_upstream.hpp"
+#include "io/ws_server.hpp"
+
+namespace mqttws {
+
+struct app_config {
+    engine_config engine;
+    upstream_options upstream;
+    ws_server_options server;
+    std::string version = "dev";
+    std::chrono::milliseconds tick{100};             // engine clock resolution
+    std::chrono::milliseconds shutdown_grace{2000};  // for close handshakes on SIGTERM
+};
+
+class app {
+  public:
+    explicit app(app_config config);
+    ~app();
+    app(const app&) = delete;
+    app& operator=(const app&) = delete;
+
+    // Listens, connects upstream, and runs until SIGINT or SIGTERM. Returns the exit code.
+    // Throws std::runtime_error when it cannot start (e.g. the port is taken).
+    int run();
+
+  private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace mqttws

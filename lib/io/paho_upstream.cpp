@@ -1,0 +1,267 @@
+#include "io/paho_upstream.hpp"
+
+#include <mqtt/async_client.h>
+
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+namespace mqttws {
+namespace {
+
+// Operation ids travel through Paho as the token's user context.
+void* to_context(op_id op) {
+    return reinterpret_cast<void*>(static_cast<std::uintptr_t>(op));
+}
+op_id from_context(void* context) {
+    return static_cast<op_id>(reinterpret_cast<std::uintptr_t>(context));
+}
+
+// A failed publish, in the bridge's error codes. Reason codes are MQTT v5 PUBACK/PUBREC ones.
+upstream_published_event publish_failure(op_id op, int return_code, int reason_code) {
+    upstream_published_event e;
+    e.op = op;
+    switch (reason_code) {
+        case 0x87:  // not authorized
+            e.error = errc::forbidden;
+            e.message = "the broker refused the publish: not authorized";
+            return e;
+        case 0x90:  // topic name invalid
+            e.error = errc::bad_request;
+            e.message = "the broker refused the publish: topic name invalid";
+            return e;
+        case 0x95:  // packet too large
+            e.error = errc::too_large;
+            e.message = "the broker refused the publish: packet too large";
+            return e;
+        case 0x97:  // quota exceeded
+            e.error = errc::rate_limited;
+            e.message = "the broker refused the publish: quota exceeded";
+            return e;
+        default:
+            break;
+    }
+    if (reason_code >= 0x80) {
+        e.error = errc::internal;
+        e.message =
+            "the broker refused the publish (reason code " + std::to_string(reason_code) + ")";
+    } else {
+        // No answer from the broker: the connection went away with the publish in flight.
+        e.error = errc::unavailable;
+        e.message = "the broker connection was lost before it confirmed the publish (rc " +
+                    std::to_string(return_code) + ")";
+    }
+    return e;
+}
+
+class paho_upstream final : public upstream {
+  public:
+    paho_upstream(asio::io_context& io, upstream_options options, event_sink sink)
+        : io_(io),
+          options_(std::move(options)),
+          sink_(std::move(sink)),
+          client_(
+              options_.broker_uri, options_.client_id,
+              mqtt::create_options(options_.mqtt_version >= 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1),
+              nullptr),  // nullptr: no file persistence
+          subscribed_(*this),
+          published_(*this),
+          connected_(*this) {
+        client_.set_connected_handler([this](const std::string&) {
+            push(upstream_connected_event{session_present_.load()});
+        });
+        client_.set_connection_lost_handler([this](const std::string& cause) {
+            push(upstream_lost_event{cause.empty() ? "connection lost" : cause});
+        });
+        client_.set_message_callback([this](mqtt::const_message_ptr m) {
+            broker_message copy;
+            copy.topic = m->get_topic();
+            copy.payload = m->get_payload_str();
+            copy.qos = static_cast<std::uint8_t>(m->get_qos());
+            copy.retained = m->is_retained();
+            const auto& props = m->get_properties();
+            const std::size_t ids = props.count(mqtt::property::SUBSCRIPTION_IDENTIFIER);
+            for (std::size_t i = 0; i < ids; ++i) {
+                copy.subscription_ids.push_back(static_cast<std::uint32_t>(
+                    mqtt::get<int>(props, mqtt::property::SUBSCRIPTION_IDENTIFIER, i)));
+            }
+            push(std::move(copy));
+        });
+    }
+
+    ~paho_upstream() override { stop(0); }
+
+    void start() override {
+        mqtt::connect_options_builder builder;
+        builder.keep_alive_interval(options_.keepalive)
+            .connect_timeout(std::chrono::seconds(5))
+            .automatic_reconnect(options_.reconnect_min, options_.reconnect_max);
+        if (!options_.username.empty()) builder.user_name(options_.username);
+        if (!options_.password.empty()) builder.password(options_.password);
+        if (options_.mqtt_version >= 5) {
+            builder.mqtt_version(MQTTVERSION_5).clean_start(!options_.persistent_session);
+            if (options_.persistent_session) {
+                builder.properties({{mqtt::property::SESSION_EXPIRY_INTERVAL,
+                                     static_cast<int>(options_.session_expiry.count())}});
+            }
+        } else {
+            builder.mqtt_version(MQTTVERSION_3_1_1).clean_session(!options_.persistent_session);
+        }
+        try {
+            // Paho's automatic reconnect also retries a broker that is down at start-up.
+            client_.connect(builder.finalize(), nullptr, connected_);
+        } catch (const mqtt::exception& e) {
+            push(upstream_lost_event{std::string("cannot start connecting: ") + e.what()});
+        }
+    }
+
+    void subscribe(const subscribe_upstream& r) override {
+        try {
+            if (options_.mqtt_version >= 5) {
+                mqtt::subscribe_options opts(
+                    mqtt::subscribe_options::SUBSCRIBE_LOCAL,
+                    mqtt::subscribe_options::RETAIN_AS_PUBLISHED,
+                    r.replay_retained ? mqtt::subscribe_options::SEND_RETAINED_ON_SUBSCRIBE
+                                      : mqtt::subscribe_options::SEND_RETAINED_ON_NEW);
+                mqtt::properties props;
+                if (r.subscription_id != 0) {
+                    props.add({mqtt::property::SUBSCRIPTION_IDENTIFIER,
+                               static_cast<int>(r.subscription_id)});
+                }
+                client_.subscribe(r.filter, r.qos, to_context(r.op), subscribed_, opts, props);
+            } else {
+                client_.subscribe(r.filter, r.qos, to_context(r.op), subscribed_);
+            }
+        } catch (const mqtt::exception&) {
+            // Disconnected: the engine subscribes everything again when the connection is back.
+            push(upstream_subscribed_event{r.op, -1});
+        }
+    }
+
+    void unsubscribe(const unsubscribe_upstream& r) override {
+        try {
+            client_.unsubscribe(r.filter);
+        } catch (const mqtt::exception&) {
+            // Disconnected: a clean session forgets the subscription anyway.
+        }
+    }
+
+    void publish(publish_upstream&& r) override {
+        try {
+            if (r.qos == 0) {
+                client_.publish(r.topic, r.payload.data(), r.payload.size(), 0, r.retain);
+            } else {
+                client_.publish(r.topic, r.payload.data(), r.payload.size(), r.qos, r.retain,
+                                to_context(r.op), published_);
+            }
+        } catch (const mqtt::exception& e) {
+            if (r.qos > 0) push(publish_failure(r.op, e.get_return_code(), 0));
+        }
+    }
+
+    void stop(int timeout_ms) override {
+        if (stopped_.exchange(true)) return;
+        try {
+            if (client_.is_connected()) {
+                client_.disconnect(timeout_ms)
+                    ->wait_for(std::chrono::milliseconds(timeout_ms + 500));
+            } else {
+                client_.stop_consuming();
+            }
+        } catch (const mqtt::exception&) {
+            // Already down; nothing to close.
+        }
+        client_.disable_callbacks();
+    }
+
+  private:
+    // Completion of SUBSCRIBE: the granted QoS (or refusal) per the SUBACK.
+    struct subscribe_listener final : mqtt::iaction_listener {
+        explicit subscribe_listener(paho_upstream& parent) : owner(parent) {}
+        void on_success(const mqtt::token& tok) override {
+            const auto codes = tok.get_subscribe_response().get_reason_codes();
+            const int granted = codes.empty() ? -1 : static_cast<int>(codes.front());
+            owner.push(upstream_subscribed_event{from_context(tok.get_user_context()), granted});
+        }
+        void on_failure(const mqtt::token& tok) override {
+            const int reason = static_cast<int>(tok.get_reason_code());
+            owner.push(upstream_subscribed_event{from_context(tok.get_user_context()),
+                                                 reason >= 0x80 ? reason : -1});
+        }
+        paho_upstream& owner;
+    };
+
+    // Completion of a QoS 1/2 PUBLISH: PUBACK / PUBCOMP, or a failure.
+    struct publish_listener final : mqtt::iaction_listener {
+        explicit publish_listener(paho_upstream& parent) : owner(parent) {}
+        void on_success(const mqtt::token& tok) override {
+            owner.push(
+                upstream_published_event{from_context(tok.get_user_context()), std::nullopt, {}});
+        }
+        void on_failure(const mqtt::token& tok) override {
+            owner.push(publish_failure(from_context(tok.get_user_context()), tok.get_return_code(),
+                                       static_cast<int>(tok.get_reason_code())));
+        }
+        paho_upstream& owner;
+    };
+
+    // Only records the CONNACK's session-present flag. Paho C 1.3.12 calls this more than once
+    // per connection, so the connected handler (called once) is what reports the connection.
+    struct connect_listener final : mqtt::iaction_listener {
+        explicit connect_listener(paho_upstream& parent) : owner(parent) {}
+        void on_success(const mqtt::token& tok) override {
+            owner.session_present_ = tok.get_connect_response().is_session_present();
+        }
+        void on_failure(const mqtt::token&) override {}  // automatic reconnect keeps trying
+        paho_upstream& owner;
+    };
+
+    // Any thread: queue the event; the first event of a batch schedules one drain. Called from
+    // the app's thread too (a failed call), in which case the event still arrives later, never
+    // re-entrantly inside the call.
+    void push(upstream_event&& e) {
+        bool first = false;
+        {
+            std::lock_guard<std::mutex> lock(inbox_mutex_);
+            first = inbox_.empty();
+            inbox_.push_back(std::move(e));
+        }
+        if (first) asio::post(io_, [this] { drain(); });
+    }
+
+    void drain() {
+        {
+            std::lock_guard<std::mutex> lock(inbox_mutex_);
+            draining_.swap(inbox_);
+        }
+        for (auto& e : draining_) {
+            if (!stopped_) sink_(std::move(e));
+        }
+        draining_.clear();
+    }
+
+    asio::io_context& io_;
+    upstream_options options_;
+    event_sink sink_;
+    mqtt::async_client client_;
+    subscribe_listener subscribed_;
+    publish_listener published_;
+    connect_listener connected_;
+    std::atomic<bool> session_present_{false};
+    std::atomic<bool> stopped_{false};
+    std::mutex inbox_mutex_;
+    std::vector<upstream_event> inbox_;     // guarded by inbox_mutex_
+    std::vector<upstream_event> draining_;  // app thread only
+};
+
+}  // namespace
+
+std::unique_ptr<upstream> make_paho_upstream(asio::io_context& io, upstream_options options,
+                                             upstream::event_sink sink) {
+    return std::make_unique<paho_upstream>(io, std::move(options), std::move(sink));
+}
+
+}  // namespace mqttws

@@ -1,0 +1,41 @@
+// The upstream connection over Eclipse Paho MQTT C++ (async_client).
+//
+// Paho runs its own threads and calls back on them. Every callback here only copies what it
+// got into an inbox and wakes the app's io_context, which drains the inbox and passes each
+// event to the sink; no bridge state is touched on a Paho thread. Many messages arriving
+// together are drained by one wake-up.
+//
+// Thread safety: public members from the app's thread only (see upstream.hpp).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "io/upstream.hpp"
+
+namespace asio {
+class io_context;
+}
+
+namespace mqttws {
+
+struct upstream_options {
+    std::string broker_uri = "tcp://127.0.0.1:1883";
+    std::string client_id = "mqttws-bridge";
+    std::string username;
+    std::string password;
+    int mqtt_version = 5;
+    // Keep the broker-side session (and QoS >= 1 messages queued in it) across reconnects and
+    // bridge restarts: 3.1.1 clean session off, v5 clean start off + session expiry.
+    bool persistent_session = false;
+    std::chrono::seconds session_expiry{3600};
+    std::chrono::seconds keepalive{30};
+    std::chrono::milliseconds reconnect_min{250};
+    std::chrono::milliseconds reconnect_max{10000};
+};
+
+std::unique_ptr<upstream> make_paho_upstream(asio::io_context& io, upstream_options options,
+                                             upstream::event_sink sink);
+
+}  // namespace mqttws

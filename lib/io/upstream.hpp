@@ -1,0 +1,54 @@
+// The bridge's one MQTT connection to the broker, as the app sees it.
+//
+// The app hands it the engine's upstream actions (subscribe, unsubscribe, publish) and gets
+// back `upstream_event`s, always on the app's thread, which it feeds to the engine. The Paho
+// implementation lives in paho_upstream.cpp; this interface keeps Paho's headers out of the
+// app and lets the app be driven by something else (e.g. a test double).
+//
+// Thread safety: every member function is called from the app's thread; events are delivered
+// on that same thread.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "core/actions.hpp"
+#include "core/engine.hpp"
+
+namespace mqttws {
+
+struct upstream_connected_event {
+    bool session_present = false;
+};
+struct upstream_lost_event {
+    std::string reason;
+};
+struct upstream_subscribed_event {
+    op_id op = 0;
+    int granted = -1;  // SUBACK code: 0..2 granted QoS; >= 0x80 or < 0: refused / failed
+};
+struct upstream_published_event {
+    op_id op = 0;
+    std::optional<errc> error;
+    std::string message;
+};
+using upstream_event = std::variant<upstream_connected_event, upstream_lost_event, broker_message,
+                                    upstream_subscribed_event, upstream_published_event>;
+
+class upstream {
+  public:
+    using event_sink = std::function<void(upstream_event&&)>;
+
+    virtual ~upstream() = default;
+    // Starts connecting (and keeps reconnecting with backoff until stop()).
+    virtual void start() = 0;
+    virtual void subscribe(const subscribe_upstream& request) = 0;
+    virtual void unsubscribe(const unsubscribe_upstream& request) = 0;
+    virtual void publish(publish_upstream&& request) = 0;
+    // Disconnects cleanly, waiting up to `timeout_ms` for in-flight work; no events after it.
+    virtual void stop(int timeout_ms) = 0;
+};
+
+}  // namespace mqttws

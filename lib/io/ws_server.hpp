@@ -1,0 +1,76 @@
+// The WebSocket (and plain HTTP) listener, over websocketpp on standalone Asio.
+//
+// It accepts WebSocket upgrades on any path, gives each connection a `session_id`, and reports
+// opens, text frames and closes to the handlers. Plain HTTP GETs (health checks, metrics) go to
+// `on_http`. `send()` writes an encoded frame; a frame shared by many recipients is framed once
+// and the same buffer is queued on every connection. TCP_NODELAY is set on every socket
+// (websocketpp does not, and Nagle would hold small frames back ~40 ms).
+//
+// websocketpp is included only by ws_server.cpp: each translation unit that includes it costs
+// ~25 s to compile, so this header keeps it out of everything else.
+//
+// Thread safety: all members are used from the io_context's one thread; handlers run there.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/actions.hpp"
+
+namespace asio {
+class io_context;
+}
+
+namespace mqttws {
+
+struct ws_server_options {
+    std::string bind_address = "0.0.0.0";
+    std::uint16_t port = 8080;               // 0: any free port (see local_port())
+    std::size_t max_frame_bytes = 1u << 20;  // larger incoming messages are closed with 1009
+    int listen_backlog = 1024;
+};
+
+struct http_response {
+    int status = 200;
+    std::string content_type = "application/json";
+    std::string body;
+};
+
+struct close_info {
+    std::uint16_t code = 0;  // the close code sent or received (1006: no close frame)
+    std::string reason;
+    bool by_peer = false;  // the client closed (or vanished), not the bridge
+};
+
+class ws_server {
+  public:
+    struct handlers {
+        std::function<void(session_id, std::string remote_address)> on_open;
+        std::function<void(session_id, std::string_view text)> on_text;
+        std::function<void(session_id, const close_info&)> on_close;
+        std::function<http_response(std::string_view path)> on_http;
+    };
+
+    ws_server(asio::io_context& io, ws_server_options options, handlers h);
+    ~ws_server();
+    ws_server(const ws_server&) = delete;
+    ws_server& operator=(const ws_server&) = delete;
+
+    // Binds and starts accepting. Throws std::runtime_error when the address cannot be bound.
+    void listen();
+    void stop_listening();
+    std::uint16_t local_port() const;
+
+    void send(session_id to, const frame_ptr& frame);
+    void close(session_id who, close_code code, std::string_view reason);
+    std::size_t connection_count() const;
+
+  private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace mqttws
