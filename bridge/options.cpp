@@ -32,6 +32,7 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     std::string log_format_name = "text";
     int mqtt_version = out.engine.mqtt_version;
     int reconnect_max_ms = static_cast<int>(out.upstream.reconnect_max.count());
+    int session_expiry_s = static_cast<int>(out.upstream.session_expiry.count());
     bool dump_config = false;
     out.upstream.client_id = default_client_id();
 
@@ -61,6 +62,19 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
                    "Longest wait between broker reconnect attempts")
         ->check(CLI::Range(500, 600000))
         ->group(mqtt);
+    cli.add_flag("--persistent-session", out.engine.persistent_session,
+                 "Keep the broker-side session across reconnects and restarts (QoS 1/2 messages "
+                 "queued meanwhile are delivered)")
+        ->group(mqtt);
+    cli.add_option("--session-expiry", session_expiry_s,
+                   "MQTT 5: how long the broker keeps the persistent session, in seconds")
+        ->check(CLI::Range(1, 4 * 7 * 24 * 3600))
+        ->group(mqtt);
+    cli.add_option("--restart-hold-ms", out.engine.restart_hold_ms,
+                   "After a restart with a persistent session: how long messages the broker had "
+                   "queued are held for clients that subscribe again")
+        ->check(CLI::NonNegativeNumber)
+        ->group(mqtt);
 
     auto* proto = "Protocol";
     cli.add_option("--device-topic-prefix", out.engine.device_topic_prefix,
@@ -83,6 +97,26 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     cli.add_option("--retained-cache-bytes", out.engine.retained_cache_bytes,
                    "Retained messages kept for clients joining a held filter (MQTT 5)")
         ->group(proto);
+
+    auto* delivery = "Delivery";
+    cli.add_option("--resume-window-ms", out.engine.resume_window_ms,
+                   "How long a dropped client's session is kept for it to resume (0: never)")
+        ->check(CLI::NonNegativeNumber)
+        ->group(delivery);
+    cli.add_option("--inflight-window", out.engine.outbox.window,
+                   "QoS 1/2 deliveries a client may have unacknowledged at once")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{65535}))
+        ->group(delivery);
+    cli.add_option("--retry-ms", out.engine.outbox.retry_ms,
+                   "Resend an unacknowledged QoS 1/2 delivery (with dup) after this")
+        ->check(CLI::Range(100, 3600000))
+        ->group(delivery);
+    cli.add_option("--history-messages", out.engine.outbox.history_messages,
+                   "Deliveries kept per session for resuming")
+        ->group(delivery);
+    cli.add_option("--history-bytes", out.engine.outbox.history_bytes,
+                   "Encoded bytes of deliveries kept per session for resuming")
+        ->group(delivery);
 
     auto* ops = "Operations";
     cli.add_option("--log-level", log_level_name, "debug, info, warn or error")
@@ -109,6 +143,8 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     out.engine.mqtt_version = mqtt_version;
     out.upstream.mqtt_version = mqtt_version;
     out.upstream.reconnect_max = std::chrono::milliseconds(reconnect_max_ms);
+    out.upstream.session_expiry = std::chrono::seconds(session_expiry_s);
+    out.upstream.persistent_session = out.engine.persistent_session;
     out.engine.decode.max_payload_bytes = out.server.max_frame_bytes;
     log_level level = log_level::info;
     logging::parse_level(log_level_name, level);

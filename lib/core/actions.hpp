@@ -13,8 +13,8 @@
 
 namespace mqttws {
 
-using session_id = std::uint64_t;  // one WebSocket connection, assigned by the edge
-using op_id = std::uint64_t;       // one upstream operation, assigned by the engine
+using connection_id = std::uint64_t;  // one WebSocket connection, assigned by the edge
+using op_id = std::uint64_t;          // one upstream operation, assigned by the engine
 
 // An encoded frame. A broadcast builds it once and every recipient shares the same bytes, so
 // the edge can frame it once and write it to many sockets.
@@ -25,12 +25,12 @@ inline frame_ptr make_frame(std::string text) {
 }
 
 struct send_text {
-    session_id to = 0;
+    connection_id to = 0;
     frame_ptr frame;
 };
 
 struct close_client {
-    session_id who = 0;
+    connection_id who = 0;
     close_code code = close_code::normal;
     std::string reason;
 };

@@ -140,6 +140,7 @@ std::variant<client_request, field_error> decode_auth(const value& obj, msg_id i
     if (auto e = read_string(obj, "username", r.username)) return *e;
     if (auto e = read_string(obj, "password", r.password)) return *e;
     if (auto e = read_string(obj, "session", r.session)) return *e;
+    if (auto e = read_bool(obj, "resume", r.resume)) return *e;
     if (const value* seq = find(obj, "lastSeq")) {
         if (!seq->IsUint64())
             return field_error{errc::bad_request, "'lastSeq' must be a non-negative integer"};
@@ -457,13 +458,15 @@ bool is_valid_utf8(std::string_view bytes) noexcept {
 // ---- encoders ----
 
 std::string encode_auth_response(std::string_view client_id, std::string_view session, bool resumed,
-                                 std::int64_t timestamp_ms, const msg_id& id) {
+                                 bool session_present, std::int64_t timestamp_ms,
+                                 const msg_id& id) {
     std::string out = R"({"type":"auth_response","status":"success","clientId":)";
     append_json_string(out, client_id);
     if (!session.empty()) {
         out += ",\"session\":";
         append_json_string(out, session);
         out += resumed ? ",\"resumed\":true" : ",\"resumed\":false";
+        out += session_present ? ",\"sessionPresent\":true" : ",\"sessionPresent\":false";
     }
     out += ",\"timestamp\":";
     append_int(out, timestamp_ms);
@@ -546,7 +549,8 @@ std::string encode_upstream_status(bool up, std::int64_t timestamp_ms) {
 
 message_body::message_body(std::string_view frame_type, std::string_view topic,
                            std::string_view payload, bool retain, std::int64_t timestamp_ms,
-                           std::size_t max_embed_depth) {
+                           std::size_t max_embed_depth, bool redelivered)
+    : redelivered_(redelivered) {
     prefix_.reserve(payload.size() + topic.size() + 96);
     prefix_ += "{\"type\":";
     append_json_string(prefix_, frame_type);
@@ -581,9 +585,14 @@ std::string message_body::finish(const delivery_fields& fields) const {
         out += ",\"seq\":";
         append_uint(out, fields.seq);
     }
-    if (fields.dup) out += ",\"dup\":true";
+    if (fields.dup || redelivered_) out += ",\"dup\":true";
     out += '}';
     return out;
+}
+
+const std::shared_ptr<const std::string>& message_body::shared_qos0() const {
+    if (!shared_qos0_) shared_qos0_ = std::make_shared<const std::string>(finish({}));
+    return shared_qos0_;
 }
 
 }  // namespace mqttws

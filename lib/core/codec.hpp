@@ -38,6 +38,7 @@ struct auth_request {
     std::string password;    // defaults to token
     std::string session;     // resume token from an earlier auth_response
     std::optional<std::uint64_t> last_seq;  // last `seq` the client saw in that session
+    bool resume = true;  // false: no session token, no `seq`, nothing kept after a drop
     msg_id id;
 };
 
@@ -122,8 +123,9 @@ bool is_valid_utf8(std::string_view bytes) noexcept;
 
 // ---- Encoding: bridge → client frames. Timestamps are milliseconds since the Unix epoch. ----
 
+// `session` empty: the client opted out of resuming (no session fields are written).
 std::string encode_auth_response(std::string_view client_id, std::string_view session, bool resumed,
-                                 std::int64_t timestamp_ms, const msg_id& id);
+                                 bool session_present, std::int64_t timestamp_ms, const msg_id& id);
 std::string encode_suback(const msg_id& id, std::string_view filter, int granted_qos);
 std::string encode_unsuback(const msg_id& id, std::string_view filter);
 std::string encode_ack_ok(const msg_id& id);
@@ -144,16 +146,22 @@ struct delivery_fields {
 
 // A broker message rendered once: everything of the `message` (or `control`) frame except the
 // per-recipient fields, which `finish()` appends. The payload is embedded as a JSON value when
-// it is JSON text, as a string when it is other UTF-8, and as base64 otherwise.
+// it is JSON text, as a string when it is other UTF-8, and as base64 otherwise. `redelivered`
+// (the broker resent it after a reconnect) makes every rendering carry `"dup":true`.
 class message_body {
   public:
     message_body(std::string_view frame_type, std::string_view topic, std::string_view payload,
-                 bool retain, std::int64_t timestamp_ms, std::size_t max_embed_depth = 32);
+                 bool retain, std::int64_t timestamp_ms, std::size_t max_embed_depth = 32,
+                 bool redelivered = false);
     std::string finish(const delivery_fields& fields) const;
+    // The frame for recipients with nothing of their own (qos 0, no seq), built once, shared.
+    const std::shared_ptr<const std::string>& shared_qos0() const;
     std::size_t size() const { return prefix_.size(); }
 
   private:
     std::string prefix_;  // `{"type":…,"topic":…,"payload":…,"retain":…,"timestamp":…`
+    bool redelivered_ = false;
+    mutable std::shared_ptr<const std::string> shared_qos0_;
 };
 
 }  // namespace mqttws

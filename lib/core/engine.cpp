@@ -7,6 +7,7 @@ namespace mqttws {
 namespace {
 
 constexpr std::int64_t forever = std::numeric_limits<std::int64_t>::max();
+constexpr int max_publish_attempts = 3;
 
 bool refused_code(int granted) {
     return granted < 0 || granted >= 0x80;
@@ -24,14 +25,20 @@ engine::~engine() = default;
 
 // ---------------------------------------------------------------- helpers
 
-session* engine::find_session(session_id id) {
-    const auto it = sessions_.find(id);
+session* engine::find_session(connection_id id) {
+    const auto it = connections_.find(id);
+    return it == connections_.end() ? nullptr : it->second;
+}
+
+session* engine::find_session_by_key(std::uint64_t key) {
+    const auto it = sessions_.find(key);
     return it == sessions_.end() ? nullptr : it->second.get();
 }
 
 void engine::send(session& s, frame_ptr frame, action_list& out) {
+    if (s.connection() == 0) return;  // detached: nothing reaches it until a resume
     ++s.counters().frames_out;
-    out.push_back(send_text{s.id(), std::move(frame)});
+    out.push_back(send_text{s.connection(), std::move(frame)});
 }
 
 void engine::send_error(session& s, errc code, std::string_view message, const msg_id& id,
@@ -41,18 +48,22 @@ void engine::send_error(session& s, errc code, std::string_view message, const m
 }
 
 void engine::broadcast(const frame_ptr& frame, action_list& out) {
-    for (auto& [id, s] : sessions_) {
+    for (auto& [id, s] : connections_) {
         if (s->authenticated()) send(*s, frame, out);
     }
 }
 
-// ---------------------------------------------------------------- client events
+// ---------------------------------------------------------------- connection events
 
-void engine::client_opened(session_id id, std::string remote_address, action_list& /*out*/) {
-    sessions_.emplace(id, std::make_unique<session>(id, std::move(remote_address)));
+void engine::client_opened(connection_id id, std::string remote_address, action_list& /*out*/) {
+    const std::uint64_t key = next_session_key_++;
+    auto s = std::make_unique<session>(key, std::move(remote_address), config_.outbox);
+    s->attach(id);
+    connections_[id] = s.get();
+    sessions_.emplace(key, std::move(s));
 }
 
-void engine::client_text(session_id id, std::string_view frame, action_list& out) {
+void engine::client_text(connection_id id, std::string_view frame, action_list& out) {
     session* s = find_session(id);
     if (s == nullptr) return;
     ++s->counters().frames_in;
@@ -66,17 +77,28 @@ void engine::client_text(session_id id, std::string_view frame, action_list& out
     std::visit([&](auto& r) { handle(*s, r, out); }, request);
 }
 
-void engine::client_closed(session_id id, action_list& out) {
-    const auto it = sessions_.find(id);
-    if (it == sessions_.end()) return;
+void engine::client_closed(connection_id id, bool clean, action_list& out) {
+    const auto it = connections_.find(id);
+    if (it == connections_.end()) return;  // e.g. a connection whose session was taken over
     session& s = *it->second;
+    connections_.erase(it);
+    if (clean || !s.authenticated() || !s.resumable() || config_.resume_window_ms <= 0) {
+        end_session(s, out);
+    } else {
+        s.detach(env_.steady_ms() + config_.resume_window_ms);
+    }
+}
+
+void engine::end_session(session& s, action_list& out) {
     std::vector<std::string> filters;
     filters.reserve(s.subscriptions().size());
     for (const auto& entry : s.subscriptions())
         filters.push_back(entry.first);
     for (const auto& f : filters)
         unsubscribe(s, f, out);
-    sessions_.erase(it);
+    if (s.resumable()) tokens_.erase(s.token());
+    if (s.connection() != 0) connections_.erase(s.connection());
+    sessions_.erase(s.key());
 }
 
 // ---------------------------------------------------------------- authentication
@@ -102,12 +124,54 @@ void engine::handle(session& s, auth_request& r, action_list& out) {
                    out);
         return;
     }
+    if (!r.session.empty()) {
+        const auto it = tokens_.find(r.session);
+        if (it != tokens_.end() && it->second != &s &&
+            (r.client_id.empty() || r.client_id == it->second->client_id())) {
+            resume(s, *it->second, r, out);
+            return;
+        }
+        // Unknown or expired: a new session (the answer says sessionPresent:false).
+    }
+    std::string id = r.client_id.empty() ? "anon-" + env_.random_hex(6) : r.client_id;
+    if (r.resume && config_.resume_window_ms > 0) {
+        s.set_token(env_.random_hex(16));
+        tokens_[s.token()] = &s;
+    }
     // The response goes first: frames caused by authenticating (a device's retained control
     // message, the upstream status) follow it.
-    std::string id = r.client_id.empty() ? "anon-" + env_.random_hex(6) : r.client_id;
-    send(s, encode_auth_response(id, {}, false, env_.wall_ms(), r.id), out);
+    send(s, encode_auth_response(id, s.token(), false, false, env_.wall_ms(), r.id), out);
     authenticate(s, std::move(id), r.is_device, out);
     if (!upstream_up_) send(s, encode_upstream_status(false, env_.wall_ms()), out);
+}
+
+void engine::resume(session& fresh, session& old, const auth_request& r, action_list& out) {
+    const connection_id conn = fresh.connection();
+    connections_.erase(conn);
+    sessions_.erase(fresh.key());  // it had only just been opened: nothing to keep
+    if (old.connection() != 0) {
+        // A half-open connection still holds the session: the new one takes over.
+        out.push_back(close_client{old.connection(), close_code::session_taken_over,
+                                   "Session taken over by a new connection"});
+        connections_.erase(old.connection());
+    }
+    old.attach(conn);
+    connections_[conn] = &old;
+    ++stats_.resumes;
+
+    const bool resumed = r.last_seq && old.deliveries().can_resume_from(*r.last_seq);
+    if (!resumed) ++stats_.resumes_with_gap;
+    send(old,
+         encode_auth_response(old.client_id(), old.token(), resumed, true, env_.wall_ms(), r.id),
+         out);
+    old.deliveries().reconnect(resumed ? r.last_seq : std::nullopt, env_.steady_ms(),
+                               sender(old, out));
+    if (!resumed) {
+        // Something may be lost: give the client the current state of its topics again.
+        for (const auto& [filter, sub] : old.subscriptions())
+            send_retained(old, filter, sub.qos, out);
+    }
+    if (!upstream_up_) send(old, encode_upstream_status(false, env_.wall_ms()), out);
 }
 
 // ---------------------------------------------------------------- subscribe / unsubscribe
@@ -148,8 +212,10 @@ void engine::subscribe(session& s, const std::string& filter, std::uint8_t qos,
     const auto added = registry_.add(filter, &s, qos);
     upstream_filter& entry = *added.entry;
     const bool v5 = config_.mqtt_version >= 5;
+    if (parked_until_ms_ != 0) deliver_parked(s, filter, qos, out);
 
     if (added.is_first) {
+        released_while_down_.erase(filter);
         if (v5) {
             entry.subscription_id = next_subscription_id_++;
             filters_by_subscription_id_[entry.subscription_id] = &entry;
@@ -179,7 +245,7 @@ void engine::subscribe(session& s, const std::string& filter, std::uint8_t qos,
     }
     // A confirmed filter's retained messages are all in the store; an unconfirmed one's are
     // still to come from the broker, and reach this client through normal routing.
-    if (entry.confirmed) replay_retained_from_store(s, filter, qos, out);
+    if (entry.confirmed) send_retained(s, filter, qos, out);
     if (sub.waiting_op == 0 && entry.confirmed && sub.pending_suback) {
         send(s, encode_suback(*sub.pending_suback, filter, std::min<int>(qos, entry.granted_qos)),
              out);
@@ -201,15 +267,27 @@ op_id engine::subscribe_upstream_now(upstream_filter& entry, bool replay_retaine
     return op;
 }
 
-void engine::replay_retained_from_store(session& s, std::string_view filter, std::uint8_t qos,
-                                        action_list& out) {
+void engine::send_retained(session& s, const std::string& filter, std::uint8_t qos,
+                           action_list& out) {
+    upstream_filter* entry = registry_.find(filter);
+    if (entry == nullptr) return;
+    if (config_.mqtt_version < 5) {
+        // No store with 3.1.1: ask the broker to replay, routed to this client only.
+        if (std::find(entry->replay_targets.begin(), entry->replay_targets.end(), &s) ==
+            entry->replay_targets.end()) {
+            entry->replay_targets.push_back(&s);
+        }
+        if (upstream_up_) subscribe_upstream_now(*entry, true, out);
+        return;
+    }
+    if (!entry->confirmed) return;  // the broker's replay is still to come
     const std::int64_t now = env_.wall_ms();
     retained_.for_each_matching(filter, [&](const retained_message& m) {
         const bool control = s.is_device() && m.topic == s.control_topic();
-        const message_body body(control ? "control" : "message", m.topic, m.payload, true, now,
-                                config_.decode.max_depth);
-        frame_ptr unused;
-        deliver(s, body, std::min(qos, m.qos), unused, out);
+        auto body =
+            std::make_shared<const message_body>(control ? "control" : "message", m.topic,
+                                                 m.payload, true, now, config_.decode.max_depth);
+        deliver(s, body, std::min(qos, m.qos), out);
     });
 }
 
@@ -280,7 +358,11 @@ void engine::unsubscribe(session& s, const std::string& filter, action_list& out
 void engine::release_filter(std::string_view filter, std::uint32_t subscription_id,
                             action_list& out) {
     if (subscription_id != 0) filters_by_subscription_id_.erase(subscription_id);
-    if (upstream_up_) out.push_back(unsubscribe_upstream{next_op_++, std::string(filter)});
+    if (upstream_up_) {
+        out.push_back(unsubscribe_upstream{next_op_++, std::string(filter)});
+    } else if (config_.persistent_session) {
+        released_while_down_.emplace(filter);  // the broker still holds it
+    }
     if (config_.mqtt_version >= 5) {
         retained_.evict_under(filter, [&](const std::string& topic) {
             bool held = false;
@@ -297,6 +379,22 @@ void engine::handle(session& s, publish_request& r, action_list& out) {
         refuse_publish(s, r.qos, r.id, problem->too_large ? errc::too_large : errc::bad_request,
                        problem->message, out);
         return;
+    }
+    if (r.qos == 2) {
+        // Exactly once: a resend of a QoS 2 publish (same msgid) is answered, not published again.
+        if (publish_memory* m = s.recall_publish(r.id.json)) {
+            if (m->pending) {
+                ++m->extra_acks;
+                ++stats_.publish_duplicates;
+                return;
+            }
+            if (r.dup) {
+                ++stats_.publish_duplicates;
+                answer_publish(s, r.id, m->error, m->message, out);
+                return;
+            }
+        }
+        s.remember_publish(r.id.json);  // pending until the broker's PUBCOMP
     }
     publish(s, std::move(r.topic), std::move(r.payload), r.qos, r.retain, r.id, out);
 }
@@ -315,11 +413,27 @@ void engine::handle(session& s, device_report_request& r, action_list& out) {
     publish(s, std::move(topic), std::move(r.frame_json), 1, status, r.id, out);
 }
 
+void engine::answer_publish(session& s, const msg_id& reply_to, std::optional<errc> error,
+                            std::string_view message, action_list& out) {
+    if (error) {
+        ++s.counters().errors;
+        send(s, encode_ack_error(reply_to, *error, message), out);
+    } else {
+        send(s, encode_ack_ok(reply_to), out);
+    }
+}
+
 void engine::refuse_publish(session& s, std::uint8_t qos, const msg_id& reply_to, errc code,
                             std::string_view message, action_list& out) {
+    if (qos == 2 && !reply_to.empty()) {
+        if (publish_memory* m = s.recall_publish(reply_to.json)) {
+            m->pending = false;
+            m->error = code;
+            m->message = std::string(message);
+        }
+    }
     if (qos > 0 && !reply_to.empty()) {
-        ++s.counters().errors;
-        send(s, encode_ack_error(reply_to, code, message), out);
+        answer_publish(s, reply_to, code, message, out);
     } else {
         send_error(s, code, message, reply_to, out);
     }
@@ -328,8 +442,8 @@ void engine::refuse_publish(session& s, std::uint8_t qos, const msg_id& reply_to
 void engine::publish(session& s, std::string topic, std::string payload, std::uint8_t qos,
                      bool retain, const msg_id& reply_to, action_list& out) {
     ++s.counters().publishes;
-    pending_publish p{s.id(), reply_to,
-                      publish_upstream{0, std::move(topic), std::move(payload), qos, retain}};
+    pending_publish p{s.key(), reply_to,
+                      publish_upstream{0, std::move(topic), std::move(payload), qos, retain}, 0};
     if (upstream_up_) {
         publish_now(std::move(p), out);
         return;
@@ -351,12 +465,21 @@ void engine::publish(session& s, std::string topic, std::string payload, std::ui
                        "the broker is unreachable and the bridge's offline queue is full", out);
         return;
     }
-    offline_queue_bytes_ += bytes;
-    offline_queue_.push_back(std::move(p));
+    queue_offline(std::move(p), false);
+}
+
+void engine::queue_offline(pending_publish p, bool front) {
+    offline_queue_bytes_ += p.request.topic.size() + p.request.payload.size();
+    if (front) {
+        offline_queue_.push_front(std::move(p));
+    } else {
+        offline_queue_.push_back(std::move(p));
+    }
 }
 
 void engine::publish_now(pending_publish p, action_list& out) {
     p.request.op = next_op_++;
+    ++p.attempts;
     ++stats_.publishes;
     if (p.request.qos == 0) {
         out.push_back(std::move(p.request));
@@ -371,22 +494,36 @@ void engine::upstream_published(op_id op, std::optional<errc> error, std::string
                                 action_list& out) {
     const auto it = pending_publishes_.find(op);
     if (it == pending_publishes_.end()) return;
-    const pending_publish p = std::move(it->second);
+    pending_publish p = std::move(it->second);
     pending_publishes_.erase(it);
-    session* s = find_session(p.owner);
-    if (s == nullptr || p.reply_to.empty()) return;
-    if (error) {
-        ++s->counters().errors;
-        send(*s, encode_ack_error(p.reply_to, *error, message), out);
-    } else {
-        send(*s, encode_ack_ok(p.reply_to), out);
+    if (error == errc::unavailable && p.attempts < max_publish_attempts) {
+        // The connection went away before the broker confirmed: send it again. (For QoS 2 this
+        // can publish twice if the broker did receive it; a persistent session avoids that.)
+        if (upstream_up_) {
+            publish_now(std::move(p), out);
+        } else {
+            queue_offline(std::move(p), true);
+        }
+        return;
     }
+    session* s = find_session_by_key(p.owner);
+    if (s == nullptr || p.reply_to.empty()) return;
+    if (p.request.qos == 2) {
+        if (publish_memory* m = s->recall_publish(p.reply_to.json)) {
+            m->pending = false;
+            m->error = error;
+            m->message = std::string(message);
+            for (; m->extra_acks > 0; --m->extra_acks)
+                answer_publish(*s, p.reply_to, error, message, out);
+        }
+    }
+    answer_publish(*s, p.reply_to, error, message, out);
 }
 
 // ---------------------------------------------------------------- other requests
 
-void engine::handle(session& /*s*/, ack_request& /*r*/, action_list& /*out*/) {
-    // Acks of qos >= 1 deliveries: nothing to release yet (no in-flight window).
+void engine::handle(session& s, ack_request& r, action_list& out) {
+    s.deliveries().ack(r.delivery_id, env_.steady_ms(), sender(s, out));
 }
 
 void engine::handle(session& s, ping_request& r, action_list& out) {
@@ -442,55 +579,87 @@ void engine::upstream_message(const broker_message& m, action_list& out) {
         }
     }
     if (config_.mqtt_version >= 5 && m.retained) retained_.put(m.topic, m.payload, m.qos);
-    if (targets_.empty()) return;
 
     const std::int64_t timestamp = env_.wall_ms();
-    const message_body body("message", m.topic, m.payload, m.retained, timestamp,
-                            config_.decode.max_depth);
-    std::optional<message_body> control_body;
-    frame_ptr shared_frame, shared_control_frame;
+    auto body =
+        std::make_shared<const message_body>("message", m.topic, m.payload, m.retained, timestamp,
+                                             config_.decode.max_depth, m.duplicate);
+    if (routed_filters_.empty() && parked_until_ms_ != 0 && m.qos > 0 && !m.retained &&
+        parked_.size() < config_.restart_hold_messages) {
+        // Queued by the broker for a filter of the bridge's previous run: hold it for the
+        // clients that subscribe again shortly (see restart_hold_ms).
+        parked_.push_back(parked_message{body, m.topic, m.qos});
+        return;
+    }
+    std::shared_ptr<const message_body> control_body;
     for (const auto& t : targets_) {
         if (t.who->is_device() && m.topic == t.who->control_topic()) {
-            if (!control_body)
-                control_body.emplace("control", m.topic, m.payload, m.retained, timestamp,
-                                     config_.decode.max_depth);
-            deliver(*t.who, *control_body, t.qos, shared_control_frame, out);
+            if (!control_body) {
+                control_body = std::make_shared<const message_body>(
+                    "control", m.topic, m.payload, m.retained, timestamp, config_.decode.max_depth,
+                    m.duplicate);
+            }
+            deliver(*t.who, control_body, t.qos, out);
         } else {
-            deliver(*t.who, body, t.qos, shared_frame, out);
+            deliver(*t.who, body, t.qos, out);
         }
     }
 }
 
-void engine::deliver(session& s, const message_body& body, std::uint8_t qos, frame_ptr& shared_qos0,
+void engine::deliver_parked(session& s, std::string_view filter, std::uint8_t qos,
+                            action_list& out) {
+    for (const auto& p : parked_) {
+        if (topic::matches(filter, p.topic)) deliver(s, p.body, std::min(qos, p.qos), out);
+    }
+}
+
+void engine::deliver(session& s, const std::shared_ptr<const message_body>& body, std::uint8_t qos,
                      action_list& out) {
     ++stats_.deliveries;
     ++s.counters().messages_delivered;
-    if (qos == 0) {
-        // Every qos 0 recipient gets the same bytes: encode once, share the frame.
-        if (!shared_qos0) shared_qos0 = make_frame(body.finish({}));
-        send(s, shared_qos0, out);
+    s.deliveries().push(body, qos, env_.steady_ms(), sender(s, out));
+}
+
+void engine::send_delivery(session& s, const delivery& d, bool dup, action_list& out) {
+    if (dup) ++stats_.redeliveries;
+    if (d.qos == 0 && !s.resumable()) {
+        // Nothing of its own in the frame: every such recipient shares one encoding.
+        send(s, d.body->shared_qos0(), out);
         return;
     }
     delivery_fields fields;
-    fields.qos = qos;
-    fields.msgid = s.next_delivery_id();
-    send(s, make_frame(body.finish(fields)), out);
+    fields.qos = d.qos;
+    fields.msgid = d.msgid;
+    fields.seq = s.resumable() ? d.seq : 0;
+    fields.dup = dup;
+    send(s, make_frame(d.body->finish(fields)), out);
 }
 
 // ---------------------------------------------------------------- upstream state
 
-void engine::upstream_connected(bool /*session_present*/, action_list& out) {
+void engine::upstream_connected(bool session_present, action_list& out) {
     upstream_up_ = true;
     ++stats_.upstream_connects;
-    out.push_back(log_line{log_level::info, "upstream connected; subscribing " +
+    const bool kept = session_present && config_.persistent_session;
+    if (kept && !connected_before_) {
+        // A restart: the broker may hold messages for filters nobody has asked for yet.
+        parked_until_ms_ = env_.steady_ms() + config_.restart_hold_ms;
+    }
+    connected_before_ = true;
+    out.push_back(log_line{log_level::info, std::string("upstream connected (") +
+                                                (kept ? "session kept" : "new session") + "), " +
                                                 std::to_string(registry_.filter_count()) +
-                                                " filters"});
-    // A clean session: the broker knows none of our filters. Subscribe all of them again; the
-    // broker replays their retained messages to every client (as it would to direct clients
-    // reconnecting), which also refills the retained store.
-    retained_.clear();
+                                                " filters held"});
+    if (!kept) {
+        // The broker knows none of our filters. Subscribe all of them again; the broker replays
+        // their retained messages to every client (as it would to direct clients reconnecting),
+        // which also refills the retained store.
+        retained_.clear();
+        released_while_down_.clear();
+    }
     const bool v5 = config_.mqtt_version >= 5;
     registry_.for_each([&](upstream_filter& entry) {
+        if (kept && entry.confirmed) return;  // the broker still has it
         entry.confirmed = false;
         if (!v5) {
             entry.replay_targets.clear();
@@ -504,6 +673,9 @@ void engine::upstream_connected(bool /*session_present*/, action_list& out) {
                 it->second.waiting_op = op;
         }
     });
+    for (const auto& filter : released_while_down_)
+        out.push_back(unsubscribe_upstream{next_op_++, filter});
+    released_while_down_.clear();
     while (!offline_queue_.empty()) {
         pending_publish p = std::move(offline_queue_.front());
         offline_queue_.pop_front();
@@ -517,9 +689,10 @@ void engine::upstream_lost(std::string_view reason, action_list& out) {
     if (!upstream_up_) return;
     upstream_up_ = false;
     out.push_back(log_line{log_level::warn, "upstream connection lost: " + std::string(reason)});
-    pending_subscribes_.clear();  // upstream_connected() subscribes everything again
-    registry_.for_each([](upstream_filter& entry) {
-        entry.confirmed = false;
+    pending_subscribes_.clear();  // upstream_connected() subscribes again what is needed
+    const bool keep = config_.persistent_session;
+    registry_.for_each([keep](upstream_filter& entry) {
+        if (!keep) entry.confirmed = false;
         entry.replay_targets.clear();
         entry.replay_until_ms = 0;
     });
@@ -527,8 +700,26 @@ void engine::upstream_lost(std::string_view reason, action_list& out) {
     broadcast(make_frame(encode_upstream_status(false, env_.wall_ms())), out);
 }
 
-void engine::tick(action_list& /*out*/) {
+void engine::tick(action_list& out) {
     const std::int64_t now = env_.steady_ms();
+
+    // Sessions: resend unacknowledged deliveries; end the ones nobody resumed in time.
+    std::vector<session*> expired;
+    for (auto& [key, s] : sessions_) {
+        if (s->connection() == 0) {
+            if (s->detached_until_ms() <= now) expired.push_back(s.get());
+        } else if (s->deliveries().inflight() > 0) {
+            s->deliveries().resend_due(now, sender(*s, out));
+        }
+    }
+    for (session* s : expired)
+        end_session(*s, out);
+
+    if (parked_until_ms_ != 0 && parked_until_ms_ <= now) {
+        parked_.clear();
+        parked_until_ms_ = 0;
+    }
+
     auto& windows = open_replay_windows_;
     windows.erase(std::remove_if(windows.begin(), windows.end(),
                                  [&](const std::string& filter) {
@@ -543,18 +734,20 @@ void engine::tick(action_list& /*out*/) {
 }
 
 void engine::shutdown(action_list& out) {
-    for (auto& [id, s] : sessions_) {
+    for (auto& [id, s] : connections_) {
         out.push_back(close_client{id, close_code::going_away, "Bridge shutting down"});
     }
 }
 
 engine_stats engine::stats() const {
     engine_stats s = stats_;
-    s.clients = sessions_.size();
+    s.connections = connections_.size();
+    s.sessions = sessions_.size();
     s.filters = registry_.filter_count();
     s.upstream_up = upstream_up_;
     s.offline_queued = offline_queue_.size();
     s.retained_cached = retained_.size();
+    s.parked = parked_.size();
     return s;
 }
 

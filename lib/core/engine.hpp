@@ -1,10 +1,15 @@
 // The bridge's state machine: events in, actions out. No sockets, threads or timers.
 //
-// Events are what happened at the edges — a client connected, sent a text frame, went away;
+// Events are what happened at the edges — a connection opened, sent a text frame, went away;
 // the broker connection came up, went down, delivered a message, confirmed an operation; time
 // passed (`tick`). Each event handler appends the resulting actions to an `action_list` — frames
-// to send, clients to close, SUBSCRIBE/UNSUBSCRIBE/PUBLISH to do upstream — which the app then
-// carries out. So every rule of the protocol is unit-tested as "frames in → actions out".
+// to send, connections to close, SUBSCRIBE/UNSUBSCRIBE/PUBLISH to do upstream — which the app
+// then carries out. So every rule of the protocol is unit-tested as "frames in → actions out".
+//
+// Connections and sessions: each connection gets a session; a session outlives its connection
+// when the connection drops without a clean close (code 1000, or none), for `resume_window_ms`,
+// keeping its subscriptions and recording what they match. A client that authenticates with the
+// session's token takes it over and is sent everything after the `lastSeq` it names (outbox).
 //
 // How messages are routed (docs/protocol.md has the user's view):
 // - All clients share ONE upstream MQTT connection. A filter is subscribed upstream when its
@@ -33,10 +38,12 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/actions.hpp"
 #include "core/codec.hpp"
+#include "core/outbox.hpp"
 #include "core/platform.hpp"
 #include "core/retained_store.hpp"
 #include "core/session.hpp"
@@ -57,6 +64,16 @@ struct engine_config {
     std::size_t offline_queue_bytes = 16u << 20;
     std::size_t retained_cache_bytes = 64u << 20;  // MQTT v5 retained_store bound
     std::int64_t retained_grace_ms = 2000;         // MQTT 3.1.1 replay window after SUBACK
+    // How long a dropped client's session is kept for it to resume (0: never kept).
+    std::int64_t resume_window_ms = 120000;
+    outbox_limits outbox;  // in-flight window, retry time, resume history, per session
+    // The broker keeps the bridge's session across disconnects (see upstream_options):
+    // subscriptions it already holds are not repeated after a reconnect.
+    bool persistent_session = false;
+    // After start-up with a persistent session, messages the broker had queued for filters no
+    // client holds yet are kept this long and given to clients that subscribe to them.
+    std::int64_t restart_hold_ms = 30000;
+    std::size_t restart_hold_messages = 100000;
 };
 
 // One message from the broker, copied off the MQTT client's thread.
@@ -65,21 +82,28 @@ struct broker_message {
     std::string payload;
     std::uint8_t qos = 0;
     bool retained = false;
+    bool duplicate = false;  // the broker sent it again after a reconnect (MQTT DUP flag)
     std::vector<std::uint32_t> subscription_ids;  // MQTT v5; empty with 3.1.1
 };
 
 struct engine_stats {
-    std::size_t clients = 0;
-    std::size_t filters = 0;  // filters held upstream
+    std::size_t connections = 0;
+    std::size_t sessions = 0;  // including detached ones waiting for a resume
+    std::size_t filters = 0;   // filters held upstream
     bool upstream_up = false;
     std::uint64_t upstream_connects = 0;
-    std::uint64_t messages_in = 0;        // from the broker
-    std::uint64_t deliveries = 0;         // frames sent to clients for those messages
-    std::uint64_t publishes = 0;          // client publishes relayed upstream
-    std::uint64_t publishes_dropped = 0;  // qos 0 publishes dropped while the broker was down
-    std::uint64_t publishes_refused = 0;  // qos >= 1 publishes refused (offline queue full)
+    std::uint64_t messages_in = 0;         // from the broker
+    std::uint64_t deliveries = 0;          // deliveries to clients for those messages
+    std::uint64_t redeliveries = 0;        // QoS >= 1 deliveries resent for want of an ack
+    std::uint64_t publishes = 0;           // client publishes relayed upstream
+    std::uint64_t publishes_dropped = 0;   // qos 0 publishes dropped while the broker was down
+    std::uint64_t publishes_refused = 0;   // qos >= 1 publishes refused (offline queue full)
+    std::uint64_t publish_duplicates = 0;  // QoS 2 resends answered without publishing again
+    std::uint64_t resumes = 0;             // sessions taken over by a new connection
+    std::uint64_t resumes_with_gap = 0;    // ...that could not replay everything (resumed:false)
     std::size_t offline_queued = 0;
     std::size_t retained_cached = 0;
+    std::size_t parked = 0;
 };
 
 class engine {
@@ -89,10 +113,12 @@ class engine {
     engine(const engine&) = delete;
     engine& operator=(const engine&) = delete;
 
-    // ---- client events ----
-    void client_opened(session_id id, std::string remote_address, action_list& out);
-    void client_text(session_id id, std::string_view frame, action_list& out);
-    void client_closed(session_id id, action_list& out);
+    // ---- connection events ----
+    void client_opened(connection_id id, std::string remote_address, action_list& out);
+    void client_text(connection_id id, std::string_view frame, action_list& out);
+    // `clean`: the client closed with code 1000 or none, ending its session; otherwise the
+    // session is kept for a resume.
+    void client_closed(connection_id id, bool clean, action_list& out);
 
     // ---- upstream events ----
     void upstream_connected(bool session_present, action_list& out);
@@ -106,7 +132,7 @@ class engine {
 
     // ---- time and lifecycle ----
     void tick(action_list& out);
-    // Closes every client with 1001 (the bridge is going away).
+    // Closes every connection with 1001 (the bridge is going away).
     void shutdown(action_list& out);
 
     engine_stats stats() const;
@@ -117,12 +143,19 @@ class engine {
         std::string filter;
     };
     struct pending_publish {
-        session_id owner = 0;
-        msg_id reply_to;  // empty: nobody waits for an ack
+        std::uint64_t owner = 0;  // session key
+        msg_id reply_to;          // empty: nobody waits for an ack
         publish_upstream request;
+        int attempts = 0;
+    };
+    struct parked_message {
+        std::shared_ptr<const message_body> body;
+        std::string topic;
+        std::uint8_t qos = 0;
     };
 
-    session* find_session(session_id id);
+    session* find_session(connection_id id);
+    session* find_session_by_key(std::uint64_t key);
     void send(session& s, frame_ptr frame, action_list& out);
     void send(session& s, std::string text, action_list& out) {
         send(s, make_frame(std::move(text)), out);
@@ -133,6 +166,8 @@ class engine {
 
     bool ensure_authenticated(session& s, action_list& out);
     void authenticate(session& s, std::string client_id, bool is_device, action_list& out);
+    void resume(session& fresh, session& old, const auth_request& r, action_list& out);
+    void end_session(session& s, action_list& out);
 
     void handle(session& s, auth_request& r, action_list& out);
     void handle(session& s, subscribe_request& r, action_list& out);
@@ -148,32 +183,49 @@ class engine {
     void unsubscribe(session& s, const std::string& filter, action_list& out);
     op_id subscribe_upstream_now(upstream_filter& entry, bool replay_retained, action_list& out);
     void release_filter(std::string_view filter, std::uint32_t subscription_id, action_list& out);
-    void replay_retained_from_store(session& s, std::string_view filter, std::uint8_t qos,
-                                    action_list& out);
+    // Sends `s` the current retained messages of `filter` (a client joining a held filter).
+    void send_retained(session& s, const std::string& filter, std::uint8_t qos, action_list& out);
+    void deliver_parked(session& s, std::string_view filter, std::uint8_t qos, action_list& out);
+
     void publish(session& s, std::string topic, std::string payload, std::uint8_t qos, bool retain,
                  const msg_id& reply_to, action_list& out);
     void publish_now(pending_publish p, action_list& out);
+    void queue_offline(pending_publish p, bool front);
     void refuse_publish(session& s, std::uint8_t qos, const msg_id& reply_to, errc code,
                         std::string_view message, action_list& out);
-    // `shared_qos0` caches the qos 0 frame of `body`, built by the first qos 0 recipient.
-    void deliver(session& s, const message_body& body, std::uint8_t qos, frame_ptr& shared_qos0,
+    void answer_publish(session& s, const msg_id& reply_to, std::optional<errc> error,
+                        std::string_view message, action_list& out);
+
+    void deliver(session& s, const std::shared_ptr<const message_body>& body, std::uint8_t qos,
                  action_list& out);
+    // The outbox's Send callback: render one delivery for `s` and queue it.
+    void send_delivery(session& s, const delivery& d, bool dup, action_list& out);
+    auto sender(session& s, action_list& out) {
+        return [this, &s, &out](const delivery& d, bool dup) { send_delivery(s, d, dup, out); };
+    }
 
     engine_config config_;
     platform& env_;
     frame_decoder decoder_;
     subscription_registry registry_;
     retained_store retained_;
-    std::unordered_map<session_id, std::unique_ptr<session>> sessions_;
+    std::unordered_map<std::uint64_t, std::unique_ptr<session>> sessions_;  // by session key
+    std::unordered_map<connection_id, session*> connections_;
+    std::unordered_map<std::string, session*> tokens_;
     std::unordered_map<std::uint32_t, upstream_filter*> filters_by_subscription_id_;
     std::unordered_map<op_id, pending_subscribe> pending_subscribes_;
     std::unordered_map<op_id, pending_publish> pending_publishes_;
     std::deque<pending_publish> offline_queue_;
     std::size_t offline_queue_bytes_ = 0;
     std::vector<std::string> open_replay_windows_;  // MQTT 3.1.1: filters with replay targets
+    std::unordered_set<std::string> released_while_down_;  // persistent session: to unsubscribe
+    std::deque<parked_message> parked_;
+    std::int64_t parked_until_ms_ = 0;  // 0: not holding (see restart_hold_ms)
+    bool connected_before_ = false;
 
     bool upstream_up_ = false;
     op_id next_op_ = 1;
+    std::uint64_t next_session_key_ = 1;
     std::uint32_t next_subscription_id_ = 1;
     std::uint64_t fanout_serial_ = 0;
     engine_stats stats_;

@@ -1,20 +1,26 @@
-// Per-client state: who the client is, what it subscribed to, and its counters.
+// One client session: who the client is, what it subscribed to, what it was sent.
 //
-// One `session` per WebSocket connection, owned by the engine and keyed by the edge's
-// `session_id`. The subscription registry points at sessions, so a session is removed from
-// the registry before it is destroyed (engine::client_closed does both).
+// A session starts with a WebSocket connection and normally ends with it. When the connection
+// drops without a clean close, the session is kept for the resume window: its subscriptions stay
+// in the registry and its deliveries keep being recorded in its outbox, so a client that comes
+// back with the session token continues where it stopped (see engine::handle(auth)).
+// The subscription registry points at sessions, so a session leaves the registry before it is
+// destroyed (engine::end_session does both).
 //
 // Thread safety: none; owned by the engine's thread.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "core/actions.hpp"
 #include "core/codec.hpp"
+#include "core/outbox.hpp"
 
 namespace mqttws {
 
@@ -24,6 +30,15 @@ struct client_subscription {
     // upstream operation `waiting_op` is confirmed by the broker (0: not yet sent upstream).
     std::optional<msg_id> pending_suback;
     op_id waiting_op = 0;
+};
+
+// What the session remembers of a QoS 2 publish, so that a resend (same msgid, `dup`) is not
+// published twice: whether the broker has answered, and then the answer to give again.
+struct publish_memory {
+    bool pending = true;           // the broker has not answered yet
+    std::uint32_t extra_acks = 0;  // resends received while pending: each gets an ack too
+    std::optional<errc> error;     // the result, once known
+    std::string message;
 };
 
 struct session_counters {
@@ -39,10 +54,11 @@ class session {
     using subscription_map = std::map<std::string, client_subscription, std::less<>>;
     using subscription_ref = const subscription_map::value_type*;
 
-    session(session_id id, std::string remote_address)
-        : id_(id), remote_address_(std::move(remote_address)) {}
+    session(std::uint64_t key, std::string remote_address, outbox_limits limits)
+        : key_(key), remote_address_(std::move(remote_address)), outbox_(limits) {}
 
-    session_id id() const { return id_; }
+    // The engine's handle for this session (never reused).
+    std::uint64_t key() const { return key_; }
     const std::string& remote_address() const { return remote_address_; }
 
     bool authenticated() const { return authenticated_; }
@@ -57,6 +73,25 @@ class session {
         control_topic_ = std::move(control_topic);
     }
 
+    // Resume: the secret a client presents to take this session over after a drop. Empty when
+    // the client opted out (then deliveries carry no `seq` and nothing is kept after a drop).
+    const std::string& token() const { return token_; }
+    void set_token(std::string token) { token_ = std::move(token); }
+    bool resumable() const { return !token_.empty(); }
+
+    // The connection currently attached (0 while detached, waiting for a resume).
+    connection_id connection() const { return connection_; }
+    void attach(connection_id c) {
+        connection_ = c;
+        detached_until_ms_ = 0;
+    }
+    void detach(std::int64_t keep_until_ms) {
+        connection_ = 0;
+        detached_until_ms_ = keep_until_ms;
+        outbox_.disconnect();
+    }
+    std::int64_t detached_until_ms() const { return detached_until_ms_; }
+
     subscription_map& subscriptions() { return subscriptions_; }
     const subscription_map& subscriptions() const { return subscriptions_; }
 
@@ -66,8 +101,12 @@ class session {
     // receives exactly the copy of its chosen filter: once, at the best qos it asked for.
     subscription_ref best_match(std::string_view topic) const;
 
-    // Delivery ids for qos >= 1 messages, unique within this session.
-    std::uint64_t next_delivery_id() { return next_delivery_id_++; }
+    outbox& deliveries() { return outbox_; }
+    const outbox& deliveries() const { return outbox_; }
+
+    // QoS 2 publishes by the client's msgid (JSON text), bounded to the most recent ones.
+    publish_memory* recall_publish(const std::string& msgid);
+    publish_memory& remember_publish(const std::string& msgid);
 
     session_counters& counters() { return counters_; }
     const session_counters& counters() const { return counters_; }
@@ -77,14 +116,21 @@ class session {
     std::uint64_t last_fanout = 0;
 
   private:
-    session_id id_;
+    static constexpr std::size_t remembered_publishes = 1024;
+
+    std::uint64_t key_;
     std::string remote_address_;
     bool authenticated_ = false;
     std::string client_id_;
     bool is_device_ = false;
     std::string control_topic_;
+    std::string token_;
+    connection_id connection_ = 0;
+    std::int64_t detached_until_ms_ = 0;
     subscription_map subscriptions_;
-    std::uint64_t next_delivery_id_ = 1;
+    outbox outbox_;
+    std::unordered_map<std::string, publish_memory> publishes_;
+    std::deque<std::string> publish_order_;  // oldest first, to bound publishes_
     session_counters counters_;
 };
 

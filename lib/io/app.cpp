@@ -44,10 +44,20 @@ class system_platform final : public platform {
     }
 };
 
+// Does this close end the client's session, or may the client resume it? A client ends it by
+// closing normally; the bridge's own closes end it too, except those a client recovers from by
+// reconnecting (heartbeat timeout on a half-open connection, slow consumer).
+bool ends_session(const close_info& info) {
+    if (info.by_peer) return info.code == 1000 || info.code == 1005;
+    return info.code != static_cast<std::uint16_t>(close_code::heartbeat_timeout) &&
+           info.code != static_cast<std::uint16_t>(close_code::slow_consumer);
+}
+
 std::string health_json(const engine_stats& s, const std::string& version) {
     return std::string("{\"status\":\"") + (s.upstream_up ? "ok" : "unavailable") +
            "\",\"upstream\":\"" + (s.upstream_up ? "connected" : "disconnected") +
-           "\",\"clients\":" + std::to_string(s.clients) +
+           "\",\"clients\":" + std::to_string(s.connections) +
+           ",\"sessions\":" + std::to_string(s.sessions) +
            ",\"filters\":" + std::to_string(s.filters) +
            ",\"upstreamConnects\":" + std::to_string(s.upstream_connects) + ",\"version\":\"" +
            version + "\"}\n";
@@ -61,14 +71,14 @@ struct app::impl {
           core(config.engine, env),
           server(io, config.server,
                  ws_server::handlers{
-                     [this](session_id id, std::string remote) {
+                     [this](connection_id id, std::string remote) {
                          client_opened(id, std::move(remote));
                      },
-                     [this](session_id id, std::string_view text) {
+                     [this](connection_id id, std::string_view text) {
                          core.client_text(id, text, actions);
                          execute();
                      },
-                     [this](session_id id, const close_info& info) { client_closed(id, info); },
+                     [this](connection_id id, const close_info& info) { client_closed(id, info); },
                      [this](std::string_view path) { return http(path); },
                  }),
           signals(io, SIGINT, SIGTERM),
@@ -99,20 +109,20 @@ struct app::impl {
 
     // ---- edges → engine ----
 
-    void client_opened(session_id id, std::string remote) {
+    void client_opened(connection_id id, std::string remote) {
         logging::write(log_level::debug, "client open",
                        {{"id", std::to_string(id)}, {"remote", remote}});
         core.client_opened(id, std::move(remote), actions);
         execute();
     }
 
-    void client_closed(session_id id, const close_info& info) {
+    void client_closed(connection_id id, const close_info& info) {
         logging::write(log_level::debug, "client close",
                        {{"id", std::to_string(id)},
                         {"code", std::to_string(info.code)},
                         {"by", info.by_peer ? "client" : "bridge"},
                         {"reason", info.reason}});
-        core.client_closed(id, actions);
+        core.client_closed(id, ends_session(info), actions);
         execute();
     }
 

@@ -82,6 +82,7 @@ class paho_upstream final : public upstream {
             copy.payload = m->get_payload_str();
             copy.qos = static_cast<std::uint8_t>(m->get_qos());
             copy.retained = m->is_retained();
+            copy.duplicate = m->is_duplicate();
             const auto& props = m->get_properties();
             const std::size_t ids = props.count(mqtt::property::SUBSCRIPTION_IDENTIFIER);
             for (std::size_t i = 0; i < ids; ++i) {

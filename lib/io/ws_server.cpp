@@ -85,7 +85,7 @@ struct ws_server::impl {
 
     void opened(const websocketpp::connection_hdl& hdl) {
         connection_ptr con = server.get_con_from_hdl(hdl);
-        const session_id id = next_id++;
+        const connection_id id = next_id++;
         connections.emplace(id, con);
         con->set_message_handler(
             [this, id](websocketpp::connection_hdl, server_type::message_ptr msg) {
@@ -100,7 +100,7 @@ struct ws_server::impl {
         on.on_open(id, con->get_remote_endpoint());
     }
 
-    void closed(session_id id, const websocketpp::connection_hdl& hdl) {
+    void closed(connection_id id, const websocketpp::connection_hdl& hdl) {
         if (connections.erase(id) == 0) return;
         connection_ptr con = server.get_con_from_hdl(hdl);
         close_info info;
@@ -137,7 +137,7 @@ struct ws_server::impl {
         return msg;
     }
 
-    void close(session_id id, close_code code, std::string_view reason) {
+    void close(connection_id id, close_code code, std::string_view reason) {
         const auto it = connections.find(id);
         if (it == connections.end()) return;
         std::error_code ec;
@@ -149,9 +149,9 @@ struct ws_server::impl {
     ws_server_options options;
     handlers on;
     server_type server;
-    std::unordered_map<session_id, connection_ptr> connections;
-    std::unordered_set<session_id> closed_by_bridge;  // closes we started, for the log
-    session_id next_id = 1;
+    std::unordered_map<connection_id, connection_ptr> connections;
+    std::unordered_set<connection_id> closed_by_bridge;  // closes we started, for the log
+    connection_id next_id = 1;
     frame_ptr cached_frame;
     server_type::message_ptr cached_message;
 };
@@ -185,13 +185,13 @@ std::uint16_t ws_server::local_port() const {
     return impl_->server.get_local_endpoint(ec).port();
 }
 
-void ws_server::send(session_id to, const frame_ptr& frame) {
+void ws_server::send(connection_id to, const frame_ptr& frame) {
     const auto it = impl_->connections.find(to);
     if (it == impl_->connections.end()) return;
     it->second->send(impl_->prepared(frame));  // error (not open any more): nothing to do
 }
 
-void ws_server::close(session_id who, close_code code, std::string_view reason) {
+void ws_server::close(connection_id who, close_code code, std::string_view reason) {
     impl_->close(who, code, reason);
 }
 

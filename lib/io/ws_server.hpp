@@ -1,6 +1,6 @@
 // The WebSocket (and plain HTTP) listener, over websocketpp on standalone Asio.
 //
-// It accepts WebSocket upgrades on any path, gives each connection a `session_id`, and reports
+// It accepts WebSocket upgrades on any path, gives each connection a `connection_id`, and reports
 // opens, text frames and closes to the handlers. Plain HTTP GETs (health checks, metrics) go to
 // `on_http`. `send()` writes an encoded frame; a frame shared by many recipients is framed once
 // and the same buffer is queued on every connection. TCP_NODELAY is set on every socket
@@ -48,9 +48,9 @@ struct close_info {
 class ws_server {
   public:
     struct handlers {
-        std::function<void(session_id, std::string remote_address)> on_open;
-        std::function<void(session_id, std::string_view text)> on_text;
-        std::function<void(session_id, const close_info&)> on_close;
+        std::function<void(connection_id, std::string remote_address)> on_open;
+        std::function<void(connection_id, std::string_view text)> on_text;
+        std::function<void(connection_id, const close_info&)> on_close;
         std::function<http_response(std::string_view path)> on_http;
     };
 
@@ -64,8 +64,8 @@ class ws_server {
     void stop_listening();
     std::uint16_t local_port() const;
 
-    void send(session_id to, const frame_ptr& frame);
-    void close(session_id who, close_code code, std::string_view reason);
+    void send(connection_id to, const frame_ptr& frame);
+    void close(connection_id who, close_code code, std::string_view reason);
     std::size_t connection_count() const;
 
   private:

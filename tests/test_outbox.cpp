@@ -1,0 +1,232 @@
+// outbox: seq numbering, the QoS 1/2 in-flight window with retries (driven by an explicit
+// clock value, never by sleeping), and replay on resume.
+#include <doctest/doctest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/outbox.hpp"
+
+using namespace mqttws;
+
+namespace {
+
+struct sent {
+    std::uint64_t seq;
+    std::uint64_t msgid;
+    std::uint8_t qos;
+    bool dup;
+};
+
+struct recorder {
+    std::vector<sent> frames;
+    auto fn() {
+        return [this](const delivery& d, bool dup) {
+            frames.push_back({d.seq, d.msgid, d.qos, dup});
+        };
+    }
+    std::vector<std::uint64_t> seqs() const {
+        std::vector<std::uint64_t> out;
+        for (const auto& f : frames)
+            out.push_back(f.seq);
+        return out;
+    }
+};
+
+std::shared_ptr<const message_body> body(const std::string& payload = "x") {
+    return std::make_shared<const message_body>("message", "t", payload, false, 0);
+}
+
+outbox_limits small_window(std::size_t window) {
+    outbox_limits l;
+    l.window = window;
+    l.retry_ms = 1000;
+    return l;
+}
+
+}  // namespace
+
+TEST_CASE("outbox numbers every delivery and gives QoS 1/2 deliveries a msgid") {
+    outbox box(outbox_limits{});
+    recorder r;
+    box.push(body(), 0, 0, r.fn());
+    box.push(body(), 1, 0, r.fn());
+    box.push(body(), 2, 0, r.fn());
+    box.push(body(), 0, 0, r.fn());
+    REQUIRE(r.frames.size() == 4);
+    CHECK(r.seqs() == std::vector<std::uint64_t>{1, 2, 3, 4});
+    CHECK(r.frames[0].msgid == 0);
+    CHECK(r.frames[1].msgid == 1);
+    CHECK(r.frames[2].msgid == 2);
+    CHECK(box.inflight() == 2);
+    CHECK_FALSE(r.frames[1].dup);
+}
+
+TEST_CASE("a full window holds further QoS 1 deliveries in order until acks free room") {
+    outbox box(small_window(2));
+    recorder r;
+    for (int i = 0; i < 5; ++i)
+        box.push(body(), 1, 0, r.fn());
+    CHECK(r.frames.size() == 2);
+    CHECK(box.backlog() == 3);
+
+    CHECK(box.ack(1, 10, r.fn()));
+    REQUIRE(r.frames.size() == 3);
+    CHECK(r.frames[2].msgid == 3);  // the oldest waiting one, not a later one
+
+    // QoS 0 is never held behind the window.
+    box.push(body(), 0, 10, r.fn());
+    CHECK(r.frames.back().qos == 0);
+
+    CHECK(box.ack(2, 20, r.fn()));
+    CHECK(box.ack(3, 20, r.fn()));
+    CHECK(box.ack(4, 20, r.fn()));
+    CHECK(box.ack(5, 20, r.fn()));
+    CHECK(box.inflight() == 0);
+    CHECK(box.backlog() == 0);
+    std::vector<std::uint64_t> qos1_msgids;
+    for (const auto& f : r.frames) {
+        if (f.qos == 1) qos1_msgids.push_back(f.msgid);
+    }
+    CHECK(qos1_msgids == std::vector<std::uint64_t>{1, 2, 3, 4, 5});
+}
+
+TEST_CASE("unknown and repeated acks are harmless") {
+    outbox box(small_window(4));
+    recorder r;
+    box.push(body(), 1, 0, r.fn());
+    CHECK_FALSE(box.ack(99, 0, r.fn()));
+    CHECK(box.ack(1, 0, r.fn()));
+    CHECK_FALSE(box.ack(1, 0, r.fn()));
+    CHECK(box.inflight() == 0);
+}
+
+TEST_CASE("an unacknowledged delivery is resent with dup after retry_ms, not before") {
+    outbox box(small_window(8));
+    recorder r;
+    box.push(body(), 1, 1000, r.fn());
+    box.push(body(), 0, 1000, r.fn());
+    r.frames.clear();
+
+    box.resend_due(1999, r.fn());
+    CHECK(r.frames.empty());
+    CHECK(box.next_resend() == 2000);
+
+    box.resend_due(2000, r.fn());
+    REQUIRE(r.frames.size() == 1);
+    CHECK(r.frames[0].msgid == 1);
+    CHECK(r.frames[0].seq == 1);
+    CHECK(r.frames[0].dup);
+    CHECK(box.resends() == 1);
+
+    // The retry clock restarts from the resend.
+    r.frames.clear();
+    box.resend_due(2999, r.fn());
+    CHECK(r.frames.empty());
+    box.resend_due(3000, r.fn());
+    CHECK(r.frames.size() == 1);
+
+    // Once acknowledged, nothing more is resent.
+    box.ack(1, 3000, r.fn());
+    r.frames.clear();
+    box.resend_due(10000, r.fn());
+    CHECK(r.frames.empty());
+    CHECK_FALSE(box.next_resend().has_value());
+}
+
+TEST_CASE(
+    "nothing is sent while disconnected; a resume replays everything after lastSeq in order") {
+    outbox box(small_window(8));
+    recorder r;
+    box.push(body(), 0, 0, r.fn());  // seq 1
+    box.push(body(), 1, 0, r.fn());  // seq 2, msgid 1
+    box.push(body(), 1, 0, r.fn());  // seq 3, msgid 2
+    box.ack(1, 0, r.fn());
+    box.disconnect();
+    r.frames.clear();
+
+    box.push(body(), 0, 0, r.fn());  // seq 4
+    box.push(body(), 1, 0, r.fn());  // seq 5, msgid 3
+    box.resend_due(100000, r.fn());
+    CHECK(r.frames.empty());
+
+    // The client saw up to seq 3 (but did not ack msgid 2).
+    REQUIRE(box.can_resume_from(3));
+    box.reconnect(3, 100000, r.fn());
+    REQUIRE(r.frames.size() == 3);
+    CHECK(r.frames[0].seq == 3);  // unacked, seen: resent with dup
+    CHECK(r.frames[0].dup);
+    CHECK(r.frames[1].seq == 4);  // never sent: plain
+    CHECK_FALSE(r.frames[1].dup);
+    CHECK(r.frames[2].seq == 5);
+    CHECK_FALSE(r.frames[2].dup);
+    CHECK(box.connected());
+}
+
+TEST_CASE(
+    "a resume from an older lastSeq replays the gap, resending seen-but-unacked ones with dup") {
+    outbox box(small_window(8));
+    recorder r;
+    for (int i = 0; i < 4; ++i)
+        box.push(body(), i % 2 == 0 ? 0 : 1, 0, r.fn());  // seq 1..4
+    box.disconnect();
+    r.frames.clear();
+    box.reconnect(1, 50, r.fn());
+    CHECK(r.seqs() == std::vector<std::uint64_t>{2, 3, 4});
+    CHECK(r.frames[0].dup);        // seq 2 was sent before (QoS 1, in flight)
+    CHECK_FALSE(r.frames[1].dup);  // seq 3 is QoS 0: replayed as it was
+    CHECK(r.frames[2].dup);
+}
+
+TEST_CASE(
+    "history overflow makes resuming impossible, but QoS 1 deliveries are still redelivered") {
+    outbox_limits limits = small_window(100);
+    limits.history_messages = 3;
+    outbox box(limits);
+    recorder r;
+    box.push(body(), 1, 0, r.fn());  // seq 1, msgid 1: never acked
+    box.disconnect();
+    for (int i = 0; i < 5; ++i)
+        box.push(body(), 0, 0, r.fn());  // seq 2..6; history keeps 4..6
+    CHECK_FALSE(box.can_resume_from(1));
+    CHECK(box.can_resume_from(3));
+    CHECK_FALSE(box.can_resume_from(7));  // beyond what was ever assigned
+    CHECK(box.can_resume_from(6));        // nothing missed
+
+    r.frames.clear();
+    box.reconnect(std::nullopt, 10, r.fn());
+    REQUIRE(r.frames.size() == 1);  // QoS 0 in the gap are lost; the QoS 1 one is not
+    CHECK(r.frames[0].msgid == 1);
+    CHECK(r.frames[0].dup);
+}
+
+TEST_CASE("history is bounded by bytes as well as by count") {
+    outbox_limits limits;
+    limits.history_messages = 1000;
+    limits.history_bytes = 500;
+    outbox box(limits);
+    recorder r;
+    const std::string big(200, 'a');
+    for (int i = 0; i < 10; ++i)
+        box.push(body(big), 0, 0, r.fn());
+    CHECK(box.history_size() < 3);
+    CHECK(box.history_size() >= 1);
+    CHECK_FALSE(box.can_resume_from(5));
+}
+
+TEST_CASE("while disconnected the backlog does not enter the window; after reconnect it does") {
+    outbox box(small_window(2));
+    recorder r;
+    box.disconnect();
+    for (int i = 0; i < 3; ++i)
+        box.push(body(), 1, 0, r.fn());
+    CHECK(r.frames.empty());
+    CHECK(box.inflight() == 0);
+    CHECK(box.backlog() == 3);
+    box.reconnect(0, 5, r.fn());
+    REQUIRE(r.frames.size() == 2);
+    CHECK_FALSE(r.frames[0].dup);  // first time on the wire
+    CHECK(box.inflight() == 2);
+    CHECK(box.backlog() == 1);
+}
