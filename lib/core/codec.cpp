@@ -115,6 +115,22 @@ bool valid_client_id(std::string_view id) {
                         [](char c) { return static_cast<unsigned char>(c) < 0x20; });
 }
 
+// Every string (and member name) in `v` is UTF-8. Parsing validates the raw bytes, but not
+// what \u escapes decode to. Nesting is bounded (json_nesting_exceeds) before parsing.
+bool strings_are_utf8(const value& v) {
+    if (v.IsString()) return is_valid_utf8(view(v));
+    if (v.IsArray()) {
+        for (const auto& e : v.GetArray()) {
+            if (!strings_are_utf8(e)) return false;
+        }
+    } else if (v.IsObject()) {
+        for (const auto& m : v.GetObject()) {
+            if (!is_valid_utf8(view(m.name)) || !strings_are_utf8(m.value)) return false;
+        }
+    }
+    return true;
+}
+
 // ---- one decoder per frame type ----
 
 std::variant<client_request, field_error> decode_auth(const value& obj, msg_id id) {
@@ -308,6 +324,9 @@ bool looks_like_json_start(std::string_view s) {
 
 bool is_json_text(std::string_view s, std::size_t max_depth) {
     if (!looks_like_json_start(s) || json_nesting_exceeds(s, max_depth)) return false;
+    // A raw NUL is never part of JSON text, but RapidJSON's stream reads it as the end of input
+    // ("1\0x" would parse as 1 and then be embedded whole): such a payload is not JSON.
+    if (s.find('\0') != std::string_view::npos) return false;
     rj::Reader reader;
     rj::BaseReaderHandler<> ignore;
     rj::MemoryStream stream(s.data(), s.size());
@@ -366,6 +385,13 @@ std::variant<client_request, decode_failure> frame_decoder::decode(std::string_v
         }
     }
 
+    if (!strings_are_utf8(doc)) {
+        // RapidJSON 1.1 decodes a lone "\udc00".."\udfff" escape into bytes that are not UTF-8.
+        return decode_failure{
+            errc::bad_request,
+            "a string holds a \\u escape of a lone UTF-16 surrogate (not a character)", id};
+    }
+
     const value* type = find(doc, "type");
     if (type == nullptr || !type->IsString()) {
         return decode_failure{errc::bad_request, "a frame needs a 'type' string", id};
@@ -389,8 +415,18 @@ std::variant<client_request, decode_failure> frame_decoder::decode(std::string_v
     } else if (t == "event") {
         result = decode_device_report(doc, id, device_report_request::kind::event);
     } else {
-        std::string shown(t.substr(0, 64));
-        return decode_failure{errc::unsupported, "unknown frame type '" + shown + "'", id};
+        // The name is shown cut to 64 bytes at a character boundary, and only when it is valid
+        // UTF-8 (a "\udc00" escape yields a lone surrogate): the message goes into a text frame.
+        std::size_t cut = std::min<std::size_t>(t.size(), 64);
+        while (cut > 0 && cut < t.size() && (static_cast<unsigned char>(t[cut]) & 0xC0) == 0x80) {
+            --cut;
+        }
+        const std::string_view shown = t.substr(0, cut);
+        return decode_failure{errc::unsupported,
+                              is_valid_utf8(shown)
+                                  ? "unknown frame type '" + std::string(shown) + "'"
+                                  : std::string("unknown frame type"),
+                              id};
     }
     if (auto* error = std::get_if<field_error>(&result)) {
         return decode_failure{error->code, std::move(error->message), std::move(id)};
