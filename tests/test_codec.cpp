@@ -612,25 +612,28 @@ TEST_CASE("decode: one decoder handles many frames, big and small") {
 // ============================== encoders ==============================
 
 TEST_CASE("encode_auth_response") {
-    auto doc =
-        parse_frame(encode_auth_response("c1", "sess", true, 1700000000123, id_of(R"("a1")")));
+    auto doc = parse_frame(
+        encode_auth_response("c1", "sess", true, true, 1700000000123, id_of(R"("a1")")));
     CHECK(str(doc, "type") == "auth_response");
     CHECK(str(doc, "status") == "success");
     CHECK(str(doc, "clientId") == "c1");
     CHECK(str(doc, "session") == "sess");
     CHECK(boolean(doc, "resumed"));
+    CHECK(boolean(doc, "sessionPresent"));
     CHECK(integer(doc, "timestamp") == 1700000000123);
     CHECK(str(doc, "msgid") == "a1");
 
-    doc = parse_frame(encode_auth_response("c1", "sess", false, 0, id_of("5")));
+    doc = parse_frame(encode_auth_response("c1", "sess", false, false, 0, id_of("5")));
     CHECK_FALSE(boolean(doc, "resumed"));
+    CHECK_FALSE(boolean(doc, "sessionPresent"));
     CHECK(integer(doc, "msgid") == 5);
 
-    // No session: neither session nor resumed; no msgid: none written.
-    doc = parse_frame(encode_auth_response("c\"1", "", true, 1, {}));
+    // No session: no session fields; no msgid: none written.
+    doc = parse_frame(encode_auth_response("c\"1", "", true, true, 1, {}));
     CHECK(str(doc, "clientId") == "c\"1");
     CHECK_FALSE(doc.HasMember("session"));
     CHECK_FALSE(doc.HasMember("resumed"));
+    CHECK_FALSE(doc.HasMember("sessionPresent"));
     CHECK_FALSE(doc.HasMember("msgid"));
 }
 

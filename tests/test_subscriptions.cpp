@@ -234,7 +234,7 @@ TEST_CASE("subscriptions: many sessions, random order of leaving") {
     // Ref counting must hold whatever order sessions leave in.
     std::vector<session> sessions;
     sessions.reserve(40);
-    for (mqttws::session_id i = 0; i < 40; ++i)
+    for (mqttws::connection_id i = 0; i < 40; ++i)
         sessions.emplace_back(i, "");
     subscription_registry reg;
     for (std::size_t i = 0; i < sessions.size(); ++i) {

@@ -1,12 +1,10 @@
 #include "core/engine.hpp"
 
 #include <algorithm>
-#include <limits>
 
 namespace mqttws {
 namespace {
 
-constexpr std::int64_t forever = std::numeric_limits<std::int64_t>::max();
 constexpr int max_publish_attempts = 3;
 
 bool refused_code(int granted) {
@@ -219,27 +217,21 @@ void engine::subscribe(session& s, const std::string& filter, std::uint8_t qos,
         if (v5) {
             entry.subscription_id = next_subscription_id_++;
             filters_by_subscription_id_[entry.subscription_id] = &entry;
-        } else {
-            entry.replay_targets.push_back(&s);
         }
         // While the broker is down, upstream_connected() subscribes every held filter.
-        if (upstream_up_) sub.waiting_op = subscribe_upstream_now(entry, true, out);
+        if (upstream_up_) sub.waiting_op = subscribe_upstream_now(entry, true, {s.key()}, out);
         return;
     }
 
     if (!v5) {
         // MQTT 3.1.1 cannot tell which live messages are retained, so there is no retained
         // store: subscribe again and route the broker's replay to this client only.
-        if (std::find(entry.replay_targets.begin(), entry.replay_targets.end(), &s) ==
-            entry.replay_targets.end()) {
-            entry.replay_targets.push_back(&s);
-        }
-        if (upstream_up_) sub.waiting_op = subscribe_upstream_now(entry, true, out);
+        if (upstream_up_) sub.waiting_op = subscribe_upstream_now(entry, true, {s.key()}, out);
         return;
     }
 
     if (added.qos_changed && upstream_up_) {
-        sub.waiting_op = subscribe_upstream_now(entry, false, out);
+        sub.waiting_op = subscribe_upstream_now(entry, false, {}, out);
     } else if (!entry.confirmed) {
         sub.waiting_op = upstream_up_ ? entry.last_subscribe_op : 0;
     }
@@ -254,16 +246,12 @@ void engine::subscribe(session& s, const std::string& filter, std::uint8_t qos,
 }
 
 op_id engine::subscribe_upstream_now(upstream_filter& entry, bool replay_retained,
-                                     action_list& out) {
+                                     std::vector<std::uint64_t> replay_to, action_list& out) {
     const op_id op = next_op_++;
     out.push_back(subscribe_upstream{op, entry.filter, entry.upstream_qos, entry.subscription_id,
                                      replay_retained});
-    pending_subscribes_[op] = pending_subscribe{entry.filter};
+    pending_subscribes_[op] = pending_subscribe{entry.filter, std::move(replay_to)};
     entry.last_subscribe_op = op;
-    if (config_.mqtt_version < 5 && replay_retained) {
-        if (entry.replay_until_ms == 0) open_replay_windows_.push_back(entry.filter);
-        entry.replay_until_ms = forever;  // until grace after the SUBACK
-    }
     return op;
 }
 
@@ -273,11 +261,7 @@ void engine::send_retained(session& s, const std::string& filter, std::uint8_t q
     if (entry == nullptr) return;
     if (config_.mqtt_version < 5) {
         // No store with 3.1.1: ask the broker to replay, routed to this client only.
-        if (std::find(entry->replay_targets.begin(), entry->replay_targets.end(), &s) ==
-            entry->replay_targets.end()) {
-            entry->replay_targets.push_back(&s);
-        }
-        if (upstream_up_) subscribe_upstream_now(*entry, true, out);
+        if (upstream_up_) subscribe_upstream_now(*entry, true, {s.key()}, out);
         return;
     }
     if (!entry->confirmed) return;  // the broker's replay is still to come
@@ -295,6 +279,7 @@ void engine::upstream_subscribed(op_id op, int granted, action_list& out) {
     const auto pending = pending_subscribes_.find(op);
     if (pending == pending_subscribes_.end()) return;  // superseded by a reconnect
     const std::string filter = std::move(pending->second.filter);
+    const std::vector<std::uint64_t> replay_to = std::move(pending->second.replay_to);
     pending_subscribes_.erase(pending);
     upstream_filter* entry = registry_.find(filter);
     if (entry == nullptr) return;  // everyone left meanwhile (and it was unsubscribed)
@@ -304,7 +289,16 @@ void engine::upstream_subscribed(op_id op, int granted, action_list& out) {
         entry->granted_qos = granted;
         entry->confirmed = true;
     }
-    if (entry->replay_until_ms == forever && op == entry->last_subscribe_op) {
+    if (config_.mqtt_version < 5) {
+        // Mosquitto sends a SUBACK, then the retained messages it replays for that SUBSCRIBE:
+        // until the next SUBACK for this filter, retained messages go to who caused this one.
+        entry->replay_targets.clear();
+        for (const std::uint64_t key : replay_to) {
+            session* who = find_session_by_key(key);
+            if (who != nullptr && who->subscriptions().count(filter) > 0)
+                entry->replay_targets.push_back(who);
+        }
+        if (entry->replay_until_ms == 0) open_replay_windows_.push_back(filter);
         entry->replay_until_ms = env_.steady_ms() + config_.retained_grace_ms;
     }
 
@@ -351,7 +345,7 @@ void engine::unsubscribe(session& s, const std::string& filter, action_list& out
     if (removed.was_last) {
         release_filter(filter, subscription_id, out);
     } else if (removed.qos_changed && upstream_up_) {
-        subscribe_upstream_now(*registry_.find(filter), false, out);
+        subscribe_upstream_now(*registry_.find(filter), false, {}, out);
     }
 }
 
@@ -661,12 +655,12 @@ void engine::upstream_connected(bool session_present, action_list& out) {
     registry_.for_each([&](upstream_filter& entry) {
         if (kept && entry.confirmed) return;  // the broker still has it
         entry.confirmed = false;
+        std::vector<std::uint64_t> everyone;  // 3.1.1: the broker's replay is for all of them
         if (!v5) {
-            entry.replay_targets.clear();
             for (const auto& sub : entry.subscribers)
-                entry.replay_targets.push_back(sub.who);
+                everyone.push_back(sub.who->key());
         }
-        const op_id op = subscribe_upstream_now(entry, true, out);
+        const op_id op = subscribe_upstream_now(entry, true, std::move(everyone), out);
         for (const auto& sub : entry.subscribers) {
             auto it = sub.who->subscriptions().find(entry.filter);
             if (it != sub.who->subscriptions().end() && it->second.pending_suback)

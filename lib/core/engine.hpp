@@ -26,8 +26,9 @@
 // - MQTT 3.1.1: the broker sends one copy for overlapping subscriptions, untagged, and clears
 //   the retain flag of live messages. Messages are routed by matching the topic against every
 //   held filter (topic_trie). A joining client triggers a repeated SUBSCRIBE so that the broker
-//   replays the retained messages, and a message with the retain flag set goes only to the
-//   clients that caused that replay, until `retained_grace_ms` after the broker's SUBACK.
+//   replays the retained messages. Mosquitto answers a SUBSCRIBE with its SUBACK and then the
+//   replay, so a message with the retain flag set goes only to the clients that caused the
+//   latest SUBACK of a matching filter, until `retained_grace_ms` after it.
 //
 // Thread safety: none. One engine per bridge, driven from one thread (the app's io_context).
 #pragma once
@@ -141,6 +142,7 @@ class engine {
   private:
     struct pending_subscribe {
         std::string filter;
+        std::vector<std::uint64_t> replay_to;  // MQTT 3.1.1: sessions the broker's replay is for
     };
     struct pending_publish {
         std::uint64_t owner = 0;  // session key
@@ -181,7 +183,10 @@ class engine {
     void subscribe(session& s, const std::string& filter, std::uint8_t qos,
                    std::optional<msg_id> reply, action_list& out);
     void unsubscribe(session& s, const std::string& filter, action_list& out);
-    op_id subscribe_upstream_now(upstream_filter& entry, bool replay_retained, action_list& out);
+    // `replay_to`: MQTT 3.1.1 only, the sessions that get the retained messages the broker
+    // replays after this SUBSCRIBE (see upstream_subscribed).
+    op_id subscribe_upstream_now(upstream_filter& entry, bool replay_retained,
+                                 std::vector<std::uint64_t> replay_to, action_list& out);
     void release_filter(std::string_view filter, std::uint32_t subscription_id, action_list& out);
     // Sends `s` the current retained messages of `filter` (a client joining a held filter).
     void send_retained(session& s, const std::string& filter, std::uint8_t qos, action_list& out);

@@ -54,7 +54,7 @@ class session {
     using subscription_map = std::map<std::string, client_subscription, std::less<>>;
     using subscription_ref = const subscription_map::value_type*;
 
-    session(std::uint64_t key, std::string remote_address, outbox_limits limits)
+    session(std::uint64_t key, std::string remote_address, outbox_limits limits = {})
         : key_(key), remote_address_(std::move(remote_address)), outbox_(limits) {}
 
     // The engine's handle for this session (never reused).

@@ -37,8 +37,8 @@ struct upstream_filter {
     bool confirmed = false;             // the broker has acknowledged a SUBSCRIBE for it
     std::uint64_t last_subscribe_op = 0;
 
-    // MQTT 3.1.1 only: retained messages the broker replays after a SUBSCRIBE are routed to the
-    // clients that caused it (`replay_targets`) until `replay_until_ms` (see engine.hpp).
+    // MQTT 3.1.1 only: retained messages the broker replays after a SUBACK are routed to the
+    // clients that caused that SUBSCRIBE (`replay_targets`) until `replay_until_ms` (engine.hpp).
     std::vector<session*> replay_targets;
     std::int64_t replay_until_ms = 0;
 

@@ -214,7 +214,13 @@ class paho_upstream final : public upstream {
     struct connect_listener final : mqtt::iaction_listener {
         explicit connect_listener(paho_upstream& parent) : owner(parent) {}
         void on_success(const mqtt::token& tok) override {
-            owner.session_present_ = tok.get_connect_response().is_session_present();
+            // Throws when Paho reports a reconnect without a CONNACK response (seen when the
+            // broker was down at start-up); this runs on Paho's thread, so nothing may escape.
+            try {
+                owner.session_present_ = tok.get_connect_response().is_session_present();
+            } catch (const std::exception&) {
+                owner.session_present_ = false;
+            }
         }
         void on_failure(const mqtt::token&) override {}  // automatic reconnect keeps trying
         paho_upstream& owner;

@@ -104,7 +104,13 @@ struct ws_server::impl {
         if (connections.erase(id) == 0) return;
         connection_ptr con = server.get_con_from_hdl(hdl);
         close_info info;
-        const bool we_closed = closed_by_bridge.erase(id) > 0;
+        // Closes the bridge started: ours (close()), and websocketpp's own for protocol
+        // violations (too big, not UTF-8, bad framing), which only the server side sends here.
+        const auto local = con->get_local_close_code();
+        const bool protocol_close = local == websocketpp::close::status::protocol_error ||
+                                    local == websocketpp::close::status::invalid_payload ||
+                                    local == websocketpp::close::status::message_too_big;
+        const bool we_closed = closed_by_bridge.erase(id) > 0 || protocol_close;
         info.by_peer = !we_closed;
         info.code = static_cast<std::uint16_t>(we_closed ? con->get_local_close_code()
                                                          : con->get_remote_close_code());
