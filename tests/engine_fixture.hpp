@@ -299,9 +299,11 @@ class engine_fixture {
         eng.client_text(id, frame, out);
         return record(std::move(out));
     }
-    const action_list& client_closed(connection_id id) {
+    // `clean`: the client closed normally (ends its session); false: the connection dropped
+    // (the session waits for a resume).
+    const action_list& client_closed(connection_id id, bool clean = true) {
         action_list out;
-        eng.client_closed(id, out);
+        eng.client_closed(id, clean, out);
         opened_.erase(id);
         return record(std::move(out));
     }

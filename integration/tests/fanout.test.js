@@ -216,8 +216,16 @@ describe('fan-out', () => {
             await oracle.publish(`${p}/end`, 'end', { qos: 2 }); // filters 2, 0 → 2
             await c.next({ type: 'message', topic: `${p}/end` });
             const msgs = c.frames.filter((f) => f.type === 'message');
-            assert.deepEqual(msgs.map((m) => [m.topic, m.qos]),
-                [[`${p}/b`, 2], [`${p}/c`, 1], [`${p}/x/y`, 0], [`${p}/end`, 2]]);
+            const expected = [[`${p}/b`, 2], [`${p}/c`, 1], [`${p}/x/y`, 0], [`${p}/end`, 2]];
+            if (version === 5) {
+                assert.deepEqual(msgs.map((m) => [m.topic, m.qos]), expected);
+            } else {
+                // MQTT 3.1.1 (docs/protocol.md, "Limits of --mqtt-version 3"): Mosquitto sends one
+                // copy for overlapping subscriptions at the QoS of one of them, not always the
+                // highest, so the bridge can deliver no more than that. Still exactly once.
+                assert.deepEqual(msgs.map((m) => m.topic), expected.map(([t]) => t));
+                msgs.forEach((m, i) => assert.ok(m.qos <= expected[i][1], `${m.topic} qos ${m.qos}`));
+            }
         });
     }
 

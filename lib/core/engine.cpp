@@ -209,6 +209,7 @@ void engine::subscribe(session& s, const std::string& filter, std::uint8_t qos,
 
     const auto added = registry_.add(filter, &s, qos);
     upstream_filter& entry = *added.entry;
+    sub.upstream = &entry;
     const bool v5 = config_.mqtt_version >= 5;
     if (parked_until_ms_ != 0) deliver_parked(s, filter, qos, out);
 
@@ -232,8 +233,8 @@ void engine::subscribe(session& s, const std::string& filter, std::uint8_t qos,
 
     if (added.qos_changed && upstream_up_) {
         sub.waiting_op = subscribe_upstream_now(entry, false, {}, out);
-    } else if (!entry.confirmed) {
-        sub.waiting_op = upstream_up_ ? entry.last_subscribe_op : 0;
+    } else if (upstream_up_ && pending_subscribes_.count(entry.last_subscribe_op) > 0) {
+        sub.waiting_op = entry.last_subscribe_op;  // its answer has the granted qos to report
     }
     // A confirmed filter's retained messages are all in the store; an unconfirmed one's are
     // still to come from the broker, and reach this client through normal routing.
@@ -319,7 +320,7 @@ void engine::upstream_subscribed(op_id op, int granted, action_list& out) {
         }
     }
     for (session* s : rejected)
-        unsubscribe(*s, filter, out);
+        unsubscribe(*s, filter, out, /*broker_refused=*/true);
 }
 
 void engine::handle(session& s, unsubscribe_request& r, action_list& out) {
@@ -334,28 +335,34 @@ void engine::handle(session& s, unsubscribe_request& r, action_list& out) {
     }
 }
 
-void engine::unsubscribe(session& s, const std::string& filter, action_list& out) {
+void engine::unsubscribe(session& s, const std::string& filter, action_list& out,
+                         bool broker_refused) {
     const auto it = s.subscriptions().find(filter);
     if (it == s.subscriptions().end()) return;
     s.subscriptions().erase(it);
     upstream_filter* entry = registry_.find(filter);
     if (entry == nullptr) return;
     const std::uint32_t subscription_id = entry->subscription_id;
+    const bool broker_holds_it = entry->confirmed;
     const auto removed = registry_.remove(filter, &s);
     if (removed.was_last) {
-        release_filter(filter, subscription_id, out);
-    } else if (removed.qos_changed && upstream_up_) {
+        // After a refusal the broker holds nothing to unsubscribe, unless an earlier SUBSCRIBE
+        // of the filter was granted.
+        release_filter(filter, subscription_id, !broker_refused || broker_holds_it, out);
+    } else if (removed.qos_changed && upstream_up_ && !broker_refused) {
         subscribe_upstream_now(*registry_.find(filter), false, {}, out);
     }
 }
 
 void engine::release_filter(std::string_view filter, std::uint32_t subscription_id,
-                            action_list& out) {
+                            bool unsubscribe_upstream_too, action_list& out) {
     if (subscription_id != 0) filters_by_subscription_id_.erase(subscription_id);
-    if (upstream_up_) {
-        out.push_back(unsubscribe_upstream{next_op_++, std::string(filter)});
-    } else if (config_.persistent_session) {
-        released_while_down_.emplace(filter);  // the broker still holds it
+    if (unsubscribe_upstream_too) {
+        if (upstream_up_) {
+            out.push_back(unsubscribe_upstream{next_op_++, std::string(filter)});
+        } else if (config_.persistent_session) {
+            released_while_down_.emplace(filter);  // the broker still holds it
+        }
     }
     if (config_.mqtt_version >= 5) {
         retained_.evict_under(filter, [&](const std::string& topic) {
@@ -544,19 +551,18 @@ void engine::upstream_message(const broker_message& m, action_list& out) {
         registry_.match(m.topic, [&](upstream_filter& f) { routed_filters_.push_back(&f); });
     }
 
-    const auto consider = [&](session* who) {
+    // `via` is the filter through which `who` was reached.
+    const auto consider = [&](session* who, const upstream_filter* via) {
         if (who->last_fanout == serial) return;
         who->last_fanout = serial;
         const auto& subs = who->subscriptions();
-        const session::subscription_ref best =
-            subs.size() == 1 ? &*subs.begin() : who->best_match(m.topic);
-        if (best == nullptr) return;
-        if (by_id && subs.size() > 1) {
-            // Another copy of this message, tagged with the best filter's id, reaches this client.
-            upstream_filter* chosen = registry_.find(best->first);
-            if (std::find(routed_filters_.begin(), routed_filters_.end(), chosen) ==
-                routed_filters_.end())
-                return;
+        session::subscription_ref best =
+            subs.size() == 1 ? &*subs.begin() : who->best_match(m.topic, /*confirmed_only=*/by_id);
+        if (best == nullptr) best = &*subs.find(via->filter);
+        if (by_id && subs.size() > 1 &&
+            std::find(routed_filters_.begin(), routed_filters_.end(), best->second.upstream) ==
+                routed_filters_.end()) {
+            return;  // another copy of this message, tagged with the best filter, reaches it
         }
         targets_.push_back({who, std::min(m.qos, best->second.qos)});
     };
@@ -566,10 +572,10 @@ void engine::upstream_message(const broker_message& m, action_list& out) {
         if (v3_replay) {
             if (f->replay_until_ms < now) continue;
             for (session* who : f->replay_targets)
-                consider(who);
+                consider(who, f);
         } else {
             for (const auto& sub : f->subscribers)
-                consider(sub.who);
+                consider(sub.who, f);
         }
     }
     if (config_.mqtt_version >= 5 && m.retained) retained_.put(m.topic, m.payload, m.qos);

@@ -182,12 +182,15 @@ class engine {
     // Adds `s` to `filter` and does what that needs upstream and for retained messages.
     void subscribe(session& s, const std::string& filter, std::uint8_t qos,
                    std::optional<msg_id> reply, action_list& out);
-    void unsubscribe(session& s, const std::string& filter, action_list& out);
+    // `broker_refused`: the broker refused the SUBSCRIBE; nothing to undo upstream for it.
+    void unsubscribe(session& s, const std::string& filter, action_list& out,
+                     bool broker_refused = false);
     // `replay_to`: MQTT 3.1.1 only, the sessions that get the retained messages the broker
     // replays after this SUBSCRIBE (see upstream_subscribed).
     op_id subscribe_upstream_now(upstream_filter& entry, bool replay_retained,
                                  std::vector<std::uint64_t> replay_to, action_list& out);
-    void release_filter(std::string_view filter, std::uint32_t subscription_id, action_list& out);
+    void release_filter(std::string_view filter, std::uint32_t subscription_id,
+                        bool unsubscribe_upstream_too, action_list& out);
     // Sends `s` the current retained messages of `filter` (a client joining a held filter).
     void send_retained(session& s, const std::string& filter, std::uint8_t qos, action_list& out);
     void deliver_parked(session& s, std::string_view filter, std::uint8_t qos, action_list& out);

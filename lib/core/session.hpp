@@ -21,11 +21,13 @@
 #include "core/actions.hpp"
 #include "core/codec.hpp"
 #include "core/outbox.hpp"
+#include "core/subscriptions.hpp"
 
 namespace mqttws {
 
 struct client_subscription {
     std::uint8_t qos = 0;
+    const upstream_filter* upstream = nullptr;  // the registry entry (lives as long as this)
     // Set while the client waits for its `suback`: the request's msgid, answered when the
     // upstream operation `waiting_op` is confirmed by the broker (0: not yet sent upstream).
     std::optional<msg_id> pending_suback;
@@ -99,7 +101,8 @@ class session {
     // highest qos, then the smallest filter. The choice is deterministic so that when the broker
     // sends one copy of a message per matching upstream subscription (MQTT v5), the client
     // receives exactly the copy of its chosen filter: once, at the best qos it asked for.
-    subscription_ref best_match(std::string_view topic) const;
+    // `confirmed_only`: choose among filters the broker has confirmed — only those have copies.
+    subscription_ref best_match(std::string_view topic, bool confirmed_only = false) const;
 
     outbox& deliveries() { return outbox_; }
     const outbox& deliveries() const { return outbox_; }

@@ -1,0 +1,81 @@
+#include "core/authenticator.hpp"
+
+#include <algorithm>
+
+namespace mqttws {
+namespace {
+
+bool looks_like_jwt(const std::string& token) {
+    return std::count(token.begin(), token.end(), '.') == 2;
+}
+
+}  // namespace
+
+authenticator::authenticator(std::shared_ptr<const password_file> passwords,
+                             std::shared_ptr<const jwt_verifier> jwt, bool accept_certificates,
+                             bool allow_anonymous)
+    : passwords_(std::move(passwords)),
+      jwt_(std::move(jwt)),
+      accept_certificates_(accept_certificates),
+      allow_anonymous_(allow_anonymous) {}
+
+std::variant<identity, auth_refusal> authenticator::authenticate(
+    const auth_request* frame, const handshake_credentials& handshake,
+    std::int64_t now_seconds) const {
+    static const auth_request no_frame;
+    const auth_request& f = frame != nullptr ? *frame : no_frame;
+    const std::string& secret = !f.password.empty() ? f.password
+                                : !f.token.empty()  ? f.token
+                                                    : handshake.bearer_token;
+
+    if (!configured()) {
+        // No credential source: every client is who it says it is.
+        return identity{f.client_id, f.username.empty() ? f.client_id : f.username, std::nullopt,
+                        "anonymous"};
+    }
+
+    if (jwt_ && !secret.empty() && f.password.empty() && looks_like_jwt(secret)) {
+        auto verified = jwt_->verify(secret, now_seconds);
+        if (auto* failure = std::get_if<jwt_failure>(&verified))
+            return auth_refusal{"JWT: " + failure->reason};
+        auto& claims = std::get<jwt_claims>(verified);
+        if (!f.client_id.empty() && f.client_id != claims.subject) {
+            return auth_refusal{"JWT: clientId '" + f.client_id + "' is not the token's sub '" +
+                                claims.subject + "'"};
+        }
+        return identity{claims.subject, claims.username.value_or(claims.subject),
+                        std::move(claims.grant), "jwt"};
+    }
+
+    if (passwords_ && !secret.empty()) {
+        const std::string& user = !f.username.empty() ? f.username : f.client_id;
+        if (user.empty()) return auth_refusal{"password given without a username or clientId"};
+        switch (passwords_->verify(user, secret)) {
+            case password_file::result::ok:
+                return identity{f.client_id.empty() ? user : f.client_id, user, std::nullopt,
+                                "password"};
+            case password_file::result::unknown_user:
+                return auth_refusal{"password file: unknown user '" + user + "'"};
+            case password_file::result::wrong_password:
+                return auth_refusal{"password file: wrong password for user '" + user + "'"};
+        }
+    }
+
+    if (!secret.empty()) {
+        return auth_refusal{"a token was presented, but no configured method accepts it"};
+    }
+
+    if (accept_certificates_ && !handshake.certificate_cn.empty()) {
+        if (!f.client_id.empty() && f.client_id != handshake.certificate_cn) {
+            return auth_refusal{"certificate: clientId '" + f.client_id +
+                                "' is not the certificate's CN '" + handshake.certificate_cn + "'"};
+        }
+        return identity{handshake.certificate_cn, handshake.certificate_cn, std::nullopt,
+                        "certificate"};
+    }
+
+    if (allow_anonymous_) return identity{f.client_id, {}, std::nullopt, "anonymous"};
+    return auth_refusal{"no credentials presented and anonymous clients are not allowed"};
+}
+
+}  // namespace mqttws
