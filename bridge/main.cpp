@@ -10,8 +10,14 @@ int main(int argc, char** argv) {
     config.version = MQTTWS_VERSION;
     if (auto exit_code = mqttws::parse_options(argc, argv, config)) return *exit_code;
     try {
-        mqttws::logging::write(mqttws::log_level::warn,
-                               "no client authentication is configured: every client is accepted");
+        if (!config.security.any_credentials()) {
+            mqttws::logging::write(
+                mqttws::log_level::warn,
+                "no client authentication is configured: every client is accepted");
+        } else if (config.security.allow_anonymous) {
+            mqttws::logging::write(mqttws::log_level::warn,
+                                   "--allow-anonymous: clients without credentials are accepted");
+        }
         mqttws::app bridge(std::move(config));
         return bridge.run();
     } catch (const std::exception& e) {

@@ -118,6 +118,85 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
                    "Encoded bytes of deliveries kept per session for resuming")
         ->group(delivery);
 
+    auto* security = "Security";
+    cli.add_option(
+           "--password-file", out.security.password_file,
+           "Mosquitto password file (mosquitto_passwd): clients authenticate as user/password")
+        ->check(CLI::ExistingFile)
+        ->group(security);
+    cli.add_option("--acl-file", out.security.acl_file,
+                   "Mosquitto acl_file: what each client may publish and subscribe")
+        ->check(CLI::ExistingFile)
+        ->group(security);
+    cli.add_option("--jwt-secret", out.security.jwt_secret,
+                   "HS256 secret for JWT tokens (at least 32 bytes)")
+        ->group(security);
+    cli.add_option("--jwt-public-key", out.security.jwt_public_key,
+                   "PEM public key for RS256 or ES256 JWT tokens")
+        ->check(CLI::ExistingFile)
+        ->group(security);
+    cli.add_flag("--allow-anonymous", out.security.allow_anonymous,
+                 "Admit clients without credentials even when a credential source is configured")
+        ->group(security);
+    cli.add_option("--auth-timeout-ms", out.engine.auth_timeout_ms,
+                   "Close (4401) clients that have not authenticated by then, when credentials are "
+                   "required")
+        ->check(CLI::Range(100, 3600000))
+        ->group(security);
+    cli.add_option("--auth-failures-per-minute", out.engine.auth_failures_per_minute,
+                   "Failed authentications allowed per remote address and minute (then 4429)")
+        ->check(CLI::PositiveNumber)
+        ->group(security);
+    cli.add_option("--audit-log", out.audit_log,
+                   "Append JSON lines: authentications, refusals, publishes to control topics")
+        ->group(security);
+    cli.add_option(
+           "--audit-topic", out.engine.audit_topics,
+           "Also audit publishes to this filter (repeatable; devices' control topics always are)")
+        ->group(security);
+    cli.add_option("--tls-cert", out.server.tls.cert_file,
+                   "PEM certificate chain: serve wss:// (TLS 1.2+)")
+        ->check(CLI::ExistingFile)
+        ->group(security);
+    cli.add_option("--tls-key", out.server.tls.key_file, "PEM private key of --tls-cert")
+        ->check(CLI::ExistingFile)
+        ->group(security);
+    cli.add_option(
+           "--tls-ca", out.server.tls.ca_file,
+           "PEM CA for client certificates; a verified certificate's CN identifies the client")
+        ->check(CLI::ExistingFile)
+        ->group(security);
+    cli.add_option(
+           "--allowed-origins", out.server.allowed_origins,
+           "Origins allowed to open WebSockets (comma separated; others get 403). Default: any")
+        ->delimiter(',')
+        ->group(security);
+
+    auto* limits = "Limits";
+    cli.add_option("--max-connections", out.server.max_connections,
+                   "Concurrent WebSocket connections (0: no limit; beyond it, HTTP 503)")
+        ->group(limits);
+    cli.add_option("--max-publish-rate", out.engine.publish_rate,
+                   "Publishes per second per client (0: no limit; beyond it, rate_limited)")
+        ->check(CLI::NonNegativeNumber)
+        ->group(limits);
+    cli.add_option("--publish-burst", out.engine.publish_burst,
+                   "Publishes a client may send at once before the rate applies (0: max(1, rate))")
+        ->check(CLI::NonNegativeNumber)
+        ->group(limits);
+    cli.add_option("--max-topic-bytes", out.engine.topic_limits.max_bytes,
+                   "Longest topic or filter")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{65535}))
+        ->group(limits);
+    cli.add_option("--max-topic-levels", out.engine.topic_limits.max_levels,
+                   "Most levels in a topic or filter")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1024}))
+        ->group(limits);
+    cli.add_option("--max-json-depth", out.engine.decode.max_depth,
+                   "Deepest JSON nesting accepted in a frame")
+        ->check(CLI::Range(std::size_t{2}, std::size_t{256}))
+        ->group(limits);
+
     auto* ops = "Operations";
     cli.add_option("--log-level", log_level_name, "debug, info, warn or error")
         ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
@@ -140,6 +219,15 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
         return 0;
     }
 
+    if (out.server.tls.cert_file.empty() != out.server.tls.key_file.empty()) {
+        std::cerr << "--tls-cert and --tls-key go together\n";
+        return 2;
+    }
+    if (!out.server.tls.ca_file.empty() && out.server.tls.cert_file.empty()) {
+        std::cerr << "--tls-ca needs --tls-cert and --tls-key\n";
+        return 2;
+    }
+    out.security.client_certificates = !out.server.tls.ca_file.empty();
     out.engine.mqtt_version = mqtt_version;
     out.upstream.mqtt_version = mqtt_version;
     out.upstream.reconnect_max = std::chrono::milliseconds(reconnect_max_ms);

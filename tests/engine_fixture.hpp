@@ -213,7 +213,7 @@ class engine_fixture {
     // ---- clients ----
     client_handle open(connection_id id, std::string remote = "127.0.0.1:50000") {
         action_list out;
-        eng.client_opened(id, std::move(remote), out);
+        eng.client_opened(id, std::move(remote), {}, out);
         opened_.insert(id);
         inboxes_[id];
         record(std::move(out));

@@ -60,6 +60,15 @@ struct publish_upstream {
     bool retain = false;
 };
 
+// One line of the audit trail (--audit-log): authentications, refusals, control publishes.
+struct audit_record {
+    std::string event;  // "auth_success", "auth_failure", "denied", "publish"
+    std::string client_id;
+    std::string remote_address;
+    std::string topic;
+    std::string detail;
+};
+
 enum class log_level { debug, info, warn, error };
 
 struct log_line {
@@ -68,7 +77,7 @@ struct log_line {
 };
 
 using action = std::variant<send_text, close_client, subscribe_upstream, unsubscribe_upstream,
-                            publish_upstream, log_line>;
+                            publish_upstream, log_line, audit_record>;
 using action_list = std::vector<action>;
 
 }  // namespace mqttws

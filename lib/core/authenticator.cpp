@@ -19,14 +19,21 @@ authenticator::authenticator(std::shared_ptr<const password_file> passwords,
       accept_certificates_(accept_certificates),
       allow_anonymous_(allow_anonymous) {}
 
+bool authenticator::self_contained(const handshake_credentials& handshake) const {
+    return (jwt_ && looks_like_jwt(handshake.bearer_token)) ||
+           (!handshake.username.empty() && !handshake.password.empty()) ||
+           !handshake.certificate_cn.empty();
+}
+
 std::variant<identity, auth_refusal> authenticator::authenticate(
     const auth_request* frame, const handshake_credentials& handshake,
     std::int64_t now_seconds) const {
     static const auth_request no_frame;
     const auth_request& f = frame != nullptr ? *frame : no_frame;
-    const std::string& secret = !f.password.empty() ? f.password
-                                : !f.token.empty()  ? f.token
-                                                    : handshake.bearer_token;
+    const std::string& secret = !f.password.empty()           ? f.password
+                                : !f.token.empty()            ? f.token
+                                : !handshake.password.empty() ? handshake.password
+                                                              : handshake.bearer_token;
 
     if (!configured()) {
         // No credential source: every client is who it says it is.
@@ -48,7 +55,9 @@ std::variant<identity, auth_refusal> authenticator::authenticate(
     }
 
     if (passwords_ && !secret.empty()) {
-        const std::string& user = !f.username.empty() ? f.username : f.client_id;
+        const std::string& user = !f.username.empty()    ? f.username
+                                  : !f.client_id.empty() ? f.client_id
+                                                         : handshake.username;
         if (user.empty()) return auth_refusal{"password given without a username or clientId"};
         switch (passwords_->verify(user, secret)) {
             case password_file::result::ok:

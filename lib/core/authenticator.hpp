@@ -30,8 +30,14 @@
 namespace mqttws {
 
 struct handshake_credentials {
-    std::string bearer_token;    // Authorization: Bearer …, or ?token= in the URL
+    std::string bearer_token;  // Authorization: Bearer …, or ?token= in the URL
+    std::string username;      // Authorization: Basic …
+    std::string password;
     std::string certificate_cn;  // CN of a client certificate the TLS layer verified
+
+    bool empty() const {
+        return bearer_token.empty() && username.empty() && certificate_cn.empty();
+    }
 };
 
 struct identity {
@@ -56,6 +62,10 @@ class authenticator {
     bool configured() const { return passwords_ || jwt_ || accept_certificates_; }
     // Clients must present credentials (a source is configured and anonymous is not allowed).
     bool required() const { return configured() && !allow_anonymous_; }
+
+    // Whether the handshake alone says who the client is (a JWT, a user and password, a
+    // certificate), so that it can be checked as soon as the connection opens.
+    bool self_contained(const handshake_credentials& handshake) const;
 
     // `frame` is null when deciding from the handshake alone.
     std::variant<identity, auth_refusal> authenticate(const auth_request* frame,

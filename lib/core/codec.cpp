@@ -493,6 +493,13 @@ bool is_valid_utf8(std::string_view bytes) noexcept {
 
 // ---- encoders ----
 
+std::string encode_json_string(std::string_view s) {
+    std::string out;
+    out.reserve(s.size() + 2);
+    append_json_string(out, s);
+    return out;
+}
+
 std::string encode_auth_response(std::string_view client_id, std::string_view session, bool resumed,
                                  bool session_present, std::int64_t timestamp_ms,
                                  const msg_id& id) {

@@ -121,6 +121,9 @@ bool json_nesting_exceeds(std::string_view json, std::size_t max_depth) noexcept
 // True when `bytes` is well-formed UTF-8 (any code point; NUL allowed).
 bool is_valid_utf8(std::string_view bytes) noexcept;
 
+// `s` (UTF-8) as a JSON string literal, quotes included: for logs and other JSON the app writes.
+std::string encode_json_string(std::string_view s);
+
 // ---- Encoding: bridge → client frames. Timestamps are milliseconds since the Unix epoch. ----
 
 // `session` empty: the client opted out of resuming (no session fields are written).

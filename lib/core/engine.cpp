@@ -11,11 +11,18 @@ bool refused_code(int granted) {
     return granted < 0 || granted >= 0x80;
 }
 
+// "1.2.3.4:5678" / "[::1]:5678" → the address without the port.
+std::string remote_ip(const std::string& remote_address) {
+    const std::size_t colon = remote_address.rfind(':');
+    return colon == std::string::npos ? remote_address : remote_address.substr(0, colon);
+}
+
 }  // namespace
 
-engine::engine(engine_config config, platform& env)
+engine::engine(engine_config config, platform& env, std::shared_ptr<const security_policy> policy)
     : config_(std::move(config)),
       env_(env),
+      policy_(std::move(policy)),
       decoder_(config_.decode),
       retained_(config_.retained_cache_bytes) {}
 
@@ -53,12 +60,30 @@ void engine::broadcast(const frame_ptr& frame, action_list& out) {
 
 // ---------------------------------------------------------------- connection events
 
-void engine::client_opened(connection_id id, std::string remote_address, action_list& /*out*/) {
+void engine::client_opened(connection_id id, std::string remote_address,
+                           handshake_credentials handshake, action_list& out) {
     const std::uint64_t key = next_session_key_++;
-    auto s = std::make_unique<session>(key, std::move(remote_address), config_.outbox);
-    s->attach(id);
-    connections_[id] = s.get();
-    sessions_.emplace(key, std::move(s));
+    auto owned = std::make_unique<session>(key, std::move(remote_address), config_.outbox);
+    session& s = *owned;
+    s.attach(id);
+    connections_[id] = &s;
+    sessions_.emplace(key, std::move(owned));
+
+    const bool self_contained =
+        policy_->auth.configured() && policy_->auth.self_contained(handshake);
+    s.set_handshake(std::move(handshake));
+    if (self_contained) {
+        // Credentials in the handshake are checked at once: a wrong token never gets further.
+        // (A bare token for a password file waits for the `auth` frame naming the user.)
+        auto checked = policy_->auth.authenticate(nullptr, s.handshake(), env_.wall_ms() / 1000);
+        if (auto* refusal = std::get_if<auth_refusal>(&checked)) {
+            record_auth_failure(s.remote_address());
+            audit(s, "auth_failure", {}, refusal->reason, out);
+            out.push_back(close_client{id, close_code::auth_failed, "Authentication failed"});
+            return;
+        }
+    }
+    if (policy_->auth.required()) s.auth_deadline_ms = env_.steady_ms() + config_.auth_timeout_ms;
 }
 
 void engine::client_text(connection_id id, std::string_view frame, action_list& out) {
@@ -103,17 +128,70 @@ void engine::end_session(session& s, action_list& out) {
 
 bool engine::ensure_authenticated(session& s, action_list& out) {
     if (s.authenticated()) return true;
-    // No credentials are configured: a client that skips `auth` gets a generated id.
-    authenticate(s, {}, false, out);
+    // A request before `auth`: the handshake's credentials, or anonymous where allowed. A
+    // client without either is told to authenticate (and closed at its auth deadline).
+    auto checked = policy_->auth.authenticate(nullptr, s.handshake(), env_.wall_ms() / 1000);
+    if (std::holds_alternative<auth_refusal>(checked)) {
+        send_error(s, errc::not_authenticated, "send an auth frame with credentials first", {},
+                   out);
+        return false;
+    }
+    authenticate(s, std::get<identity>(std::move(checked)), false, out);
     return true;
 }
 
-void engine::authenticate(session& s, std::string client_id, bool is_device, action_list& out) {
-    if (client_id.empty()) client_id = "anon-" + env_.random_hex(6);
+void engine::authenticate(session& s, identity who, bool is_device, action_list& out) {
+    std::string client_id =
+        who.client_id.empty() ? "anon-" + env_.random_hex(6) : std::move(who.client_id);
     std::string control_topic;
     if (is_device) control_topic = config_.device_topic_prefix + "/" + client_id + "/control";
     s.authenticate(std::move(client_id), is_device, control_topic);
-    if (is_device) subscribe(s, control_topic, 0, std::nullopt, out);
+    s.set_acl_identity(std::move(who.username), std::move(who.grant));
+    s.auth_deadline_ms = 0;
+    if (who.method != "anonymous") audit(s, "auth_success", {}, who.method, out);
+    if (is_device) {
+        const acl_decision allowed =
+            policy_->rules.check_subscribe(s.client_id(), s.username(), control_topic, s.grant());
+        if (allowed.allowed) {
+            subscribe(s, control_topic, 0, std::nullopt, out);
+        } else {
+            audit(s, "denied", control_topic, allowed.reason, out);
+        }
+    }
+}
+
+bool engine::allow_auth_attempt(const std::string& remote_address) {
+    const auto it = auth_failures_.find(remote_ip(remote_address));
+    if (it == auth_failures_.end()) return true;
+    const double limit = static_cast<double>(config_.auth_failures_per_minute);
+    const std::int64_t now = env_.steady_ms();
+    it->second.tokens = std::min(
+        limit, it->second.tokens + limit * static_cast<double>(now - it->second.at_ms) / 60000.0);
+    it->second.at_ms = now;
+    return it->second.tokens >= 1.0;
+}
+
+void engine::record_auth_failure(const std::string& remote_address) {
+    ++stats_.auth_failures;
+    const auto [it, fresh] = auth_failures_.try_emplace(remote_ip(remote_address));
+    if (fresh) {
+        it->second.tokens = static_cast<double>(config_.auth_failures_per_minute);
+        it->second.at_ms = env_.steady_ms();
+    }
+    allow_auth_attempt(remote_address);  // refill up to now
+    it->second.tokens = std::max(0.0, it->second.tokens - 1.0);
+}
+
+void engine::audit(const session& s, std::string event, std::string topic, std::string detail,
+                   action_list& out) {
+    out.push_back(audit_record{std::move(event), s.client_id(), s.remote_address(),
+                               std::move(topic), std::move(detail)});
+}
+
+bool engine::audited_topic(std::string_view topic) const {
+    if (topic::matches(config_.device_topic_prefix + "/+/control", topic)) return true;
+    return std::any_of(config_.audit_topics.begin(), config_.audit_topics.end(),
+                       [&](const std::string& f) { return topic::matches(f, topic); });
 }
 
 void engine::handle(session& s, auth_request& r, action_list& out) {
@@ -122,24 +200,44 @@ void engine::handle(session& s, auth_request& r, action_list& out) {
                    out);
         return;
     }
+    if (!allow_auth_attempt(s.remote_address())) {
+        out.push_back(audit_record{"auth_failure",
+                                   r.client_id,
+                                   s.remote_address(),
+                                   {},
+                                   "too many failed attempts from this address"});
+        out.push_back(close_client{s.connection(), close_code::auth_rate_limited,
+                                   "Too many failed authentication attempts"});
+        return;
+    }
+    auto checked = policy_->auth.authenticate(&r, s.handshake(), env_.wall_ms() / 1000);
+    if (auto* refusal = std::get_if<auth_refusal>(&checked)) {
+        record_auth_failure(s.remote_address());
+        out.push_back(
+            audit_record{"auth_failure", r.client_id, s.remote_address(), {}, refusal->reason});
+        out.push_back(
+            close_client{s.connection(), close_code::auth_failed, "Authentication failed"});
+        return;
+    }
+    identity who = std::get<identity>(std::move(checked));
+    if (who.client_id.empty()) who.client_id = "anon-" + env_.random_hex(6);
     if (!r.session.empty()) {
         const auto it = tokens_.find(r.session);
-        if (it != tokens_.end() && it->second != &s &&
-            (r.client_id.empty() || r.client_id == it->second->client_id())) {
+        if (it != tokens_.end() && it->second != &s && it->second->client_id() == who.client_id) {
             resume(s, *it->second, r, out);
             return;
         }
-        // Unknown or expired: a new session (the answer says sessionPresent:false).
+        // Unknown, expired, or another client's: a new session (sessionPresent:false).
     }
-    std::string id = r.client_id.empty() ? "anon-" + env_.random_hex(6) : r.client_id;
     if (r.resume && config_.resume_window_ms > 0) {
         s.set_token(env_.random_hex(16));
         tokens_[s.token()] = &s;
     }
     // The response goes first: frames caused by authenticating (a device's retained control
     // message, the upstream status) follow it.
-    send(s, encode_auth_response(id, s.token(), false, false, env_.wall_ms(), r.id), out);
-    authenticate(s, std::move(id), r.is_device, out);
+    send(s, encode_auth_response(who.client_id, s.token(), false, false, env_.wall_ms(), r.id),
+         out);
+    authenticate(s, std::move(who), r.is_device, out);
     if (!upstream_up_) send(s, encode_upstream_status(false, env_.wall_ms()), out);
 }
 
@@ -185,6 +283,14 @@ void engine::handle(session& s, subscribe_request& r, action_list& out) {
             send_error(s, errc::unsupported,
                        "shared subscriptions ($share/...) are not supported by this bridge", r.id,
                        out, filter);
+            continue;
+        }
+        const acl_decision allowed =
+            policy_->rules.check_subscribe(s.client_id(), s.username(), filter, s.grant());
+        if (!allowed.allowed) {
+            ++stats_.denied;
+            audit(s, "denied", filter, allowed.reason, out);
+            send_error(s, errc::forbidden, allowed.reason, r.id, out, filter);
             continue;
         }
         const bool is_new = s.subscriptions().find(filter) == s.subscriptions().end();
@@ -442,6 +548,23 @@ void engine::refuse_publish(session& s, std::uint8_t qos, const msg_id& reply_to
 
 void engine::publish(session& s, std::string topic, std::string payload, std::uint8_t qos,
                      bool retain, const msg_id& reply_to, action_list& out) {
+    const acl_decision allowed =
+        policy_->rules.check_publish(s.client_id(), s.username(), topic, s.grant());
+    if (!allowed.allowed) {
+        ++stats_.denied;
+        audit(s, "denied", topic, allowed.reason, out);
+        refuse_publish(s, qos, reply_to, errc::forbidden, allowed.reason, out);
+        return;
+    }
+    const double burst =
+        config_.publish_burst > 0 ? config_.publish_burst : std::max(1.0, config_.publish_rate);
+    if (!s.take_publish_token(env_.steady_ms(), config_.publish_rate, burst)) {
+        ++stats_.rate_limited;
+        refuse_publish(s, qos, reply_to, errc::rate_limited,
+                       "over this client's publish rate limit", out);
+        return;
+    }
+    if (audited_topic(topic)) audit(s, "publish", topic, {}, out);
     ++s.counters().publishes;
     pending_publish p{s.key(), reply_to,
                       publish_upstream{0, std::move(topic), std::move(payload), qos, retain}, 0};
@@ -708,12 +831,26 @@ void engine::tick(action_list& out) {
     for (auto& [key, s] : sessions_) {
         if (s->connection() == 0) {
             if (s->detached_until_ms() <= now) expired.push_back(s.get());
+        } else if (s->auth_deadline_ms != 0 && s->auth_deadline_ms <= now) {
+            s->auth_deadline_ms = 0;
+            out.push_back(
+                close_client{s->connection(), close_code::auth_timeout, "Authentication timeout"});
         } else if (s->deliveries().inflight() > 0) {
             s->deliveries().resend_due(now, sender(*s, out));
         }
     }
     for (session* s : expired)
         end_session(*s, out);
+
+    // Forget addresses whose allowance of failed attempts has filled up again.
+    for (auto it = auth_failures_.begin(); it != auth_failures_.end();) {
+        allow_auth_attempt(it->first);
+        if (it->second.tokens >= static_cast<double>(config_.auth_failures_per_minute)) {
+            it = auth_failures_.erase(it);
+        } else {
+            ++it;
+        }
+    }
 
     if (parked_until_ms_ != 0 && parked_until_ms_ <= now) {
         parked_.clear();
@@ -731,6 +868,25 @@ void engine::tick(action_list& out) {
                                      return true;
                                  }),
                   windows.end());
+}
+
+void engine::set_security(std::shared_ptr<const security_policy> policy, action_list& out) {
+    policy_ = std::move(policy);
+    for (auto& [key, s] : sessions_) {
+        std::vector<std::pair<std::string, std::string>> refused;  // filter, reason
+        for (const auto& [filter, sub] : s->subscriptions()) {
+            const acl_decision d =
+                policy_->rules.check_subscribe(s->client_id(), s->username(), filter, s->grant());
+            if (!d.allowed) refused.emplace_back(filter, d.reason);
+        }
+        for (const auto& [filter, reason] : refused) {
+            unsubscribe(*s, filter, out);
+            audit(*s, "denied", filter, "after reload: " + reason, out);
+            send_error(*s, errc::forbidden, "subscription removed after an ACL reload: " + reason,
+                       {}, out, filter);
+        }
+    }
+    out.push_back(log_line{log_level::info, "security policy reloaded"});
 }
 
 void engine::shutdown(action_list& out) {

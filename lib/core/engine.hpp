@@ -42,7 +42,9 @@
 #include <unordered_set>
 #include <vector>
 
+#include "core/acl.hpp"
 #include "core/actions.hpp"
+#include "core/authenticator.hpp"
 #include "core/codec.hpp"
 #include "core/outbox.hpp"
 #include "core/platform.hpp"
@@ -75,6 +77,22 @@ struct engine_config {
     // client holds yet are kept this long and given to clients that subscribe to them.
     std::int64_t restart_hold_ms = 30000;
     std::size_t restart_hold_messages = 100000;
+    // Authentication: how long a client may take to authenticate when credentials are
+    // required, and how many failed attempts one remote address may make per minute.
+    std::int64_t auth_timeout_ms = 10000;
+    std::size_t auth_failures_per_minute = 10;
+    // Per client publish rate limit (publishes per second, 0: none) and burst.
+    double publish_rate = 0;
+    double publish_burst = 0;
+    // Publishes to these filters are written to the audit trail, besides the devices' control
+    // topics (<prefix>/+/control), which always are.
+    std::vector<std::string> audit_topics;
+};
+
+// Who may connect and what they may do. Replaced as a whole on reload (SIGHUP).
+struct security_policy {
+    authenticator auth;  // default: no credential source, every client accepted
+    acl rules;           // default: not configured, everything allowed
 };
 
 // One message from the broker, copied off the MQTT client's thread.
@@ -102,6 +120,9 @@ struct engine_stats {
     std::uint64_t publish_duplicates = 0;  // QoS 2 resends answered without publishing again
     std::uint64_t resumes = 0;             // sessions taken over by a new connection
     std::uint64_t resumes_with_gap = 0;    // ...that could not replay everything (resumed:false)
+    std::uint64_t auth_failures = 0;
+    std::uint64_t denied = 0;        // requests refused by the ACL
+    std::uint64_t rate_limited = 0;  // publishes refused by the rate limit
     std::size_t offline_queued = 0;
     std::size_t retained_cached = 0;
     std::size_t parked = 0;
@@ -109,13 +130,16 @@ struct engine_stats {
 
 class engine {
   public:
-    engine(engine_config config, platform& env);
+    engine(engine_config config, platform& env,
+           std::shared_ptr<const security_policy> policy = std::make_shared<security_policy>());
     ~engine();
     engine(const engine&) = delete;
     engine& operator=(const engine&) = delete;
 
     // ---- connection events ----
-    void client_opened(connection_id id, std::string remote_address, action_list& out);
+    // `handshake`: credentials from the WebSocket upgrade (bearer token, client certificate).
+    void client_opened(connection_id id, std::string remote_address,
+                       handshake_credentials handshake, action_list& out);
     void client_text(connection_id id, std::string_view frame, action_list& out);
     // `clean`: the client closed with code 1000 or none, ending its session; otherwise the
     // session is kept for a resume.
@@ -135,6 +159,9 @@ class engine {
     void tick(action_list& out);
     // Closes every connection with 1001 (the bridge is going away).
     void shutdown(action_list& out);
+    // A new security policy (reload): existing connections stay; subscriptions the new ACL does
+    // not allow are removed and their clients told with an `error` frame.
+    void set_security(std::shared_ptr<const security_policy> policy, action_list& out);
 
     engine_stats stats() const;
     const engine_config& config() const { return config_; }
@@ -167,7 +194,13 @@ class engine {
     void broadcast(const frame_ptr& frame, action_list& out);
 
     bool ensure_authenticated(session& s, action_list& out);
-    void authenticate(session& s, std::string client_id, bool is_device, action_list& out);
+    void authenticate(session& s, identity who, bool is_device, action_list& out);
+    // Counts a failed attempt from this address; false when it has used up its allowance.
+    bool allow_auth_attempt(const std::string& remote_address);
+    void record_auth_failure(const std::string& remote_address);
+    void audit(const session& s, std::string event, std::string topic, std::string detail,
+               action_list& out);
+    bool audited_topic(std::string_view topic) const;
     void resume(session& fresh, session& old, const auth_request& r, action_list& out);
     void end_session(session& s, action_list& out);
 
@@ -214,6 +247,7 @@ class engine {
 
     engine_config config_;
     platform& env_;
+    std::shared_ptr<const security_policy> policy_;
     frame_decoder decoder_;
     subscription_registry registry_;
     retained_store retained_;
@@ -229,6 +263,11 @@ class engine {
     std::unordered_set<std::string> released_while_down_;  // persistent session: to unsubscribe
     std::deque<parked_message> parked_;
     std::int64_t parked_until_ms_ = 0;  // 0: not holding (see restart_hold_ms)
+    struct failure_bucket {
+        double tokens = 0;
+        std::int64_t at_ms = 0;
+    };
+    std::unordered_map<std::string, failure_bucket> auth_failures_;  // by remote IP
     bool connected_before_ = false;
 
     bool upstream_up_ = false;

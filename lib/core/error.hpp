@@ -44,6 +44,7 @@ enum class close_code : std::uint16_t {
     session_taken_over = 4009,  // another connection resumed this session
     auth_timeout = 4401,        // no auth within --auth-timeout
     auth_failed = 4403,         // credentials refused
+    auth_rate_limited = 4429,   // too many failed attempts from this address
 };
 
 }  // namespace mqttws

@@ -10,6 +10,7 @@
 // Thread safety: none; owned by the engine's thread.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -18,7 +19,9 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "core/acl.hpp"
 #include "core/actions.hpp"
+#include "core/authenticator.hpp"
 #include "core/codec.hpp"
 #include "core/outbox.hpp"
 #include "core/subscriptions.hpp"
@@ -75,6 +78,32 @@ class session {
         control_topic_ = std::move(control_topic);
     }
 
+    // For the ACL: the user (empty when anonymous) and a JWT's narrowing grant.
+    const std::string& username() const { return username_; }
+    const acl_grant* grant() const { return grant_ ? &*grant_ : nullptr; }
+    void set_acl_identity(std::string username, std::optional<acl_grant> grant) {
+        username_ = std::move(username);
+        grant_ = std::move(grant);
+    }
+
+    // Credentials from the WebSocket handshake, used when `auth` carries none.
+    const handshake_credentials& handshake() const { return handshake_; }
+    void set_handshake(handshake_credentials h) { handshake_ = std::move(h); }
+    // Before authentication: when the connection is closed for not authenticating (0: never).
+    std::int64_t auth_deadline_ms = 0;
+
+    // Publish rate limit: a token bucket of `burst` tokens refilled at `rate` per second.
+    bool take_publish_token(std::int64_t now_ms, double rate, double burst) {
+        if (rate <= 0) return true;
+        if (publish_tokens_ < 0) publish_tokens_ = burst;  // first publish: a full bucket
+        publish_tokens_ = std::min(
+            burst, publish_tokens_ + rate * static_cast<double>(now_ms - tokens_at_ms_) / 1000.0);
+        tokens_at_ms_ = now_ms;
+        if (publish_tokens_ < 1.0) return false;
+        publish_tokens_ -= 1.0;
+        return true;
+    }
+
     // Resume: the secret a client presents to take this session over after a drop. Empty when
     // the client opted out (then deliveries carry no `seq` and nothing is kept after a drop).
     const std::string& token() const { return token_; }
@@ -127,6 +156,11 @@ class session {
     std::string client_id_;
     bool is_device_ = false;
     std::string control_topic_;
+    std::string username_;
+    std::optional<acl_grant> grant_;
+    handshake_credentials handshake_;
+    double publish_tokens_ = -1;  // < 0: not used yet
+    std::int64_t tokens_at_ms_ = 0;
     std::string token_;
     connection_id connection_ = 0;
     std::int64_t detached_until_ms_ = 0;

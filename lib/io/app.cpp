@@ -6,6 +6,7 @@
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 #include <csignal>
+#include <fstream>
 #include <random>
 
 #include "io/log.hpp"
@@ -68,20 +69,22 @@ std::string health_json(const engine_stats& s, const std::string& version) {
 struct app::impl {
     explicit impl(app_config c)
         : config(std::move(c)),
-          core(config.engine, env),
-          server(io, config.server,
-                 ws_server::handlers{
-                     [this](connection_id id, std::string remote) {
-                         client_opened(id, std::move(remote));
-                     },
-                     [this](connection_id id, std::string_view text) {
-                         core.client_text(id, text, actions);
-                         execute();
-                     },
-                     [this](connection_id id, const close_info& info) { client_closed(id, info); },
-                     [this](std::string_view path) { return http(path); },
-                 }),
+          core(config.engine, env, load_security(config.security)),
+          server(
+              io, config.server,
+              ws_server::handlers{
+                  [this](connection_id id, std::string remote, handshake_credentials credentials) {
+                      client_opened(id, std::move(remote), std::move(credentials));
+                  },
+                  [this](connection_id id, std::string_view text) {
+                      core.client_text(id, text, actions);
+                      execute();
+                  },
+                  [this](connection_id id, const close_info& info) { client_closed(id, info); },
+                  [this](std::string_view path) { return http(path); },
+              }),
           signals(io, SIGINT, SIGTERM),
+          reload_signal(io, SIGHUP),
           ticker(io),
           shutdown_timer(io) {
         broker = make_paho_upstream(io, config.upstream, [this](upstream_event&& e) {
@@ -91,6 +94,7 @@ struct app::impl {
     }
 
     int run() {
+        open_audit_log();
         server.listen();
         logging::write(log_level::info, "listening",
                        {{"bind", config.server.bind_address},
@@ -102,6 +106,7 @@ struct app::impl {
         signals.async_wait([this](const std::error_code& ec, int signo) {
             if (!ec) shutdown(signo);
         });
+        await_reload();
         schedule_tick();
         io.run();
         return 0;
@@ -109,10 +114,10 @@ struct app::impl {
 
     // ---- edges → engine ----
 
-    void client_opened(connection_id id, std::string remote) {
+    void client_opened(connection_id id, std::string remote, handshake_credentials credentials) {
         logging::write(log_level::debug, "client open",
                        {{"id", std::to_string(id)}, {"remote", remote}});
-        core.client_opened(id, std::move(remote), actions);
+        core.client_opened(id, std::move(remote), std::move(credentials), actions);
         execute();
     }
 
@@ -165,6 +170,54 @@ struct app::impl {
     void carry_out(unsubscribe_upstream& a) { broker->unsubscribe(a); }
     void carry_out(publish_upstream& a) { broker->publish(std::move(a)); }
     void carry_out(log_line& a) { logging::write(a.level, a.text); }
+    void carry_out(audit_record& a) {
+        if (!audit) return;
+        std::string line = "{\"ts\":" + std::to_string(env.wall_ms());
+        for (const auto& [key, value] :
+             {std::pair<const char*, const std::string*>{"event", &a.event},
+              {"clientId", &a.client_id},
+              {"remote", &a.remote_address},
+              {"topic", &a.topic},
+              {"detail", &a.detail}}) {
+            if (value->empty()) continue;
+            line += ",\"";
+            line += key;
+            line += "\":";
+            line += encode_json_string(*value);
+        }
+        line += "}\n";
+        audit << line << std::flush;
+    }
+
+    // ---- security reload and the audit trail ----
+
+    void open_audit_log() {
+        if (config.audit_log.empty()) return;
+        audit.close();
+        audit.clear();
+        audit.open(config.audit_log, std::ios::app);
+        if (!audit) throw std::runtime_error("cannot open --audit-log '" + config.audit_log + "'");
+    }
+
+    void await_reload() {
+        reload_signal.async_wait([this](const std::error_code& ec, int) {
+            if (ec) return;
+            reload();
+            await_reload();
+        });
+    }
+
+    void reload() {
+        try {
+            auto policy = load_security(config.security);
+            open_audit_log();  // after logrotate moved the file
+            core.set_security(std::move(policy), actions);
+            execute();
+        } catch (const std::exception& e) {
+            logging::write(log_level::error, "reload failed; keeping the previous security files",
+                           {{"error", e.what()}});
+        }
+    }
 
     // ---- time and shutdown ----
 
@@ -208,6 +261,8 @@ struct app::impl {
     ws_server server;
     std::unique_ptr<mqttws::upstream> broker;
     asio::signal_set signals;
+    asio::signal_set reload_signal;
+    std::ofstream audit;
     asio::steady_timer ticker;
     asio::steady_timer shutdown_timer;
     std::chrono::steady_clock::time_point shutdown_deadline;

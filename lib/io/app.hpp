@@ -13,6 +13,7 @@
 
 #include "core/engine.hpp"
 #include "io/paho_upstream.hpp"
+#include "io/security_files.hpp"
 #include "io/ws_server.hpp"
 
 namespace mqttws {
@@ -21,6 +22,8 @@ struct app_config {
     engine_config engine;
     upstream_options upstream;
     ws_server_options server;
+    security_files security;  // reloaded on SIGHUP
+    std::string audit_log;    // JSON lines; empty: no audit trail
     std::string version = "dev";
     std::chrono::milliseconds tick{100};             // engine clock resolution
     std::chrono::milliseconds shutdown_grace{2000};  // for close handshakes on SIGTERM
@@ -33,8 +36,9 @@ class app {
     app(const app&) = delete;
     app& operator=(const app&) = delete;
 
-    // Listens, connects upstream, and runs until SIGINT or SIGTERM. Returns the exit code.
-    // Throws std::runtime_error when it cannot start (e.g. the port is taken).
+    // Listens, connects upstream, and runs until SIGINT or SIGTERM; SIGHUP reloads the security
+    // files and reopens the audit log. Returns the exit code. Throws std::runtime_error when it
+    // cannot start (the port is taken, a security file is invalid).
     int run();
 
   private:

@@ -6,6 +6,8 @@
 #include <ctime>
 #include <mutex>
 
+#include "core/codec.hpp"
+
 namespace mqttws::logging {
 namespace {
 
@@ -42,24 +44,6 @@ std::string utc_now() {
     return buf;
 }
 
-void append_json_string(std::string& out, std::string_view s) {
-    out += '"';
-    for (const char c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += c;
-        } else if (u < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", u);
-            out += buf;
-        } else {
-            out += c;
-        }
-    }
-    out += '"';
-}
-
 }  // namespace
 
 void configure(log_level level, format f) {
@@ -79,12 +63,12 @@ void write(log_level level, std::string_view message, std::initializer_list<fiel
         line += "{\"ts\":\"" + utc_now() + "\",\"level\":\"";
         line += level_name(level);
         line += "\",\"msg\":";
-        append_json_string(line, message);
+        line += encode_json_string(message);
         for (const auto& [key, value] : fields) {
             line += ',';
-            append_json_string(line, key);
+            line += encode_json_string(key);
             line += ':';
-            append_json_string(line, value);
+            line += encode_json_string(value);
         }
         line += "}\n";
     } else {

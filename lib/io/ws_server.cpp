@@ -1,44 +1,13 @@
-#include "io/ws_server.hpp"
-
-#include <stdexcept>
-#include <unordered_map>
-#include <unordered_set>
-#include <websocketpp/concurrency/none.hpp>
+// ws_server over plain TCP, the public ws_server class, and helpers shared with TLS.
 #include <websocketpp/config/asio_no_tls.hpp>
-#include <websocketpp/server.hpp>
+
+#include "core/base64.hpp"
+#include "io/ws_server_impl.hpp"
 
 namespace mqttws {
-namespace {
 
-// websocketpp configuration: one thread owns every connection (no locks), and a small
-// per-connection read buffer (the default 16 KiB is most of an idle connection's memory).
-struct ws_config : websocketpp::config::asio {
-    using type = ws_config;
-    using base = websocketpp::config::asio;
+namespace ws_detail {
 
-    typedef websocketpp::concurrency::none concurrency_type;
-    typedef websocketpp::log::basic<concurrency_type, websocketpp::log::elevel> elog_type;
-    typedef websocketpp::log::basic<concurrency_type, websocketpp::log::alevel> alog_type;
-
-    struct transport_config : public base::transport_config {
-        typedef type::concurrency_type concurrency_type;
-        typedef type::alog_type alog_type;
-        typedef type::elog_type elog_type;
-        typedef type::request_type request_type;
-        typedef type::response_type response_type;
-        typedef websocketpp::transport::asio::basic_socket::endpoint socket_type;
-    };
-    typedef websocketpp::transport::asio::endpoint<transport_config> transport_type;
-
-    static const std::size_t connection_read_buffer_size = 4096;
-};
-
-using server_type = websocketpp::server<ws_config>;
-using connection_ptr = server_type::connection_ptr;
-using message_type = ws_config::message_type;
-
-// RFC 6455 §5.2 header of an unmasked, final text frame of `size` bytes. Server frames are not
-// masked, so one framed buffer is valid on every connection.
 std::string text_frame_header(std::size_t size) {
     std::string h;
     h += static_cast<char>(0x81);  // FIN + opcode text
@@ -56,153 +25,104 @@ std::string text_frame_header(std::size_t size) {
     return h;
 }
 
+namespace {
+
+int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+std::string url_decode(std::string_view s) {
+    std::string out;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '%' && i + 2 < s.size() && hex_digit(s[i + 1]) >= 0 &&
+            hex_digit(s[i + 2]) >= 0) {
+            out += static_cast<char>(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
+            i += 2;
+        } else {
+            out += s[i] == '+' ? ' ' : s[i];
+        }
+    }
+    return out;
+}
+
 }  // namespace
 
-struct ws_server::impl {
-    impl(asio::io_context& io, ws_server_options o, handlers h)
-        : options(std::move(o)), on(std::move(h)) {
-        server.clear_access_channels(websocketpp::log::alevel::all);
-        server.clear_error_channels(websocketpp::log::elevel::all);
-        server.init_asio(&io);
-        server.set_reuse_addr(true);
-        server.set_listen_backlog(options.listen_backlog);
-        server.set_max_message_size(options.max_frame_bytes);
-        server.set_max_http_body_size(64 * 1024);
-
-        server.set_tcp_post_init_handler([this](websocketpp::connection_hdl hdl) {
-            std::error_code ec;
-            server.get_con_from_hdl(hdl)->get_socket().set_option(asio::ip::tcp::no_delay(true),
-                                                                  ec);
-        });
-        server.set_validate_handler([this](websocketpp::connection_hdl hdl) {
-            // Only RFC 6455 clients: the shared pre-framed buffers are RFC 6455 frames.
-            return server.get_con_from_hdl(hdl)->get_request_header("Sec-WebSocket-Version") ==
-                   "13";
-        });
-        server.set_open_handler([this](websocketpp::connection_hdl hdl) { opened(hdl); });
-        server.set_http_handler([this](websocketpp::connection_hdl hdl) { http(hdl); });
+bool starts_with_scheme(const std::string& header, std::string_view scheme) {
+    if (header.size() <= scheme.size()) return false;
+    for (std::size_t i = 0; i < scheme.size(); ++i) {
+        if (std::tolower(static_cast<unsigned char>(header[i])) != scheme[i]) return false;
     }
+    return true;
+}
 
-    void opened(const websocketpp::connection_hdl& hdl) {
-        connection_ptr con = server.get_con_from_hdl(hdl);
-        const connection_id id = next_id++;
-        connections.emplace(id, con);
-        con->set_message_handler(
-            [this, id](websocketpp::connection_hdl, server_type::message_ptr msg) {
-                if (msg->get_opcode() == websocketpp::frame::opcode::text) {
-                    on.on_text(id, msg->get_payload());
-                } else {
-                    close(id, close_code::unsupported_data, "Binary frames are not supported");
-                }
-            });
-        con->set_close_handler([this, id](websocketpp::connection_hdl h) { closed(id, h); });
-        con->set_fail_handler([this, id](websocketpp::connection_hdl h) { closed(id, h); });
-        on.on_open(id, con->get_remote_endpoint());
+handshake_credentials request_credentials(const std::string& authorization,
+                                          const std::string& resource) {
+    handshake_credentials c;
+    if (starts_with_scheme(authorization, "bearer ")) {
+        c.bearer_token = authorization.substr(7);
+        return c;
     }
-
-    void closed(connection_id id, const websocketpp::connection_hdl& hdl) {
-        if (connections.erase(id) == 0) return;
-        connection_ptr con = server.get_con_from_hdl(hdl);
-        close_info info;
-        // Closes the bridge started: ours (close()), and websocketpp's own for protocol
-        // violations (too big, not UTF-8, bad framing), which only the server side sends here.
-        const auto local = con->get_local_close_code();
-        const bool protocol_close = local == websocketpp::close::status::protocol_error ||
-                                    local == websocketpp::close::status::invalid_payload ||
-                                    local == websocketpp::close::status::message_too_big;
-        const bool we_closed = closed_by_bridge.erase(id) > 0 || protocol_close;
-        info.by_peer = !we_closed;
-        info.code = static_cast<std::uint16_t>(we_closed ? con->get_local_close_code()
-                                                         : con->get_remote_close_code());
-        info.reason = we_closed ? con->get_local_close_reason() : con->get_remote_close_reason();
-        if (info.code == websocketpp::close::status::blank)
-            info.code = websocketpp::close::status::abnormal_close;
-        on.on_close(id, info);
+    if (starts_with_scheme(authorization, "basic ")) {
+        const auto decoded = base64::decode(authorization.substr(6));
+        const std::size_t colon = decoded ? decoded->find(':') : std::string::npos;
+        if (colon != std::string::npos) {
+            c.username = decoded->substr(0, colon);
+            c.password = decoded->substr(colon + 1);
+        }
+        return c;
     }
-
-    void http(const websocketpp::connection_hdl& hdl) {
-        connection_ptr con = server.get_con_from_hdl(hdl);
-        const http_response r = on.on_http(con->get_resource());
-        con->set_status(static_cast<websocketpp::http::status_code::value>(r.status));
-        con->replace_header("Content-Type", r.content_type);
-        con->replace_header("Cache-Control", "no-store");
-        con->set_body(r.body);
+    const std::size_t query = resource.find('?');
+    if (query == std::string::npos) return c;
+    std::string_view rest = std::string_view(resource).substr(query + 1);
+    while (!rest.empty()) {
+        const std::size_t amp = rest.find('&');
+        const std::string_view pair = rest.substr(0, amp);
+        if (pair.rfind("token=", 0) == 0) {
+            c.bearer_token = url_decode(pair.substr(6));
+            break;
+        }
+        if (amp == std::string_view::npos) break;
+        rest.remove_prefix(amp + 1);
     }
+    return c;
+}
 
-    // One websocketpp message per distinct frame; consecutive sends of the same frame (a
-    // broadcast) reuse it. The cache holds the frame_ptr so its address cannot be reused.
-    server_type::message_ptr prepared(const frame_ptr& frame) {
-        if (frame == cached_frame) return cached_message;
-        auto msg = std::make_shared<message_type>(message_type::con_msg_man_ptr(),
-                                                  websocketpp::frame::opcode::text, 0);
-        msg->set_header(text_frame_header(frame->size()));
-        msg->set_payload(*frame);
-        msg->set_prepared(true);
-        cached_frame = frame;
-        cached_message = msg;
-        return msg;
-    }
+}  // namespace ws_detail
 
-    void close(connection_id id, close_code code, std::string_view reason) {
-        const auto it = connections.find(id);
-        if (it == connections.end()) return;
-        std::error_code ec;
-        it->second->close(static_cast<websocketpp::close::status::value>(code), std::string(reason),
-                          ec);
-        if (!ec) closed_by_bridge.insert(id);
-    }
-
-    ws_server_options options;
-    handlers on;
-    server_type server;
-    std::unordered_map<connection_id, connection_ptr> connections;
-    std::unordered_set<connection_id> closed_by_bridge;  // closes we started, for the log
-    connection_id next_id = 1;
-    frame_ptr cached_frame;
-    server_type::message_ptr cached_message;
-};
+std::unique_ptr<ws_server::backend> make_plain_backend(asio::io_context& io,
+                                                       ws_server_options options,
+                                                       ws_server::handlers h) {
+    using config = ws_detail::config<websocketpp::config::asio>;
+    return std::make_unique<ws_detail::basic_backend<config>>(
+        io, std::move(options), std::move(h), [](auto&) {}, [](auto&) { return std::string(); });
+}
 
 ws_server::ws_server(asio::io_context& io, ws_server_options options, handlers h)
-    : impl_(std::make_unique<impl>(io, std::move(options), std::move(h))) {}
+    : impl_(options.tls.enabled() ? make_tls_backend(io, std::move(options), std::move(h))
+                                  : make_plain_backend(io, std::move(options), std::move(h))) {}
 
 ws_server::~ws_server() = default;
 
 void ws_server::listen() {
-    std::error_code ec;
-    const auto address = asio::ip::make_address(impl_->options.bind_address, ec);
-    if (ec)
-        throw std::runtime_error("invalid --bind address '" + impl_->options.bind_address + "'");
-    impl_->server.listen(asio::ip::tcp::endpoint(address, impl_->options.port), ec);
-    if (ec) {
-        throw std::runtime_error("cannot listen on " + impl_->options.bind_address + ":" +
-                                 std::to_string(impl_->options.port) + ": " + ec.message());
-    }
-    impl_->server.start_accept(ec);
-    if (ec) throw std::runtime_error("cannot accept connections: " + ec.message());
+    impl_->listen();
 }
-
 void ws_server::stop_listening() {
-    std::error_code ec;
-    if (impl_->server.is_listening()) impl_->server.stop_listening(ec);
+    impl_->stop_listening();
 }
-
 std::uint16_t ws_server::local_port() const {
-    std::error_code ec;
-    return impl_->server.get_local_endpoint(ec).port();
+    return impl_->local_port();
 }
-
 void ws_server::send(connection_id to, const frame_ptr& frame) {
-    const auto it = impl_->connections.find(to);
-    if (it == impl_->connections.end()) return;
-    it->second->send(impl_->prepared(frame));  // error (not open any more): nothing to do
+    impl_->send(to, frame);
 }
-
 void ws_server::close(connection_id who, close_code code, std::string_view reason) {
     impl_->close(who, code, reason);
 }
-
 std::size_t ws_server::connection_count() const {
-    return impl_->connections.size();
+    return impl_->connection_count();
 }
 
 }  // namespace mqttws

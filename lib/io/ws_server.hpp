@@ -1,13 +1,16 @@
-// The WebSocket (and plain HTTP) listener, over websocketpp on standalone Asio.
+// The WebSocket (and plain HTTP) listener, over websocketpp on standalone Asio, plain or TLS.
 //
 // It accepts WebSocket upgrades on any path, gives each connection a `connection_id`, and reports
-// opens, text frames and closes to the handlers. Plain HTTP GETs (health checks, metrics) go to
-// `on_http`. `send()` writes an encoded frame; a frame shared by many recipients is framed once
-// and the same buffer is queued on every connection. TCP_NODELAY is set on every socket
-// (websocketpp does not, and Nagle would hold small frames back ~40 ms).
+// opens (with the credentials of the handshake), text frames and closes to the handlers. Plain
+// HTTP GETs (health checks, metrics) go to `on_http`. Upgrades from an Origin not in
+// `allowed_origins` get 403; beyond `max_connections`, 503. `send()` writes an encoded frame; a
+// frame shared by many recipients is framed once and the same buffer is queued on every
+// connection. TCP_NODELAY is set on every socket (websocketpp does not, and Nagle would hold
+// small frames back ~40 ms).
 //
-// websocketpp is included only by ws_server.cpp: each translation unit that includes it costs
-// ~25 s to compile, so this header keeps it out of everything else.
+// websocketpp is included only by ws_server_impl.hpp, which only ws_server.cpp (plain) and
+// ws_server_tls.cpp (TLS) include: each translation unit that includes it costs ~25 s to
+// compile, so this header keeps it out of everything else.
 //
 // Thread safety: all members are used from the io_context's one thread; handlers run there.
 #pragma once
@@ -17,8 +20,10 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/actions.hpp"
+#include "core/authenticator.hpp"
 
 namespace asio {
 class io_context;
@@ -26,11 +31,21 @@ class io_context;
 
 namespace mqttws {
 
+struct tls_options {
+    std::string cert_file;  // PEM certificate chain; TLS is on when set
+    std::string key_file;   // PEM private key
+    std::string ca_file;    // PEM CAs for client certificates (optional); their CN identifies
+    bool enabled() const { return !cert_file.empty(); }
+};
+
 struct ws_server_options {
     std::string bind_address = "0.0.0.0";
     std::uint16_t port = 8080;               // 0: any free port (see local_port())
     std::size_t max_frame_bytes = 1u << 20;  // larger incoming messages are closed with 1009
     int listen_backlog = 1024;
+    std::size_t max_connections = 0;           // 0: no limit; beyond it upgrades get HTTP 503
+    std::vector<std::string> allowed_origins;  // empty: any Origin; otherwise exact matches
+    tls_options tls;
 };
 
 struct http_response {
@@ -48,12 +63,14 @@ struct close_info {
 class ws_server {
   public:
     struct handlers {
-        std::function<void(connection_id, std::string remote_address)> on_open;
+        std::function<void(connection_id, std::string remote_address, handshake_credentials)>
+            on_open;
         std::function<void(connection_id, std::string_view text)> on_text;
         std::function<void(connection_id, const close_info&)> on_close;
         std::function<http_response(std::string_view path)> on_http;
     };
 
+    // Throws std::runtime_error when the TLS files cannot be loaded.
     ws_server(asio::io_context& io, ws_server_options options, handlers h);
     ~ws_server();
     ws_server(const ws_server&) = delete;
@@ -68,9 +85,10 @@ class ws_server {
     void close(connection_id who, close_code code, std::string_view reason);
     std::size_t connection_count() const;
 
+    class backend;  // one per transport (plain, TLS); see ws_server_impl.hpp
+
   private:
-    struct impl;
-    std::unique_ptr<impl> impl_;
+    std::unique_ptr<backend> impl_;
 };
 
 }  // namespace mqttws

@@ -1,0 +1,76 @@
+#include "io/security_files.hpp"
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace mqttws {
+namespace {
+
+std::string read_file(const std::string& path, const char* what) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error(std::string("cannot read ") + what + " '" + path + "'");
+    std::ostringstream content;
+    content << in.rdbuf();
+    return content.str();
+}
+
+std::string describe(const std::vector<line_error>& errors, const std::string& path) {
+    std::string text = path + ":";
+    for (const auto& e : errors)
+        text += "\n  " + e.to_string();
+    return text;
+}
+
+}  // namespace
+
+std::shared_ptr<const security_policy> load_security(const security_files& files) {
+    auto policy = std::make_shared<security_policy>();
+
+    std::shared_ptr<const password_file> passwords;
+    if (!files.password_file.empty()) {
+        auto parsed = password_file::parse(read_file(files.password_file, "--password-file"));
+        if (auto* errors = std::get_if<std::vector<line_error>>(&parsed)) {
+            throw std::runtime_error("invalid password file " +
+                                     describe(*errors, files.password_file));
+        }
+        passwords =
+            std::make_shared<const password_file>(std::get<password_file>(std::move(parsed)));
+    }
+
+    std::shared_ptr<const jwt_verifier> jwt;
+    if (!files.jwt_secret.empty() || !files.jwt_public_key.empty()) {
+        auto verifier = std::make_shared<jwt_verifier>();
+        if (!files.jwt_secret.empty()) {
+            if (auto problem = verifier->accept_hs256(files.jwt_secret)) {
+                throw std::runtime_error("--jwt-secret: " + *problem);
+            }
+        }
+        if (!files.jwt_public_key.empty()) {
+            const std::string pem = read_file(files.jwt_public_key, "--jwt-public-key");
+            auto rsa = verifier->accept_rs256(pem);
+            if (rsa) {
+                if (auto ec = verifier->accept_es256(pem)) {
+                    throw std::runtime_error("--jwt-public-key " + files.jwt_public_key +
+                                             ": neither an RS256 key (" + *rsa +
+                                             ") nor an ES256 key (" + *ec + ")");
+                }
+            }
+        }
+        jwt = std::move(verifier);
+    }
+
+    policy->auth = authenticator(std::move(passwords), std::move(jwt), files.client_certificates,
+                                 files.allow_anonymous || !files.any_credentials());
+
+    if (!files.acl_file.empty()) {
+        auto parsed = acl::parse(read_file(files.acl_file, "--acl-file"));
+        if (auto* errors = std::get_if<std::vector<line_error>>(&parsed)) {
+            throw std::runtime_error("invalid ACL file " + describe(*errors, files.acl_file));
+        }
+        policy->rules = std::get<acl>(std::move(parsed));
+    }
+    return policy;
+}
+
+}  // namespace mqttws

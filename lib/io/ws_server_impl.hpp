@@ -1,0 +1,240 @@
+// Internal to ws_server: the websocketpp server, written once as a template over the transport
+// config (plain TCP or TLS). Included only by ws_server.cpp and ws_server_tls.cpp, one
+// instantiation each, so the two compile in parallel.
+//
+// Thread safety: as ws_server — the io_context's one thread only.
+#pragma once
+
+#include <algorithm>
+#include <stdexcept>
+#include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
+#include <websocketpp/concurrency/none.hpp>
+#include <websocketpp/server.hpp>
+
+#include "io/ws_server.hpp"
+
+namespace mqttws {
+
+class ws_server::backend {
+  public:
+    virtual ~backend() = default;
+    virtual void listen() = 0;
+    virtual void stop_listening() = 0;
+    virtual std::uint16_t local_port() const = 0;
+    virtual void send(connection_id to, const frame_ptr& frame) = 0;
+    virtual void close(connection_id who, close_code code, std::string_view reason) = 0;
+    virtual std::size_t connection_count() const = 0;
+};
+
+std::unique_ptr<ws_server::backend> make_plain_backend(asio::io_context& io,
+                                                       ws_server_options options,
+                                                       ws_server::handlers h);
+std::unique_ptr<ws_server::backend> make_tls_backend(asio::io_context& io,
+                                                     ws_server_options options,
+                                                     ws_server::handlers h);
+
+namespace ws_detail {
+
+// websocketpp configuration on top of a transport config (`asio` or `asio_tls`): one thread
+// owns every connection (no locks), and a small per-connection read buffer (the default 16 KiB
+// is most of an idle connection's memory).
+template <class Base>
+struct config : Base {
+    using type = config;
+    using base = Base;
+
+    typedef websocketpp::concurrency::none concurrency_type;
+    typedef websocketpp::log::basic<concurrency_type, websocketpp::log::elevel> elog_type;
+    typedef websocketpp::log::basic<concurrency_type, websocketpp::log::alevel> alog_type;
+
+    struct transport_config : public base::transport_config {
+        typedef typename type::concurrency_type concurrency_type;
+        typedef typename type::alog_type alog_type;
+        typedef typename type::elog_type elog_type;
+        typedef typename type::request_type request_type;
+        typedef typename type::response_type response_type;
+        typedef typename base::transport_config::socket_type socket_type;
+    };
+    typedef websocketpp::transport::asio::endpoint<transport_config> transport_type;
+
+    static const std::size_t connection_read_buffer_size = 4096;
+};
+
+// RFC 6455 §5.2 header of an unmasked, final text frame of `size` bytes. Server frames are not
+// masked, so one framed buffer is valid on every connection.
+std::string text_frame_header(std::size_t size);
+
+// Credentials from the upgrade request: "Authorization: Bearer <token>" or "Basic <base64
+// user:password>", else "token=<t>" in the URL's query string (browsers cannot set headers).
+handshake_credentials request_credentials(const std::string& authorization,
+                                          const std::string& resource);
+
+template <class Config>
+class basic_backend final : public ws_server::backend {
+  public:
+    using server_type = websocketpp::server<Config>;
+    using connection_ptr = typename server_type::connection_ptr;
+    using message_type = typename Config::message_type;
+    using hdl = websocketpp::connection_hdl;
+
+    // `customize` is called with the server before it starts: the TLS backend installs its
+    // context there. `peer_cn` reads a verified client certificate's CN (empty: none).
+    template <class Customize, class PeerCn>
+    basic_backend(asio::io_context& io, ws_server_options o, ws_server::handlers handlers,
+                  Customize customize, PeerCn peer_cn)
+        : options_(std::move(o)), on_(std::move(handlers)), peer_cn_(std::move(peer_cn)) {
+        server_.clear_access_channels(websocketpp::log::alevel::all);
+        server_.clear_error_channels(websocketpp::log::elevel::all);
+        server_.init_asio(&io);
+        server_.set_reuse_addr(true);
+        server_.set_listen_backlog(options_.listen_backlog);
+        server_.set_max_message_size(options_.max_frame_bytes);
+        server_.set_max_http_body_size(64 * 1024);
+        customize(server_);
+
+        server_.set_tcp_post_init_handler([this](hdl h) {
+            std::error_code ec;
+            server_.get_con_from_hdl(h)->get_raw_socket().set_option(asio::ip::tcp::no_delay(true),
+                                                                     ec);
+        });
+        server_.set_validate_handler(
+            [this](hdl h) { return validate(server_.get_con_from_hdl(h)); });
+        server_.set_open_handler([this](hdl h) { opened(h); });
+        server_.set_http_handler([this](hdl h) { http(h); });
+    }
+
+    void listen() override {
+        std::error_code ec;
+        const auto address = asio::ip::make_address(options_.bind_address, ec);
+        if (ec) throw std::runtime_error("invalid --bind address '" + options_.bind_address + "'");
+        server_.listen(asio::ip::tcp::endpoint(address, options_.port), ec);
+        if (ec) {
+            throw std::runtime_error("cannot listen on " + options_.bind_address + ":" +
+                                     std::to_string(options_.port) + ": " + ec.message());
+        }
+        server_.start_accept(ec);
+        if (ec) throw std::runtime_error("cannot accept connections: " + ec.message());
+    }
+
+    void stop_listening() override {
+        std::error_code ec;
+        if (server_.is_listening()) server_.stop_listening(ec);
+    }
+
+    std::uint16_t local_port() const override {
+        std::error_code ec;
+        return const_cast<server_type&>(server_).get_local_endpoint(ec).port();
+    }
+
+    void send(connection_id to, const frame_ptr& frame) override {
+        const auto it = connections_.find(to);
+        if (it == connections_.end()) return;
+        it->second->send(prepared(frame));  // error (not open any more): nothing to do
+    }
+
+    void close(connection_id id, close_code code, std::string_view reason) override {
+        const auto it = connections_.find(id);
+        if (it == connections_.end()) return;
+        std::error_code ec;
+        it->second->close(static_cast<websocketpp::close::status::value>(code), std::string(reason),
+                          ec);
+        if (!ec) closed_by_bridge_.insert(id);
+    }
+
+    std::size_t connection_count() const override { return connections_.size(); }
+
+  private:
+    bool validate(const connection_ptr& con) {
+        // Only RFC 6455 clients: the shared pre-framed buffers are RFC 6455 frames.
+        if (con->get_request_header("Sec-WebSocket-Version") != "13") return false;
+        if (!options_.allowed_origins.empty()) {
+            const std::string origin = con->get_request_header("Origin");
+            const auto& allowed = options_.allowed_origins;
+            if (std::find(allowed.begin(), allowed.end(), origin) == allowed.end()) {
+                con->set_status(websocketpp::http::status_code::forbidden);
+                return false;
+            }
+        }
+        if (options_.max_connections != 0 && connections_.size() >= options_.max_connections) {
+            con->set_status(websocketpp::http::status_code::service_unavailable);
+            return false;
+        }
+        return true;
+    }
+
+    void opened(const hdl& h) {
+        connection_ptr con = server_.get_con_from_hdl(h);
+        const connection_id id = next_id_++;
+        connections_.emplace(id, con);
+        con->set_message_handler([this, id](hdl, typename server_type::message_ptr msg) {
+            if (msg->get_opcode() == websocketpp::frame::opcode::text) {
+                on_.on_text(id, msg->get_payload());
+            } else {
+                close(id, close_code::unsupported_data, "Binary frames are not supported");
+            }
+        });
+        con->set_close_handler([this, id](hdl c) { closed(id, c); });
+        con->set_fail_handler([this, id](hdl c) { closed(id, c); });
+        handshake_credentials credentials =
+            request_credentials(con->get_request_header("Authorization"), con->get_resource());
+        credentials.certificate_cn = peer_cn_(*con);
+        on_.on_open(id, con->get_remote_endpoint(), std::move(credentials));
+    }
+
+    void closed(connection_id id, const hdl& h) {
+        if (connections_.erase(id) == 0) return;
+        connection_ptr con = server_.get_con_from_hdl(h);
+        close_info info;
+        // Closes the bridge started: ours (close()), and websocketpp's own for protocol
+        // violations (too big, not UTF-8, bad framing), which only the server side sends here.
+        const auto local = con->get_local_close_code();
+        const bool protocol_close = local == websocketpp::close::status::protocol_error ||
+                                    local == websocketpp::close::status::invalid_payload ||
+                                    local == websocketpp::close::status::message_too_big;
+        const bool we_closed = closed_by_bridge_.erase(id) > 0 || protocol_close;
+        info.by_peer = !we_closed;
+        info.code = static_cast<std::uint16_t>(we_closed ? local : con->get_remote_close_code());
+        info.reason = we_closed ? con->get_local_close_reason() : con->get_remote_close_reason();
+        if (info.code == websocketpp::close::status::blank)
+            info.code = websocketpp::close::status::abnormal_close;
+        on_.on_close(id, info);
+    }
+
+    void http(const hdl& h) {
+        connection_ptr con = server_.get_con_from_hdl(h);
+        const http_response r = on_.on_http(con->get_resource());
+        con->set_status(static_cast<websocketpp::http::status_code::value>(r.status));
+        con->replace_header("Content-Type", r.content_type);
+        con->replace_header("Cache-Control", "no-store");
+        con->set_body(r.body);
+    }
+
+    // One websocketpp message per distinct frame; consecutive sends of the same frame (a
+    // broadcast) reuse it. The cache holds the frame_ptr so its address cannot be reused.
+    typename server_type::message_ptr prepared(const frame_ptr& frame) {
+        if (frame == cached_frame_) return cached_message_;
+        auto msg = std::make_shared<message_type>(typename message_type::con_msg_man_ptr(),
+                                                  websocketpp::frame::opcode::text, 0);
+        msg->set_header(text_frame_header(frame->size()));
+        msg->set_payload(*frame);
+        msg->set_prepared(true);
+        cached_frame_ = frame;
+        cached_message_ = msg;
+        return msg;
+    }
+
+    ws_server_options options_;
+    ws_server::handlers on_;
+    std::function<std::string(typename server_type::connection_type&)> peer_cn_;
+    server_type server_;
+    std::unordered_map<connection_id, connection_ptr> connections_;
+    std::unordered_set<connection_id> closed_by_bridge_;  // closes we started, for the log
+    connection_id next_id_ = 1;
+    frame_ptr cached_frame_;
+    typename server_type::message_ptr cached_message_;
+};
+
+}  // namespace ws_detail
+}  // namespace mqttws
