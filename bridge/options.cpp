@@ -33,6 +33,9 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     int mqtt_version = out.engine.mqtt_version;
     int reconnect_max_ms = static_cast<int>(out.upstream.reconnect_max.count());
     int session_expiry_s = static_cast<int>(out.upstream.session_expiry.count());
+    double auth_timeout_s = static_cast<double>(out.engine.auth_timeout_ms) / 1000.0;
+    double ping_interval_s = static_cast<double>(out.engine.ping_interval_ms) / 1000.0;
+    double idle_timeout_s = static_cast<double>(out.engine.idle_timeout_ms) / 1000.0;
     bool dump_config = false;
     out.upstream.client_id = default_client_id();
 
@@ -122,26 +125,22 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     cli.add_option(
            "--password-file", out.security.password_file,
            "Mosquitto password file (mosquitto_passwd): clients authenticate as user/password")
-        ->check(CLI::ExistingFile)
         ->group(security);
     cli.add_option("--acl-file", out.security.acl_file,
                    "Mosquitto acl_file: what each client may publish and subscribe")
-        ->check(CLI::ExistingFile)
         ->group(security);
     cli.add_option("--jwt-secret", out.security.jwt_secret,
                    "HS256 secret for JWT tokens (at least 32 bytes)")
         ->group(security);
     cli.add_option("--jwt-public-key", out.security.jwt_public_key,
                    "PEM public key for RS256 or ES256 JWT tokens")
-        ->check(CLI::ExistingFile)
         ->group(security);
     cli.add_flag("--allow-anonymous", out.security.allow_anonymous,
                  "Admit clients without credentials even when a credential source is configured")
         ->group(security);
-    cli.add_option("--auth-timeout-ms", out.engine.auth_timeout_ms,
-                   "Close (4401) clients that have not authenticated by then, when credentials are "
-                   "required")
-        ->check(CLI::Range(100, 3600000))
+    cli.add_option("--auth-timeout", auth_timeout_s,
+                   "Seconds a client has to authenticate when credentials are required (then 4401)")
+        ->check(CLI::Range(0.1, 3600.0))
         ->group(security);
     cli.add_option("--auth-failures-per-minute", out.engine.auth_failures_per_minute,
                    "Failed authentications allowed per remote address and minute (then 4429)")
@@ -153,23 +152,22 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     cli.add_option(
            "--audit-topic", out.engine.audit_topics,
            "Also audit publishes to this filter (repeatable; devices' control topics always are)")
+        ->expected(0, CLI::detail::expected_max_vector_size)
         ->group(security);
     cli.add_option("--tls-cert", out.server.tls.cert_file,
                    "PEM certificate chain: serve wss:// (TLS 1.2+)")
-        ->check(CLI::ExistingFile)
         ->group(security);
     cli.add_option("--tls-key", out.server.tls.key_file, "PEM private key of --tls-cert")
-        ->check(CLI::ExistingFile)
         ->group(security);
     cli.add_option(
            "--tls-ca", out.server.tls.ca_file,
            "PEM CA for client certificates; a verified certificate's CN identifies the client")
-        ->check(CLI::ExistingFile)
         ->group(security);
     cli.add_option(
            "--allowed-origins", out.server.allowed_origins,
            "Origins allowed to open WebSockets (comma separated; others get 403). Default: any")
         ->delimiter(',')
+        ->expected(0, CLI::detail::expected_max_vector_size)
         ->group(security);
 
     auto* limits = "Limits";
@@ -196,6 +194,16 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
                    "Deepest JSON nesting accepted in a frame")
         ->check(CLI::Range(std::size_t{2}, std::size_t{256}))
         ->group(limits);
+
+    auto* liveness = "Liveness";
+    cli.add_option("--ping-interval", ping_interval_s,
+                   "Seconds of silence after which a client is pinged")
+        ->check(CLI::Range(0.05, 3600.0))
+        ->group(liveness);
+    cli.add_option("--idle-timeout", idle_timeout_s,
+                   "Seconds without any frame or pong after which a client is closed (4001)")
+        ->check(CLI::Range(0.1, 86400.0))
+        ->group(liveness);
 
     auto* ops = "Operations";
     cli.add_option("--log-level", log_level_name, "debug, info, warn or error")
@@ -228,6 +236,12 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
         return 2;
     }
     out.security.client_certificates = !out.server.tls.ca_file.empty();
+    const auto ms = [](double seconds) {
+        return static_cast<std::int64_t>(seconds * 1000.0 + 0.5);
+    };
+    out.engine.auth_timeout_ms = ms(auth_timeout_s);
+    out.engine.ping_interval_ms = ms(ping_interval_s);
+    out.engine.idle_timeout_ms = ms(idle_timeout_s);
     out.engine.mqtt_version = mqtt_version;
     out.upstream.mqtt_version = mqtt_version;
     out.upstream.reconnect_max = std::chrono::milliseconds(reconnect_max_ms);

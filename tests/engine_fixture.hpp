@@ -327,7 +327,7 @@ class engine_fixture {
         return of_kind<unsubscribe_upstream>();
     }
     std::vector<publish_upstream> publishes() const { return of_kind<publish_upstream>(); }
-    std::vector<send_text> sends() const { return of_kind<send_text>(); }
+    std::vector<send_frame> sends() const { return of_kind<send_frame>(); }
     std::vector<close_client> closes() const { return of_kind<close_client>(); }
     // Upstream actions of any kind (subscribe, unsubscribe, publish).
     std::size_t upstream_action_count() const {
@@ -359,8 +359,8 @@ class engine_fixture {
   private:
     const action_list& record(action_list out) {
         for (const auto& a : out) {
-            if (const auto* s = std::get_if<send_text>(&a)) {
-                REQUIRE_MESSAGE(static_cast<bool>(s->frame), "send_text without a frame");
+            if (const auto* s = std::get_if<send_frame>(&a)) {
+                REQUIRE_MESSAGE(static_cast<bool>(s->frame), "send_frame without a frame");
                 inboxes_[s->to].emplace_back(s->frame);
             } else if (const auto* sub = std::get_if<subscribe_upstream>(&a)) {
                 last_subscribe_[sub->filter] = *sub;

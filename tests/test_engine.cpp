@@ -14,7 +14,7 @@
 using mqttws::engine_config;
 using mqttws::errc;
 using mqttws::op_id;
-using mqttws::send_text;
+using mqttws::send_frame;
 using mqttws::subscribe_upstream;
 using mqttws::test::broker_msg;
 using mqttws::test::engine_fixture;
@@ -710,7 +710,7 @@ TEST_CASE("engine routing v5: qos 0 recipients share the very same frame") {
     REQUIRE(sends.size() == 5);
     std::vector<const std::string*> qos0;
     const std::string* qos1 = nullptr;
-    for (const send_text& s : sends) {
+    for (const send_frame& s : sends) {
         if (s.to == one.id()) {
             qos1 = s.frame.get();
         } else {

@@ -50,10 +50,10 @@ outbox_limits small_window(std::size_t window) {
 TEST_CASE("outbox numbers every delivery and gives QoS 1/2 deliveries a msgid") {
     outbox box(outbox_limits{});
     recorder r;
-    box.push(body(), 0, 0, r.fn());
-    box.push(body(), 1, 0, r.fn());
-    box.push(body(), 2, 0, r.fn());
-    box.push(body(), 0, 0, r.fn());
+    box.push(body(), 0, {}, 0, r.fn());
+    box.push(body(), 1, {}, 0, r.fn());
+    box.push(body(), 2, {}, 0, r.fn());
+    box.push(body(), 0, {}, 0, r.fn());
     REQUIRE(r.frames.size() == 4);
     CHECK(r.seqs() == std::vector<std::uint64_t>{1, 2, 3, 4});
     CHECK(r.frames[0].msgid == 0);
@@ -67,22 +67,22 @@ TEST_CASE("a full window holds further QoS 1 deliveries in order until acks free
     outbox box(small_window(2));
     recorder r;
     for (int i = 0; i < 5; ++i)
-        box.push(body(), 1, 0, r.fn());
+        box.push(body(), 1, {}, 0, r.fn());
     CHECK(r.frames.size() == 2);
     CHECK(box.backlog() == 3);
 
-    CHECK(box.ack(1, 10, r.fn()));
+    CHECK(box.ack(1, 10, r.fn()).has_value());
     REQUIRE(r.frames.size() == 3);
     CHECK(r.frames[2].msgid == 3);  // the oldest waiting one, not a later one
 
     // QoS 0 is never held behind the window.
-    box.push(body(), 0, 10, r.fn());
+    box.push(body(), 0, {}, 10, r.fn());
     CHECK(r.frames.back().qos == 0);
 
-    CHECK(box.ack(2, 20, r.fn()));
-    CHECK(box.ack(3, 20, r.fn()));
-    CHECK(box.ack(4, 20, r.fn()));
-    CHECK(box.ack(5, 20, r.fn()));
+    CHECK(box.ack(2, 20, r.fn()).has_value());
+    CHECK(box.ack(3, 20, r.fn()).has_value());
+    CHECK(box.ack(4, 20, r.fn()).has_value());
+    CHECK(box.ack(5, 20, r.fn()).has_value());
     CHECK(box.inflight() == 0);
     CHECK(box.backlog() == 0);
     std::vector<std::uint64_t> qos1_msgids;
@@ -95,18 +95,18 @@ TEST_CASE("a full window holds further QoS 1 deliveries in order until acks free
 TEST_CASE("unknown and repeated acks are harmless") {
     outbox box(small_window(4));
     recorder r;
-    box.push(body(), 1, 0, r.fn());
-    CHECK_FALSE(box.ack(99, 0, r.fn()));
-    CHECK(box.ack(1, 0, r.fn()));
-    CHECK_FALSE(box.ack(1, 0, r.fn()));
+    box.push(body(), 1, {}, 0, r.fn());
+    CHECK_FALSE(box.ack(99, 0, r.fn()).has_value());
+    CHECK(box.ack(1, 0, r.fn()).has_value());
+    CHECK_FALSE(box.ack(1, 0, r.fn()).has_value());
     CHECK(box.inflight() == 0);
 }
 
 TEST_CASE("an unacknowledged delivery is resent with dup after retry_ms, not before") {
     outbox box(small_window(8));
     recorder r;
-    box.push(body(), 1, 1000, r.fn());
-    box.push(body(), 0, 1000, r.fn());
+    box.push(body(), 1, {}, 1000, r.fn());
+    box.push(body(), 0, {}, 1000, r.fn());
     r.frames.clear();
 
     box.resend_due(1999, r.fn());
@@ -139,15 +139,15 @@ TEST_CASE(
     "nothing is sent while disconnected; a resume replays everything after lastSeq in order") {
     outbox box(small_window(8));
     recorder r;
-    box.push(body(), 0, 0, r.fn());  // seq 1
-    box.push(body(), 1, 0, r.fn());  // seq 2, msgid 1
-    box.push(body(), 1, 0, r.fn());  // seq 3, msgid 2
+    box.push(body(), 0, {}, 0, r.fn());  // seq 1
+    box.push(body(), 1, {}, 0, r.fn());  // seq 2, msgid 1
+    box.push(body(), 1, {}, 0, r.fn());  // seq 3, msgid 2
     box.ack(1, 0, r.fn());
     box.disconnect();
     r.frames.clear();
 
-    box.push(body(), 0, 0, r.fn());  // seq 4
-    box.push(body(), 1, 0, r.fn());  // seq 5, msgid 3
+    box.push(body(), 0, {}, 0, r.fn());  // seq 4
+    box.push(body(), 1, {}, 0, r.fn());  // seq 5, msgid 3
     box.resend_due(100000, r.fn());
     CHECK(r.frames.empty());
 
@@ -169,7 +169,7 @@ TEST_CASE(
     outbox box(small_window(8));
     recorder r;
     for (int i = 0; i < 4; ++i)
-        box.push(body(), i % 2 == 0 ? 0 : 1, 0, r.fn());  // seq 1..4
+        box.push(body(), i % 2 == 0 ? 0 : 1, {}, 0, r.fn());  // seq 1..4
     box.disconnect();
     r.frames.clear();
     box.reconnect(1, 50, r.fn());
@@ -185,10 +185,10 @@ TEST_CASE(
     limits.history_messages = 3;
     outbox box(limits);
     recorder r;
-    box.push(body(), 1, 0, r.fn());  // seq 1, msgid 1: never acked
+    box.push(body(), 1, {}, 0, r.fn());  // seq 1, msgid 1: never acked
     box.disconnect();
     for (int i = 0; i < 5; ++i)
-        box.push(body(), 0, 0, r.fn());  // seq 2..6; history keeps 4..6
+        box.push(body(), 0, {}, 0, r.fn());  // seq 2..6; history keeps 4..6
     CHECK_FALSE(box.can_resume_from(1));
     CHECK(box.can_resume_from(3));
     CHECK_FALSE(box.can_resume_from(7));  // beyond what was ever assigned
@@ -209,7 +209,7 @@ TEST_CASE("history is bounded by bytes as well as by count") {
     recorder r;
     const std::string big(200, 'a');
     for (int i = 0; i < 10; ++i)
-        box.push(body(big), 0, 0, r.fn());
+        box.push(body(big), 0, {}, 0, r.fn());
     CHECK(box.history_size() < 3);
     CHECK(box.history_size() >= 1);
     CHECK_FALSE(box.can_resume_from(5));
@@ -220,7 +220,7 @@ TEST_CASE("while disconnected the backlog does not enter the window; after recon
     recorder r;
     box.disconnect();
     for (int i = 0; i < 3; ++i)
-        box.push(body(), 1, 0, r.fn());
+        box.push(body(), 1, {}, 0, r.fn());
     CHECK(r.frames.empty());
     CHECK(box.inflight() == 0);
     CHECK(box.backlog() == 3);

@@ -24,9 +24,15 @@ inline frame_ptr make_frame(std::string text) {
     return std::make_shared<const std::string>(std::move(text));
 }
 
-struct send_text {
+struct send_frame {
     connection_id to = 0;
     frame_ptr frame;
+    bool binary = false;  // a binary WebSocket frame (else text)
+};
+
+// A WebSocket ping (heartbeat); the pong comes back as engine::client_alive.
+struct ping_client {
+    connection_id who = 0;
 };
 
 struct close_client {
@@ -76,8 +82,8 @@ struct log_line {
     std::string text;
 };
 
-using action = std::variant<send_text, close_client, subscribe_upstream, unsubscribe_upstream,
-                            publish_upstream, log_line, audit_record>;
+using action = std::variant<send_frame, ping_client, close_client, subscribe_upstream,
+                            unsubscribe_upstream, publish_upstream, log_line, audit_record>;
 using action_list = std::vector<action>;
 
 }  // namespace mqttws

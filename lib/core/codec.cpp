@@ -25,6 +25,8 @@ using pool_allocator = rj::MemoryPoolAllocator<rj::CrtAllocator>;
 using document = rj::GenericDocument<rj::UTF8<>, pool_allocator, rj::CrtAllocator>;
 using value = document::ValueType;
 
+void append_json_string(std::string& out, std::string_view s);  // with the encoders, below
+
 // ---- helpers for reading fields ----
 
 struct field_error {
@@ -131,6 +133,49 @@ bool strings_are_utf8(const value& v) {
     return true;
 }
 
+// The optional `msgid` of a request, as JSON text.
+std::optional<field_error> read_msgid(const value& obj, const decode_limits& limits, msg_id& out) {
+    const value* v = find(obj, "msgid");
+    if (v == nullptr) return std::nullopt;
+    if (v->IsString() && v->GetStringLength() <= limits.max_msgid_bytes &&
+        is_valid_utf8(view(*v))) {
+        out.json.reserve(v->GetStringLength() + 2);
+        append_json_string(out.json, view(*v));
+    } else if (v->IsInt64() || v->IsUint64()) {
+        out.json = compact_json(*v);
+    } else {
+        return field_error{errc::bad_request, "'msgid' must be a string of at most " +
+                                                  std::to_string(limits.max_msgid_bytes) +
+                                                  " bytes or an integer"};
+    }
+    return std::nullopt;
+}
+
+std::optional<field_error> read_subscription_options(const value& obj, subscription_options& o) {
+    if (const value* v = find(obj, "maxRate")) {
+        if (!v->IsNumber() || v->GetDouble() <= 0 || v->GetDouble() > 1e6) {
+            return field_error{errc::bad_request,
+                               "'maxRate' must be a number of messages per second above 0"};
+        }
+        o.max_rate = v->GetDouble();
+    }
+    if (auto e = read_bool(obj, "conflate", o.conflate)) return e;
+    if (auto e = read_bool(obj, "binary", o.binary)) return e;
+    if (const value* b = find(obj, "batch")) {
+        const value* n = b->IsObject() ? find(*b, "maxMessages") : nullptr;
+        const value* d = b->IsObject() ? find(*b, "maxDelayMs") : nullptr;
+        if (n == nullptr || !n->IsUint() || n->GetUint() < 1 || n->GetUint() > 1000 ||
+            (d != nullptr && (!d->IsUint() || d->GetUint() > 60000))) {
+            return field_error{
+                errc::bad_request,
+                "'batch' must be {\"maxMessages\": 1..1000, \"maxDelayMs\": 0..60000}"};
+        }
+        o.batch_max = static_cast<std::uint16_t>(n->GetUint());
+        o.batch_delay_ms = d != nullptr ? d->GetUint() : 0;
+    }
+    return std::nullopt;
+}
+
 // ---- one decoder per frame type ----
 
 std::variant<client_request, field_error> decode_auth(const value& obj, msg_id id) {
@@ -171,6 +216,50 @@ std::variant<client_request, field_error> decode_subscribe(const value& obj, msg
     r.id = std::move(id);
     if (auto e = read_filters(obj, limits, r.filters)) return *e;
     if (auto e = read_qos(obj, r.qos)) return *e;
+    if (auto e = read_subscription_options(obj, r.options)) return *e;
+    return client_request{std::move(r)};
+}
+
+std::variant<client_request, field_error> decode_publish(const value& obj, msg_id id,
+                                                         const decode_limits& limits);
+
+// Each entry is a publish frame of its own (its `type` may be left out).
+std::variant<client_request, field_error> decode_batch(const value& obj,
+                                                       const decode_limits& limits) {
+    const value* list = find(obj, "messages");
+    if (list == nullptr || !list->IsArray()) {
+        return field_error{errc::bad_request, "'messages' must be an array of publish frames"};
+    }
+    if (list->Size() > limits.max_batch) {
+        return field_error{errc::too_large, "a batch holds at most " +
+                                                std::to_string(limits.max_batch) + " messages"};
+    }
+    batch_request r;
+    for (const auto& entry : list->GetArray()) {
+        msg_id id;
+        if (!entry.IsObject()) {
+            r.entries.emplace_back(
+                decode_failure{errc::bad_request, "a batch entry must be a publish frame", {}});
+            continue;
+        }
+        if (auto problem = read_msgid(entry, limits, id)) {
+            r.entries.emplace_back(decode_failure{problem->code, problem->message, {}});
+            continue;
+        }
+        const value* type = find(entry, "type");
+        if (type != nullptr && !(type->IsString() && view(*type) == "publish")) {
+            r.entries.emplace_back(
+                decode_failure{errc::bad_request, "a batch may only hold publish frames", id});
+            continue;
+        }
+        auto decoded = decode_publish(entry, id, limits);
+        if (auto* e = std::get_if<field_error>(&decoded)) {
+            r.entries.emplace_back(decode_failure{e->code, std::move(e->message), std::move(id)});
+        } else {
+            r.entries.emplace_back(
+                std::get<publish_request>(std::get<client_request>(std::move(decoded))));
+        }
+    }
     return client_request{std::move(r)};
 }
 
@@ -365,24 +454,12 @@ std::variant<client_request, decode_failure> frame_decoder::decode(std::string_v
                                   rj::GetParseError_En(doc.GetParseError()),
                               {}};
     }
-    if (!doc.IsObject())
+    if (!doc.IsObject()) {
         return decode_failure{errc::bad_request, "a frame must be a JSON object", {}};
-
+    }
     msg_id id;
-    if (const value* v = find(doc, "msgid")) {
-        if (v->IsString() && v->GetStringLength() <= limits_.max_msgid_bytes &&
-            is_valid_utf8(view(*v))) {
-            id.json.reserve(v->GetStringLength() + 2);
-            append_json_string(id.json, view(*v));
-        } else if (v->IsInt64() || v->IsUint64()) {
-            id.json = compact_json(*v);
-        } else {
-            return decode_failure{errc::bad_request,
-                                  "'msgid' must be a string of at most " +
-                                      std::to_string(limits_.max_msgid_bytes) +
-                                      " bytes or an integer",
-                                  {}};
-        }
+    if (auto problem = read_msgid(doc, limits_, id)) {
+        return decode_failure{problem->code, problem->message, {}};
     }
 
     if (!strings_are_utf8(doc)) {
@@ -414,6 +491,8 @@ std::variant<client_request, decode_failure> frame_decoder::decode(std::string_v
         result = decode_device_report(doc, id, device_report_request::kind::status);
     } else if (t == "event") {
         result = decode_device_report(doc, id, device_report_request::kind::event);
+    } else if (t == "batch") {
+        result = decode_batch(doc, limits_);
     } else {
         // The name is shown cut to 64 bytes at a character boundary, and only when it is valid
         // UTF-8 (a "\udc00" escape yields a lone surrogate): the message goes into a text frame.
@@ -590,34 +669,43 @@ std::string encode_upstream_status(bool up, std::int64_t timestamp_ms) {
 
 // ---- message_body ----
 
-message_body::message_body(std::string_view frame_type, std::string_view topic,
-                           std::string_view payload, bool retain, std::int64_t timestamp_ms,
-                           std::size_t max_embed_depth, bool redelivered)
-    : redelivered_(redelivered) {
-    prefix_.reserve(payload.size() + topic.size() + 96);
-    prefix_ += "{\"type\":";
-    append_json_string(prefix_, frame_type);
-    prefix_ += ",\"topic\":";
-    append_json_string(prefix_, topic);
+message_body::message_body(std::string_view frame_type, std::string topic, std::string payload,
+                           bool retain, std::int64_t timestamp_ms, std::size_t max_embed_depth,
+                           bool redelivered)
+    : control_(frame_type == "control"),
+      topic_(std::move(topic)),
+      payload_(std::move(payload)),
+      retain_(retain),
+      timestamp_ms_(timestamp_ms),
+      max_embed_depth_(max_embed_depth),
+      redelivered_(redelivered) {}
+
+const std::string& message_body::json_prefix() const {
+    if (!prefix_.empty()) return prefix_;
+    prefix_.reserve(payload_.size() + topic_.size() + 96);
+    prefix_ += control_ ? R"({"type":"control","topic":)" : R"({"type":"message","topic":)";
+    append_json_string(prefix_, topic_);
     prefix_ += ",\"payload\":";
-    if (is_json_text(payload, max_embed_depth)) {
-        prefix_ += payload;
-    } else if (is_valid_utf8(payload)) {
-        append_json_string(prefix_, payload);
+    if (is_json_text(payload_, max_embed_depth_)) {
+        prefix_ += payload_;
+    } else if (is_valid_utf8(payload_)) {
+        append_json_string(prefix_, payload_);
     } else {
         prefix_ += '"';
-        base64::encode_append(payload, prefix_);
+        base64::encode_append(payload_, prefix_);
         prefix_ += R"(","encoding":"base64")";
     }
-    prefix_ += retain ? ",\"retain\":true" : ",\"retain\":false";
+    prefix_ += retain_ ? ",\"retain\":true" : ",\"retain\":false";
     prefix_ += ",\"timestamp\":";
-    append_int(prefix_, timestamp_ms);
+    append_int(prefix_, timestamp_ms_);
+    return prefix_;
 }
 
 std::string message_body::finish(const delivery_fields& fields) const {
+    const std::string& prefix = json_prefix();
     std::string out;
-    out.reserve(prefix_.size() + 64);
-    out += prefix_;
+    out.reserve(prefix.size() + 64);
+    out += prefix;
     out += ",\"qos\":";
     append_uint(out, fields.qos);
     if (fields.qos > 0) {
@@ -633,9 +721,79 @@ std::string message_body::finish(const delivery_fields& fields) const {
     return out;
 }
 
+std::string message_body::finish_binary(const delivery_fields& fields) const {
+    // Layout: docs/protocol.md, "Binary frames". All integers big-endian.
+    std::string out;
+    out.reserve(24 + topic_.size() + payload_.size());
+    const auto put = [&out](std::uint64_t v, int bytes) {
+        for (int shift = 8 * (bytes - 1); shift >= 0; shift -= 8)
+            out += static_cast<char>((v >> shift) & 0xFF);
+    };
+    put(control_ ? 0x03 : 0x02, 1);
+    put((fields.qos & 3u) | (retain_ ? 4u : 0u) | ((fields.dup || redelivered_) ? 8u : 0u), 1);
+    put(fields.qos > 0 ? fields.msgid : 0, 4);
+    put(fields.seq, 8);
+    put(static_cast<std::uint64_t>(timestamp_ms_), 8);
+    put(topic_.size(), 2);
+    out += topic_;
+    out += payload_;
+    return out;
+}
+
 const std::shared_ptr<const std::string>& message_body::shared_qos0() const {
     if (!shared_qos0_) shared_qos0_ = std::make_shared<const std::string>(finish({}));
     return shared_qos0_;
+}
+
+std::string encode_batch(const std::vector<std::string>& messages) {
+    std::size_t size = 32;
+    for (const auto& m : messages)
+        size += m.size() + 1;
+    std::string out;
+    out.reserve(size);
+    out += R"({"type":"batch","messages":[)";
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+        if (i > 0) out += ',';
+        out += messages[i];
+    }
+    out += "]}";
+    return out;
+}
+
+std::variant<publish_request, decode_failure> decode_binary_publish(std::string_view frame,
+                                                                    std::size_t max_payload_bytes) {
+    const auto fail = [](std::string message) {
+        return decode_failure{errc::bad_request, "binary frame: " + std::move(message), {}};
+    };
+    if (frame.size() < 8) return fail("shorter than its 8-byte header");
+    const auto byte = [&](std::size_t i) {
+        return static_cast<std::uint32_t>(static_cast<unsigned char>(frame[i]));
+    };
+    if (byte(0) != 0x01) return fail("the first byte must be 0x01 (publish)");
+    const std::uint32_t flags = byte(1);
+    if ((flags & 3u) == 3u || (flags & ~0x0Fu) != 0) return fail("invalid flags byte");
+    publish_request r;
+    r.qos = static_cast<std::uint8_t>(flags & 3u);
+    r.retain = (flags & 4u) != 0;
+    r.dup = (flags & 8u) != 0;
+    const std::uint32_t msgid = (byte(2) << 24) | (byte(3) << 16) | (byte(4) << 8) | byte(5);
+    const std::size_t topic_len = (byte(6) << 8) | byte(7);
+    if (frame.size() < 8 + topic_len)
+        return fail("the topic length runs past the end of the frame");
+    r.topic.assign(frame.substr(8, topic_len));
+    r.payload.assign(frame.substr(8 + topic_len));
+    if (msgid != 0) r.id.json = std::to_string(msgid);
+    if (r.qos > 0 && msgid == 0) {
+        return decode_failure{
+            errc::bad_request, "binary frame: qos 1 and 2 need a non-zero msgid", {}};
+    }
+    if (r.payload.size() > max_payload_bytes) {
+        return decode_failure{errc::too_large,
+                              "payload is " + std::to_string(r.payload.size()) +
+                                  " bytes; the limit is " + std::to_string(max_payload_bytes),
+                              r.id};
+    }
+    return r;
 }
 
 }  // namespace mqttws

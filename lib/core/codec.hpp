@@ -42,9 +42,19 @@ struct auth_request {
     msg_id id;
 };
 
+// How deliveries under one subscription reach the client (docs/protocol.md, "Flow control").
+struct subscription_options {
+    double max_rate = 0;   // `maxRate`: at most this many QoS 0 messages per topic per second
+    bool conflate = true;  // `conflate`: over budget, keep only the newest QoS 0 per topic
+    bool binary = false;   // `binary`: deliveries as binary frames (see protocol.md)
+    std::uint16_t batch_max = 0;  // `batch.maxMessages`: deliveries gathered into `batch` frames
+    std::uint32_t batch_delay_ms = 0;  // `batch.maxDelayMs`: ...sent at the latest after this
+};
+
 struct subscribe_request {
     std::vector<std::string> filters;  // `topic`, or each of `topics`
     std::uint8_t qos = 0;
+    subscription_options options;
     msg_id id;
 };
 
@@ -81,21 +91,33 @@ struct device_report_request {
     msg_id id;
 };
 
-using client_request =
-    std::variant<auth_request, subscribe_request, unsubscribe_request, publish_request, ack_request,
-                 ping_request, device_report_request>;
-
 struct decode_failure {
     errc code = errc::bad_request;
     std::string message;
     msg_id id;  // when the frame was an object with a readable msgid
 };
 
+// Several publishes in one frame: {"type":"batch","messages":[<publish frame>, …]}. Each entry
+// is decoded on its own; one that is wrong does not stop the others.
+struct batch_request {
+    std::vector<std::variant<publish_request, decode_failure>> entries;
+};
+
+using client_request =
+    std::variant<auth_request, subscribe_request, unsubscribe_request, publish_request, ack_request,
+                 ping_request, device_report_request, batch_request>;
+
+// Decodes a binary frame: a publish with a raw payload (layout in docs/protocol.md, "Binary
+// frames"). Its msgid is a number, echoed in the JSON `ack`.
+std::variant<publish_request, decode_failure> decode_binary_publish(std::string_view frame,
+                                                                    std::size_t max_payload_bytes);
+
 struct decode_limits {
     std::size_t max_depth = 32;               // JSON nesting; deeper frames are refused unparsed
     std::size_t max_payload_bytes = 1 << 20;  // decoded publish payload
     std::size_t max_msgid_bytes = 128;
     std::size_t max_filters_per_request = 64;
+    std::size_t max_batch = 100;  // entries of a `batch` frame
 };
 
 // Decodes client text frames. Reuses its parse buffers between calls.
@@ -147,24 +169,40 @@ struct delivery_fields {
     bool dup = false;
 };
 
-// A broker message rendered once: everything of the `message` (or `control`) frame except the
-// per-recipient fields, which `finish()` appends. The payload is embedded as a JSON value when
-// it is JSON text, as a string when it is other UTF-8, and as base64 otherwise. `redelivered`
-// (the broker resent it after a reconnect) makes every rendering carry `"dup":true`.
+// One broker message, rendered for many recipients: the JSON `message` (or `control`) frame
+// without its per-recipient fields, which `finish()` appends, is built once on first use; so is
+// the binary frame's fixed part. In JSON the payload is embedded as a JSON value when it is JSON
+// text, as a string when it is other UTF-8, and as base64 otherwise. `redelivered` (the broker
+// resent it after a reconnect) makes every rendering carry dup.
 class message_body {
   public:
-    message_body(std::string_view frame_type, std::string_view topic, std::string_view payload,
-                 bool retain, std::int64_t timestamp_ms, std::size_t max_embed_depth = 32,
+    message_body(std::string_view frame_type, std::string topic, std::string payload, bool retain,
+                 std::int64_t timestamp_ms, std::size_t max_embed_depth = 32,
                  bool redelivered = false);
     std::string finish(const delivery_fields& fields) const;
-    // The frame for recipients with nothing of their own (qos 0, no seq), built once, shared.
+    std::string finish_binary(const delivery_fields& fields) const;
+    // The JSON frame for recipients with nothing of their own (qos 0, no seq), built once.
     const std::shared_ptr<const std::string>& shared_qos0() const;
-    std::size_t size() const { return prefix_.size(); }
+    // JSON for use inside a `batch` frame: the same as finish().
+    const std::string& topic() const { return topic_; }
+    const std::string& payload() const { return payload_; }
+    std::size_t size() const { return topic_.size() + payload_.size() + 96; }
 
   private:
-    std::string prefix_;  // `{"type":…,"topic":…,"payload":…,"retain":…,"timestamp":…`
-    bool redelivered_ = false;
+    const std::string& json_prefix() const;
+
+    bool control_;
+    std::string topic_;
+    std::string payload_;
+    bool retain_;
+    std::int64_t timestamp_ms_;
+    std::size_t max_embed_depth_;
+    bool redelivered_;
+    mutable std::string prefix_;  // `{"type":…,"topic":…,"payload":…,"retain":…,"timestamp":…`
     mutable std::shared_ptr<const std::string> shared_qos0_;
 };
+
+// {"type":"batch","messages":[…]} from finished `message` frames.
+std::string encode_batch(const std::vector<std::string>& messages);
 
 }  // namespace mqttws

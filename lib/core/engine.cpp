@@ -28,6 +28,23 @@ engine::engine(engine_config config, platform& env, std::shared_ptr<const securi
 
 engine::~engine() = default;
 
+std::string_view name(out_kind k) {
+    static constexpr std::string_view names[] = {"auth_response", "suback",  "unsuback",
+                                                 "ack",           "error",   "pong",
+                                                 "status",        "message", "batch"};
+    return names[static_cast<std::size_t>(k)];
+}
+
+static_assert(std::variant_size_v<client_request> == static_cast<std::size_t>(in_kind::binary),
+              "in_kind lists the client_request alternatives first, in order");
+
+std::string_view name(in_kind k) {
+    static constexpr std::string_view names[] = {"auth",   "subscribe", "unsubscribe",   "publish",
+                                                 "ack",    "ping",      "device_report", "batch",
+                                                 "binary", "invalid"};
+    return names[static_cast<std::size_t>(k)];
+}
+
 // ---------------------------------------------------------------- helpers
 
 session* engine::find_session(connection_id id) {
@@ -40,21 +57,22 @@ session* engine::find_session_by_key(std::uint64_t key) {
     return it == sessions_.end() ? nullptr : it->second.get();
 }
 
-void engine::send(session& s, frame_ptr frame, action_list& out) {
+void engine::send(session& s, out_kind kind, frame_ptr frame, action_list& out, bool binary) {
     if (s.connection() == 0) return;  // detached: nothing reaches it until a resume
     ++s.counters().frames_out;
-    out.push_back(send_text{s.connection(), std::move(frame)});
+    ++stats_.frames_out[static_cast<std::size_t>(kind)];
+    out.push_back(send_frame{s.connection(), std::move(frame), binary});
 }
 
 void engine::send_error(session& s, errc code, std::string_view message, const msg_id& id,
                         action_list& out, std::string_view topic) {
     ++s.counters().errors;
-    send(s, encode_error(code, message, id, topic), out);
+    send(s, out_kind::error, encode_error(code, message, id, topic), out);
 }
 
 void engine::broadcast(const frame_ptr& frame, action_list& out) {
     for (auto& [id, s] : connections_) {
-        if (s->authenticated()) send(*s, frame, out);
+        if (s->authenticated()) send(*s, out_kind::status, frame, out);
     }
 }
 
@@ -66,6 +84,7 @@ void engine::client_opened(connection_id id, std::string remote_address,
     auto owned = std::make_unique<session>(key, std::move(remote_address), config_.outbox);
     session& s = *owned;
     s.attach(id);
+    s.last_alive_ms = env_.steady_ms();
     connections_[id] = &s;
     sessions_.emplace(key, std::move(owned));
 
@@ -90,12 +109,15 @@ void engine::client_text(connection_id id, std::string_view frame, action_list& 
     session* s = find_session(id);
     if (s == nullptr) return;
     ++s->counters().frames_in;
+    s->last_alive_ms = env_.steady_ms();
     auto decoded = decoder_.decode(frame);
     if (auto* failure = std::get_if<decode_failure>(&decoded)) {
+        ++stats_.frames_in[static_cast<std::size_t>(in_kind::invalid)];
         send_error(*s, failure->code, failure->message, failure->id, out);
         return;
     }
     auto& request = std::get<client_request>(decoded);
+    ++stats_.frames_in[request.index()];  // in_kind follows client_request's order
     if (!std::holds_alternative<auth_request>(request) && !ensure_authenticated(*s, out)) return;
     std::visit([&](auto& r) { handle(*s, r, out); }, request);
 }
@@ -110,6 +132,10 @@ void engine::client_closed(connection_id id, bool clean, action_list& out) {
     } else {
         s.detach(env_.steady_ms() + config_.resume_window_ms);
     }
+}
+
+void engine::client_alive(connection_id id) {
+    if (session* s = find_session(id)) s->last_alive_ms = env_.steady_ms();
 }
 
 void engine::end_session(session& s, action_list& out) {
@@ -153,7 +179,7 @@ void engine::authenticate(session& s, identity who, bool is_device, action_list&
         const acl_decision allowed =
             policy_->rules.check_subscribe(s.client_id(), s.username(), control_topic, s.grant());
         if (allowed.allowed) {
-            subscribe(s, control_topic, 0, std::nullopt, out);
+            subscribe(s, control_topic, 0, {}, std::nullopt, out);
         } else {
             audit(s, "denied", control_topic, allowed.reason, out);
         }
@@ -235,14 +261,16 @@ void engine::handle(session& s, auth_request& r, action_list& out) {
     }
     // The response goes first: frames caused by authenticating (a device's retained control
     // message, the upstream status) follow it.
-    send(s, encode_auth_response(who.client_id, s.token(), false, false, env_.wall_ms(), r.id),
-         out);
+    send(s, out_kind::auth_response,
+         encode_auth_response(who.client_id, s.token(), false, false, env_.wall_ms(), r.id), out);
     authenticate(s, std::move(who), r.is_device, out);
-    if (!upstream_up_) send(s, encode_upstream_status(false, env_.wall_ms()), out);
+    if (!upstream_up_)
+        send(s, out_kind::status, encode_upstream_status(false, env_.wall_ms()), out);
 }
 
 void engine::resume(session& fresh, session& old, const auth_request& r, action_list& out) {
     const connection_id conn = fresh.connection();
+    const std::int64_t fresh_alive = fresh.last_alive_ms;
     connections_.erase(conn);
     sessions_.erase(fresh.key());  // it had only just been opened: nothing to keep
     if (old.connection() != 0) {
@@ -252,12 +280,13 @@ void engine::resume(session& fresh, session& old, const auth_request& r, action_
         connections_.erase(old.connection());
     }
     old.attach(conn);
+    old.last_alive_ms = fresh_alive;
     connections_[conn] = &old;
     ++stats_.resumes;
 
     const bool resumed = r.last_seq && old.deliveries().can_resume_from(*r.last_seq);
     if (!resumed) ++stats_.resumes_with_gap;
-    send(old,
+    send(old, out_kind::auth_response,
          encode_auth_response(old.client_id(), old.token(), resumed, true, env_.wall_ms(), r.id),
          out);
     old.deliveries().reconnect(resumed ? r.last_seq : std::nullopt, env_.steady_ms(),
@@ -265,9 +294,10 @@ void engine::resume(session& fresh, session& old, const auth_request& r, action_
     if (!resumed) {
         // Something may be lost: give the client the current state of its topics again.
         for (const auto& [filter, sub] : old.subscriptions())
-            send_retained(old, filter, sub.qos, out);
+            send_retained(old, filter, sub, out);
     }
-    if (!upstream_up_) send(old, encode_upstream_status(false, env_.wall_ms()), out);
+    if (!upstream_up_)
+        send(old, out_kind::status, encode_upstream_status(false, env_.wall_ms()), out);
 }
 
 // ---------------------------------------------------------------- subscribe / unsubscribe
@@ -302,14 +332,16 @@ void engine::handle(session& s, subscribe_request& r, action_list& out) {
                        r.id, out, filter);
             continue;
         }
-        subscribe(s, filter, r.qos, r.id, out);
+        subscribe(s, filter, r.qos, r.options, r.id, out);
     }
 }
 
 void engine::subscribe(session& s, const std::string& filter, std::uint8_t qos,
-                       std::optional<msg_id> reply, action_list& out) {
+                       const subscription_options& options, std::optional<msg_id> reply,
+                       action_list& out) {
     client_subscription& sub = s.subscriptions()[filter];
     sub.qos = qos;
+    sub.options = options;
     sub.pending_suback = std::move(reply);
     sub.waiting_op = 0;
 
@@ -317,7 +349,7 @@ void engine::subscribe(session& s, const std::string& filter, std::uint8_t qos,
     upstream_filter& entry = *added.entry;
     sub.upstream = &entry;
     const bool v5 = config_.mqtt_version >= 5;
-    if (parked_until_ms_ != 0) deliver_parked(s, filter, qos, out);
+    if (parked_until_ms_ != 0) deliver_parked(s, filter, sub, out);
 
     if (added.is_first) {
         released_while_down_.erase(filter);
@@ -344,9 +376,10 @@ void engine::subscribe(session& s, const std::string& filter, std::uint8_t qos,
     }
     // A confirmed filter's retained messages are all in the store; an unconfirmed one's are
     // still to come from the broker, and reach this client through normal routing.
-    if (entry.confirmed) send_retained(s, filter, qos, out);
+    if (entry.confirmed) send_retained(s, filter, sub, out);
     if (sub.waiting_op == 0 && entry.confirmed && sub.pending_suback) {
-        send(s, encode_suback(*sub.pending_suback, filter, std::min<int>(qos, entry.granted_qos)),
+        send(s, out_kind::suback,
+             encode_suback(*sub.pending_suback, filter, std::min<int>(qos, entry.granted_qos)),
              out);
         sub.pending_suback.reset();
     }
@@ -362,7 +395,7 @@ op_id engine::subscribe_upstream_now(upstream_filter& entry, bool replay_retaine
     return op;
 }
 
-void engine::send_retained(session& s, const std::string& filter, std::uint8_t qos,
+void engine::send_retained(session& s, const std::string& filter, const client_subscription& sub,
                            action_list& out) {
     upstream_filter* entry = registry_.find(filter);
     if (entry == nullptr) return;
@@ -378,7 +411,7 @@ void engine::send_retained(session& s, const std::string& filter, std::uint8_t q
         auto body =
             std::make_shared<const message_body>(control ? "control" : "message", m.topic,
                                                  m.payload, true, now, config_.decode.max_depth);
-        deliver(s, body, std::min(qos, m.qos), out);
+        deliver(s, body, std::min(sub.qos, m.qos), sub.options, out);
     });
 }
 
@@ -420,7 +453,7 @@ void engine::upstream_subscribed(op_id op, int granted, action_list& out) {
             send_error(*sub.who, errc::forbidden, "the broker refused the subscription",
                        cs.pending_suback.value_or(msg_id{}), out, filter);
         } else if (cs.pending_suback) {
-            send(*sub.who,
+            send(*sub.who, out_kind::suback,
                  encode_suback(*cs.pending_suback, filter, std::min<int>(cs.qos, granted)), out);
             cs.pending_suback.reset();
         }
@@ -437,7 +470,7 @@ void engine::handle(session& s, unsubscribe_request& r, action_list& out) {
             continue;
         }
         unsubscribe(s, filter, out);
-        send(s, encode_unsuback(r.id, filter), out);
+        send(s, out_kind::unsuback, encode_unsuback(r.id, filter), out);
     }
 }
 
@@ -506,6 +539,31 @@ void engine::handle(session& s, publish_request& r, action_list& out) {
     publish(s, std::move(r.topic), std::move(r.payload), r.qos, r.retain, r.id, out);
 }
 
+void engine::handle(session& s, batch_request& r, action_list& out) {
+    for (auto& entry : r.entries) {
+        if (auto* failure = std::get_if<decode_failure>(&entry)) {
+            send_error(s, failure->code, failure->message, failure->id, out);
+        } else {
+            handle(s, std::get<publish_request>(entry), out);
+        }
+    }
+}
+
+void engine::client_binary(connection_id id, std::string_view frame, action_list& out) {
+    session* s = find_session(id);
+    if (s == nullptr) return;
+    ++s->counters().frames_in;
+    ++stats_.frames_in[static_cast<std::size_t>(in_kind::binary)];
+    s->last_alive_ms = env_.steady_ms();
+    auto decoded = decode_binary_publish(frame, config_.decode.max_payload_bytes);
+    if (auto* failure = std::get_if<decode_failure>(&decoded)) {
+        send_error(*s, failure->code, failure->message, failure->id, out);
+        return;
+    }
+    if (!ensure_authenticated(*s, out)) return;
+    handle(*s, std::get<publish_request>(decoded), out);
+}
+
 void engine::handle(session& s, device_report_request& r, action_list& out) {
     if (r.device_id != s.client_id()) {
         send_error(s, errc::forbidden,
@@ -524,9 +582,9 @@ void engine::answer_publish(session& s, const msg_id& reply_to, std::optional<er
                             std::string_view message, action_list& out) {
     if (error) {
         ++s.counters().errors;
-        send(s, encode_ack_error(reply_to, *error, message), out);
+        send(s, out_kind::ack, encode_ack_error(reply_to, *error, message), out);
     } else {
-        send(s, encode_ack_ok(reply_to), out);
+        send(s, out_kind::ack, encode_ack_ok(reply_to), out);
     }
 }
 
@@ -647,11 +705,17 @@ void engine::upstream_published(op_id op, std::optional<errc> error, std::string
 // ---------------------------------------------------------------- other requests
 
 void engine::handle(session& s, ack_request& r, action_list& out) {
-    s.deliveries().ack(r.delivery_id, env_.steady_ms(), sender(s, out));
+    const auto waited = s.deliveries().ack(r.delivery_id, env_.steady_ms(), sender(s, out));
+    if (!waited) return;
+    std::size_t bucket = 0;
+    while (bucket + 1 < ack_latency_buckets && *waited > ack_latency_bounds_ms[bucket])
+        ++bucket;
+    ++stats_.ack_latency[bucket];
+    stats_.ack_latency_sum_ms += *waited;
 }
 
 void engine::handle(session& s, ping_request& r, action_list& out) {
-    send(s, encode_pong(env_.wall_ms(), r.id), out);
+    send(s, out_kind::pong, encode_pong(env_.wall_ms(), r.id), out);
 }
 
 // ---------------------------------------------------------------- broker → clients
@@ -687,7 +751,7 @@ void engine::upstream_message(const broker_message& m, action_list& out) {
                 routed_filters_.end()) {
             return;  // another copy of this message, tagged with the best filter, reaches it
         }
-        targets_.push_back({who, std::min(m.qos, best->second.qos)});
+        targets_.push_back({who, std::min(m.qos, best->second.qos), &best->second.options});
     };
 
     const std::int64_t now = env_.steady_ms();
@@ -722,40 +786,125 @@ void engine::upstream_message(const broker_message& m, action_list& out) {
                     "control", m.topic, m.payload, m.retained, timestamp, config_.decode.max_depth,
                     m.duplicate);
             }
-            deliver(*t.who, control_body, t.qos, out);
+            deliver(*t.who, control_body, t.qos, *t.options, out);
         } else {
-            deliver(*t.who, body, t.qos, out);
+            deliver(*t.who, body, t.qos, *t.options, out);
         }
     }
 }
 
-void engine::deliver_parked(session& s, std::string_view filter, std::uint8_t qos,
+void engine::deliver_parked(session& s, std::string_view filter, const client_subscription& sub,
                             action_list& out) {
     for (const auto& p : parked_) {
-        if (topic::matches(filter, p.topic)) deliver(s, p.body, std::min(qos, p.qos), out);
+        if (topic::matches(filter, p.topic))
+            deliver(s, p.body, std::min(sub.qos, p.qos), sub.options, out);
     }
 }
 
 void engine::deliver(session& s, const std::shared_ptr<const message_body>& body, std::uint8_t qos,
-                     action_list& out) {
+                     const subscription_options& options, action_list& out) {
+    const std::int64_t now = env_.steady_ms();
+    if (qos == 0 && (options.max_rate > 0 || s.congested)) {
+        // QoS 0 may wait: the newest message per topic is kept, an older one replaced.
+        std::int64_t due = 0;
+        if (options.max_rate > 0) {
+            const auto last = s.last_sent_by_topic.find(body->topic());
+            const auto interval = static_cast<std::int64_t>(1000.0 / options.max_rate);
+            if (last != s.last_sent_by_topic.end() && now - last->second < interval)
+                due = last->second + interval;
+        }
+        if (s.congested && !options.conflate && options.max_rate <= 0) {
+            ++stats_.dropped;
+            ++s.counters().dropped;
+            return;
+        }
+        if (due != 0 || s.congested) {
+            const auto [it, fresh] =
+                s.held.insert_or_assign(body->topic(), held_message{body, options, due});
+            if (!fresh) {
+                ++stats_.conflated;
+                ++s.counters().conflated;
+            }
+            return;
+        }
+    }
+    if (qos == 0 && options.max_rate > 0) s.last_sent_by_topic[body->topic()] = now;
     ++stats_.deliveries;
     ++s.counters().messages_delivered;
-    s.deliveries().push(body, qos, env_.steady_ms(), sender(s, out));
+    s.deliveries().push(body, qos,
+                        delivery_style{options.binary, options.batch_max, options.batch_delay_ms},
+                        now, sender(s, out));
+}
+
+void engine::release_held(session& s, std::int64_t now, action_list& out) {
+    if (s.congested) return;
+    for (auto it = s.held.begin(); it != s.held.end();) {
+        if (it->second.due_ms > now) {
+            ++it;
+            continue;
+        }
+        const held_message h = std::move(it->second);
+        it = s.held.erase(it);
+        if (h.options.max_rate > 0) s.last_sent_by_topic[h.body->topic()] = now;
+        ++stats_.deliveries;
+        ++s.counters().messages_delivered;
+        s.deliveries().push(
+            h.body, 0,
+            delivery_style{h.options.binary, h.options.batch_max, h.options.batch_delay_ms}, now,
+            sender(s, out));
+    }
 }
 
 void engine::send_delivery(session& s, const delivery& d, bool dup, action_list& out) {
     if (dup) ++stats_.redeliveries;
-    if (d.qos == 0 && !s.resumable()) {
-        // Nothing of its own in the frame: every such recipient shares one encoding.
-        send(s, d.body->shared_qos0(), out);
-        return;
-    }
     delivery_fields fields;
     fields.qos = d.qos;
     fields.msgid = d.msgid;
     fields.seq = s.resumable() ? d.seq : 0;
     fields.dup = dup;
-    send(s, make_frame(d.body->finish(fields)), out);
+    if (d.style.binary) {
+        send(s, out_kind::message, make_frame(d.body->finish_binary(fields)), out, /*binary=*/true);
+        return;
+    }
+    if (d.style.batch_max > 0) {
+        // Gathered into one `batch` frame: sent when full, or by tick() when the first is due.
+        if (s.batch.empty()) {
+            s.batch_max = d.style.batch_max;
+            s.batch_due_ms = env_.steady_ms() + d.style.batch_delay_ms;
+        }
+        s.batch.push_back(d.body->finish(fields));
+        s.batch_max = std::min(s.batch_max, d.style.batch_max);
+        if (s.batch.size() >= s.batch_max || d.style.batch_delay_ms == 0) flush_batch(s, out);
+        return;
+    }
+    if (d.qos == 0 && !s.resumable() && !dup) {
+        // Nothing of its own in the frame: every such recipient shares one encoding.
+        send(s, out_kind::message, d.body->shared_qos0(), out);
+        return;
+    }
+    send(s, out_kind::message, make_frame(d.body->finish(fields)), out);
+}
+
+void engine::flush_batch(session& s, action_list& out) {
+    if (s.batch.empty()) return;
+    send(s, out_kind::batch, make_frame(encode_batch(s.batch)), out);
+    s.batch.clear();
+    s.batch_due_ms = 0;
+}
+
+void engine::client_congested(connection_id id) {
+    session* s = find_session(id);
+    if (s == nullptr || s->congested) return;
+    s->congested = true;
+    if (s->over_budget_since_ms == 0) s->over_budget_since_ms = env_.steady_ms();
+}
+
+void engine::client_drained(connection_id id, action_list& out) {
+    session* s = find_session(id);
+    if (s == nullptr || !s->congested) return;
+    s->congested = false;
+    s->over_budget_since_ms = 0;
+    release_held(*s, env_.steady_ms(), out);
 }
 
 // ---------------------------------------------------------------- upstream state
@@ -835,8 +984,25 @@ void engine::tick(action_list& out) {
             s->auth_deadline_ms = 0;
             out.push_back(
                 close_client{s->connection(), close_code::auth_timeout, "Authentication timeout"});
-        } else if (s->deliveries().inflight() > 0) {
-            s->deliveries().resend_due(now, sender(*s, out));
+        } else if (now - s->last_alive_ms >= config_.idle_timeout_ms) {
+            s->last_alive_ms = now;  // close once; the close handshake (or its timeout) ends it
+            ++stats_.heartbeat_timeouts;
+            out.push_back(
+                close_client{s->connection(), close_code::heartbeat_timeout, "Heartbeat timeout"});
+        } else if (slow_consumer(*s, now)) {
+            ++stats_.slow_consumers;
+            s->over_budget_since_ms = 0;
+            out.push_back(
+                close_client{s->connection(), close_code::slow_consumer, "Slow consumer"});
+        } else {
+            if (!s->held.empty()) release_held(*s, now, out);
+            if (!s->batch.empty() && s->batch_due_ms <= now) flush_batch(*s, out);
+            if (now - s->last_alive_ms >= config_.ping_interval_ms &&
+                now - s->last_ping_ms >= config_.ping_interval_ms) {
+                s->last_ping_ms = now;
+                out.push_back(ping_client{s->connection()});
+            }
+            if (s->deliveries().inflight() > 0) s->deliveries().resend_due(now, sender(*s, out));
         }
     }
     for (session* s : expired)
@@ -889,6 +1055,19 @@ void engine::set_security(std::shared_ptr<const security_policy> policy, action_
     out.push_back(log_line{log_level::info, "security policy reloaded"});
 }
 
+bool engine::slow_consumer(session& s, std::int64_t now) {
+    // Over budget: the socket's buffer (the edge reported it) or the QoS 1/2 backlog.
+    const bool over = s.congested || s.deliveries().backlog_bytes() > config_.max_queued_bytes;
+    if (!over) {
+        s.over_budget_since_ms = 0;
+        return false;
+    }
+    if (s.over_budget_since_ms == 0) s.over_budget_since_ms = now;
+    // QoS 0 alone is conflated and never closes a client; QoS 1/2 waiting too long does.
+    return s.deliveries().backlog() > 0 &&
+           now - s.over_budget_since_ms >= config_.slow_consumer_timeout_ms;
+}
+
 void engine::shutdown(action_list& out) {
     for (auto& [id, s] : connections_) {
         out.push_back(close_client{id, close_code::going_away, "Bridge shutting down"});
@@ -904,6 +1083,13 @@ engine_stats engine::stats() const {
     s.offline_queued = offline_queue_.size();
     s.retained_cached = retained_.size();
     s.parked = parked_.size();
+    for (const auto& [key, sess] : sessions_) {
+        s.inflight += sess->deliveries().inflight();
+        s.backlog += sess->deliveries().backlog();
+        s.backlog_bytes += sess->deliveries().backlog_bytes();
+        s.held += sess->held.size();
+        if (sess->congested) ++s.congested;
+    }
     return s;
 }
 

@@ -82,6 +82,14 @@ struct engine_config {
     std::int64_t auth_timeout_ms = 10000;
     std::size_t auth_failures_per_minute = 10;
     // Per client publish rate limit (publishes per second, 0: none) and burst.
+    // Heartbeat: a client idle for ping_interval_ms is pinged; one idle for idle_timeout_ms
+    // (no frame, no pong) is closed with 4001 — also how half-open connections are found.
+    std::int64_t ping_interval_ms = 30000;
+    std::int64_t idle_timeout_ms = 90000;
+    // Flow control: each client's outgoing budget, and how long it may stay over it with QoS 1/2
+    // deliveries waiting before it is closed with 4008.
+    std::size_t max_queued_bytes = 1u << 20;
+    std::int64_t slow_consumer_timeout_ms = 30000;
     double publish_rate = 0;
     double publish_burst = 0;
     // Publishes to these filters are written to the audit trail, besides the devices' control
@@ -105,6 +113,42 @@ struct broker_message {
     std::vector<std::uint32_t> subscription_ids;  // MQTT v5; empty with 3.1.1
 };
 
+// Frames the bridge sends, by type, for metrics.
+enum class out_kind : std::uint8_t {
+    auth_response,
+    suback,
+    unsuback,
+    ack,
+    error,
+    pong,
+    status,
+    message,
+    batch,
+    count
+};
+// Frames clients send, by type: the request kinds in client_request order, then these.
+enum class in_kind : std::uint8_t {
+    auth,
+    subscribe,
+    unsubscribe,
+    publish,
+    ack,
+    ping,
+    device_report,
+    batch,
+    binary,
+    invalid,
+    count
+};
+std::string_view name(out_kind k);
+std::string_view name(in_kind k);
+
+// Ack latency of QoS 1/2 deliveries (ms from sending to the client's ack): bucket upper bounds.
+inline constexpr std::int64_t ack_latency_bounds_ms[] = {1,   2,   5,    10,   25,   50,   100,
+                                                         250, 500, 1000, 2500, 5000, 10000};
+inline constexpr std::size_t ack_latency_buckets =
+    sizeof(ack_latency_bounds_ms) / sizeof(std::int64_t) + 1;
+
 struct engine_stats {
     std::size_t connections = 0;
     std::size_t sessions = 0;  // including detached ones waiting for a resume
@@ -121,8 +165,22 @@ struct engine_stats {
     std::uint64_t resumes = 0;             // sessions taken over by a new connection
     std::uint64_t resumes_with_gap = 0;    // ...that could not replay everything (resumed:false)
     std::uint64_t auth_failures = 0;
-    std::uint64_t denied = 0;        // requests refused by the ACL
-    std::uint64_t rate_limited = 0;  // publishes refused by the rate limit
+    std::uint64_t denied = 0;              // requests refused by the ACL
+    std::uint64_t rate_limited = 0;        // publishes refused by the rate limit
+    std::uint64_t conflated = 0;           // QoS 0 deliveries replaced by a newer one (per client)
+    std::uint64_t dropped = 0;             // QoS 0 deliveries not sent (over budget, no conflation)
+    std::uint64_t slow_consumers = 0;      // clients closed with 4008
+    std::uint64_t heartbeat_timeouts = 0;  // clients closed with 4001
+    std::uint64_t frames_in[static_cast<std::size_t>(in_kind::count)] = {};
+    std::uint64_t frames_out[static_cast<std::size_t>(out_kind::count)] = {};
+    std::uint64_t ack_latency[ack_latency_buckets] = {};  // counts per bucket (last: +Inf)
+    std::int64_t ack_latency_sum_ms = 0;
+    // Gauges, computed by stats():
+    std::size_t inflight = 0;  // QoS 1/2 deliveries awaiting acks
+    std::size_t backlog = 0;   // QoS 1/2 deliveries waiting for room in a window
+    std::size_t backlog_bytes = 0;
+    std::size_t held = 0;       // QoS 0 messages held (conflation, maxRate)
+    std::size_t congested = 0;  // clients over their outgoing budget
     std::size_t offline_queued = 0;
     std::size_t retained_cached = 0;
     std::size_t parked = 0;
@@ -144,6 +202,14 @@ class engine {
     // `clean`: the client closed with code 1000 or none, ending its session; otherwise the
     // session is kept for a resume.
     void client_closed(connection_id id, bool clean, action_list& out);
+    // Proof of life that is not a frame: a pong, or a ping from the client.
+    void client_alive(connection_id id);
+    // A binary frame: a publish with a raw payload (docs/protocol.md, "Binary frames").
+    void client_binary(connection_id id, std::string_view frame, action_list& out);
+    // The connection's outgoing buffer went over the budget (max_queued_bytes) / back under
+    // half of it. Over it, QoS 0 deliveries are conflated; see docs/protocol.md.
+    void client_congested(connection_id id);
+    void client_drained(connection_id id, action_list& out);
 
     // ---- upstream events ----
     void upstream_connected(bool session_present, action_list& out);
@@ -185,9 +251,9 @@ class engine {
 
     session* find_session(connection_id id);
     session* find_session_by_key(std::uint64_t key);
-    void send(session& s, frame_ptr frame, action_list& out);
-    void send(session& s, std::string text, action_list& out) {
-        send(s, make_frame(std::move(text)), out);
+    void send(session& s, out_kind kind, frame_ptr frame, action_list& out, bool binary = false);
+    void send(session& s, out_kind kind, std::string text, action_list& out) {
+        send(s, kind, make_frame(std::move(text)), out);
     }
     void send_error(session& s, errc code, std::string_view message, const msg_id& id,
                     action_list& out, std::string_view topic = {});
@@ -211,10 +277,12 @@ class engine {
     void handle(session& s, ack_request& r, action_list& out);
     void handle(session& s, ping_request& r, action_list& out);
     void handle(session& s, device_report_request& r, action_list& out);
+    void handle(session& s, batch_request& r, action_list& out);
 
     // Adds `s` to `filter` and does what that needs upstream and for retained messages.
     void subscribe(session& s, const std::string& filter, std::uint8_t qos,
-                   std::optional<msg_id> reply, action_list& out);
+                   const subscription_options& options, std::optional<msg_id> reply,
+                   action_list& out);
     // `broker_refused`: the broker refused the SUBSCRIBE; nothing to undo upstream for it.
     void unsubscribe(session& s, const std::string& filter, action_list& out,
                      bool broker_refused = false);
@@ -225,8 +293,10 @@ class engine {
     void release_filter(std::string_view filter, std::uint32_t subscription_id,
                         bool unsubscribe_upstream_too, action_list& out);
     // Sends `s` the current retained messages of `filter` (a client joining a held filter).
-    void send_retained(session& s, const std::string& filter, std::uint8_t qos, action_list& out);
-    void deliver_parked(session& s, std::string_view filter, std::uint8_t qos, action_list& out);
+    void send_retained(session& s, const std::string& filter, const client_subscription& sub,
+                       action_list& out);
+    void deliver_parked(session& s, std::string_view filter, const client_subscription& sub,
+                        action_list& out);
 
     void publish(session& s, std::string topic, std::string payload, std::uint8_t qos, bool retain,
                  const msg_id& reply_to, action_list& out);
@@ -237,8 +307,14 @@ class engine {
     void answer_publish(session& s, const msg_id& reply_to, std::optional<errc> error,
                         std::string_view message, action_list& out);
 
+    // One message to one client, under the options of the subscription it came through: QoS 0
+    // may be held (maxRate, conflation); everything else goes through the session's outbox.
     void deliver(session& s, const std::shared_ptr<const message_body>& body, std::uint8_t qos,
-                 action_list& out);
+                 const subscription_options& options, action_list& out);
+    void release_held(session& s, std::int64_t now, action_list& out);
+    // Over budget with QoS 1/2 waiting for longer than slow_consumer_timeout_ms?
+    bool slow_consumer(session& s, std::int64_t now);
+    void flush_batch(session& s, action_list& out);
     // The outbox's Send callback: render one delivery for `s` and queue it.
     void send_delivery(session& s, const delivery& d, bool dup, action_list& out);
     auto sender(session& s, action_list& out) {
@@ -281,6 +357,7 @@ class engine {
     struct fanout_target {
         session* who;
         std::uint8_t qos;
+        const subscription_options* options;
     };
     std::vector<fanout_target> targets_;
     std::vector<upstream_filter*> routed_filters_;

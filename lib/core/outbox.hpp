@@ -33,10 +33,18 @@ struct outbox_limits {
     std::size_t history_bytes = 1u << 20;  // ...and their encoded size (bodies are shared)
 };
 
+// How a delivery is framed for its client (from the subscription it came through).
+struct delivery_style {
+    bool binary = false;
+    std::uint16_t batch_max = 0;  // 0: not batched
+    std::uint32_t batch_delay_ms = 0;
+};
+
 struct delivery {
     std::uint64_t seq = 0;
     std::uint64_t msgid = 0;  // QoS 1/2 only
     std::uint8_t qos = 0;
+    delivery_style style;
     std::shared_ptr<const message_body> body;
 };
 
@@ -46,11 +54,12 @@ class outbox {
 
     // Records a delivery and, when connected and allowed, sends it: send(delivery, dup).
     template <class Send>
-    void push(std::shared_ptr<const message_body> body, std::uint8_t qos, std::int64_t now,
-              Send&& send) {
+    void push(std::shared_ptr<const message_body> body, std::uint8_t qos, delivery_style style,
+              std::int64_t now, Send&& send) {
         delivery d;
         d.seq = ++last_seq_;
         d.qos = qos;
+        d.style = style;
         d.body = std::move(body);
         if (qos > 0) d.msgid = ++last_msgid_;
         remember(d);
@@ -58,17 +67,22 @@ class outbox {
             if (connected_) send(d, false);
             return;
         }
+        backlog_bytes_ += d.body->size();
         backlog_.push_back(std::move(d));
         fill_window(now, send);
     }
 
-    // The client acknowledged `msgid`; sends what waited for room. False for an unknown id
+    // The client acknowledged `msgid`; sends what waited for room. Returns how long the
+    // delivery waited for its ack (ms, from its last sending), or nullopt for an unknown id
     // (already acknowledged, or never sent) — harmless, e.g. an ack of a resent copy.
     template <class Send>
-    bool ack(std::uint64_t msgid, std::int64_t now, Send&& send) {
-        if (inflight_.erase(msgid) == 0) return false;
+    std::optional<std::int64_t> ack(std::uint64_t msgid, std::int64_t now, Send&& send) {
+        const auto it = inflight_.find(msgid);
+        if (it == inflight_.end()) return std::nullopt;
+        const std::int64_t waited = now - it->second.sent_at;
+        inflight_.erase(it);
         fill_window(now, send);
-        return true;
+        return waited;
     }
 
     // Resends, with dup, what has waited `retry_ms` for its ack.
@@ -134,6 +148,7 @@ class outbox {
     std::uint64_t last_seq() const { return last_seq_; }
     std::size_t inflight() const { return inflight_.size(); }
     std::size_t backlog() const { return backlog_.size(); }
+    std::size_t backlog_bytes() const { return backlog_bytes_; }
     std::size_t history_size() const { return history_.size(); }
     std::uint64_t resends() const { return resends_; }
     bool connected() const { return connected_; }
@@ -163,6 +178,7 @@ class outbox {
         while (!backlog_.empty() && inflight_.size() < limits_.window) {
             delivery d = std::move(backlog_.front());
             backlog_.pop_front();
+            backlog_bytes_ -= d.body->size();
             send(d, false);
             inflight_.emplace(d.msgid, inflight_entry{std::move(d), now});
         }
@@ -176,6 +192,7 @@ class outbox {
     std::size_t history_bytes_ = 0;
     std::map<std::uint64_t, inflight_entry> inflight_;  // by msgid, which grows with seq
     std::deque<delivery> backlog_;
+    std::size_t backlog_bytes_ = 0;
     std::uint64_t resends_ = 0;
 };
 

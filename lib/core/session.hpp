@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "core/acl.hpp"
 #include "core/actions.hpp"
@@ -30,6 +31,7 @@ namespace mqttws {
 
 struct client_subscription {
     std::uint8_t qos = 0;
+    subscription_options options;
     const upstream_filter* upstream = nullptr;  // the registry entry (lives as long as this)
     // Set while the client waits for its `suback`: the request's msgid, answered when the
     // upstream operation `waiting_op` is confirmed by the broker (0: not yet sent upstream).
@@ -46,12 +48,22 @@ struct publish_memory {
     std::string message;
 };
 
+// A QoS 0 message held back for a client, the newest per topic: while the client is over its
+// outgoing budget (conflation) or until its topic's maxRate allows the next one.
+struct held_message {
+    std::shared_ptr<const message_body> body;
+    subscription_options options;
+    std::int64_t due_ms = 0;  // maxRate: not before this; 0: as soon as the client drains
+};
+
 struct session_counters {
     std::uint64_t frames_in = 0;
     std::uint64_t frames_out = 0;
     std::uint64_t messages_delivered = 0;
     std::uint64_t publishes = 0;
     std::uint64_t errors = 0;
+    std::uint64_t conflated = 0;  // QoS 0 messages replaced by a newer one before being sent
+    std::uint64_t dropped = 0;    // QoS 0 messages not sent (over budget without conflation)
 };
 
 class session {
@@ -91,6 +103,21 @@ class session {
     void set_handshake(handshake_credentials h) { handshake_ = std::move(h); }
     // Before authentication: when the connection is closed for not authenticating (0: never).
     std::int64_t auth_deadline_ms = 0;
+    // Heartbeat: when the client last showed it is alive, and when it was last pinged.
+    std::int64_t last_alive_ms = 0;
+    std::int64_t last_ping_ms = 0;
+
+    // Flow control. `congested`: the connection's outgoing buffer is over the budget (the edge
+    // says so); `over_budget_since`: since when it (or the QoS 1/2 backlog) has been over it.
+    bool congested = false;
+    std::int64_t over_budget_since_ms = 0;
+    std::map<std::string, held_message, std::less<>> held;             // by topic
+    std::unordered_map<std::string, std::int64_t> last_sent_by_topic;  // for maxRate
+
+    // Batched delivery: finished `message` frames waiting to go out in one `batch` frame.
+    std::vector<std::string> batch;
+    std::uint16_t batch_max = 0;
+    std::int64_t batch_due_ms = 0;
 
     // Publish rate limit: a token bucket of `burst` tokens refilled at `rate` per second.
     bool take_publish_token(std::int64_t now_ms, double rate, double burst) {

@@ -8,8 +8,10 @@
 #include <csignal>
 #include <fstream>
 #include <random>
+#include <unordered_set>
 
 #include "io/log.hpp"
+#include "io/metrics.hpp"
 
 namespace mqttws {
 namespace {
@@ -80,7 +82,12 @@ struct app::impl {
                       core.client_text(id, text, actions);
                       execute();
                   },
+                  [this](connection_id id, std::string_view data) {
+                      core.client_binary(id, data, actions);
+                      execute();
+                  },
                   [this](connection_id id, const close_info& info) { client_closed(id, info); },
+                  [this](connection_id id) { core.client_alive(id); },
                   [this](std::string_view path) { return http(path); },
               }),
           signals(io, SIGINT, SIGTERM),
@@ -115,18 +122,19 @@ struct app::impl {
     // ---- edges → engine ----
 
     void client_opened(connection_id id, std::string remote, handshake_credentials credentials) {
-        logging::write(log_level::debug, "client open",
+        logging::write(log_level::info, "client open",
                        {{"id", std::to_string(id)}, {"remote", remote}});
         core.client_opened(id, std::move(remote), std::move(credentials), actions);
         execute();
     }
 
     void client_closed(connection_id id, const close_info& info) {
-        logging::write(log_level::debug, "client close",
+        logging::write(log_level::info, "client close",
                        {{"id", std::to_string(id)},
                         {"code", std::to_string(info.code)},
                         {"by", info.by_peer ? "client" : "bridge"},
                         {"reason", info.reason}});
+        congested.erase(id);
         core.client_closed(id, ends_session(info), actions);
         execute();
     }
@@ -145,6 +153,10 @@ struct app::impl {
 
     http_response http(std::string_view path) {
         const std::string_view route = path.substr(0, path.find('?'));
+        if (route == "/metrics") {
+            return {200, "text/plain; version=0.0.4",
+                    render_metrics(core.stats(), server.totals())};
+        }
         if (route == "/healthz") {
             const engine_stats s = core.stats();
             return {s.upstream_up ? 200 : 503, "application/json", health_json(s, config.version)};
@@ -162,10 +174,34 @@ struct app::impl {
             std::visit([this](auto& act) { carry_out(act); }, a);
         }
         actions.clear();
+        // Connections that went over their budget while sending: the engine holds back QoS 0
+        // (conflation) until tick() sees them drained.
+        for (const connection_id id : newly_congested)
+            core.client_congested(id);
+        newly_congested.clear();
     }
 
-    void carry_out(send_text& a) { server.send(a.to, a.frame); }
+    void carry_out(send_frame& a) {
+        server.send(a.to, a.frame, a.binary);
+        if (server.buffered_bytes(a.to) > config.engine.max_queued_bytes &&
+            congested.insert(a.to).second) {
+            newly_congested.push_back(a.to);
+        }
+    }
+
+    // A congested connection is drained once its buffer is under half the budget.
+    void check_drained() {
+        for (auto it = congested.begin(); it != congested.end();) {
+            if (server.buffered_bytes(*it) <= config.engine.max_queued_bytes / 2) {
+                core.client_drained(*it, actions);
+                it = congested.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
     void carry_out(close_client& a) { server.close(a.who, a.code, a.reason); }
+    void carry_out(ping_client& a) { server.ping(a.who); }
     void carry_out(subscribe_upstream& a) { broker->subscribe(a); }
     void carry_out(unsubscribe_upstream& a) { broker->unsubscribe(a); }
     void carry_out(publish_upstream& a) { broker->publish(std::move(a)); }
@@ -225,6 +261,7 @@ struct app::impl {
         ticker.expires_after(config.tick);
         ticker.async_wait([this](const std::error_code& ec) {
             if (ec || stopping) return;
+            check_drained();
             core.tick(actions);
             execute();
             schedule_tick();
@@ -267,6 +304,8 @@ struct app::impl {
     asio::steady_timer shutdown_timer;
     std::chrono::steady_clock::time_point shutdown_deadline;
     action_list actions;
+    std::unordered_set<connection_id> congested;  // over max_queued_bytes, until drained
+    std::vector<connection_id> newly_congested;
     bool stopping = false;
 };
 

@@ -8,9 +8,9 @@ namespace mqttws {
 
 namespace ws_detail {
 
-std::string text_frame_header(std::size_t size) {
+std::string frame_header(std::size_t size, bool binary) {
     std::string h;
-    h += static_cast<char>(0x81);  // FIN + opcode text
+    h += static_cast<char>(binary ? 0x82 : 0x81);  // FIN + opcode binary / text
     if (size < 126) {
         h += static_cast<char>(size);
     } else if (size <= 0xFFFF) {
@@ -115,14 +115,23 @@ void ws_server::stop_listening() {
 std::uint16_t ws_server::local_port() const {
     return impl_->local_port();
 }
-void ws_server::send(connection_id to, const frame_ptr& frame) {
-    impl_->send(to, frame);
+void ws_server::send(connection_id to, const frame_ptr& frame, bool binary) {
+    impl_->send(to, frame, binary);
+}
+std::size_t ws_server::buffered_bytes(connection_id who) const {
+    return impl_->buffered_bytes(who);
 }
 void ws_server::close(connection_id who, close_code code, std::string_view reason) {
     impl_->close(who, code, reason);
 }
+void ws_server::ping(connection_id who) {
+    impl_->ping(who);
+}
 std::size_t ws_server::connection_count() const {
     return impl_->connection_count();
+}
+ws_server::counters ws_server::totals() const {
+    return impl_->totals();
 }
 
 }  // namespace mqttws

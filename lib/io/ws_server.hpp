@@ -66,7 +66,9 @@ class ws_server {
         std::function<void(connection_id, std::string remote_address, handshake_credentials)>
             on_open;
         std::function<void(connection_id, std::string_view text)> on_text;
+        std::function<void(connection_id, std::string_view data)> on_binary;
         std::function<void(connection_id, const close_info&)> on_close;
+        std::function<void(connection_id)> on_alive;  // a pong, or a ping from the client
         std::function<http_response(std::string_view path)> on_http;
     };
 
@@ -81,9 +83,19 @@ class ws_server {
     void stop_listening();
     std::uint16_t local_port() const;
 
-    void send(connection_id to, const frame_ptr& frame);
+    void send(connection_id to, const frame_ptr& frame, bool binary = false);
+    // Bytes queued on the connection and not yet written to the socket.
+    std::size_t buffered_bytes(connection_id who) const;
     void close(connection_id who, close_code code, std::string_view reason);
+    void ping(connection_id who);
     std::size_t connection_count() const;
+
+    struct counters {
+        std::uint64_t accepted = 0;      // WebSocket connections opened
+        std::uint64_t refused = 0;       // upgrades refused (origin, max connections, version)
+        std::size_t buffered_bytes = 0;  // queued on all connections, not yet written
+    };
+    counters totals() const;
 
     class backend;  // one per transport (plain, TLS); see ws_server_impl.hpp
 

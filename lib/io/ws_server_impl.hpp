@@ -23,9 +23,12 @@ class ws_server::backend {
     virtual void listen() = 0;
     virtual void stop_listening() = 0;
     virtual std::uint16_t local_port() const = 0;
-    virtual void send(connection_id to, const frame_ptr& frame) = 0;
+    virtual void send(connection_id to, const frame_ptr& frame, bool binary) = 0;
+    virtual std::size_t buffered_bytes(connection_id who) const = 0;
     virtual void close(connection_id who, close_code code, std::string_view reason) = 0;
+    virtual void ping(connection_id who) = 0;
     virtual std::size_t connection_count() const = 0;
+    virtual ws_server::counters totals() const = 0;
 };
 
 std::unique_ptr<ws_server::backend> make_plain_backend(asio::io_context& io,
@@ -62,9 +65,9 @@ struct config : Base {
     static const std::size_t connection_read_buffer_size = 4096;
 };
 
-// RFC 6455 §5.2 header of an unmasked, final text frame of `size` bytes. Server frames are not
-// masked, so one framed buffer is valid on every connection.
-std::string text_frame_header(std::size_t size);
+// RFC 6455 §5.2 header of an unmasked, final text (or binary) frame of `size` bytes. Server
+// frames are not masked, so one framed buffer is valid on every connection.
+std::string frame_header(std::size_t size, bool binary);
 
 // Credentials from the upgrade request: "Authorization: Bearer <token>" or "Basic <base64
 // user:password>", else "token=<t>" in the URL's query string (browsers cannot set headers).
@@ -128,10 +131,15 @@ class basic_backend final : public ws_server::backend {
         return const_cast<server_type&>(server_).get_local_endpoint(ec).port();
     }
 
-    void send(connection_id to, const frame_ptr& frame) override {
+    void send(connection_id to, const frame_ptr& frame, bool binary) override {
         const auto it = connections_.find(to);
         if (it == connections_.end()) return;
-        it->second->send(prepared(frame));  // error (not open any more): nothing to do
+        it->second->send(prepared(frame, binary));  // error (not open any more): nothing to do
+    }
+
+    std::size_t buffered_bytes(connection_id who) const override {
+        const auto it = connections_.find(who);
+        return it == connections_.end() ? 0 : it->second->get_buffered_amount();
     }
 
     void close(connection_id id, close_code code, std::string_view reason) override {
@@ -143,10 +151,30 @@ class basic_backend final : public ws_server::backend {
         if (!ec) closed_by_bridge_.insert(id);
     }
 
+    void ping(connection_id id) override {
+        const auto it = connections_.find(id);
+        if (it == connections_.end()) return;
+        std::error_code ec;
+        it->second->ping(std::string(), ec);
+    }
+
     std::size_t connection_count() const override { return connections_.size(); }
+
+    ws_server::counters totals() const override {
+        ws_server::counters c = counters_;
+        for (const auto& [id, con] : connections_)
+            c.buffered_bytes += con->get_buffered_amount();
+        return c;
+    }
 
   private:
     bool validate(const connection_ptr& con) {
+        const bool ok = acceptable(con);
+        if (!ok) ++counters_.refused;
+        return ok;
+    }
+
+    bool acceptable(const connection_ptr& con) {
         // Only RFC 6455 clients: the shared pre-framed buffers are RFC 6455 frames.
         if (con->get_request_header("Sec-WebSocket-Version") != "13") return false;
         if (!options_.allowed_origins.empty()) {
@@ -168,14 +196,20 @@ class basic_backend final : public ws_server::backend {
         connection_ptr con = server_.get_con_from_hdl(h);
         const connection_id id = next_id_++;
         connections_.emplace(id, con);
+        ++counters_.accepted;
         con->set_message_handler([this, id](hdl, typename server_type::message_ptr msg) {
             if (msg->get_opcode() == websocketpp::frame::opcode::text) {
                 on_.on_text(id, msg->get_payload());
             } else {
-                close(id, close_code::unsupported_data, "Binary frames are not supported");
+                on_.on_binary(id, msg->get_payload());
             }
         });
         con->set_close_handler([this, id](hdl c) { closed(id, c); });
+        con->set_pong_handler([this, id](hdl, std::string) { on_.on_alive(id); });
+        con->set_ping_handler([this, id](hdl, std::string) {
+            on_.on_alive(id);
+            return true;  // websocketpp answers with a pong
+        });
         con->set_fail_handler([this, id](hdl c) { closed(id, c); });
         handshake_credentials credentials =
             request_credentials(con->get_request_header("Authorization"), con->get_resource());
@@ -213,14 +247,16 @@ class basic_backend final : public ws_server::backend {
 
     // One websocketpp message per distinct frame; consecutive sends of the same frame (a
     // broadcast) reuse it. The cache holds the frame_ptr so its address cannot be reused.
-    typename server_type::message_ptr prepared(const frame_ptr& frame) {
-        if (frame == cached_frame_) return cached_message_;
-        auto msg = std::make_shared<message_type>(typename message_type::con_msg_man_ptr(),
-                                                  websocketpp::frame::opcode::text, 0);
-        msg->set_header(text_frame_header(frame->size()));
+    typename server_type::message_ptr prepared(const frame_ptr& frame, bool binary) {
+        if (frame == cached_frame_ && binary == cached_binary_) return cached_message_;
+        auto msg = std::make_shared<message_type>(
+            typename message_type::con_msg_man_ptr(),
+            binary ? websocketpp::frame::opcode::binary : websocketpp::frame::opcode::text, 0);
+        msg->set_header(frame_header(frame->size(), binary));
         msg->set_payload(*frame);
         msg->set_prepared(true);
         cached_frame_ = frame;
+        cached_binary_ = binary;
         cached_message_ = msg;
         return msg;
     }
@@ -232,7 +268,9 @@ class basic_backend final : public ws_server::backend {
     std::unordered_map<connection_id, connection_ptr> connections_;
     std::unordered_set<connection_id> closed_by_bridge_;  // closes we started, for the log
     connection_id next_id_ = 1;
+    ws_server::counters counters_;
     frame_ptr cached_frame_;
+    bool cached_binary_ = false;
     typename server_type::message_ptr cached_message_;
 };
 

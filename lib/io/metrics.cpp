@@ -1,0 +1,141 @@
+#include "io/metrics.hpp"
+
+#include <cstdio>
+
+namespace mqttws {
+namespace {
+
+class exposition {
+  public:
+    void family(const char* name, const char* type, const char* help) {
+        out_ += "# HELP mqttws_";
+        out_ += name;
+        out_ += ' ';
+        out_ += help;
+        out_ += "\n# TYPE mqttws_";
+        out_ += name;
+        out_ += ' ';
+        out_ += type;
+        out_ += '\n';
+    }
+    void sample(const char* name, double value, std::string_view labels = {}) {
+        out_ += "mqttws_";
+        out_ += name;
+        if (!labels.empty()) {
+            out_ += '{';
+            out_ += labels;
+            out_ += '}';
+        }
+        char buf[40];
+        std::snprintf(buf, sizeof buf, " %.17g\n", value);
+        out_ += buf;
+    }
+    void single(const char* name, const char* type, const char* help, double value) {
+        family(name, type, help);
+        sample(name, value);
+    }
+    std::string take() { return std::move(out_); }
+
+  private:
+    std::string out_;
+};
+
+double num(std::uint64_t v) {
+    return static_cast<double>(v);
+}
+
+}  // namespace
+
+std::string render_metrics(const engine_stats& e, const ws_server::counters& server) {
+    exposition x;
+    x.single("connections", "gauge", "Open WebSocket connections.", num(e.connections));
+    x.single("connections_total", "counter", "WebSocket connections accepted.",
+             num(server.accepted));
+    x.single("connections_refused_total", "counter",
+             "WebSocket upgrades refused (origin, --max-connections, protocol version).",
+             num(server.refused));
+    x.single("sessions", "gauge", "Client sessions, including dropped ones waiting to resume.",
+             num(e.sessions));
+    x.single("auth_failures_total", "counter", "Failed authentications.", num(e.auth_failures));
+    x.single("denied_total", "counter", "Publishes and subscriptions refused by the ACL.",
+             num(e.denied));
+
+    x.family("frames_in_total", "counter", "Frames received from clients, by type.");
+    for (std::size_t k = 0; k < static_cast<std::size_t>(in_kind::count); ++k) {
+        x.sample("frames_in_total", num(e.frames_in[k]),
+                 "type=\"" + std::string(name(static_cast<in_kind>(k))) + "\"");
+    }
+    x.family("frames_out_total", "counter", "Frames sent to clients, by type.");
+    for (std::size_t k = 0; k < static_cast<std::size_t>(out_kind::count); ++k) {
+        x.sample("frames_out_total", num(e.frames_out[k]),
+                 "type=\"" + std::string(name(static_cast<out_kind>(k))) + "\"");
+    }
+
+    x.single("upstream_up", "gauge", "1 while the broker connection is up.", e.upstream_up ? 1 : 0);
+    x.single("upstream_connects_total", "counter",
+             "Broker connections made (the first and reconnects).", num(e.upstream_connects));
+    x.single("filters", "gauge", "Filters subscribed at the broker.", num(e.filters));
+    x.single("messages_in_total", "counter", "Messages received from the broker.",
+             num(e.messages_in));
+    x.single("messages_out_total", "counter", "Deliveries of broker messages to clients.",
+             num(e.deliveries));
+    x.single("messages_redelivered_total", "counter",
+             "QoS 1/2 deliveries resent for want of an ack.", num(e.redeliveries));
+    x.single("messages_conflated_total", "counter",
+             "QoS 0 deliveries replaced by a newer one on the same topic (slow client, maxRate).",
+             num(e.conflated));
+    x.single("messages_dropped_total", "counter",
+             "QoS 0 deliveries dropped (over budget, conflation off).", num(e.dropped));
+    x.single("publishes_total", "counter", "Client publishes relayed to the broker.",
+             num(e.publishes));
+    x.single("publishes_dropped_total", "counter",
+             "QoS 0 publishes dropped while the broker was down.", num(e.publishes_dropped));
+    x.single("publishes_refused_total", "counter", "QoS 1/2 publishes refused: offline queue full.",
+             num(e.publishes_refused));
+    x.single("publish_duplicates_total", "counter",
+             "QoS 2 resends answered without publishing again.", num(e.publish_duplicates));
+    x.single("rate_limited_total", "counter", "Publishes refused by the per-client rate limit.",
+             num(e.rate_limited));
+    x.single("slow_consumers_total", "counter", "Clients closed with 4008 (slow consumer).",
+             num(e.slow_consumers));
+    x.single("heartbeat_timeouts_total", "counter", "Clients closed with 4001 (heartbeat timeout).",
+             num(e.heartbeat_timeouts));
+    x.single("resumes_total", "counter", "Sessions resumed by a new connection.", num(e.resumes));
+    x.single("resumes_with_gap_total", "counter",
+             "Resumes that could not replay everything (resumed:false).", num(e.resumes_with_gap));
+
+    x.single("inflight_messages", "gauge", "QoS 1/2 deliveries awaiting the client's ack.",
+             num(e.inflight));
+    x.single("backlog_messages", "gauge",
+             "QoS 1/2 deliveries waiting for room in a client's window.", num(e.backlog));
+    x.single("backlog_bytes", "gauge", "Bytes of those waiting deliveries.", num(e.backlog_bytes));
+    x.single("held_messages", "gauge", "QoS 0 messages held for slow or rate-limited clients.",
+             num(e.held));
+    x.single("queued_bytes", "gauge", "Bytes queued on WebSocket connections, not yet written.",
+             num(server.buffered_bytes));
+    x.single("congested_clients", "gauge", "Clients over their outgoing budget.", num(e.congested));
+    x.single("offline_queued_publishes", "gauge",
+             "QoS 1/2 publishes held while the broker is down.", num(e.offline_queued));
+    x.single("retained_cached", "gauge", "Retained messages the bridge holds for joining clients.",
+             num(e.retained_cached));
+
+    x.family("ack_latency_seconds", "histogram",
+             "From sending a QoS 1/2 delivery to the client's ack.");
+    std::uint64_t cumulative = 0;
+    for (std::size_t b = 0; b < ack_latency_buckets; ++b) {
+        cumulative += e.ack_latency[b];
+        char le[32];
+        if (b + 1 < ack_latency_buckets) {
+            std::snprintf(le, sizeof le, "le=\"%g\"",
+                          static_cast<double>(ack_latency_bounds_ms[b]) / 1000.0);
+        } else {
+            std::snprintf(le, sizeof le, "le=\"+Inf\"");
+        }
+        x.sample("ack_latency_seconds_bucket", num(cumulative), le);
+    }
+    x.sample("ack_latency_seconds_sum", static_cast<double>(e.ack_latency_sum_ms) / 1000.0);
+    x.sample("ack_latency_seconds_count", num(cumulative));
+    return x.take();
+}
+
+}  // namespace mqttws

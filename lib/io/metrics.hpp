@@ -1,0 +1,15 @@
+// GET /metrics: the bridge's counters and gauges in the Prometheus text format (version 0.0.4).
+// docs/operations.md lists every metric and what it means.
+// Thread safety: a pure function of its arguments.
+#pragma once
+
+#include <string>
+
+#include "core/engine.hpp"
+#include "io/ws_server.hpp"
+
+namespace mqttws {
+
+std::string render_metrics(const engine_stats& engine, const ws_server::counters& server);
+
+}  // namespace mqttws
