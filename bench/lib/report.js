@@ -26,6 +26,7 @@ const cases = (sc) => [...new Set(rows.filter((r) => r.scenario === sc).map((r) 
 const fmt = (v, digits = 3) => {
   if (v === undefined || v === null || Number.isNaN(v)) return '–';
   if (typeof v !== 'number') return String(v);
+  if (v === 0) return '0';
   const a = Math.abs(v);
   if (a >= 1e6) return (v / 1e6).toFixed(2) + ' M';
   if (a >= 1e4) return (v / 1e3).toFixed(1) + ' k';
@@ -37,19 +38,21 @@ const ratio = (a, b) => (typeof a === 'number' && typeof b === 'number' && b > 0
 const fmtRatio = (v) => (v === undefined ? '–' : v >= 10 ? v.toFixed(1) + '×' : v.toFixed(2) + '×');
 
 // ---- metrics per run ----------------------------------------------------------------------------
+// A latency metric exists only where samples were taken.
+const lat = (key, q) => (r) => (get(r, key + '.count') > 0 ? get(r, key + '.' + q) : undefined);
 const m = {
   dps: (r) => get(r, 'delivered.per_s'),
   cpu: (r) => get(r, 'system.cpu_us_per_delivery'),
   syscpu: (r) => get(r, 'system.cpu_pct_window'),
   lgcpu: (r) => get(r, 'self.cpu_pct_window'),
   lgshare: (r) => get(r, 'system.loadgen_cpu_share'),
-  p50: (r) => get(r, 'latency_us.p50'),
-  p99: (r) => get(r, 'latency_us.p99'),
-  p999: (r) => get(r, 'latency_us.p999'),
-  max: (r) => get(r, 'latency_us.max'),
-  ack50: (r) => get(r, 'ack_latency_us.p50'),
-  ack99: (r) => get(r, 'ack_latency_us.p99'),
-  ack999: (r) => get(r, 'ack_latency_us.p999'),
+  p50: lat('latency_us', 'p50'),
+  p99: lat('latency_us', 'p99'),
+  p999: lat('latency_us', 'p999'),
+  max: lat('latency_us', 'max'),
+  ack50: lat('ack_latency_us', 'p50'),
+  ack99: lat('ack_latency_us', 'p99'),
+  ack999: lat('ack_latency_us', 'p999'),
   lost: (r) => get(r, 'delivered.lost'),
   offered: (r) => get(r, 'published.offered_per_s'),
   rssconn: (r) => get(r, 'system.rss_bytes_per_connection'),
