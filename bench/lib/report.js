@@ -54,6 +54,7 @@ const m = {
   ack99: lat('ack_latency_us', 'p99'),
   ack999: lat('ack_latency_us', 'p999'),
   lost: (r) => get(r, 'delivered.lost'),
+  refused: (r) => get(r, 'published.errors'),
   offered: (r) => get(r, 'published.offered_per_s'),
   rssconn: (r) => get(r, 'system.rss_bytes_per_connection'),
   setups: (r) => get(r, 'setup.per_s'),
@@ -62,14 +63,23 @@ const m = {
 
 // ---- headline ratios ----------------------------------------------------------------------------
 // [label, scenario, case matcher, metric, higher is better]
-const pickCase = (sc, re) => cases(sc).find((c) => re.test(c));
+// The case a headline row uses: the first pattern that matches one (1,000 subscribers if run).
+const pickCase = (sc, res) => {
+  for (const re of [].concat(res)) {
+    const c = cases(sc).find((x) => re.test(x) && find(sc, x, 'bridge'));
+    if (c) return c;
+  }
+  return undefined;
+};
 const largestS3 = () => {
   const cs = cases('S3').filter((c) => SYSTEMS.some((s) => find('S3', c, s)));
   return cs.sort((a, b) => Number(b.match(/n=(\d+)/)[1]) - Number(a.match(/n=(\d+)/)[1]))[0];
 };
 const headline = [
-  ['deliveries/s at saturation', 'S1', /^sat n=1000 p=64 q=0$|^sat n=\d+ p=64 q=0$/, 'dps', true],
-  ['CPU µs per delivery (all processes)', 'S1', /^sat n=1000 p=64 q=0$|^sat n=\d+ p=64 q=0$/, 'cpu', false],
+  ['deliveries/s at saturation', 'S1', [/^sat n=1000 p=64 q=0$/, /^sat n=\d+ p=64 q=0$/], 'dps', true],
+  ['CPU µs per delivery (all processes)', 'S1', [/^sat n=1000 p=64 q=0$/, /^sat n=\d+ p=64 q=0$/], 'cpu', false],
+  ['deliveries/s at saturation, 5,000 subscribers', 'S1', /^sat n=5000 p=64 q=0$/, 'dps', true],
+  ['CPU µs per delivery, 5,000 subscribers', 'S1', /^sat n=5000 p=64 q=0$/, 'cpu', false],
   ['deliveries/s at saturation, QoS 1', 'S1', /^sat n=\d+ p=64 q=1$/, 'dps', true],
   ['CPU µs per delivery, QoS 1', 'S1', /^sat n=\d+ p=64 q=1$/, 'cpu', false],
   ['fan-in deliveries/s at saturation', 'S2', /^sat d=\d+ p=64 q=0$/, 'dps', true],
@@ -154,7 +164,8 @@ const latCols = [['offered msg/s', m.offered], ['deliveries/s', m.dps], ['p50 µ
 table('S1 fan-out', 'S1', satCols.concat([['p99.9 µs', m.p999], ['ack p99 µs', m.ack99], ['offered msg/s', m.offered]]),
   '`sat`: closed loop (a bounded number of messages in flight end to end), i.e. deliveries/s at saturation; latency there is mostly queueing. ' +
   '`fixed`: a paced publisher at `r` msg/s, for latency. CPU is utime+stime of every process of the system (the bridge *and* its Mosquitto) over the window, divided by deliveries.');
-table('S2 fan-in (devices → one wildcard dashboard)', 'S2', satCols.concat([['ack p99 µs', m.ack99], ['offered msg/s', m.offered]]));
+table('S2 fan-in (devices → one wildcard dashboard)', 'S2', satCols.concat([['ack p99 µs', m.ack99], ['offered msg/s', m.offered], ['refused publishes', m.refused]]),
+  '`lost` counts every publish that never reached the dashboard, including publishes the system refused (answered with an error ack), which are also counted in `refused publishes`.');
 table('S3 idle connections', 'S3', [['setups/s', m.setups], ['setup p99 µs', (r) => get(r, 'setup.latency_us.p99')],
   ['RSS bytes/connection', m.rssconn], ['RSS after setup kB', (r) => get(r, 'system.rss_kb_setup')], ['setup CPU µs/conn', (r) => {
     const p = get(r, 'processes') || []; const n = get(r, 'setup.subscribers_ok');
@@ -199,6 +210,8 @@ if (plots) {
       process.stderr.write(`gnuplot failed for ${name}: ${e.stderr || e.message}\n`);
     }
   };
+  // x range with room on both sides of the first and last case (log scale)
+  const xr = (cs) => { const v = cs.map((x) => +x.match(/n=(\d+)/)[1]); return `set xrange [${Math.min(...v) * 0.7}:${Math.max(...v) * 1.4}]`; };
   const head = (name, title, ylabel, extra = '') => `set terminal pngcairo size 900,540 font "sans,11"\nset output "${prefix}-${name}.png"\n` +
     `set title "${title}"\nset ylabel "${ylabel}"\nset grid\nset key outside right\n${extra}\n`;
   // 1+2: S1 saturation vs subscribers (64 B, QoS 0)
@@ -213,7 +226,7 @@ if (plots) {
         lines.push([n, ...SYSTEMS.map((s) => { const r = find('S1', c, s); const v = r && m[metric](r); return typeof v === 'number' ? v : 'NaN'; })].join(' '));
       }
       fs.writeFileSync(dat, lines.join('\n') + '\n');
-      run(name, head(name, title, ylabel, `set xlabel "subscribers"\nset logscale x\n${logy ? 'set logscale y\n' : ''}set xtics (${s1.map((c) => c.match(/n=(\d+)/)[1]).join(',')})`) +
+      run(name, head(name, title, ylabel, `set xlabel "subscribers"\nset logscale x\n${logy ? 'set logscale y\n' : ''}set xtics (${s1.map((c) => c.match(/n=(\d+)/)[1]).join(',')})\n${xr(s1)}`) +
         'plot ' + SYSTEMS.map((s, i) => `"${dat}" using 1:${i + 2} with linespoints lw 2 pt 7 title "${LABEL[s]}"`).join(', ') + '\n');
     }
   }
@@ -222,7 +235,7 @@ if (plots) {
   if (s3.length) {
     const dat = path.join(tmp, 's3.dat');
     fs.writeFileSync(dat, s3.map((c) => [+c.match(/n=(\d+)/)[1], ...SYSTEMS.map((s) => { const r = find('S3', c, s); const v = r && m.rssconn(r); return typeof v === 'number' ? v / 1024 : 'NaN'; })].join(' ')).join('\n') + '\n');
-    run('s3-rss', head('s3-rss', 'S3 idle connections: RSS per connection, all processes', 'KiB per connection', `set xlabel "connections"\nset logscale x\nset xtics (${s3.map((c) => c.match(/n=(\d+)/)[1]).join(',')})\nset yrange [0:*]`) +
+    run('s3-rss', head('s3-rss', 'S3 idle connections: RSS per connection, all processes', 'KiB per connection', `set xlabel "connections"\nset logscale x\nset xtics (${s3.map((c) => c.match(/n=(\d+)/)[1]).join(',')})\nset yrange [0:*]\n${xr(s3)}`) +
       'plot ' + SYSTEMS.map((s, i) => `"${dat}" using 1:${i + 2} with linespoints lw 2 pt 7 title "${LABEL[s]}"`).join(', ') + '\n');
   }
   // 4: latency at fixed load (S1 fixed q0/q1, S4 idle/loaded), clustered bars of p50/p99/p99.9
