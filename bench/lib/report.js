@@ -176,8 +176,9 @@ table('S4 QoS 1 round trip', 'S4', [['publish→ack p50 µs', m.ack50], ['publis
 table('S5 one slow consumer', 'S5', [['healthy deliveries/s', m.dps], ['healthy p99 µs', m.p99], ['healthy p99.9 µs', m.p999], ['lost (healthy)', m.lost],
   ['RSS start kB', (r) => (get(r, 'processes') || []).reduce((a, p) => a + p.rss_kb_setup, 0)],
   ['RSS max kB', m.rssmax], ['RSS end kB', (r) => (get(r, 'processes') || []).reduce((a, p) => a + p.rss_kb_end, 0)],
-  ['slow: bytes pending', (r) => get(r, 'slow.bytes_pending_at_end')], ['slow: closed by server', (r) => get(r, 'slow.closed_by_server')]],
-  'The slow consumer subscribes with a 4 KiB receive buffer and never reads again. RSS is summed over the system\'s processes.');
+  ['slow: owed MB (firehose)', (r) => (get(r, 'firehose.bytes') || 0) / 1e6],
+  ['slow: bytes in its socket at end', (r) => get(r, 'slow.bytes_pending_at_end')], ['slow: closed by server', (r) => get(r, 'slow.closed_by_server')]],
+  'The slow consumer subscribes with a 4 KiB receive buffer and never reads again; besides the healthy stream it is sent a firehose only it subscribes to, so it is owed many MB. RSS is summed over the system\'s processes: whatever the kernel does not hold for the slow consumer, the system holds or drops.');
 
 // Load generator headroom.
 const shares = rows.filter((r) => !r.failed && r.scenario !== 'S3').map((r) => ({ r, lg: m.lgcpu(r), share: m.lgshare(r) }))

@@ -76,6 +76,13 @@ struct config {
     int threads = 1;
     int slow = 0;
     int slow_rcvbuf = 4096;
+    std::string slow_filter;  // default: the filter
+    // Firehose: one extra connection publishing QoS 0 to a topic that only the slow consumers
+    // subscribe to, so that they are owed many MB within seconds while the healthy subscribers
+    // keep the normal load. Not counted in published/delivered/losses.
+    std::string firehose_topic;
+    double firehose_rate = 0;
+    std::size_t firehose_payload = 4096;
     std::uint64_t max_outstanding = 2000000;  // open loop: pause above this many deliveries owed
     int max_conns = 20000;
     std::vector<std::pair<std::string, int>> watch;
@@ -116,6 +123,10 @@ void usage() {
         "  --threads T            I/O threads (default 1)\n"
         "  --slow K               K extra subscribers that stop reading once subscribed\n"
         "  --slow-rcvbuf BYTES    their SO_RCVBUF (default 4096)\n"
+        "  --slow-filter F        what the slow consumers subscribe to (default: --filter)\n"
+        "  --firehose-topic T --firehose-rate R --firehose-payload BYTES\n"
+        "                         one extra publisher of QoS 0 messages to T at R msg/s (for the\n"
+        "                         slow consumers; not counted in the results but its volume)\n"
         "  --watch NAME=PID       sample CPU and RSS of that process (repeatable)\n"
         "  --label TEXT           copied into the output\n"
         "  --max-conns N          refuse to open more connections (default 20000)\n"
@@ -194,6 +205,14 @@ config parse_args(int argc, char** argv) {
             c.slow = std::atoi(need(i).c_str());
         } else if (a == "--slow-rcvbuf") {
             c.slow_rcvbuf = std::atoi(need(i).c_str());
+        } else if (a == "--slow-filter") {
+            c.slow_filter = need(i);
+        } else if (a == "--firehose-topic") {
+            c.firehose_topic = need(i);
+        } else if (a == "--firehose-rate") {
+            c.firehose_rate = std::atof(need(i).c_str());
+        } else if (a == "--firehose-payload") {
+            c.firehose_payload = std::strtoull(need(i).c_str(), nullptr, 10);
         } else if (a == "--max-conns") {
             c.max_conns = std::atoi(need(i).c_str());
         } else if (a == "--watch") {
@@ -222,7 +241,7 @@ config parse_args(int argc, char** argv) {
         c.drain > 600 || c.hold < 0 || c.hold > 3600 || c.setup_timeout <= 0 || c.setup_timeout > 600)
         die("durations out of range (duration 0..3600 s, others 0..600 s)");
     if (c.connect_concurrency < 1) c.connect_concurrency = 1;
-    const long total = static_cast<long>(c.subscribers) + c.publishers + c.slow;
+    const long total = static_cast<long>(c.subscribers) + c.publishers + c.slow + (c.firehose_rate > 0 ? 1 : 0);
     rlimit rl{};
     getrlimit(RLIMIT_NOFILE, &rl);
     const long fd_room = static_cast<long>(rl.rlim_cur) - 64;
@@ -235,6 +254,12 @@ config parse_args(int argc, char** argv) {
     if (c.src_addrs <= 0) c.src_addrs = static_cast<int>(total / 25000 + 1);
     if (c.src_addrs > 254) die("--src-addrs must be 1..254");
     if (c.filter.empty()) c.filter = c.per_publisher_topic ? c.topic + "/+" : c.topic;
+    if (c.slow_filter.empty()) c.slow_filter = c.filter;
+    if (c.firehose_rate < 0 || c.firehose_rate > 1e6) die("--firehose-rate must be 0..1e6");
+    if (c.firehose_rate > 0 && c.firehose_topic.empty()) die("--firehose-rate needs --firehose-topic");
+    if (c.firehose_rate > 0 && c.tgt == target::b1) die("--target b1 has no publishers");
+    if (c.firehose_payload < payload_header_size || c.firehose_payload > (1u << 20))
+        die("--firehose-payload must be 44 B .. 1 MiB");
     c.id_prefix = "lg" + std::to_string(getpid()) + "-";
     return c;
 }
@@ -255,6 +280,7 @@ struct conn {
     st state = st::idle;
     bool is_pub = false;
     bool slow = false;
+    bool firehose = false;
     bool read_posted = false;  // a burst continues in a posted handler
     bool writing = false;      // waiting for EPOLLOUT to send the rest of `out`
     bool dirty = false;    // has output to flush at the end of the current batch
@@ -351,6 +377,10 @@ struct shard {
     std::uint64_t stall_mark_ns = 0, stall_mark_delivered = 0;
     bool pumping = false;
     std::string payload;  // template, stamped per publish
+    conn* fire = nullptr;  // the firehose publisher, if this shard has it
+    std::string fire_payload;
+    asio::steady_timer fire_timer{io};
+    std::uint64_t fire_start = 0, fire_sent = 0, fire_bytes = 0;
     std::vector<sockaddr_in> src;
     sockaddr_in remote{};
 
@@ -392,6 +422,8 @@ struct shard {
     bool publish_one(std::uint64_t now);
     void send_publish(conn* cn, std::uint64_t now);
     void schedule_pings();
+    void start_firehose();
+    void on_fire_tick();
     // -- end --
     void finish();
     void publish_counters() {
@@ -524,11 +556,12 @@ void shard::send_subscribe(conn* cn) {
     cn->state = conn::st::subscribing;
     if (is_json(g.cfg)) {
         queue_app(cn,
-                  "{\"type\":\"subscribe\",\"topic\":\"" + g.cfg.filter +
+                  "{\"type\":\"subscribe\",\"topic\":\"" + (cn->slow ? g.cfg.slow_filter : g.cfg.filter) +
                       "\",\"qos\":" + std::to_string(g.cfg.qos) + ",\"msgid\":\"s\"}",
                   ws::text);
     } else {
-        queue_app(cn, mqtt::subscribe_packet(1, g.cfg.filter, g.cfg.qos), ws::binary);
+        queue_app(cn, mqtt::subscribe_packet(1, cn->slow ? g.cfg.slow_filter : g.cfg.filter, g.cfg.qos),
+                  ws::binary);
     }
     flush(cn);
 }
@@ -1139,6 +1172,47 @@ void shard::pump() {
     pumping = false;
 }
 
+// The firehose: QoS 0 publishes of fire_payload at firehose_rate, paced on a 1 ms tick.
+void shard::start_firehose() {
+    if (!fire || fire->state != conn::st::ready) return;
+    fire_start = now_ns();
+    fire_timer.expires_after(std::chrono::milliseconds(1));
+    fire_timer.async_wait([this](const asio::error_code& ec) {
+        if (!ec) on_fire_tick();
+    });
+}
+
+void shard::on_fire_tick() {
+    if (g.ph.load(std::memory_order_relaxed) != static_cast<int>(phase::publishing) ||
+        fire->state != conn::st::ready)
+        return;
+    const std::uint64_t now = now_ns();
+    const auto due = static_cast<std::uint64_t>(static_cast<double>(now - fire_start) * g.cfg.firehose_rate / 1e9);
+    // Do not queue without bound in this process if the system does not take it.
+    for (int budget = 1024; fire_sent < due && budget > 0 && fire->out.size() < (std::size_t{16} << 20); --budget) {
+        stamp_payload(fire_payload.data(), 0xFFFFFFFFu, fire_sent, now);
+        const std::string& t = g.cfg.firehose_topic;
+        if (is_json(g.cfg)) {
+            const std::string body = "{\"type\":\"publish\",\"topic\":\"" + t + "\",\"qos\":0,\"payload\":\"" +
+                                     fire_payload + "\"}";
+            queue_app(fire, body, ws::text);
+        } else {
+            std::string pkt;
+            mqtt::append_publish_header(pkt, t, 0, 0, fire_payload.size());
+            pkt += fire_payload;
+            queue_app(fire, pkt, ws::binary);
+        }
+        ++fire_sent;
+        fire_bytes += fire_payload.size();
+    }
+    if (fire_sent < due) fire_start += 1000000;  // behind: fall back rather than burst later
+    flush_dirty();
+    fire_timer.expires_at(fire_timer.expiry() + std::chrono::milliseconds(1));
+    fire_timer.async_wait([this](const asio::error_code& ec) {
+        if (!ec) on_fire_tick();
+    });
+}
+
 void shard::schedule_pings() {
     ping_timer.expires_after(std::chrono::seconds(50));
     ping_timer.async_wait([this](const asio::error_code& ec) {
@@ -1159,6 +1233,7 @@ void shard::finish() {
     asio::error_code ec;
     timer.cancel();
     ping_timer.cancel();
+    fire_timer.cancel();
     // Slow consumers: how much was waiting for them, and did the server give up on them?
     for (conn* cn : slows) {
         if (cn->fd < 0 || cn->state == conn::st::failed) continue;
@@ -1426,6 +1501,16 @@ int main(int argc, char** argv) {
         next_id = static_cast<std::uint32_t>(cfg.subscribers + cfg.slow + i);
         add_conn(true, false, i);
     }
+    if (cfg.firehose_rate > 0) {
+        shard& sh = *shards[0];
+        sh.conns.push_back(std::make_unique<conn>(sh));
+        conn* cn = sh.conns.back().get();
+        cn->global_id = static_cast<std::uint32_t>(cfg.subscribers + cfg.slow + cfg.publishers);
+        cn->is_pub = true;
+        cn->firehose = true;
+        sh.fire = cn;
+        sh.fire_payload = make_payload(cfg.firehose_payload);
+    }
     for (auto& sh : shards)
         sh->expect.assign(sh->subs.size() * sh->seq_cols, cfg.tgt == target::b1 ? ~0ull : 0ull);
     g.fanout = static_cast<std::uint64_t>(cfg.subscribers);
@@ -1477,9 +1562,13 @@ int main(int argc, char** argv) {
         last_done = std::max(last_done, sh->last_setup_done);
     }
     const int subs_ok = count(&shard_counters::subs_ready);
-    for (auto& sh : shards)
-        asio::post(sh->io, [s = sh.get()] { s->start_setups(s->pubs); });
-    wait_setup(&shard_counters::pubs_ready, &shard_counters::pubs_failed, cfg.publishers, cfg.setup_timeout);
+    for (auto& sh : shards) {
+        std::vector<conn*> list = sh->pubs;
+        if (sh->fire) list.push_back(sh->fire);
+        asio::post(sh->io, [s = sh.get(), list] { s->start_setups(list); });
+    }
+    wait_setup(&shard_counters::pubs_ready, &shard_counters::pubs_failed,
+               cfg.publishers + (cfg.firehose_rate > 0 ? 1 : 0), cfg.setup_timeout);
     // Let in-flight setup results (late SUBACKs etc.) settle and the processes go idle.
     sleep_s(0.3);
     sample_all(&watched::setup);
@@ -1510,7 +1599,10 @@ int main(int argc, char** argv) {
         }
     }
     for (auto& sh : shards)
-        asio::post(sh->io, [s = sh.get()] { s->start_publishing(); });
+        asio::post(sh->io, [s = sh.get()] {
+            s->start_publishing();
+            s->start_firehose();
+        });
     std::fprintf(stderr, "phase=warmup seconds=%.1f\n", cfg.warmup);
     sleep_s(cfg.warmup);
 
@@ -1676,6 +1768,14 @@ int main(int argc, char** argv) {
     j.num("connections", cfg.slow);
     j.num("bytes_pending_at_end", static_cast<double>(slow_bytes));
     j.num("closed_by_server", static_cast<double>(slow_closed));
+    j.str("filter", cfg.slow_filter);
+    j.close();
+    j.open("firehose");
+    j.str("topic", cfg.firehose_topic);
+    j.num("rate", cfg.firehose_rate);
+    j.num("payload", static_cast<double>(cfg.firehose_payload));
+    j.num("sent", static_cast<double>(shards[0]->fire_sent));
+    j.num("bytes", static_cast<double>(shards[0]->fire_bytes));
     j.close();
     const double self_cpu_w = static_cast<double>(self_m1.cpu_us - self_m0.cpu_us);
     j.open("self");
