@@ -593,6 +593,12 @@ async function startBridge({ brokerPort, args = [], raw = false, clientId, env, 
                 throw new Error(`${e.message}; last answer: ${last ? `${last.status} ${last.body.trim()}` : 'none'}`);
             }
         },
+        // Resolves with the /healthz JSON once every field of `expected` has that value, e.g.
+        // waitStats({ clients: 0, sessions: 1 }) (any HTTP status).
+        waitStats(expected, { timeout: t = LONG } = {}) {
+            return this.waitHealth((json) => !!json && Object.entries(expected).every(([k, v]) => json[k] === v),
+                { timeout: t, what: `/healthz with ${JSON.stringify(expected)}` });
+        },
         waitHealthy(t = LONG) {
             return this.waitHealth((json, status) => status === 200 && json && json.upstream === 'connected',
                 { timeout: t, what: '/healthz 200 (upstream connected)' });
@@ -697,6 +703,7 @@ class Client {
         this.rawFrames = [];
         this.closeInfo = null;
         this.autoAck = false; // set to true to ack every QoS 1/2 delivery
+        this.listeners = []; // onFrame() callbacks, called with every parsed frame
         this.closed = new Promise((resolve) => {
             ws.once('close', (code, reason) => {
                 this.closeInfo = { code, reason: reason.toString() };
@@ -719,6 +726,7 @@ class Client {
                 frame.qos > 0 && frame.msgid !== undefined && this.ws.readyState === WebSocket.OPEN) {
                 this.ws.send(JSON.stringify({ type: 'ack', msgid: frame.msgid }));
             }
+            for (const fn of this.listeners) fn(frame);
             this.inbox.push(frame);
         });
         ws.on('error', () => {}); // surfaced through `closed`
@@ -770,6 +778,43 @@ class Client {
         const reply = await this.request({ type: 'unsubscribe', topic, msgid });
         if (reply.type !== 'unsuback') throw new Error(`unsubscribe ${topic} failed: ${JSON.stringify(reply)}`);
         return reply;
+    }
+
+    // Resumes session `session` as `clientId`; `lastSeq` the last seq the client saw (omitted
+    // when undefined). Resolves with the auth_response (whatever `resumed` says).
+    async resume(clientId, session, lastSeq, extra = {}) {
+        const fields = { session, ...extra };
+        if (lastSeq !== undefined) fields.lastSeq = lastSeq;
+        return this.auth(clientId, fields);
+    }
+
+    // Acknowledges the delivery `msgid` (a delivery's numeric msgid).
+    ack(msgid) {
+        this.send({ type: 'ack', msgid });
+    }
+
+    // Calls fn(frame) for every frame received from now on (cheap counting over bulk streams,
+    // where next()/collect() would scan long queues). Returns a function that removes it.
+    onFrame(fn) {
+        this.listeners.push(fn);
+        return () => {
+            const i = this.listeners.indexOf(fn);
+            if (i >= 0) this.listeners.splice(i, 1);
+        };
+    }
+
+    // Deliveries (message and control frames) received so far, optionally filtered.
+    deliveries(pred = () => true) {
+        return this.frames.filter((f) => (f.type === 'message' || f.type === 'control') && pred(f));
+    }
+
+    // The highest `seq` received on this connection (0 if none): what to send as `lastSeq`.
+    get lastSeq() {
+        let max = 0;
+        for (const f of this.frames) {
+            if (typeof f.seq === 'number' && f.seq > max) max = f.seq;
+        }
+        return max;
     }
 
     // ping → pong: proves the connection still works.
@@ -893,6 +938,101 @@ async function oracle(brokerPort, { protocolVersion = 5, clientId, ...options } 
     return wrapper;
 }
 
+// An oracle with a persistent MQTT 3.1.1 session (clean session off) that reconnects on its
+// own: it survives a broker restart (a broker with persistence keeps its subscriptions and what
+// was queued for it meanwhile) and resends its unconfirmed QoS 1/2 publishes after one.
+// Pass the same `clientId` again to continue the session.
+function persistentOracle(brokerPort, { clientId, ...options } = {}) {
+    return oracle(brokerPort, {
+        protocolVersion: 4,
+        clientId: clientId || uniqueId('oracle-p'),
+        clean: false,
+        reconnectPeriod: 200,
+        ...options,
+    });
+}
+
+// Publishes `count` messages from the oracle `o` to `topic` (or topic(i)), with payload(i)
+// (default: the decimal number i, so the bridge delivers it as the JSON number i) for
+// i = 1..count, at most `window` unconfirmed at once; resolves once all are confirmed (QoS 1/2)
+// or written (QoS 0). `onPublish(i)` runs before message i is published (e.g. to restart the
+// broker mid-stream); the MQTT client queues and resends across reconnects, so a publish may
+// wait out an outage: the whole run is bounded by `timeout`, not each publish.
+async function publishMany(o, topic, count, {
+    qos = 1, window = 64, payload = (i) => String(i), retain = false, timeout = BULK, onPublish,
+} = {}) {
+    const run = (async () => {
+        const inFlight = new Set();
+        for (let i = 1; i <= count; i++) {
+            if (onPublish) onPublish(i);
+            const t = typeof topic === 'function' ? topic(i) : topic;
+            const p = o.client.publishAsync(t, payload(i), { qos, retain }).then(() => {
+                inFlight.delete(p);
+            });
+            inFlight.add(p);
+            if (inFlight.size >= window) await Promise.race(inFlight);
+        }
+        await Promise.all(inFlight);
+    })();
+    return withTimeout(run, timeout, `${count} publishes to ${typeof topic === 'function' ? 'topics' : topic} to be confirmed`);
+}
+
+// Analyses the deliveries `frames` (message frames of one stream, in arrival order) whose
+// payload is the message number 1..count (numberOf(frame) extracts it; default: the payload
+// as a number). Returns
+//   { received, distinct, missing: [n…], unexpected: [n…], outOfOrder: [[prev, n]…] (first
+//     occurrences not increasing), unflaggedDuplicates: [frame…] (a repeat of a number without
+//     dup:true), msgidConflicts: [msgid…] (one delivery msgid used for different numbers),
+//     perMsgid: Map msgid → n }.
+// A repeat WITH dup:true (a resend of a delivery, or the broker's redelivery after a reconnect)
+// is allowed; check `distinct`/msgids for exactly-once.
+function deliveryReport(frames, count, { numberOf = (f) => Number(f.payload) } = {}) {
+    const seen = new Set();
+    const missing = [];
+    const unexpected = [];
+    const outOfOrder = [];
+    const unflaggedDuplicates = [];
+    const msgidConflicts = [];
+    const perMsgid = new Map();
+    let last = 0;
+    for (const f of frames) {
+        const n = numberOf(f);
+        if (!Number.isInteger(n) || n < 1 || n > count) {
+            unexpected.push(n);
+            continue;
+        }
+        if (f.msgid !== undefined) {
+            const prior = perMsgid.get(f.msgid);
+            if (prior === undefined) perMsgid.set(f.msgid, n);
+            else if (prior !== n) msgidConflicts.push(f.msgid);
+        }
+        if (seen.has(n)) {
+            if (f.dup !== true) unflaggedDuplicates.push(f);
+            continue;
+        }
+        seen.add(n);
+        if (n < last) outOfOrder.push([last, n]);
+        last = Math.max(last, n);
+    }
+    for (let n = 1; n <= count; n++) if (!seen.has(n)) missing.push(n);
+    return {
+        received: frames.length,
+        distinct: seen.size,
+        missing,
+        unexpected,
+        outOfOrder,
+        unflaggedDuplicates,
+        msgidConflicts,
+        perMsgid,
+    };
+}
+
+// A short summary of a list for assertion messages: "[1,2,3,…(57 more)]".
+function brief(list, n = 10) {
+    const head = list.slice(0, n).map((x) => (typeof x === 'object' ? JSON.stringify(x) : String(x)));
+    return `[${head.join(',')}${list.length > n ? `,…(${list.length - n} more)` : ''}]`;
+}
+
 // Makes sure the bridge's earlier upstream operations reached the broker: subscribes `client` to
 // a fresh filter (the bridge's SUBSCRIBE is queued behind any earlier SUBSCRIBE/UNSUBSCRIBE on
 // its one MQTT connection), waits for the suback and for the broker to have logged it, then
@@ -930,6 +1070,10 @@ module.exports = {
     connectClient,
     connectClients,
     oracle,
+    persistentOracle,
+    publishMany,
+    deliveryReport,
+    brief,
     syncUpstream,
     parsePackets,
     stripTimestamp,
