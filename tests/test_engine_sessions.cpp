@@ -17,7 +17,7 @@ using mqttws::close_code;
 using mqttws::connection_id;
 using mqttws::engine_config;
 using mqttws::errc;
-using mqttws::send_text;
+using mqttws::send_frame;
 using mqttws::test::broker_msg;
 using mqttws::test::client_handle;
 using mqttws::test::engine_fixture;
@@ -647,7 +647,7 @@ TEST_CASE("engine sessions: resume:false clients get no session or seq and share
     const auto sends = f.sends();
     REQUIRE(sends.size() == 3);
     const std::string* shared = nullptr;
-    for (const send_text& s : sends) {
+    for (const send_frame& s : sends) {
         const json_frame m(s.frame);
         CHECK_FALSE(m.has("seq"));
         if (s.to == q1.id()) {
@@ -682,4 +682,18 @@ TEST_CASE("engine sessions: resumable qos 0 recipients get their own seq") {
     f.upstream_message(broker_msg("s/1", "y", 0, false, {sid}));
     CHECK(field_of(f.client(1).take(), "seq") == "2 3");
     CHECK(field_of(f.client(2).take(), "seq") == "1 2");
+}
+TEST_CASE("engine sessions: a resume replays the gap in seq order across QoS levels") {
+    engine_fixture f;  // window 64: plenty of room
+    f.upstream_connected();
+    const std::string token = auth_token(f, 1, "zed");
+    f.subscribed(1, "m/#", 1);
+    const std::uint32_t sid = f.subscription_id("m/#");
+    f.client_closed(1, false);
+    f.upstream_message(broker_msg("m/a", "1", 1, false, {sid}));  // seq 1, qos 1
+    f.upstream_message(broker_msg("m/b", "2", 0, false, {sid}));  // seq 2, qos 0
+    f.upstream_message(broker_msg("m/a", "3", 1, false, {sid}));  // seq 3, qos 1
+    const json_frame answer = auth_frame(f, 2, "zed", resume_fields(token, 0));
+    CHECK(answer.json("resumed") == "true");
+    CHECK(field_of(of_type(f.client(2).take(), "message"), "seq") == "1 2 3");
 }

@@ -496,7 +496,9 @@ void engine::unsubscribe(session& s, const std::string& filter, action_list& out
 void engine::release_filter(std::string_view filter, std::uint32_t subscription_id,
                             bool unsubscribe_upstream_too, action_list& out) {
     if (subscription_id != 0) filters_by_subscription_id_.erase(subscription_id);
-    if (unsubscribe_upstream_too) {
+    // Shutting down: the broker keeps what it holds (a persistent session must keep its
+    // subscriptions so that it queues messages until the bridge is back).
+    if (unsubscribe_upstream_too && !shutting_down_) {
         if (upstream_up_) {
             out.push_back(unsubscribe_upstream{next_op_++, std::string(filter)});
         } else if (config_.persistent_session) {
@@ -1069,6 +1071,7 @@ bool engine::slow_consumer(session& s, std::int64_t now) {
 }
 
 void engine::shutdown(action_list& out) {
+    shutting_down_ = true;
     for (auto& [id, s] : connections_) {
         out.push_back(close_client{id, close_code::going_away, "Bridge shutting down"});
     }

@@ -347,6 +347,7 @@ class engine {
     bool connected_before_ = false;
 
     bool upstream_up_ = false;
+    bool shutting_down_ = false;
     op_id next_op_ = 1;
     std::uint64_t next_session_key_ = 1;
     std::uint32_t next_subscription_id_ = 1;

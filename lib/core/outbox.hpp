@@ -121,6 +121,9 @@ class outbox {
             send(entry.what, true);
         }
         if (replay) {
+            // In seq order. A QoS 1/2 delivery that never went out is at the front of the
+            // backlog when its turn comes; it goes now if the window has room, else it (and the
+            // QoS 1/2 ones after it) waits — QoS 0 ones are never held behind them.
             for (const auto& d : history_) {
                 if (d.seq <= *last_seq) continue;
                 if (d.qos == 0) {
@@ -128,8 +131,10 @@ class outbox {
                 } else if (const auto it = inflight_.find(d.msgid); it != inflight_.end()) {
                     it->second.sent_at = now;
                     send(d, true);
+                } else if (!backlog_.empty() && backlog_.front().msgid == d.msgid &&
+                           inflight_.size() < limits_.window) {
+                    send_next_from_backlog(now, send);
                 }
-                // Others are in the backlog and go out as the window allows.
             }
         }
         fill_window(now, send);
@@ -175,13 +180,17 @@ class outbox {
     template <class Send>
     void fill_window(std::int64_t now, Send& send) {
         if (!connected_) return;
-        while (!backlog_.empty() && inflight_.size() < limits_.window) {
-            delivery d = std::move(backlog_.front());
-            backlog_.pop_front();
-            backlog_bytes_ -= d.body->size();
-            send(d, false);
-            inflight_.emplace(d.msgid, inflight_entry{std::move(d), now});
-        }
+        while (!backlog_.empty() && inflight_.size() < limits_.window)
+            send_next_from_backlog(now, send);
+    }
+
+    template <class Send>
+    void send_next_from_backlog(std::int64_t now, Send& send) {
+        delivery d = std::move(backlog_.front());
+        backlog_.pop_front();
+        backlog_bytes_ -= d.body->size();
+        send(d, false);
+        inflight_.emplace(d.msgid, inflight_entry{std::move(d), now});
     }
 
     outbox_limits limits_;
