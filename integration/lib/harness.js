@@ -433,7 +433,7 @@ async function startBroker({ persistence = false, websockets = false, extra = []
     if (persistence) conf.push(`persistence_location ${dir}${path.sep}`);
     conf.push('log_dest stderr', 'log_type all');
     if (typeof process.getuid === 'function' && process.getuid() === 0) conf.push('user root');
-    conf.push('max_inflight_messages 1000', 'max_queued_messages 100000');
+    conf.push('max_inflight_messages 1000', 'max_queued_messages 100000', 'set_tcp_nodelay true');
     conf.push(`listener ${brokerPort} 127.0.0.1`);
     if (websockets) conf.push(`listener ${wsPort} lo`, 'protocol websockets');
     conf.push(...(Array.isArray(extra) ? extra : String(extra).split('\n')).filter((l) => l.trim()));

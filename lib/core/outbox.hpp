@@ -17,12 +17,12 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
 
 #include "core/codec.hpp"
+#include "core/fifo.hpp"
 
 namespace mqttws {
 
@@ -197,10 +197,10 @@ class outbox {
     bool connected_ = true;
     std::uint64_t last_seq_ = 0;
     std::uint64_t last_msgid_ = 0;
-    std::deque<delivery> history_;
+    fifo<delivery> history_;
     std::size_t history_bytes_ = 0;
     std::map<std::uint64_t, inflight_entry> inflight_;  // by msgid, which grows with seq
-    std::deque<delivery> backlog_;
+    fifo<delivery> backlog_;
     std::size_t backlog_bytes_ = 0;
     std::uint64_t resends_ = 0;
 };

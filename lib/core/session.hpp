@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -24,6 +23,7 @@
 #include "core/actions.hpp"
 #include "core/authenticator.hpp"
 #include "core/codec.hpp"
+#include "core/fifo.hpp"
 #include "core/outbox.hpp"
 #include "core/subscriptions.hpp"
 
@@ -98,9 +98,19 @@ class session {
         grant_ = std::move(grant);
     }
 
-    // Credentials from the WebSocket handshake, used when `auth` carries none.
-    const handshake_credentials& handshake() const { return handshake_; }
-    void set_handshake(handshake_credentials h) { handshake_ = std::move(h); }
+    // Credentials from the WebSocket handshake, used when `auth` carries none. Most clients
+    // present none, so nothing is allocated for them.
+    const handshake_credentials& handshake() const {
+        static const handshake_credentials none;
+        return handshake_ ? *handshake_ : none;
+    }
+    void set_handshake(handshake_credentials h) {
+        if (h.empty()) {
+            handshake_.reset();
+        } else {
+            handshake_ = std::make_unique<handshake_credentials>(std::move(h));
+        }
+    }
     // Before authentication: when the connection is closed for not authenticating (0: never).
     std::int64_t auth_deadline_ms = 0;
     // Heartbeat: when the client last showed it is alive, and when it was last pinged.
@@ -185,7 +195,7 @@ class session {
     std::string control_topic_;
     std::string username_;
     std::optional<acl_grant> grant_;
-    handshake_credentials handshake_;
+    std::unique_ptr<handshake_credentials> handshake_;
     double publish_tokens_ = -1;  // < 0: not used yet
     std::int64_t tokens_at_ms_ = 0;
     std::string token_;
@@ -194,7 +204,7 @@ class session {
     subscription_map subscriptions_;
     outbox outbox_;
     std::unordered_map<std::string, publish_memory> publishes_;
-    std::deque<std::string> publish_order_;  // oldest first, to bound publishes_
+    fifo<std::string> publish_order_;  // oldest first, to bound publishes_
     session_counters counters_;
 };
 

@@ -62,7 +62,7 @@ struct config : Base {
     };
     typedef websocketpp::transport::asio::endpoint<transport_config> transport_type;
 
-    static const std::size_t connection_read_buffer_size = 4096;
+    static const std::size_t connection_read_buffer_size = 512;
 };
 
 // RFC 6455 §5.2 header of an unmasked, final text (or binary) frame of `size` bytes. Server
