@@ -41,8 +41,8 @@ std::unique_ptr<ws_server::backend> make_tls_backend(asio::io_context& io,
 namespace ws_detail {
 
 // websocketpp configuration on top of a transport config (`asio` or `asio_tls`): one thread
-// owns every connection (no locks), and a small per-connection read buffer (the default 16 KiB
-// is most of an idle connection's memory).
+// owns every connection (no locks, no strands), and a small per-connection read buffer (the
+// default 16 KiB is most of an idle connection's memory; frames larger than it take more reads).
 template <class Base>
 struct config : Base {
     using type = config;
@@ -58,7 +58,9 @@ struct config : Base {
         typedef typename type::elog_type elog_type;
         typedef typename type::request_type request_type;
         typedef typename type::response_type response_type;
-        typedef typename base::transport_config::socket_type socket_type;
+                typedef typename base::transport_config::socket_type socket_type;
+        // No per-connection asio strands: one thread runs every handler.
+        static const bool enable_multithreading = false;
     };
     typedef websocketpp::transport::asio::endpoint<transport_config> transport_type;
 
