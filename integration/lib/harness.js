@@ -23,6 +23,7 @@ const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
+const https = require('node:https');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
@@ -203,16 +204,19 @@ function canConnect(port) {
     });
 }
 
-// HTTP GET against 127.0.0.1:port → {status, headers, body, json}.
-function httpGet(port, urlPath, { timeout = SHORT } = {}) {
+// HTTP GET against 127.0.0.1:port → {status, headers, body, json}. `tls`: HTTPS, with extra
+// TLS options (e.g. {ca}) or `true` (any certificate accepted).
+function httpGet(port, urlPath, { timeout = SHORT, tls } = {}) {
     return new Promise((resolve, reject) => {
-        const req = http.get({
+        const tlsOptions = tls ? (tls === true ? { rejectUnauthorized: false } : tls) : {};
+        const req = (tls ? https : http).get({
             host: '127.0.0.1',
             port,
             path: urlPath,
             agent: false,
             headers: { Connection: 'close' },
             timeout,
+            ...tlsOptions,
         }, (res) => {
             const chunks = [];
             res.on('data', (c) => chunks.push(c));
@@ -529,7 +533,9 @@ async function startBroker({ persistence = false, websockets = false, extra = []
 // Starts mqttws-bridge. By default with `--port 0 --bind 127.0.0.1 --broker
 // tcp://127.0.0.1:<brokerPort> --client-id <unique>` followed by `args`; with `raw: true`
 // exactly `args` (for --config tests). Waits until it logged its port and /healthz answers.
-async function startBridge({ brokerPort, args = [], raw = false, clientId, env, timeout = LONG } = {}) {
+// `scheme: 'wss'` for a bridge started with --tls-cert/--tls-key: /healthz is then asked over
+// HTTPS (certificate not checked) and `url` is wss://.
+async function startBridge({ brokerPort, args = [], raw = false, clientId, env, timeout = LONG, scheme = 'ws' } = {}) {
     const id = clientId || uniqueId('mqttws-it');
     const argv = raw ? [...args] : [
         '--port', '0', '--bind', '127.0.0.1',
@@ -556,21 +562,22 @@ async function startBridge({ brokerPort, args = [], raw = false, clientId, env, 
         }),
     ]);
     const port = Number(/\bport[=":]+(\d+)/.exec(portLine)[1]);
-    const health = () => httpGet(port, '/healthz');
+    const tls = scheme === 'wss' ? true : undefined;
+    const health = () => httpGet(port, '/healthz', { tls });
     await waitUntil(() => health().then(() => true), { timeout, what: `/healthz of the bridge on port ${port}` });
 
     return {
         proc: child,
         pid: child.pid,
         port,
-        url: `ws://127.0.0.1:${port}`,
+        url: `${scheme}://127.0.0.1:${port}`,
         clientId: raw ? clientId : id,
         argv,
         log,
         logLines: log.lines,
         exited,
         health,
-        get: (urlPath) => httpGet(port, urlPath),
+        get: (urlPath) => httpGet(port, urlPath, { tls }),
         // Resolves with the /healthz JSON once `pred(json, status)` holds.
         async waitHealth(pred, { timeout: t = LONG, what = 'a /healthz condition' } = {}) {
             let last;
@@ -856,10 +863,12 @@ function predicate(pred) {
     return [fn, `a frame with ${JSON.stringify(want)}`];
 }
 
-// Opens a WebSocket to `url` + `urlPath`; resolves with a Client once open.
-function connectClient(url, urlPath = '/', { timeout = LONG } = {}) {
+// Opens a WebSocket to `url` + `urlPath`; resolves with a Client once open. Other options go to
+// the `ws` constructor (headers, origin, localAddress, TLS: ca, cert, key, ...). A refused
+// upgrade rejects with an Error whose `status` is the HTTP status.
+function connectClient(url, urlPath = '/', { timeout = LONG, ...wsOptions } = {}) {
     return new Promise((resolve, reject) => {
-        const ws = new WebSocket(url + urlPath, { perMessageDeflate: false, handshakeTimeout: timeout });
+        const ws = new WebSocket(url + urlPath, { perMessageDeflate: false, handshakeTimeout: timeout, ...wsOptions });
         const client = new Client(ws, url + urlPath);
         const onError = (e) => {
             cleanupListeners();
@@ -869,7 +878,8 @@ function connectClient(url, urlPath = '/', { timeout = LONG } = {}) {
         const onUnexpected = (req, res) => {
             cleanupListeners();
             sockets.delete(client);
-            reject(new Error(`WebSocket to ${url + urlPath} refused with HTTP ${res.statusCode}`));
+            reject(Object.assign(new Error(`WebSocket to ${url + urlPath} refused with HTTP ${res.statusCode}`),
+                { status: res.statusCode }));
             req.destroy();
         };
         const onOpen = () => {
