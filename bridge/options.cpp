@@ -132,6 +132,13 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     cli.add_option("--jwt-secret", out.security.jwt_secret,
                    "HS256 secret for JWT tokens (at least 32 bytes)")
         ->group(security);
+    cli.add_option("--jwt-secret-file", out.security.jwt_secret_file,
+                   "File holding the HS256 secret; re-read on SIGHUP, so the secret can rotate")
+        ->group(security);
+    cli.add_option("--trusted-proxy", out.server.trusted_proxies,
+                   "Address of a reverse proxy whose X-Forwarded-For names the client (repeatable)")
+        ->expected(0, CLI::detail::expected_max_vector_size)
+        ->group(security);
     cli.add_option("--jwt-public-key", out.security.jwt_public_key,
                    "PEM public key for RS256 or ES256 JWT tokens")
         ->group(security);

@@ -46,6 +46,10 @@ std::variant<identity, auth_refusal> authenticator::authenticate(
         if (auto* failure = std::get_if<jwt_failure>(&verified))
             return auth_refusal{"JWT: " + failure->reason};
         auto& claims = std::get<jwt_claims>(verified);
+        if (!is_valid_client_id(claims.subject)) {
+            return auth_refusal{
+                "JWT: sub is not a valid client id (1-128 characters, no '/', '+', '#')"};
+        }
         if (!f.client_id.empty() && f.client_id != claims.subject) {
             return auth_refusal{"JWT: clientId '" + f.client_id + "' is not the token's sub '" +
                                 claims.subject + "'"};
@@ -59,10 +63,17 @@ std::variant<identity, auth_refusal> authenticator::authenticate(
                                   : !f.client_id.empty() ? f.client_id
                                                          : handshake.username;
         if (user.empty()) return auth_refusal{"password given without a username or clientId"};
+        // The user is who the client is: another clientId would let it act as someone else
+        // wherever the ACL names clients (%c), e.g. report as another device.
+        if (!f.client_id.empty() && f.client_id != user) {
+            return auth_refusal{"password file: clientId '" + f.client_id + "' is not the user '" +
+                                user + "'"};
+        }
+        if (!is_valid_client_id(user))
+            return auth_refusal{"password file: the user name is not a valid client id"};
         switch (passwords_->verify(user, secret)) {
             case password_file::result::ok:
-                return identity{f.client_id.empty() ? user : f.client_id, user, std::nullopt,
-                                "password"};
+                return identity{user, user, std::nullopt, "password"};
             case password_file::result::unknown_user:
                 return auth_refusal{"password file: unknown user '" + user + "'"};
             case password_file::result::wrong_password:
@@ -78,6 +89,9 @@ std::variant<identity, auth_refusal> authenticator::authenticate(
         if (!f.client_id.empty() && f.client_id != handshake.certificate_cn) {
             return auth_refusal{"certificate: clientId '" + f.client_id +
                                 "' is not the certificate's CN '" + handshake.certificate_cn + "'"};
+        }
+        if (!is_valid_client_id(handshake.certificate_cn)) {
+            return auth_refusal{"certificate: the CN is not a valid client id"};
         }
         return identity{handshake.certificate_cn, handshake.certificate_cn, std::nullopt,
                         "certificate"};

@@ -7,7 +7,8 @@
 //   (a `clientId` given alongside must equal it), `username` claim or `sub` the username, and
 //   its `acl` claim narrows what the ACL file allows.
 // - Otherwise, with a password file, the user is `username` (or the client id) and the
-//   password `password` (or `token`).
+//   password `password` (or `token`); the user is the client id (a different `clientId` is
+//   refused, or the ACL's %c could be spoofed).
 // - A verified client certificate's CN is the identity when nothing else is presented.
 // - Credentials that are presented but wrong always fail; they never fall back to anonymous.
 // - Nothing presented: anonymous, allowed when no source is configured or with

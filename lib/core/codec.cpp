@@ -109,14 +109,6 @@ std::optional<field_error> read_filters(const value& obj, const decode_limits& l
     return std::nullopt;
 }
 
-bool valid_client_id(std::string_view id) {
-    return !id.empty() && id.size() <= max_client_id_bytes &&
-           id.find_first_of("/+#") == std::string_view::npos && is_valid_utf8(id) &&
-           id.find('\0') == std::string_view::npos &&
-           std::none_of(id.begin(), id.end(),
-                        [](char c) { return static_cast<unsigned char>(c) < 0x20; });
-}
-
 // Every string (and member name) in `v` is UTF-8. Parsing validates the raw bytes, but not
 // what \u escapes decode to. Nesting is bounded (json_nesting_exceeds) before parsing.
 bool strings_are_utf8(const value& v) {
@@ -192,7 +184,7 @@ std::variant<client_request, field_error> decode_auth(const value& obj, msg_id i
         r.client_id = device_id;
         r.is_device = true;
     }
-    if ((find(obj, "clientId") != nullptr || r.is_device) && !valid_client_id(r.client_id)) {
+    if ((find(obj, "clientId") != nullptr || r.is_device) && !is_valid_client_id(r.client_id)) {
         return field_error{errc::bad_request,
                            "a client id must be 1 to 128 characters of UTF-8 "
                            "without '/', '+', '#' or control characters"};
@@ -337,7 +329,7 @@ std::variant<client_request, field_error> decode_device_report(const value& obj,
     r.what = what;
     r.id = std::move(id);
     const value* device = find(obj, "deviceId");
-    if (device == nullptr || !device->IsString() || !valid_client_id(view(*device))) {
+    if (device == nullptr || !device->IsString() || !is_valid_client_id(view(*device))) {
         return field_error{errc::bad_request,
                            "'deviceId' is required: 1 to 128 characters without '/', '+', '#'"};
     }
@@ -571,6 +563,13 @@ bool is_valid_utf8(std::string_view bytes) noexcept {
 }
 
 // ---- encoders ----
+
+bool is_valid_client_id(std::string_view id) noexcept {
+    return !id.empty() && id.size() <= max_client_id_bytes &&
+           id.find_first_of("/+#") == std::string_view::npos && is_valid_utf8(id) &&
+           std::none_of(id.begin(), id.end(),
+                        [](char c) { return static_cast<unsigned char>(c) < 0x20; });
+}
 
 std::string encode_json_string(std::string_view s) {
     std::string out;

@@ -140,6 +140,10 @@ class frame_decoder {
 // skipped correctly). Cheap pre-check so that hostile input never reaches the parser's stack.
 bool json_nesting_exceeds(std::string_view json, std::size_t max_depth) noexcept;
 
+// A client id: 1 to 128 bytes of UTF-8 without '/', '+', '#' or control characters (so that
+// it can stand in a topic level, e.g. for the ACL's %c).
+bool is_valid_client_id(std::string_view id) noexcept;
+
 // True when `bytes` is well-formed UTF-8 (any code point; NUL allowed).
 bool is_valid_utf8(std::string_view bytes) noexcept;
 

@@ -11,6 +11,21 @@ bool refused_code(int granted) {
     return granted < 0 || granted >= 0x80;
 }
 
+// The msgid of a request, if it has one (acks and batches do not: their entries do).
+const msg_id& request_id(const client_request& request) {
+    static const msg_id none;
+    return std::visit(
+        [](const auto& r) -> const msg_id& {
+            if constexpr (std::is_same_v<std::decay_t<decltype(r)>, ack_request> ||
+                          std::is_same_v<std::decay_t<decltype(r)>, batch_request>) {
+                return none;
+            } else {
+                return r.id;
+            }
+        },
+        request);
+}
+
 // "1.2.3.4:5678" / "[::1]:5678" → the address without the port.
 std::string remote_ip(const std::string& remote_address) {
     const std::size_t colon = remote_address.rfind(':');
@@ -94,6 +109,12 @@ void engine::client_opened(connection_id id, std::string remote_address,
     if (self_contained) {
         // Credentials in the handshake are checked at once: a wrong token never gets further.
         // (A bare token for a password file waits for the `auth` frame naming the user.)
+        if (!allow_auth_attempt(s.remote_address())) {
+            audit(s, "auth_failure", {}, "too many failed attempts from this address", out);
+            out.push_back(close_client{id, close_code::auth_rate_limited,
+                                       "Too many failed authentication attempts"});
+            return;
+        }
         auto checked = policy_->auth.authenticate(nullptr, s.handshake(), env_.wall_ms() / 1000);
         if (auto* refusal = std::get_if<auth_refusal>(&checked)) {
             record_auth_failure(s.remote_address());
@@ -101,6 +122,7 @@ void engine::client_opened(connection_id id, std::string remote_address,
             out.push_back(close_client{id, close_code::auth_failed, "Authentication failed"});
             return;
         }
+        return;  // valid: the client may send `auth` (to resume) or go straight to requests
     }
     if (policy_->auth.required()) s.auth_deadline_ms = env_.steady_ms() + config_.auth_timeout_ms;
 }
@@ -118,7 +140,10 @@ void engine::client_text(connection_id id, std::string_view frame, action_list& 
     }
     auto& request = std::get<client_request>(decoded);
     ++stats_.frames_in[request.index()];  // in_kind follows client_request's order
-    if (!std::holds_alternative<auth_request>(request) && !ensure_authenticated(*s, out)) return;
+    if (!std::holds_alternative<auth_request>(request) &&
+        !ensure_authenticated(*s, request_id(request), out)) {
+        return;
+    }
     std::visit([&](auto& r) { handle(*s, r, out); }, request);
 }
 
@@ -152,13 +177,13 @@ void engine::end_session(session& s, action_list& out) {
 
 // ---------------------------------------------------------------- authentication
 
-bool engine::ensure_authenticated(session& s, action_list& out) {
+bool engine::ensure_authenticated(session& s, const msg_id& id, action_list& out) {
     if (s.authenticated()) return true;
     // A request before `auth`: the handshake's credentials, or anonymous where allowed. A
     // client without either is told to authenticate (and closed at its auth deadline).
     auto checked = policy_->auth.authenticate(nullptr, s.handshake(), env_.wall_ms() / 1000);
     if (std::holds_alternative<auth_refusal>(checked)) {
-        send_error(s, errc::not_authenticated, "send an auth frame with credentials first", {},
+        send_error(s, errc::not_authenticated, "send an auth frame with credentials first", id,
                    out);
         return false;
     }
@@ -562,12 +587,16 @@ void engine::client_binary(connection_id id, std::string_view frame, action_list
         send_error(*s, failure->code, failure->message, failure->id, out);
         return;
     }
-    if (!ensure_authenticated(*s, out)) return;
-    handle(*s, std::get<publish_request>(decoded), out);
+    auto& publish = std::get<publish_request>(decoded);
+    if (!ensure_authenticated(*s, publish.id, out)) return;
+    handle(*s, publish, out);
 }
 
 void engine::handle(session& s, device_report_request& r, action_list& out) {
     if (r.device_id != s.client_id()) {
+        ++stats_.denied;
+        audit(s, "denied", config_.device_topic_prefix + "/" + r.device_id,
+              "a device may only report as itself", out);
         send_error(s, errc::forbidden,
                    "a device may only report as itself; this connection is '" + s.client_id() + "'",
                    r.id, out);

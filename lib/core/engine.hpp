@@ -259,7 +259,8 @@ class engine {
                     action_list& out, std::string_view topic = {});
     void broadcast(const frame_ptr& frame, action_list& out);
 
-    bool ensure_authenticated(session& s, action_list& out);
+    // `id`: the msgid of the request that needs it, for the not_authenticated answer.
+    bool ensure_authenticated(session& s, const msg_id& id, action_list& out);
     void authenticate(session& s, identity who, bool is_device, action_list& out);
     // Counts a failed attempt from this address; false when it has used up its allowance.
     bool allow_auth_attempt(const std::string& remote_address);

@@ -39,11 +39,19 @@ std::shared_ptr<const security_policy> load_security(const security_files& files
     }
 
     std::shared_ptr<const jwt_verifier> jwt;
-    if (!files.jwt_secret.empty() || !files.jwt_public_key.empty()) {
+    std::string secret = files.jwt_secret;
+    if (!files.jwt_secret_file.empty()) {
+        secret = read_file(files.jwt_secret_file, "--jwt-secret-file");
+        while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r'))
+            secret.pop_back();
+    }
+    if (!secret.empty() || !files.jwt_public_key.empty()) {
         auto verifier = std::make_shared<jwt_verifier>();
-        if (!files.jwt_secret.empty()) {
-            if (auto problem = verifier->accept_hs256(files.jwt_secret)) {
-                throw std::runtime_error("--jwt-secret: " + *problem);
+        if (!secret.empty()) {
+            if (auto problem = verifier->accept_hs256(secret)) {
+                const char* source =
+                    files.jwt_secret_file.empty() ? "--jwt-secret" : "--jwt-secret-file";
+                throw std::runtime_error(std::string(source) + ": " + *problem);
             }
         }
         if (!files.jwt_public_key.empty()) {

@@ -11,16 +11,17 @@
 namespace mqttws {
 
 struct security_files {
-    std::string password_file;         // Mosquitto format (mosquitto_passwd): user:$7$… or $6$…
-    std::string acl_file;              // Mosquitto acl_file syntax
-    std::string jwt_secret;            // HS256 shared secret (the value itself)
-    std::string jwt_public_key;        // PEM file: RSA → RS256, P-256 EC → ES256
+    std::string password_file;    // Mosquitto format (mosquitto_passwd): user:$7$… or $6$…
+    std::string acl_file;         // Mosquitto acl_file syntax
+    std::string jwt_secret;       // HS256 shared secret (the value itself)
+    std::string jwt_secret_file;  // ...or a file holding it (re-read on SIGHUP, so it can rotate)
+    std::string jwt_public_key;   // PEM file: RSA → RS256, P-256 EC → ES256
     bool client_certificates = false;  // TLS client certificate CN identifies the client
     bool allow_anonymous = false;      // with a credential source configured, still admit anonymous
 
     bool any_credentials() const {
-        return !password_file.empty() || !jwt_secret.empty() || !jwt_public_key.empty() ||
-               client_certificates;
+        return !password_file.empty() || !jwt_secret.empty() || !jwt_secret_file.empty() ||
+               !jwt_public_key.empty() || client_certificates;
     }
 };
 

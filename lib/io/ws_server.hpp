@@ -3,10 +3,11 @@
 // It accepts WebSocket upgrades on any path, gives each connection a `connection_id`, and reports
 // opens (with the credentials of the handshake), text frames and closes to the handlers. Plain
 // HTTP GETs (health checks, metrics) go to `on_http`. Upgrades from an Origin not in
-// `allowed_origins` get 403; beyond `max_connections`, 503. `send()` writes an encoded frame; a
-// frame shared by many recipients is framed once and the same buffer is queued on every
-// connection. TCP_NODELAY is set on every socket (websocketpp does not, and Nagle would hold
-// small frames back ~40 ms).
+// `allowed_origins` get 403 (clients that send no Origin are not browsers, and are let
+// through: Origin only protects browsers from other sites); beyond `max_connections`, 503. `send()`
+// writes an encoded frame; a frame shared by many recipients is framed once and the same buffer is
+// queued on every connection. TCP_NODELAY is set on every socket (websocketpp does not, and Nagle
+// would hold small frames back ~40 ms).
 //
 // websocketpp is included only by ws_server_impl.hpp, which only ws_server.cpp (plain) and
 // ws_server_tls.cpp (TLS) include: each translation unit that includes it costs ~25 s to
@@ -45,6 +46,9 @@ struct ws_server_options {
     int listen_backlog = 1024;
     std::size_t max_connections = 0;           // 0: no limit; beyond it upgrades get HTTP 503
     std::vector<std::string> allowed_origins;  // empty: any Origin; otherwise exact matches
+    // Peers whose X-Forwarded-For is believed: a client behind such a proxy is known by the
+    // last address the proxy added (for the audit log and the failed-login limit).
+    std::vector<std::string> trusted_proxies;
     tls_options tls;
 };
 

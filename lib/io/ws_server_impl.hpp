@@ -58,7 +58,7 @@ struct config : Base {
         typedef typename type::elog_type elog_type;
         typedef typename type::request_type request_type;
         typedef typename type::response_type response_type;
-                typedef typename base::transport_config::socket_type socket_type;
+        typedef typename base::transport_config::socket_type socket_type;
         // No per-connection asio strands: one thread runs every handler.
         static const bool enable_multithreading = false;
     };
@@ -182,7 +182,8 @@ class basic_backend final : public ws_server::backend {
         if (!options_.allowed_origins.empty()) {
             const std::string origin = con->get_request_header("Origin");
             const auto& allowed = options_.allowed_origins;
-            if (std::find(allowed.begin(), allowed.end(), origin) == allowed.end()) {
+            if (!origin.empty() &&
+                std::find(allowed.begin(), allowed.end(), origin) == allowed.end()) {
                 con->set_status(websocketpp::http::status_code::forbidden);
                 return false;
             }
@@ -216,7 +217,24 @@ class basic_backend final : public ws_server::backend {
         handshake_credentials credentials =
             request_credentials(con->get_request_header("Authorization"), con->get_resource());
         credentials.certificate_cn = peer_cn_(*con);
-        on_.on_open(id, con->get_remote_endpoint(), std::move(credentials));
+        on_.on_open(id, remote_address(*con), std::move(credentials));
+    }
+
+    // The peer, or — behind a trusted proxy — the client the proxy speaks for: the last
+    // address in X-Forwarded-For (the one the proxy itself added).
+    std::string remote_address(typename server_type::connection_type& con) {
+        std::error_code ec;
+        const std::string peer = con.get_raw_socket().remote_endpoint(ec).address().to_string();
+        const auto& trusted = options_.trusted_proxies;
+        if (!ec && std::find(trusted.begin(), trusted.end(), peer) != trusted.end()) {
+            const std::string forwarded = con.get_request_header("X-Forwarded-For");
+            const std::size_t comma = forwarded.rfind(',');
+            std::string last = forwarded.substr(comma == std::string::npos ? 0 : comma + 1);
+            last.erase(0, last.find_first_not_of(' '));
+            last.erase(last.find_last_not_of(' ') + 1);
+            if (!last.empty()) return last;
+        }
+        return con.get_remote_endpoint();
     }
 
     void closed(connection_id id, const hdl& h) {
