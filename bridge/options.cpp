@@ -36,6 +36,8 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     double auth_timeout_s = static_cast<double>(out.engine.auth_timeout_ms) / 1000.0;
     double ping_interval_s = static_cast<double>(out.engine.ping_interval_ms) / 1000.0;
     double idle_timeout_s = static_cast<double>(out.engine.idle_timeout_ms) / 1000.0;
+    double slow_consumer_timeout_s =
+        static_cast<double>(out.engine.slow_consumer_timeout_ms) / 1000.0;
     bool dump_config = false;
     out.upstream.client_id = default_client_id();
 
@@ -201,6 +203,10 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
                    "Deepest JSON nesting accepted in a frame")
         ->check(CLI::Range(std::size_t{2}, std::size_t{256}))
         ->group(limits);
+    cli.add_option("--max-batch", out.engine.decode.max_batch,
+                   "Most publishes in one {\"type\":\"batch\"} frame (more: too_large)")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{10000}))
+        ->group(limits);
 
     auto* liveness = "Liveness";
     cli.add_option("--ping-interval", ping_interval_s,
@@ -209,6 +215,16 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
         ->group(liveness);
     cli.add_option("--idle-timeout", idle_timeout_s,
                    "Seconds without any frame or pong after which a client is closed (4001)")
+        ->check(CLI::Range(0.1, 86400.0))
+        ->group(liveness);
+    cli.add_option("--max-queued-bytes", out.engine.max_queued_bytes,
+                   "Outgoing budget per client: bytes queued for it before its QoS 0 deliveries "
+                   "are conflated (newest per topic)")
+        ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))
+        ->group(liveness);
+    cli.add_option("--slow-consumer-timeout", slow_consumer_timeout_s,
+                   "Seconds a client may stay over --max-queued-bytes with QoS 1/2 deliveries "
+                   "waiting before it is closed (4008)")
         ->check(CLI::Range(0.1, 86400.0))
         ->group(liveness);
 
@@ -249,6 +265,7 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     out.engine.auth_timeout_ms = ms(auth_timeout_s);
     out.engine.ping_interval_ms = ms(ping_interval_s);
     out.engine.idle_timeout_ms = ms(idle_timeout_s);
+    out.engine.slow_consumer_timeout_ms = ms(slow_consumer_timeout_s);
     out.engine.mqtt_version = mqtt_version;
     out.upstream.mqtt_version = mqtt_version;
     out.upstream.reconnect_max = std::chrono::milliseconds(reconnect_max_ms);
