@@ -610,6 +610,29 @@ async function startBridge({ brokerPort, args = [], raw = false, clientId, env, 
             return this.waitHealth((json, status) => status === 200 && json && json.upstream === 'connected',
                 { timeout: t, what: '/healthz 200 (upstream connected)' });
         },
+        // GET /metrics, parsed (see parseMetrics).
+        async metrics() {
+            const r = await httpGet(port, '/metrics');
+            if (r.status !== 200) throw new Error(`GET /metrics answered ${r.status}: ${r.body.slice(0, 200)}`);
+            return parseMetrics(r.body);
+        },
+        // Resolves with the parsed /metrics once `pred(metrics)` holds.
+        waitMetrics(pred, { timeout: t = LONG, what = 'a /metrics condition' } = {}) {
+            let last;
+            return waitUntil(async () => {
+                last = await this.metrics();
+                return pred(last) ? last : null;
+            }, { timeout: t, what }).catch((e) => {
+                throw new Error(`${e.message}; last scrape:\n${last ? last.text : 'none'}`);
+            });
+        },
+        // The bridge's resident set size in KiB (VmRSS of /proc/<pid>/status; Linux only).
+        rssKiB() {
+            const status = fs.readFileSync(`/proc/${child.pid}/status`, 'utf8');
+            const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+            if (!m) throw new Error(`no VmRSS in /proc/${child.pid}/status`);
+            return Number(m[1]);
+        },
         // Sends `signal` and resolves with {code, signal} once the process exited.
         async stop(signal = 'SIGTERM', t = LONG) {
             if (child.exitCode === null && child.signalCode === null) killPid(child.pid, signal);
@@ -720,18 +743,26 @@ class Client {
             });
         });
         ws.on('message', (data, isBinary) => {
-            const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data).toString('utf8');
+            const bytes = Buffer.isBuffer(data) ? data : Buffer.concat(data);
+            const text = bytes.toString('utf8');
             this.rawFrames.push(text);
             let frame;
-            try {
-                frame = JSON.parse(text);
-            } catch {
-                frame = { type: '<not JSON>', text, binary: isBinary };
+            if (isBinary && (frame = decodeBinaryDelivery(bytes))) {
+                // A binary delivery (docs/protocol.md, "Binary frames"): decoded to the fields
+                // of a JSON delivery, with `payload` the raw bytes (a Buffer) and `binary: true`.
+            } else {
+                try {
+                    frame = JSON.parse(text);
+                } catch {
+                    frame = { type: '<not JSON>', text, binary: isBinary, data: bytes };
+                }
             }
-            // A well-behaved client acknowledges deliveries of QoS 1 and 2 (docs/protocol.md).
-            if (this.autoAck && (frame.type === 'message' || frame.type === 'control') &&
-                frame.qos > 0 && frame.msgid !== undefined && this.ws.readyState === WebSocket.OPEN) {
-                this.ws.send(JSON.stringify({ type: 'ack', msgid: frame.msgid }));
+            // A well-behaved client acknowledges deliveries of QoS 1 and 2 (docs/protocol.md),
+            // also those inside a `batch` frame.
+            if (this.autoAck && this.ws.readyState === WebSocket.OPEN) {
+                for (const d of deliveriesOf(frame)) {
+                    if (d.qos > 0 && d.msgid !== undefined) this.ws.send(JSON.stringify({ type: 'ack', msgid: d.msgid }));
+                }
             }
             for (const fn of this.listeners) fn(frame);
             this.inbox.push(frame);
@@ -746,6 +777,23 @@ class Client {
 
     sendRaw(text) {
         this.ws.send(text);
+    }
+
+    // Sends a binary WebSocket frame (a Buffer, e.g. from encodeBinaryPublish()).
+    sendBinary(buffer) {
+        this.ws.send(buffer, { binary: true });
+    }
+
+    // Stops reading from the socket: nothing more is received (frames, pings, the close frame)
+    // and nothing is answered, while the TCP connection stays open — a client that stopped
+    // reading, or whose peer vanished. The kernel's buffers fill, then the bridge's.
+    pauseReading() {
+        this.ws.pause();
+    }
+
+    // Reads again: what arrived meanwhile is delivered in order.
+    resumeReading() {
+        this.ws.resume();
     }
 
     // Next received frame matching `pred` (an object of fields to equal, or a function).
@@ -810,15 +858,16 @@ class Client {
         };
     }
 
-    // Deliveries (message and control frames) received so far, optionally filtered.
+    // Deliveries (message and control frames, and the entries of `batch` frames) received so
+    // far, in order, optionally filtered.
     deliveries(pred = () => true) {
-        return this.frames.filter((f) => (f.type === 'message' || f.type === 'control') && pred(f));
+        return this.frames.flatMap(deliveriesOf).filter(pred);
     }
 
     // The highest `seq` received on this connection (0 if none): what to send as `lastSeq`.
     get lastSeq() {
         let max = 0;
-        for (const f of this.frames) {
+        for (const f of this.frames.flatMap(deliveriesOf)) {
             if (typeof f.seq === 'number' && f.seq > max) max = f.seq;
         }
         return max;
@@ -856,6 +905,16 @@ class Client {
     }
 }
 
+// The deliveries a received frame carries: itself for a message or control frame, the entries
+// of a `batch` frame (docs/protocol.md, "Batches"), none otherwise.
+function deliveriesOf(frame) {
+    if (frame.type === 'message' || frame.type === 'control') return [frame];
+    if (frame.type === 'batch' && Array.isArray(frame.messages)) {
+        return frame.messages.filter((m) => m && (m.type === 'message' || m.type === 'control'));
+    }
+    return [];
+}
+
 function predicate(pred) {
     if (typeof pred === 'function') return [pred, undefined];
     const want = pred;
@@ -863,10 +922,12 @@ function predicate(pred) {
     return [fn, `a frame with ${JSON.stringify(want)}`];
 }
 
-// Opens a WebSocket to `url` + `urlPath`; resolves with a Client once open. Other options go to
-// the `ws` constructor (headers, origin, localAddress, TLS: ca, cert, key, ...). A refused
-// upgrade rejects with an Error whose `status` is the HTTP status.
-function connectClient(url, urlPath = '/', { timeout = LONG, ...wsOptions } = {}) {
+// Opens a WebSocket to `url` + `urlPath`; resolves with a Client once open. Options other than
+// `timeout` go to the `ws` constructor (headers, origin, localAddress, TLS: ca, cert, key, or
+// `autoPong: false` for a client that does not answer pings), directly or as `wsOptions`. A
+// refused upgrade rejects with an Error whose `status` is the HTTP status.
+function connectClient(url, urlPath = '/', { timeout = LONG, wsOptions: nested = {}, ...direct } = {}) {
+    const wsOptions = { ...direct, ...nested };
     return new Promise((resolve, reject) => {
         const ws = new WebSocket(url + urlPath, { perMessageDeflate: false, handshakeTimeout: timeout, ...wsOptions });
         const client = new Client(ws, url + urlPath);
@@ -1043,6 +1104,248 @@ function brief(list, n = 10) {
     return `[${head.join(',')}${list.length > n ? `,…(${list.length - n} more)` : ''}]`;
 }
 
+// ------------------------------------------------------------------ binary frames, metrics, raw sockets
+
+// A client's binary publish (docs/protocol.md, "Binary frames"): byte 0 = 0x01, byte 1 = flags
+// (bits 0-1 qos, bit 2 retain, bit 3 dup), bytes 2-5 = msgid (u32 big-endian; 0 for none),
+// bytes 6-7 = topic length (u16 BE), the topic (UTF-8), then the payload bytes.
+function encodeBinaryPublish({ topic, payload = Buffer.alloc(0), qos = 0, retain = false, dup = false, msgid = 0, flags }) {
+    const t = Buffer.from(topic, 'utf8');
+    const p = Buffer.isBuffer(payload) ? payload : Buffer.from(String(payload), 'utf8');
+    const header = Buffer.alloc(8);
+    header[0] = 0x01;
+    header[1] = flags !== undefined ? flags : (qos & 3) | (retain ? 4 : 0) | (dup ? 8 : 0);
+    header.writeUInt32BE(msgid >>> 0, 2);
+    header.writeUInt16BE(t.length, 6);
+    return Buffer.concat([header, t, p]);
+}
+
+// A binary delivery from the bridge: byte 0 = 0x02 (message) or 0x03 (control), byte 1 = flags
+// (as above), bytes 2-5 = msgid (u32 BE, 0 for QoS 0), bytes 6-13 = seq (u64 BE, 0 for none),
+// bytes 14-21 = timestamp (ms since the epoch, u64 BE), bytes 22-23 = topic length (u16 BE),
+// the topic, then the payload. Returns a frame object like a JSON delivery's (payload: Buffer,
+// binary: true, msgid/seq absent when 0), or null when `buf` is not one.
+function decodeBinaryDelivery(buf) {
+    if (buf.length < 24 || (buf[0] !== 0x02 && buf[0] !== 0x03)) return null;
+    const topicLength = buf.readUInt16BE(22);
+    if (buf.length < 24 + topicLength) return null;
+    const flags = buf[1];
+    const frame = {
+        type: buf[0] === 0x02 ? 'message' : 'control',
+        binary: true,
+        flags,
+        qos: flags & 3,
+        retain: (flags & 4) !== 0,
+        dup: (flags & 8) !== 0,
+        timestamp: Number(buf.readBigUInt64BE(14)),
+        topic: buf.subarray(24, 24 + topicLength).toString('utf8'),
+        payload: Buffer.from(buf.subarray(24 + topicLength)),
+        bytes: Buffer.from(buf),
+    };
+    const msgid = buf.readUInt32BE(2);
+    const seq = Number(buf.readBigUInt64BE(6));
+    if (msgid !== 0) frame.msgid = msgid;
+    if (seq !== 0) frame.seq = seq;
+    return frame;
+}
+
+// Parses the Prometheus text exposition format (version 0.0.4). Returns
+// { text, families: Map name → {type, help}, samples: [{name, labels: {…}, value}],
+//   get(name, labels = {}) → value of the sample with exactly those labels (undefined if none),
+//   sum(name) → sum over every sample of that name }.
+// Throws on a line that is neither a comment nor a well-formed sample.
+function parseMetrics(text) {
+    const families = new Map();
+    const samples = [];
+    const lines = text.split('\n');
+    for (const line of lines) {
+        if (line === '') continue;
+        let m;
+        if ((m = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line))) {
+            const f = families.get(m[2]) || {};
+            if (m[1] === 'HELP') f.help = m[3];
+            else f.type = m[3];
+            families.set(m[2], f);
+            continue;
+        }
+        if (line.startsWith('#')) continue;
+        m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+        if (!m) throw new Error(`not a Prometheus sample line: ${JSON.stringify(line)}`);
+        const labels = {};
+        if (m[2]) {
+            const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)/g;
+            let l;
+            let consumed = 0;
+            while ((l = re.exec(m[2])) !== null) {
+                labels[l[1]] = l[2];
+                consumed = re.lastIndex;
+            }
+            if (consumed !== m[2].length) throw new Error(`bad labels in ${JSON.stringify(line)}`);
+        }
+        const value = m[3] === '+Inf' ? Infinity : m[3] === '-Inf' ? -Infinity : Number(m[3]);
+        if (Number.isNaN(value) && m[3] !== 'NaN') throw new Error(`bad value in ${JSON.stringify(line)}`);
+        samples.push({ name: m[1], labels, value });
+    }
+    const sameLabels = (a, b) => {
+        const ka = Object.keys(a);
+        return ka.length === Object.keys(b).length && ka.every((k) => a[k] === String(b[k]));
+    };
+    return {
+        text,
+        families,
+        samples,
+        get(name, labels = {}) {
+            const s = samples.find((x) => x.name === name && sameLabels(x.labels, labels));
+            return s ? s.value : undefined;
+        },
+        sum(name) {
+            return samples.filter((x) => x.name === name).reduce((a, x) => a + x.value, 0);
+        },
+    };
+}
+
+// A WebSocket client done by hand on a raw TCP socket: the upgrade request, masked text frames
+// out, and a minimal reader of the bridge's (unmasked) frames. For clients no library would
+// make: one that goes silent without closing — `pause()` stops reading and answering anything,
+// as a peer that vanished (half-open TCP) looks to the bridge until its buffers fill.
+// Resolves once the 101 response was read. Frames: {opcode, payload: Buffer, text?, json?,
+// code?, reason?} (code/reason for a close frame, opcode 8).
+function rawWebSocket(port, urlPath = '/', { timeout = LONG } = {}) {
+    return new Promise((resolve, reject) => {
+        const socket = net.connect({ port, host: '127.0.0.1' });
+        const key = crypto.randomBytes(16).toString('base64');
+        let buffered = Buffer.alloc(0);
+        let upgraded = false;
+        const inbox = new Inbox((f) => (f.text !== undefined ? truncate(f.text) : `opcode ${f.opcode}`));
+        const timer = setTimeout(() => {
+            socket.destroy();
+            reject(new Error(`raw WebSocket upgrade to port ${port} timed out after ${timeout} ms`));
+        }, timeout);
+        let endedResolve;
+        const ended = new Promise((r) => { endedResolve = r; });
+        socket.setNoDelay(true);
+        socket.on('error', () => {});
+        socket.on('close', () => {
+            inbox.fail(new Error('the raw socket closed'));
+            endedResolve();
+            if (!upgraded) {
+                clearTimeout(timer);
+                reject(new Error('the raw socket closed before the upgrade completed'));
+            }
+        });
+        const client = {
+            socket,
+            frames: inbox.all,
+            ended,
+            get paused() { return socket.isPaused(); },
+            pause() { socket.pause(); },
+            resume() { socket.resume(); },
+            destroy() { socket.destroy(); },
+            // Sends one masked frame (opcode 1: text, 2: binary, 9: ping, 10: pong, 8: close).
+            sendFrame(opcode, payload) {
+                const data = Buffer.isBuffer(payload) ? payload : Buffer.from(String(payload), 'utf8');
+                let header;
+                if (data.length < 126) {
+                    header = Buffer.from([0x80 | opcode, 0x80 | data.length]);
+                } else if (data.length < 65536) {
+                    header = Buffer.alloc(4);
+                    header[0] = 0x80 | opcode;
+                    header[1] = 0x80 | 126;
+                    header.writeUInt16BE(data.length, 2);
+                } else {
+                    header = Buffer.alloc(10);
+                    header[0] = 0x80 | opcode;
+                    header[1] = 0x80 | 127;
+                    header.writeBigUInt64BE(BigInt(data.length), 2);
+                }
+                const mask = crypto.randomBytes(4);
+                const masked = Buffer.alloc(data.length);
+                for (let i = 0; i < data.length; i++) masked[i] = data[i] ^ mask[i & 3];
+                socket.write(Buffer.concat([header, mask, masked]));
+            },
+            send(obj) { this.sendFrame(1, JSON.stringify(obj)); },
+            next(pred = () => true, t = SHORT) {
+                const [fn, what] = predicate(pred);
+                return inbox.next(fn, t, what);
+            },
+            // JSON text frames only.
+            nextJson(pred = () => true, t = SHORT) {
+                const [fn, what] = predicate(pred);
+                return inbox.next((f) => f.json !== undefined && fn(f.json), t, what).then((f) => f.json);
+            },
+        };
+        const parseFrames = () => {
+            for (;;) {
+                if (buffered.length < 2) return;
+                const opcode = buffered[0] & 0x0f;
+                let length = buffered[1] & 0x7f;
+                let offset = 2;
+                if (length === 126) {
+                    if (buffered.length < 4) return;
+                    length = buffered.readUInt16BE(2);
+                    offset = 4;
+                } else if (length === 127) {
+                    if (buffered.length < 10) return;
+                    length = Number(buffered.readBigUInt64BE(2));
+                    offset = 10;
+                }
+                if (buffered.length < offset + length) return;
+                const payload = Buffer.from(buffered.subarray(offset, offset + length));
+                buffered = buffered.subarray(offset + length);
+                const frame = { opcode, payload };
+                if (opcode === 1) {
+                    frame.text = payload.toString('utf8');
+                    try {
+                        frame.json = JSON.parse(frame.text);
+                    } catch {
+                        // left as text
+                    }
+                } else if (opcode === 8 && payload.length >= 2) {
+                    frame.code = payload.readUInt16BE(0);
+                    frame.reason = payload.subarray(2).toString('utf8');
+                }
+                inbox.push(frame);
+            }
+        };
+        socket.on('data', (chunk) => {
+            buffered = Buffer.concat([buffered, chunk]);
+            if (!upgraded) {
+                const end = buffered.indexOf('\r\n\r\n');
+                if (end < 0) return;
+                const head = buffered.subarray(0, end).toString('latin1');
+                buffered = buffered.subarray(end + 4);
+                clearTimeout(timer);
+                if (!/^HTTP\/1\.1 101 /.test(head)) {
+                    socket.destroy();
+                    reject(new Error(`raw WebSocket upgrade refused: ${head.split('\r\n')[0]}`));
+                    return;
+                }
+                const accept = crypto.createHash('sha1')
+                    .update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+                if (!head.toLowerCase().includes(`sec-websocket-accept: ${accept.toLowerCase()}`)) {
+                    socket.destroy();
+                    reject(new Error('raw WebSocket upgrade: wrong Sec-WebSocket-Accept'));
+                    return;
+                }
+                upgraded = true;
+                resolve(client);
+            }
+            parseFrames();
+        });
+        socket.once('connect', () => {
+            socket.write([
+                `GET ${urlPath} HTTP/1.1`,
+                `Host: 127.0.0.1:${port}`,
+                'Upgrade: websocket',
+                'Connection: Upgrade',
+                `Sec-WebSocket-Key: ${key}`,
+                'Sec-WebSocket-Version: 13',
+                '', '',
+            ].join('\r\n'));
+        });
+    });
+}
+
 // Makes sure the bridge's earlier upstream operations reached the broker: subscribes `client` to
 // a fresh filter (the bridge's SUBSCRIBE is queued behind any earlier SUBSCRIBE/UNSUBSCRIBE on
 // its one MQTT connection), waits for the suback and for the broker to have logged it, then
@@ -1087,4 +1390,8 @@ module.exports = {
     syncUpstream,
     parsePackets,
     stripTimestamp,
+    encodeBinaryPublish,
+    decodeBinaryDelivery,
+    parseMetrics,
+    rawWebSocket,
 };
