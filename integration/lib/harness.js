@@ -821,9 +821,10 @@ class Client {
         return reply;
     }
 
-    async subscribe(topic, qos = 0) {
+    // `options`: subscription options (maxRate, conflate, binary, batch).
+    async subscribe(topic, qos = 0, options = {}) {
         const msgid = uniqueId('sub');
-        const reply = await this.request({ type: 'subscribe', topic, qos, msgid });
+        const reply = await this.request({ type: 'subscribe', topic, qos, msgid, ...options });
         if (reply.type !== 'suback') throw new Error(`subscribe ${topic} failed: ${JSON.stringify(reply)}`);
         return reply;
     }

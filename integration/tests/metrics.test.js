@@ -151,6 +151,36 @@ describe('GET /metrics', () => {
             m.get('mqttws_sessions') === m0.get('mqttws_sessions'), { what: 'the connections and sessions to be gone' });
     });
 
+    it('GET /clients: per-client counters, the clients that lost the most (conflated, dropped) first', T, async () => {
+        // A client limited to 1 message/s per topic gets the first of a burst, and the newest of
+        // the rest later: everything between is conflated and counted for that client alone.
+        const limitedId = h.uniqueId('limited');
+        const plainId = h.uniqueId('plain');
+        const limited = await h.connectClient(bridge.url);
+        await limited.auth(limitedId);
+        await limited.subscribe('clients/rate', 0, { maxRate: 1 });
+        const plain = await h.connectClient(bridge.url);
+        await plain.auth(plainId);
+        await plain.subscribe('clients/rate', 0);
+        for (let i = 0; i < 10; i++) await oracle.publish('clients/rate', String(i), { qos: 0 });
+        await plain.collect({ type: 'message', topic: 'clients/rate' }, 10);
+        await limited.next((f) => f.type === 'message' && f.payload === 9, h.LONG);
+        const r = await bridge.get('/clients');
+        assert.equal(r.status, 200);
+        const list = JSON.parse(r.body).clients;
+        const mine = list.filter((c) => [limitedId, plainId].includes(c.clientId));
+        assert.equal(mine.length, 2);
+        assert.equal(mine[0].clientId, limitedId, 'the client with losses comes first');
+        assert.equal(mine[0].conflated, 8);  // 10 published: the first and the last delivered
+        assert.equal(mine[0].delivered, 2);
+        assert.equal(mine[1].conflated, 0);
+        assert.equal(mine[1].delivered, 10);
+        for (const c of mine) {
+            assert.equal(c.connected, true);
+            assert.equal(c.subscriptions, 1);
+        }
+    });
+
     it('upstream state and reconnects: upstream_up and upstream_connects_total, status frames out', T, async () => {
         const c = await h.connectClient(bridge.url);
         await c.auth(h.uniqueId('mUp'));

@@ -837,6 +837,16 @@ void engine::deliver(session& s, const std::shared_ptr<const message_body>& body
     const std::int64_t now = env_.steady_ms();
     if (qos == 0 && (options.max_rate > 0 || s.congested)) {
         // QoS 0 may wait: the newest message per topic is kept, an older one replaced.
+        if (const auto waiting = s.held.find(body->topic()); waiting != s.held.end()) {
+            // One is already held for this topic: the new one takes its place (and its turn),
+            // so an older value is never sent after a newer one.
+            waiting->second.body = body;
+            waiting->second.options = options;
+            ++stats_.conflated;
+            ++s.counters().conflated;
+            if (!s.congested && waiting->second.due_ms <= now) release_held(s, now, out);
+            return;
+        }
         std::int64_t due = 0;
         if (options.max_rate > 0) {
             const auto last = s.last_sent_by_topic.find(body->topic());
@@ -1011,18 +1021,21 @@ void engine::tick(action_list& out) {
     for (auto& [key, s] : sessions_) {
         if (s->connection() == 0) {
             if (s->detached_until_ms() <= now) expired.push_back(s.get());
+        } else if (s->closing) {
+            continue;
         } else if (s->auth_deadline_ms != 0 && s->auth_deadline_ms <= now) {
             s->auth_deadline_ms = 0;
+            s->closing = true;
             out.push_back(
                 close_client{s->connection(), close_code::auth_timeout, "Authentication timeout"});
         } else if (now - s->last_alive_ms >= config_.idle_timeout_ms) {
-            s->last_alive_ms = now;  // close once; the close handshake (or its timeout) ends it
+            s->closing = true;
             ++stats_.heartbeat_timeouts;
             out.push_back(
                 close_client{s->connection(), close_code::heartbeat_timeout, "Heartbeat timeout"});
         } else if (slow_consumer(*s, now)) {
             ++stats_.slow_consumers;
-            s->over_budget_since_ms = 0;
+            s->closing = true;
             out.push_back(
                 close_client{s->connection(), close_code::slow_consumer, "Slow consumer"});
         } else {
@@ -1104,6 +1117,32 @@ void engine::shutdown(action_list& out) {
     for (auto& [id, s] : connections_) {
         out.push_back(close_client{id, close_code::going_away, "Bridge shutting down"});
     }
+}
+
+std::vector<session_summary> engine::sessions(std::size_t limit) const {
+    std::vector<session_summary> all;
+    all.reserve(sessions_.size());
+    for (const auto& [key, s] : sessions_) {
+        if (!s->authenticated()) continue;
+        session_summary x;
+        x.client_id = s->client_id();
+        x.remote_address = s->remote_address();
+        x.connected = s->connection() != 0;
+        x.subscriptions = s->subscriptions().size();
+        x.counters = s->counters();
+        x.inflight = s->deliveries().inflight();
+        x.backlog = s->deliveries().backlog();
+        x.held = s->held.size();
+        x.congested = s->congested;
+        all.push_back(std::move(x));
+    }
+    const auto losses = [](const session_summary& x) {
+        return x.counters.conflated + x.counters.dropped;
+    };
+    std::sort(all.begin(), all.end(),
+              [&](const auto& a, const auto& b) { return losses(a) > losses(b); });
+    if (all.size() > limit) all.resize(limit);
+    return all;
 }
 
 engine_stats engine::stats() const {

@@ -186,6 +186,19 @@ struct engine_stats {
     std::size_t parked = 0;
 };
 
+// One client's session as operators see it (GET /clients).
+struct session_summary {
+    std::string client_id;
+    std::string remote_address;
+    bool connected = false;
+    std::size_t subscriptions = 0;
+    session_counters counters;
+    std::size_t inflight = 0;
+    std::size_t backlog = 0;
+    std::size_t held = 0;
+    bool congested = false;
+};
+
 class engine {
   public:
     engine(engine_config config, platform& env,
@@ -230,6 +243,8 @@ class engine {
     void set_security(std::shared_ptr<const security_policy> policy, action_list& out);
 
     engine_stats stats() const;
+    // Authenticated sessions, those with the most conflated + dropped messages first.
+    std::vector<session_summary> sessions(std::size_t limit) const;
     const engine_config& config() const { return config_; }
 
   private:

@@ -116,6 +116,9 @@ class session {
     // Heartbeat: when the client last showed it is alive, and when it was last pinged.
     std::int64_t last_alive_ms = 0;
     std::int64_t last_ping_ms = 0;
+    // The engine has asked for this connection to be closed (timeout, slow consumer): it is not
+    // closed (nor counted) again while the close handshake runs.
+    bool closing = false;
 
     // Flow control. `congested`: the connection's outgoing buffer is over the budget (the edge
     // says so); `over_budget_since`: since when it (or the QoS 1/2 backlog) has been over it.
@@ -152,6 +155,7 @@ class session {
     void attach(connection_id c) {
         connection_ = c;
         detached_until_ms_ = 0;
+        closing = false;
     }
     void detach(std::int64_t keep_until_ms) {
         connection_ = 0;

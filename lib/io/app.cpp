@@ -153,6 +153,9 @@ struct app::impl {
 
     http_response http(std::string_view path) {
         const std::string_view route = path.substr(0, path.find('?'));
+        if (route == "/clients") {
+            return {200, "application/json", render_clients(core.sessions(1000))};
+        }
         if (route == "/metrics") {
             return {200, "text/plain; version=0.0.4",
                     render_metrics(core.stats(), server.totals())};

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "core/codec.hpp"
+
 namespace mqttws {
 namespace {
 
@@ -136,6 +138,32 @@ std::string render_metrics(const engine_stats& e, const ws_server::counters& ser
     x.sample("ack_latency_seconds_sum", static_cast<double>(e.ack_latency_sum_ms) / 1000.0);
     x.sample("ack_latency_seconds_count", num(cumulative));
     return x.take();
+}
+
+std::string render_clients(const std::vector<session_summary>& sessions) {
+    std::string out = "{\"clients\":[";
+    bool first = true;
+    for (const auto& s : sessions) {
+        if (!first) out += ',';
+        first = false;
+        out += "{\"clientId\":" + encode_json_string(s.client_id);
+        out += ",\"remote\":" + encode_json_string(s.remote_address);
+        out += s.connected ? ",\"connected\":true" : ",\"connected\":false";
+        out += ",\"subscriptions\":" + std::to_string(s.subscriptions);
+        out += ",\"delivered\":" + std::to_string(s.counters.messages_delivered);
+        out += ",\"conflated\":" + std::to_string(s.counters.conflated);
+        out += ",\"dropped\":" + std::to_string(s.counters.dropped);
+        out += ",\"publishes\":" + std::to_string(s.counters.publishes);
+        out += ",\"errors\":" + std::to_string(s.counters.errors);
+        out += ",\"framesIn\":" + std::to_string(s.counters.frames_in);
+        out += ",\"framesOut\":" + std::to_string(s.counters.frames_out);
+        out += ",\"inflight\":" + std::to_string(s.inflight);
+        out += ",\"backlog\":" + std::to_string(s.backlog);
+        out += ",\"held\":" + std::to_string(s.held);
+        out += s.congested ? ",\"congested\":true}" : ",\"congested\":false}";
+    }
+    out += "]}\n";
+    return out;
 }
 
 }  // namespace mqttws

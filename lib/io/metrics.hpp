@@ -12,4 +12,8 @@ namespace mqttws {
 
 std::string render_metrics(const engine_stats& engine, const ws_server::counters& server);
 
+// GET /clients: per-client counters as JSON (`{"clients":[…]}`), losses (conflated + dropped)
+// first — the per-client view that would be too many series for Prometheus.
+std::string render_clients(const std::vector<session_summary>& sessions);
+
 }  // namespace mqttws

@@ -150,7 +150,9 @@ class basic_backend final : public ws_server::backend {
         std::error_code ec;
         it->second->close(static_cast<websocketpp::close::status::value>(code), std::string(reason),
                           ec);
-        if (!ec) closed_by_bridge_.insert(id);
+        if (!ec)
+            closed_by_bridge_.emplace(
+                id, close_info{static_cast<std::uint16_t>(code), std::string(reason), false});
     }
 
     void ping(connection_id id) override {
@@ -241,18 +243,25 @@ class basic_backend final : public ws_server::backend {
         if (connections_.erase(id) == 0) return;
         connection_ptr con = server_.get_con_from_hdl(h);
         close_info info;
-        // Closes the bridge started: ours (close()), and websocketpp's own for protocol
-        // violations (too big, not UTF-8, bad framing), which only the server side sends here.
+        const auto ours = closed_by_bridge_.find(id);
         const auto local = con->get_local_close_code();
-        const bool protocol_close = local == websocketpp::close::status::protocol_error ||
-                                    local == websocketpp::close::status::invalid_payload ||
-                                    local == websocketpp::close::status::message_too_big;
-        const bool we_closed = closed_by_bridge_.erase(id) > 0 || protocol_close;
-        info.by_peer = !we_closed;
-        info.code = static_cast<std::uint16_t>(we_closed ? local : con->get_remote_close_code());
-        info.reason = we_closed ? con->get_local_close_reason() : con->get_remote_close_reason();
-        if (info.code == websocketpp::close::status::blank)
-            info.code = websocketpp::close::status::abnormal_close;
+        if (ours != closed_by_bridge_.end()) {
+            // What the bridge sent — also when the peer never answered and websocketpp records
+            // the end as 1006 (a half-open client closed for its heartbeat is still a 4001).
+            info = ours->second;
+            closed_by_bridge_.erase(ours);
+        } else if (local == websocketpp::close::status::protocol_error ||
+                   local == websocketpp::close::status::invalid_payload ||
+                   local == websocketpp::close::status::message_too_big) {
+            // websocketpp's own closes for protocol violations (too big, not UTF-8, bad framing).
+            info =
+                close_info{static_cast<std::uint16_t>(local), con->get_local_close_reason(), false};
+        } else {
+            info = close_info{static_cast<std::uint16_t>(con->get_remote_close_code()),
+                              con->get_remote_close_reason(), true};
+            if (info.code == websocketpp::close::status::blank)
+                info.code = websocketpp::close::status::abnormal_close;
+        }
         on_.on_close(id, info);
     }
 
@@ -286,7 +295,7 @@ class basic_backend final : public ws_server::backend {
     std::function<std::string(typename server_type::connection_type&)> peer_cn_;
     server_type server_;
     std::unordered_map<connection_id, connection_ptr> connections_;
-    std::unordered_set<connection_id> closed_by_bridge_;  // closes we started, for the log
+    std::unordered_map<connection_id, close_info> closed_by_bridge_;  // closes we started
     connection_id next_id_ = 1;
     ws_server::counters counters_;
     frame_ptr cached_frame_;
