@@ -5,6 +5,8 @@
 // 2. The same bytes as a broker message payload: message_body renders a frame that is valid
 //    UTF-8 JSON, and its payload gives the bytes back (as the same string, as base64, or as
 //    JSON text equal in value to the embedded JSON).
+// 3. The same bytes as a binary frame: decode_binary_publish never crashes, and a publish it
+//    accepts, rendered back by message_body::finish_binary, carries the same topic and payload.
 // Any violation aborts, which libFuzzer reports as a crash.
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -91,7 +93,7 @@ void check_request(client_request& request, const decode_limits& limits) {
         expect(a->client_id.empty() || valid_client_id(a->client_id), "client id not valid",
                a->client_id);
         check_msgid(a->id);
-        check_frame(encode_auth_response(a->client_id, a->session, true, 0, a->id));
+        check_frame(encode_auth_response(a->client_id, a->session, true, true, 0, a->id));
     } else if (auto* d = std::get_if<device_report_request>(&request)) {
         expect(valid_client_id(d->device_id), "device id not valid", d->device_id);
         // frame_json is published upstream, not sent as a text frame: it must be JSON, but may
@@ -123,8 +125,26 @@ void check_decode(std::string_view text) {
     check_request(std::get<client_request>(result), limits);
 }
 
+void check_binary(std::string_view frame) {
+    auto decoded = decode_binary_publish(frame, 1u << 20);
+    const auto* p = std::get_if<publish_request>(&decoded);
+    if (p == nullptr) return;
+    const message_body body("message", p->topic, p->payload, p->retain, 1);
+    delivery_fields fields;
+    fields.qos = p->qos;
+    fields.msgid = 7;
+    const std::string out = body.finish_binary(fields);
+    // 24-byte header, then the topic (length at 22..23) and the payload.
+    expect(out.size() == 24 + p->topic.size() + p->payload.size(), "binary frame size", out);
+    const std::size_t topic_len =
+        (static_cast<unsigned char>(out[22]) << 8) | static_cast<unsigned char>(out[23]);
+    expect(topic_len == p->topic.size(), "binary topic length", out);
+    expect(out.compare(24, topic_len, p->topic) == 0, "binary topic", out);
+    expect(out.compare(24 + topic_len, std::string::npos, p->payload) == 0, "binary payload", out);
+}
+
 void check_message_body(std::string_view payload, bool retain) {
-    const message_body body("message", "fuzz/topic", payload, retain, 1700000000000);
+    const message_body body("message", "fuzz/topic", std::string(payload), retain, 1700000000000);
     delivery_fields fields;
     fields.qos = static_cast<std::uint8_t>(payload.size() % 3);
     fields.msgid = payload.size();
@@ -166,5 +186,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string_view text(reinterpret_cast<const char*>(data), size);
     check_decode(text);
     check_message_body(text, size % 2 == 0);
+    check_binary(text);
     return 0;
 }
