@@ -32,7 +32,7 @@ struct client {
     explicit client(asio::io_context& io) : sock(io) {}
     asio::ip::tcp::socket sock;
     std::string in;
-    bool open = false;       // upgraded
+    bool open = false;  // upgraded
     bool closed = false;
     std::size_t pending_off = 0;  // bytes of the current frame not yet written
     bool waiting_write = false;
@@ -40,7 +40,8 @@ struct client {
 
 class floor_server {
   public:
-    floor_server(asio::io_context& io, const std::string& bind, unsigned short port, std::size_t payload)
+    floor_server(asio::io_context& io, const std::string& bind, unsigned short port,
+                 std::size_t payload)
         : io_(io), acceptor_(io), signals_(io, SIGINT, SIGTERM) {
         const asio::ip::tcp::endpoint ep(asio::ip::make_address(bind), port);
         acceptor_.open(ep.protocol());
@@ -217,10 +218,11 @@ class floor_server {
                     c->waiting_write = true;
                     ++waiting_;
                 }
-                c->sock.async_wait(asio::socket_base::wait_write, [this, c](const asio::error_code& ec) {
-                    if (ec || c->closed) return;
-                    write_some(c);
-                });
+                c->sock.async_wait(asio::socket_base::wait_write,
+                                   [this, c](const asio::error_code& ec) {
+                                       if (ec || c->closed) return;
+                                       write_some(c);
+                                   });
                 return;
             }
             drop(c);
@@ -236,7 +238,8 @@ class floor_server {
 
     void stop() {
         std::fprintf(stderr, "mqttws-b1 stop rounds=%llu frames=%llu\n",
-                     static_cast<unsigned long long>(rounds_), static_cast<unsigned long long>(frames_));
+                     static_cast<unsigned long long>(rounds_),
+                     static_cast<unsigned long long>(frames_));
         asio::error_code ec;
         acceptor_.close(ec);
         io_.stop();
@@ -274,9 +277,10 @@ int main(int argc, char** argv) {
         else if (a == "--payload")
             payload = std::strtoull(val().c_str(), nullptr, 10);
         else if (a == "--help" || a == "-h") {
-            std::puts("mqttws-b1 [--bind 127.0.0.1] [--port 0] [--payload 64]\n"
-                      "Writes one prepared WebSocket text frame per round to every connection,\n"
-                      "as fast as they read; a round starts after any client sends a frame.");
+            std::puts(
+                "mqttws-b1 [--bind 127.0.0.1] [--port 0] [--payload 64]\n"
+                "Writes one prepared WebSocket text frame per round to every connection,\n"
+                "as fast as they read; a round starts after any client sends a frame.");
             return 0;
         } else {
             std::fprintf(stderr, "mqttws-b1: unknown option %s\n", a.c_str());

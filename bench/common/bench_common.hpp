@@ -86,7 +86,8 @@ inline bool find_payload(const char* p, std::size_t n, payload_fields& out) {
     const char* h = static_cast<const char*>(m);
     if (static_cast<std::size_t>(p + n - h) < payload_header_size) return false;
     std::uint64_t pub = 0;
-    if (!get_hex(h + 4, 8, pub) || !get_hex(h + 12, 16, out.seq) || !get_hex(h + 28, 16, out.send_ns))
+    if (!get_hex(h + 4, 8, pub) || !get_hex(h + 12, 16, out.seq) ||
+        !get_hex(h + 28, 16, out.send_ns))
         return false;
     out.pub = static_cast<std::uint32_t>(pub);
     return true;
@@ -123,7 +124,8 @@ inline std::array<unsigned char, 20> sha1(std::string_view msg) {
         std::uint32_t w[80];
         for (int i = 0; i < 16; ++i) {
             const auto* b = reinterpret_cast<const unsigned char*>(m.data() + off + 4 * i);
-            w[i] = (static_cast<std::uint32_t>(b[0]) << 24) | (static_cast<std::uint32_t>(b[1]) << 16) |
+            w[i] = (static_cast<std::uint32_t>(b[0]) << 24) |
+                   (static_cast<std::uint32_t>(b[1]) << 16) |
                    (static_cast<std::uint32_t>(b[2]) << 8) | b[3];
         }
         for (int i = 16; i < 80; ++i)
@@ -224,7 +226,9 @@ class histogram {
     std::uint64_t count() const { return total_; }
     std::uint64_t max() const { return total_ ? max_ : 0; }
     std::uint64_t min() const { return total_ ? min_ : 0; }
-    double mean() const { return total_ ? static_cast<double>(sum_) / static_cast<double>(total_) : 0; }
+    double mean() const {
+        return total_ ? static_cast<double>(sum_) / static_cast<double>(total_) : 0;
+    }
     // q in [0, 1]; the smallest bucket value with at least q of the samples at or below it.
     std::uint64_t percentile(double q) const {
         if (total_ == 0) return 0;

@@ -65,7 +65,7 @@ struct config {
     bool per_publisher_topic = false;
     int qos = 0;
     std::size_t payload = 64;
-    double rate = 0;  // total publishes/s; 0 = closed loop (saturation)
+    double rate = 0;           // total publishes/s; 0 = closed loop (saturation)
     std::uint64_t window = 0;  // closed loop: messages in flight end to end (0 = auto)
     int inflight = 64;         // QoS 1: unacknowledged publishes per publisher
     double duration = 5, warmup = 1, drain = 3, hold = 0, setup_timeout = 30;
@@ -90,9 +90,15 @@ struct config {
     std::string id_prefix;
 };
 
-bool is_json(const config& c) { return c.tgt == target::bridge || c.tgt == target::node_bridge; }
-bool is_mqtt(const config& c) { return c.tgt == target::mosquitto_ws || c.tgt == target::tcp; }
-bool is_ws(const config& c) { return c.tgt != target::tcp; }
+bool is_json(const config& c) {
+    return c.tgt == target::bridge || c.tgt == target::node_bridge;
+}
+bool is_mqtt(const config& c) {
+    return c.tgt == target::mosquitto_ws || c.tgt == target::tcp;
+}
+bool is_ws(const config& c) {
+    return c.tgt != target::tcp;
+}
 
 [[noreturn]] void die(const std::string& msg) {
     std::fprintf(stderr, "mqttws-loadgen: %s\n", msg.c_str());
@@ -229,7 +235,8 @@ config parse_args(int argc, char** argv) {
     if (c.port <= 0 || c.port > 65535) die("--port is required");
     asio::error_code ec;
     const auto addr = asio::ip::make_address_v4(c.host, ec);
-    if (ec || (addr.to_uint() >> 24) != 127) die("--host must be an IPv4 loopback address (127.x.x.x)");
+    if (ec || (addr.to_uint() >> 24) != 127)
+        die("--host must be an IPv4 loopback address (127.x.x.x)");
     if (c.qos < 0 || c.qos > 1) die("--qos must be 0 or 1");
     if (c.payload < payload_header_size) die("--payload must be at least 44 bytes");
     if (c.payload > (1u << 20)) die("--payload must be at most 1 MiB");
@@ -238,10 +245,12 @@ config parse_args(int argc, char** argv) {
     if (c.threads < 1 || c.threads > 16) die("--threads must be 1..16");
     if (c.inflight < 1 || c.inflight > 30000) die("--inflight must be 1..30000");
     if (c.duration <= 0 || c.duration > 3600 || c.warmup < 0 || c.warmup > 600 || c.drain < 0 ||
-        c.drain > 600 || c.hold < 0 || c.hold > 3600 || c.setup_timeout <= 0 || c.setup_timeout > 600)
+        c.drain > 600 || c.hold < 0 || c.hold > 3600 || c.setup_timeout <= 0 ||
+        c.setup_timeout > 600)
         die("durations out of range (duration 0..3600 s, others 0..600 s)");
     if (c.connect_concurrency < 1) c.connect_concurrency = 1;
-    const long total = static_cast<long>(c.subscribers) + c.publishers + c.slow + (c.firehose_rate > 0 ? 1 : 0);
+    const long total =
+        static_cast<long>(c.subscribers) + c.publishers + c.slow + (c.firehose_rate > 0 ? 1 : 0);
     rlimit rl{};
     getrlimit(RLIMIT_NOFILE, &rl);
     const long fd_room = static_cast<long>(rl.rlim_cur) - 64;
@@ -256,7 +265,8 @@ config parse_args(int argc, char** argv) {
     if (c.filter.empty()) c.filter = c.per_publisher_topic ? c.topic + "/+" : c.topic;
     if (c.slow_filter.empty()) c.slow_filter = c.filter;
     if (c.firehose_rate < 0 || c.firehose_rate > 1e6) die("--firehose-rate must be 0..1e6");
-    if (c.firehose_rate > 0 && c.firehose_topic.empty()) die("--firehose-rate needs --firehose-topic");
+    if (c.firehose_rate > 0 && c.firehose_topic.empty())
+        die("--firehose-rate needs --firehose-topic");
     if (c.firehose_rate > 0 && c.tgt == target::b1) die("--target b1 has no publishers");
     if (c.firehose_payload < payload_header_size || c.firehose_payload > (1u << 20))
         die("--firehose-payload must be 44 B .. 1 MiB");
@@ -283,12 +293,12 @@ struct conn {
     bool firehose = false;
     bool read_posted = false;  // a burst continues in a posted handler
     bool writing = false;      // waiting for EPOLLOUT to send the rest of `out`
-    bool dirty = false;    // has output to flush at the end of the current batch
+    bool dirty = false;        // has output to flush at the end of the current batch
     std::uint32_t global_id = 0;
     std::uint32_t sub_index = 0;  // row in the shard's sequence table
     std::uint32_t pub_index = 0;  // publisher number embedded in payloads
-    std::string carry;   // incomplete frame / packet / HTTP response
-    std::string msg;     // fragmented WebSocket message being assembled
+    std::string carry;            // incomplete frame / packet / HTTP response
+    std::string msg;              // fragmented WebSocket message being assembled
     ws::opcode msg_op = ws::text;
     std::string mstream;  // MQTT bytes split across WebSocket frames
     std::string out;
@@ -331,7 +341,11 @@ struct shared_state {
 
 struct shard {
     shard(shared_state& state, int shard_index)
-        : g(state), index(shard_index), epfd(epoll_create1(EPOLL_CLOEXEC)), poller(io), timer(io),
+        : g(state),
+          index(shard_index),
+          epfd(epoll_create1(EPOLL_CLOEXEC)),
+          poller(io),
+          timer(io),
           ping_timer(io) {
         if (epfd < 0) die("epoll_create1 failed");
         poller.assign(epfd);
@@ -376,7 +390,7 @@ struct shard {
     std::vector<conn*> dirty;
     std::uint64_t stall_mark_ns = 0, stall_mark_delivered = 0;
     bool pumping = false;
-    std::string payload;  // template, stamped per publish
+    std::string payload;   // template, stamped per publish
     conn* fire = nullptr;  // the firehose publisher, if this shard has it
     std::string fire_payload;
     asio::steady_timer fire_timer{io};
@@ -443,7 +457,8 @@ std::uint64_t shared_state::total_sent() const {
 std::uint64_t shared_state::total_resolved() const {
     std::uint64_t s = written_off.load(std::memory_order_relaxed);
     for (auto& sh : *shards)
-        s += sh->c.delivered.load(std::memory_order_relaxed) + sh->c.gaps.load(std::memory_order_relaxed);
+        s += sh->c.delivered.load(std::memory_order_relaxed) +
+             sh->c.gaps.load(std::memory_order_relaxed);
     return s;
 }
 std::uint64_t shared_state::total_delivered() const {
@@ -487,7 +502,8 @@ void shard::launch_setup(conn* cn) {
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.ptr = cn;
-    if (epoll_ctl(epfd, EPOLL_CTL_ADD, cn->fd, &ev) != 0) return setup_done(cn, false, "epoll_ctl failed");
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, cn->fd, &ev) != 0)
+        return setup_done(cn, false, "epoll_ctl failed");
     const int r = ::connect(cn->fd, reinterpret_cast<const sockaddr*>(&remote), sizeof remote);
     if (r == 0) return on_connected(cn, 0);
     if (errno != EINPROGRESS) return setup_done(cn, false, std::strerror(errno));
@@ -503,10 +519,11 @@ void shard::on_connected(conn* cn, int err) {
             std::memcpy(key + i, &r, 4);
         }
         cn->ws_key = base64(key, 16);
-        std::string req = "GET " + g.cfg.path + " HTTP/1.1\r\nHost: " + g.cfg.host + ":" +
-                          std::to_string(g.cfg.port) +
-                          "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " +
-                          cn->ws_key + "\r\nSec-WebSocket-Version: 13\r\n";
+        std::string req =
+            "GET " + g.cfg.path + " HTTP/1.1\r\nHost: " + g.cfg.host + ":" +
+            std::to_string(g.cfg.port) +
+            "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + cn->ws_key +
+            "\r\nSec-WebSocket-Version: 13\r\n";
         if (g.cfg.tgt == target::mosquitto_ws) req += "Sec-WebSocket-Protocol: mqtt\r\n";
         req += "\r\n";
         cn->state = conn::st::upgrading;
@@ -543,7 +560,8 @@ void shard::setup_done(conn* cn, bool ok, const char* why) {
 
 void shard::send_hello(conn* cn) {
     cn->state = conn::st::handshaking;
-    const std::string id = g.cfg.id_prefix + (cn->is_pub ? "p" : "s") + std::to_string(cn->global_id);
+    const std::string id =
+        g.cfg.id_prefix + (cn->is_pub ? "p" : "s") + std::to_string(cn->global_id);
     if (is_json(g.cfg)) {
         queue_app(cn, "{\"type\":\"auth\",\"clientId\":\"" + id + "\",\"msgid\":\"a\"}", ws::text);
     } else {
@@ -556,11 +574,13 @@ void shard::send_subscribe(conn* cn) {
     cn->state = conn::st::subscribing;
     if (is_json(g.cfg)) {
         queue_app(cn,
-                  "{\"type\":\"subscribe\",\"topic\":\"" + (cn->slow ? g.cfg.slow_filter : g.cfg.filter) +
+                  "{\"type\":\"subscribe\",\"topic\":\"" +
+                      (cn->slow ? g.cfg.slow_filter : g.cfg.filter) +
                       "\",\"qos\":" + std::to_string(g.cfg.qos) + ",\"msgid\":\"s\"}",
                   ws::text);
     } else {
-        queue_app(cn, mqtt::subscribe_packet(1, cn->slow ? g.cfg.slow_filter : g.cfg.filter, g.cfg.qos),
+        queue_app(cn,
+                  mqtt::subscribe_packet(1, cn->slow ? g.cfg.slow_filter : g.cfg.filter, g.cfg.qos),
                   ws::binary);
     }
     flush(cn);
@@ -826,7 +846,8 @@ void shard::on_mqtt_packet(conn* cn, const mqtt::packet& pk, std::uint64_t now) 
                 mqtt::append_puback(ack, pv.packet_id);
                 queue_app(cn, ack, ws::binary);
             }
-            if (cn->state == conn::st::ready && !cn->is_pub) deliver(cn, pv.payload, pv.payload_len, now);
+            if (cn->state == conn::st::ready && !cn->is_pub)
+                deliver(cn, pv.payload, pv.payload_len, now);
             break;
         }
         case 4:  // PUBACK
@@ -860,7 +881,8 @@ std::string_view json_type(const char* p, std::size_t n) {
     const void* m = memmem(p, n, key, sizeof key - 1);
     if (!m) return {};
     const char* s = static_cast<const char*>(m) + sizeof key - 1;
-    const char* e = static_cast<const char*>(std::memchr(s, '"', static_cast<std::size_t>(p + n - s)));
+    const char* e =
+        static_cast<const char*>(std::memchr(s, '"', static_cast<std::size_t>(p + n - s)));
     if (!e) return {};
     return std::string_view(s, static_cast<std::size_t>(e - s));
 }
@@ -890,7 +912,8 @@ void shard::on_json(conn* cn, const char* p, std::size_t n, std::uint64_t now) {
             const void* m = memmem(p, n, key, sizeof key - 1);
             if (json_msgid(p, n, m ? static_cast<const char*>(m) : p, id)) {
                 char buf[64];
-                const int len = std::snprintf(buf, sizeof buf, "{\"type\":\"ack\",\"msgid\":%" PRIu64 "}", id);
+                const int len =
+                    std::snprintf(buf, sizeof buf, "{\"type\":\"ack\",\"msgid\":%" PRIu64 "}", id);
                 queue_app(cn, std::string_view(buf, static_cast<std::size_t>(len)), ws::text);
             }
         }
@@ -902,7 +925,8 @@ void shard::on_json(conn* cn, const char* p, std::size_t n, std::uint64_t now) {
         if (json_msgid(p, n, p, id)) on_pub_ack(cn, id, ok, now);
         if (!ok) {
             ++publish_errors;
-            note_error(std::string("publish refused: ") + std::string(p, std::min<std::size_t>(n, 200)));
+            note_error(std::string("publish refused: ") +
+                       std::string(p, std::min<std::size_t>(n, 200)));
         }
         return;
     }
@@ -935,7 +959,8 @@ void shard::deliver(conn* cn, const char* p, std::size_t n, std::uint64_t now) {
         return;
     }
     ++delivered_local;
-    if (g.measuring.load(std::memory_order_relaxed) && f.send_ns <= now) lat.record(now - f.send_ns);
+    if (g.measuring.load(std::memory_order_relaxed) && f.send_ns <= now)
+        lat.record(now - f.send_ns);
     if (f.pub >= seq_cols) {
         ++bad_payload;
         return;
@@ -1049,8 +1074,8 @@ void shard::send_publish(conn* cn, std::uint64_t now) {
             cn->next_packet_id = static_cast<std::uint16_t>(pid == 65535 ? 1 : pid + 1);
             key = pid;
         }
-        const std::size_t len = mqtt::publish_header_size(cn->pub_topic, g.cfg.qos, payload.size()) +
-                                payload.size();
+        const std::size_t len =
+            mqtt::publish_header_size(cn->pub_topic, g.cfg.qos, payload.size()) + payload.size();
         std::uint32_t k = 0;
         if (is_ws(g.cfg)) k = ws::append_client_header(cn->out, ws::binary, len, ms);
         const std::size_t at = cn->out.size();
@@ -1115,8 +1140,7 @@ void shard::on_tick() {
         std::uint64_t due = static_cast<std::uint64_t>(due_total);
         const std::uint64_t owed = g.total_sent() * g.fanout;
         const std::uint64_t delivered = g.total_delivered();
-        const bool over = g.fanout && owed > delivered &&
-                          owed - delivered > g.cfg.max_outstanding;
+        const bool over = g.fanout && owed > delivered && owed - delivered > g.cfg.max_outstanding;
         if (over) {
             ++throttled;
             pace_start += pace_period_ns;  // fall behind on purpose instead of bursting later
@@ -1125,8 +1149,9 @@ void shard::on_tick() {
             while (sent_local < due && budget-- > 0) {
                 if (!publish_one(now)) break;
             }
-            if (sent_local < due && budget <= 0) pace_start = now - static_cast<std::uint64_t>(
-                                                                       static_cast<double>(sent_local) * 1e9 / shard_rate);
+            if (sent_local < due && budget <= 0)
+                pace_start = now - static_cast<std::uint64_t>(static_cast<double>(sent_local) *
+                                                              1e9 / shard_rate);
         }
         flush_dirty();
         publish_counters();
@@ -1154,7 +1179,8 @@ void shard::on_tick() {
 
 // Closed loop: keep window_deliveries deliveries owed end to end.
 void shard::pump() {
-    if (pumping || g.ph.load(std::memory_order_relaxed) != static_cast<int>(phase::publishing)) return;
+    if (pumping || g.ph.load(std::memory_order_relaxed) != static_cast<int>(phase::publishing))
+        return;
     pumping = true;
     const std::uint64_t now = now_ns();
     const std::uint64_t fan = std::max<std::uint64_t>(g.fanout, 1);
@@ -1187,14 +1213,16 @@ void shard::on_fire_tick() {
         fire->state != conn::st::ready)
         return;
     const std::uint64_t now = now_ns();
-    const auto due = static_cast<std::uint64_t>(static_cast<double>(now - fire_start) * g.cfg.firehose_rate / 1e9);
+    const auto due = static_cast<std::uint64_t>(static_cast<double>(now - fire_start) *
+                                                g.cfg.firehose_rate / 1e9);
     // Do not queue without bound in this process if the system does not take it.
-    for (int budget = 1024; fire_sent < due && budget > 0 && fire->out.size() < (std::size_t{16} << 20); --budget) {
+    for (int budget = 1024;
+         fire_sent < due && budget > 0 && fire->out.size() < (std::size_t{16} << 20); --budget) {
         stamp_payload(fire_payload.data(), 0xFFFFFFFFu, fire_sent, now);
         const std::string& t = g.cfg.firehose_topic;
         if (is_json(g.cfg)) {
-            const std::string body = "{\"type\":\"publish\",\"topic\":\"" + t + "\",\"qos\":0,\"payload\":\"" +
-                                     fire_payload + "\"}";
+            const std::string body = "{\"type\":\"publish\",\"topic\":\"" + t +
+                                     "\",\"qos\":0,\"payload\":\"" + fire_payload + "\"}";
             queue_app(fire, body, ws::text);
         } else {
             std::string pkt;
@@ -1243,7 +1271,8 @@ void shard::finish() {
                 cn->slow_bytes += static_cast<std::uint64_t>(r);
                 continue;
             }
-            if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) cn->slow_eof = true;
+            if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+                cn->slow_eof = true;
             if (r < 0 && errno == EINTR) continue;
             break;
         }
@@ -1285,8 +1314,9 @@ int self_test() {
         check(r == ws::parse_result::ok && f.fin && f.op == ws::text &&
                   std::string(f.payload, f.length) == payload && f.consumed == out.size(),
               "masked frame round trip");
-        check(ws::parse_frame(out.data(), out.size() - 1, 1 << 20, f) == ws::parse_result::need_more,
-              "partial frame needs more");
+        check(
+            ws::parse_frame(out.data(), out.size() - 1, 1 << 20, f) == ws::parse_result::need_more,
+            "partial frame needs more");
     }
     // unmasked server frame with 64-bit length
     {
@@ -1399,7 +1429,9 @@ struct json_out {
     void hist_us(const char* k, const histogram& h) {
         open(k);
         num("count", static_cast<double>(h.count()));
-        auto us = [](std::uint64_t ns) { return std::round(static_cast<double>(ns) / 100.0) / 10.0; };
+        auto us = [](std::uint64_t ns) {
+            return std::round(static_cast<double>(ns) / 100.0) / 10.0;
+        };
         num("p50", us(h.percentile(0.50)));
         num("p90", us(h.percentile(0.90)));
         num("p99", us(h.percentile(0.99)));
@@ -1462,7 +1494,8 @@ int main(int argc, char** argv) {
         }
         sh.setup_limit = std::max(1, cfg.connect_concurrency / cfg.threads);
         sh.payload = make_payload(cfg.payload);
-        sh.seq_cols = static_cast<std::uint32_t>(cfg.tgt == target::b1 ? 1 : std::max(1, cfg.publishers));
+        sh.seq_cols =
+            static_cast<std::uint32_t>(cfg.tgt == target::b1 ? 1 : std::max(1, cfg.publishers));
     }
     std::uint32_t next_id = 0;
     auto add_conn = [&](bool pub, bool slow, int k) {
@@ -1474,7 +1507,8 @@ int main(int argc, char** argv) {
         cn->slow = slow;
         if (pub) {
             cn->pub_index = static_cast<std::uint32_t>(k);
-            cn->pub_topic = cfg.per_publisher_topic ? cfg.topic + "/" + std::to_string(k) : cfg.topic;
+            cn->pub_topic =
+                cfg.per_publisher_topic ? cfg.topic + "/" + std::to_string(k) : cfg.topic;
             cn->json_prefix = "{\"type\":\"publish\",\"topic\":\"" + cn->pub_topic +
                               "\",\"qos\":" + std::to_string(cfg.qos) + ",";
             if (cfg.qos == 1) {
@@ -1518,15 +1552,18 @@ int main(int argc, char** argv) {
         std::uint64_t w = cfg.window;
         // Auto: enough in flight to keep every stage busy (>= 1024 deliveries, >= 2 messages),
         // little enough not to overrun the queues of the system under test.
-        if (w == 0) w = std::max<std::uint64_t>(2, (1024 + g.fanout - 1) / std::max<std::uint64_t>(g.fanout, 1));
+        if (w == 0)
+            w = std::max<std::uint64_t>(
+                2, (1024 + g.fanout - 1) / std::max<std::uint64_t>(g.fanout, 1));
         g.window_deliveries = w * std::max<std::uint64_t>(g.fanout, 1);
     }
 
     std::vector<std::thread> threads;
     std::vector<std::unique_ptr<asio::executor_work_guard<asio::io_context::executor_type>>> guards;
     for (auto& sh : shards) {
-        guards.push_back(std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
-            sh->io.get_executor()));
+        guards.push_back(
+            std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
+                sh->io.get_executor()));
         asio::post(sh->io, [s = sh.get()] { s->wait_events(); });
         threads.emplace_back([s = sh.get()] { s->io.run(); });
     }
@@ -1553,8 +1590,8 @@ int main(int argc, char** argv) {
         list.insert(list.end(), sh->slows.begin(), sh->slows.end());
         asio::post(sh->io, [s = sh.get(), list] { s->start_setups(list); });
     }
-    wait_setup(&shard_counters::subs_ready, &shard_counters::subs_failed, cfg.subscribers + cfg.slow,
-               cfg.setup_timeout);
+    wait_setup(&shard_counters::subs_ready, &shard_counters::subs_failed,
+               cfg.subscribers + cfg.slow, cfg.setup_timeout);
     const std::uint64_t setup_t1 = now_ns();
     std::uint64_t first_start = ~0ull, last_done = 0;
     for (auto& sh : shards) {
@@ -1659,7 +1696,8 @@ int main(int argc, char** argv) {
                   proto = 0, blocked = 0, throttled = 0, stalls = 0, unmatched = 0, overwrites = 0,
                   slow_bytes = 0, slow_closed = 0, tail = 0;
     std::string first_error;
-    std::vector<std::uint64_t> sent_by_pub(static_cast<std::size_t>(std::max(1, cfg.publishers)), 0);
+    std::vector<std::uint64_t> sent_by_pub(static_cast<std::size_t>(std::max(1, cfg.publishers)),
+                                           0);
     for (auto& sh : shards)
         for (conn* p : sh->pubs)
             sent_by_pub[p->pub_index] = p->next_seq;
@@ -1689,7 +1727,8 @@ int main(int argc, char** argv) {
             for (conn* s : sh->subs) {
                 if (s->state == conn::st::failed) continue;  // never subscribed
                 for (std::uint32_t p = 0; p < sh->seq_cols; ++p) {
-                    const std::uint64_t e = sh->expect[static_cast<std::size_t>(s->sub_index) * sh->seq_cols + p];
+                    const std::uint64_t e =
+                        sh->expect[static_cast<std::size_t>(s->sub_index) * sh->seq_cols + p];
                     if (sent_by_pub[p] > e) tail += sent_by_pub[p] - e;
                 }
             }
@@ -1725,7 +1764,8 @@ int main(int argc, char** argv) {
     j.num("subscribers_failed", count(&shard_counters::subs_failed));
     j.num("publishers_ok", count(&shard_counters::pubs_ready));
     j.num("publishers_failed", count(&shard_counters::pubs_failed));
-    const double setup_span = last_done > first_start ? static_cast<double>(last_done - first_start) / 1e9 : 0;
+    const double setup_span =
+        last_done > first_start ? static_cast<double>(last_done - first_start) / 1e9 : 0;
     j.num("seconds", std::round(static_cast<double>(setup_t1 - setup_t0) / 1e6) / 1e3);
     j.num("per_s", setup_span > 0 ? std::round(subs_ok / setup_span) : 0);
     j.hist_us("latency_us", setup_lat);
@@ -1781,7 +1821,8 @@ int main(int argc, char** argv) {
     j.open("self");
     j.num("cpu_us_window", self_cpu_w);
     j.num("cpu_pct_window", std::round(self_cpu_w / (win_s * 1e6) * 1000) / 10);
-    j.num("cpu_us_per_delivery", deliveries_w > 0 ? std::round(self_cpu_w / deliveries_w * 100) / 100 : NAN);
+    j.num("cpu_us_per_delivery",
+          deliveries_w > 0 ? std::round(self_cpu_w / deliveries_w * 100) / 100 : NAN);
     j.num("cpu_us_total", static_cast<double>(self_end.cpu_us - self_start.cpu_us));
     j.num("cpu_us_setup", static_cast<double>(self_setup.cpu_us - self_start.cpu_us));
     j.num("rss_kb", static_cast<double>(self_end.rss_kb));
@@ -1818,12 +1859,16 @@ int main(int argc, char** argv) {
     j.boolean("sampled", all_ok);
     j.num("cpu_us_window", sys_cpu_w);
     j.num("cpu_pct_window", std::round(sys_cpu_w / (win_s * 1e6) * 1000) / 10);
-    j.num("cpu_us_per_delivery", deliveries_w > 0 && all_ok ? std::round(sys_cpu_w / deliveries_w * 1000) / 1000 : NAN);
+    j.num("cpu_us_per_delivery",
+          deliveries_w > 0 && all_ok ? std::round(sys_cpu_w / deliveries_w * 1000) / 1000 : NAN);
     j.num("rss_kb_setup", sys_rss_setup);
     j.num("rss_kb_max", sys_rss_max);
     const int conns = subs_ok + count(&shard_counters::pubs_ready);
-    j.num("rss_bytes_per_connection", conns > 0 && all_ok ? std::round(sys_rss_delta * 1024 / conns) : NAN);
-    j.num("loadgen_cpu_share", sys_cpu_w + self_cpu_w > 0 ? std::round(self_cpu_w / (sys_cpu_w + self_cpu_w) * 1000) / 1000 : NAN);
+    j.num("rss_bytes_per_connection",
+          conns > 0 && all_ok ? std::round(sys_rss_delta * 1024 / conns) : NAN);
+    j.num("loadgen_cpu_share", sys_cpu_w + self_cpu_w > 0
+                                   ? std::round(self_cpu_w / (sys_cpu_w + self_cpu_w) * 1000) / 1000
+                                   : NAN);
     j.close();
     j.o << "}\n";
     std::fputs(j.o.str().c_str(), stdout);

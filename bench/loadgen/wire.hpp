@@ -17,7 +17,14 @@ namespace bench {
 // ---- WebSocket ------------------------------------------------------------------------------
 namespace ws {
 
-enum opcode : std::uint8_t { continuation = 0, text = 1, binary = 2, close = 8, ping = 9, pong = 10 };
+enum opcode : std::uint8_t {
+    continuation = 0,
+    text = 1,
+    binary = 2,
+    close = 8,
+    ping = 9,
+    pong = 10
+};
 
 // Masking keys: RFC 6455 wants them unpredictable to the network; a xorshift is plenty for a
 // loopback benchmark and costs nothing.
@@ -203,7 +210,9 @@ inline void append_puback(std::string& out, std::uint16_t packet_id) {
     append_u16(out, packet_id);
 }
 
-inline std::string pingreq_packet() { return std::string("\xC0\x00", 2); }
+inline std::string pingreq_packet() {
+    return std::string("\xC0\x00", 2);
+}
 
 struct packet {
     std::uint8_t type = 0;  // high nibble of the first byte
