@@ -208,8 +208,8 @@ class paho_upstream final : public upstream {
         if (stopped_.exchange(true)) return;
         try {
             if (client_.is_connected()) {
-                client_.disconnect(timeout_ms)
-                    ->wait_for(std::chrono::milliseconds(timeout_ms + 500));
+                disconnect_token_ = client_.disconnect(timeout_ms);
+                disconnect_token_->wait_for(std::chrono::milliseconds(timeout_ms + 500));
             } else {
                 client_.stop_consuming();
             }
@@ -294,6 +294,10 @@ class paho_upstream final : public upstream {
     asio::io_context& io_;
     upstream_options options_;
     event_sink sink_;
+    // Declared before client_ so it is destroyed after it: Paho's thread signals the token's
+    // condition variable after waking our wait_for(), and only the client's teardown (which takes
+    // the same Paho mutex) orders that signal before the token's destruction (found by TSan).
+    mqtt::token_ptr disconnect_token_;
     mqtt::async_client client_;
     subscribe_listener subscribed_;
     publish_listener published_;
