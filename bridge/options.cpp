@@ -48,7 +48,8 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     cli.add_option("--port", out.server.port, "WebSocket/HTTP port to listen on (0: any free port)")
         ->group(net);
     cli.add_option("--bind", out.server.bind_address,
-                   "Address to listen on (0.0.0.0: all IPv4; :: all)")
+                   "Address to listen on (::, the default: every IPv4 and IPv6 address; 0.0.0.0: "
+                   "IPv4 only)")
         ->group(net);
 
     auto* mqtt = "Upstream MQTT";

@@ -5,9 +5,12 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
+#include "core/credentials.hpp"
 #include "core/engine.hpp"
 #include "engine_fixture.hpp"
 
@@ -1439,4 +1442,52 @@ TEST_CASE("engine decode errors: answered with an error frame, the connection st
     const frame_list frames = a.take();
     REQUIRE(frames.size() == 1);
     CHECK(frames[0].type() == "pong");
+}
+
+TEST_CASE("engine auth: failed attempts are limited per IP address, whatever the port") {
+    // bob's password is "hunter2" (mosquitto_passwd output, as in test_credentials.cpp).
+    auto parsed = mqttws::password_file::parse(
+        "bob:$7$101$7TJU3kLTbYLXbNac$7R5b7FXX5ZkMkJs23jVP2mYLleOJGeql73vMC50bM3aJ2OQsUeq5xKnkInp0Rt"
+        "JZ/ukuUwdUcXQkDHbhT6ORYQ==\n");
+    REQUIRE(std::holds_alternative<mqttws::password_file>(parsed));
+    auto policy = std::make_shared<mqttws::security_policy>();
+    policy->auth = mqttws::authenticator(
+        std::make_shared<const mqttws::password_file>(std::get<mqttws::password_file>(parsed)),
+        nullptr, false, false);
+    engine_config config;
+    config.auth_failures_per_minute = 2;
+    engine_fixture f(config);
+    mqttws::action_list ignored;
+    f.eng.set_security(policy, ignored);
+    f.upstream_connected();
+
+    mqttws::connection_id next = 1;
+    // The close code the attempt from `remote` ends with.
+    auto attempt = [&](const std::string& remote) {
+        f.clear_actions();
+        auto c = f.open(next++, remote);
+        c.send(R"({"type":"auth","clientId":"bob","password":"wrong"})");
+        const auto closes = f.closes();
+        REQUIRE(closes.size() == 1);
+        return closes[0].code;
+    };
+    using mqttws::close_code;
+    SUBCASE("IPv4: the port does not make a new address") {
+        CHECK(attempt("192.0.2.7:1000") == close_code::auth_failed);
+        CHECK(attempt("192.0.2.7:1001") == close_code::auth_failed);
+        CHECK(attempt("192.0.2.7:1002") == close_code::auth_rate_limited);
+        CHECK(attempt("192.0.2.8:1000") == close_code::auth_failed);
+    }
+    SUBCASE("IPv6 in brackets with a port") {
+        CHECK(attempt("[2001:db8::7]:1000") == close_code::auth_failed);
+        CHECK(attempt("[2001:db8::7]:1001") == close_code::auth_failed);
+        CHECK(attempt("[2001:db8::7]:1002") == close_code::auth_rate_limited);
+        CHECK(attempt("[2001:db8::8]:1000") == close_code::auth_failed);
+    }
+    SUBCASE("bare IPv6 from X-Forwarded-For: the last group is not a port") {
+        CHECK(attempt("2001:db8::7") == close_code::auth_failed);
+        CHECK(attempt("2001:db8::7") == close_code::auth_failed);
+        CHECK(attempt("2001:db8::8") == close_code::auth_failed);
+        CHECK(attempt("2001:db8::7") == close_code::auth_rate_limited);
+    }
 }

@@ -206,11 +206,11 @@ function canConnect(port) {
 
 // HTTP GET against 127.0.0.1:port → {status, headers, body, json}. `tls`: HTTPS, with extra
 // TLS options (e.g. {ca}) or `true` (any certificate accepted).
-function httpGet(port, urlPath, { timeout = SHORT, tls } = {}) {
+function httpGet(port, urlPath, { timeout = SHORT, tls, host = '127.0.0.1' } = {}) {
     return new Promise((resolve, reject) => {
         const tlsOptions = tls ? (tls === true ? { rejectUnauthorized: false } : tls) : {};
         const req = (tls ? https : http).get({
-            host: '127.0.0.1',
+            host,
             port,
             path: urlPath,
             agent: false,
@@ -535,7 +535,8 @@ async function startBroker({ persistence = false, websockets = false, extra = []
 // exactly `args` (for --config tests). Waits until it logged its port and /healthz answers.
 // `scheme: 'wss'` for a bridge started with --tls-cert/--tls-key: /healthz is then asked over
 // HTTPS (certificate not checked) and `url` is wss://.
-async function startBridge({ brokerPort, args = [], raw = false, clientId, env, timeout = LONG, scheme = 'ws' } = {}) {
+// `host`: where the bridge is reached (the address it listens on with `raw` args).
+async function startBridge({ brokerPort, args = [], raw = false, clientId, env, timeout = LONG, scheme = 'ws', host = '127.0.0.1' } = {}) {
     const id = clientId || uniqueId('mqttws-it');
     const argv = raw ? [...args] : [
         '--port', '0', '--bind', '127.0.0.1',
@@ -563,21 +564,21 @@ async function startBridge({ brokerPort, args = [], raw = false, clientId, env, 
     ]);
     const port = Number(/\bport[=":]+(\d+)/.exec(portLine)[1]);
     const tls = scheme === 'wss' ? true : undefined;
-    const health = () => httpGet(port, '/healthz', { tls });
+    const health = () => httpGet(port, '/healthz', { tls, host });
     await waitUntil(() => health().then(() => true), { timeout, what: `/healthz of the bridge on port ${port}` });
 
     return {
         proc: child,
         pid: child.pid,
         port,
-        url: `${scheme}://127.0.0.1:${port}`,
+        url: `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`,
         clientId: raw ? clientId : id,
         argv,
         log,
         logLines: log.lines,
         exited,
         health,
-        get: (urlPath) => httpGet(port, urlPath, { tls }),
+        get: (urlPath) => httpGet(port, urlPath, { tls, host }),
         // Resolves with the /healthz JSON once `pred(json, status)` holds.
         async waitHealth(pred, { timeout: t = LONG, what = 'a /healthz condition' } = {}) {
             let last;
@@ -612,7 +613,7 @@ async function startBridge({ brokerPort, args = [], raw = false, clientId, env, 
         },
         // GET /metrics, parsed (see parseMetrics).
         async metrics() {
-            const r = await httpGet(port, '/metrics');
+            const r = await httpGet(port, '/metrics', { host });
             if (r.status !== 200) throw new Error(`GET /metrics answered ${r.status}: ${r.body.slice(0, 200)}`);
             return parseMetrics(r.body);
         },
@@ -960,6 +961,15 @@ function connectClient(url, urlPath = '/', { timeout = LONG, wsOptions: nested =
 }
 
 // n clients at once.
+// Whether this machine can listen on ::1 (containers sometimes have IPv6 switched off).
+function ipv6LoopbackAvailable() {
+    return new Promise((resolve) => {
+        const server = net.createServer();
+        server.once('error', () => resolve(false));
+        server.listen(0, '::1', () => server.close(() => resolve(true)));
+    });
+}
+
 function connectClients(url, n, urlPath = '/') {
     return Promise.all(Array.from({ length: n }, () => connectClient(url, urlPath)));
 }
@@ -1381,6 +1391,7 @@ module.exports = {
     uniqueId,
     startBroker,
     startBridge,
+    ipv6LoopbackAvailable,
     connectClient,
     connectClients,
     oracle,

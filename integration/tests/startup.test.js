@@ -62,6 +62,30 @@ describe('startup and lifecycle', () => {
         }
     });
 
+    it('--bind ::1 listens on IPv6 loopback; client addresses are logged as [::1]:port', T, async (t) => {
+        if (!(await h.ipv6LoopbackAvailable())) {
+            t.skip('no IPv6 loopback on this machine');
+            return;
+        }
+        const b = await h.startBridge({
+            raw: true,
+            host: '::1',
+            args: ['--port', '0', '--bind', '::1', '--broker', `tcp://127.0.0.1:${broker.port}`],
+        });
+        assert.ok(b.logLines.some((l) => /\blistening\b.*\bbind=::1\b/.test(l)), b.log.tail(3));
+        assert.equal(b.url, `ws://[::1]:${b.port}`);
+        await b.waitHealthy();
+        const c = await h.connectClient(b.url);
+        await c.auth(h.uniqueId('v6'));
+        assert.equal((await c.ping()).type, 'pong');
+        const opened = await b.log.waitFor(/client open .*remote=/, h.LONG);
+        assert.match(opened, /remote=\[::1\]:\d+\b/);
+        // Not reachable over IPv4: the bind address is exactly what was asked for.
+        await assert.rejects(h.connectClient(`ws://127.0.0.1:${b.port}`), /WebSocket to .* failed/);
+        await c.close(1000);
+        await b.stop();
+    });
+
     it('--version and --help exit 0', T, async () => {
         const version = await h.runToExit(h.BRIDGE_BIN, ['--version']);
         assert.equal(version.code, 0, version.stderr);

@@ -26,10 +26,15 @@ const msg_id& request_id(const client_request& request) {
         request);
 }
 
-// "1.2.3.4:5678" / "[::1]:5678" → the address without the port.
+// "1.2.3.4:5678" / "[::1]:5678" → the address without the port. A proxy's X-Forwarded-For
+// address comes without a port: "1.2.3.4" and "2001:db8::1" stay as they are.
 std::string remote_ip(const std::string& remote_address) {
-    const std::size_t colon = remote_address.rfind(':');
-    return colon == std::string::npos ? remote_address : remote_address.substr(0, colon);
+    if (!remote_address.empty() && remote_address.front() == '[')
+        return remote_address.substr(1, remote_address.find(']') - 1);
+    const std::size_t colon = remote_address.find(':');
+    if (colon == std::string::npos || remote_address.find(':', colon + 1) != std::string::npos)
+        return remote_address;
+    return remote_address.substr(0, colon);
 }
 
 }  // namespace

@@ -103,9 +103,10 @@ struct app::impl {
     int run() {
         open_audit_log();
         server.listen();
+        const auto bound = server.local_endpoint();
         logging::write(log_level::info, "listening",
-                       {{"bind", config.server.bind_address},
-                        {"port", std::to_string(server.local_port())},
+                       {{"bind", bound.address},
+                        {"port", std::to_string(bound.port)},
                         {"broker", config.upstream.broker_uri},
                         {"mqtt", config.engine.mqtt_version >= 5 ? "5" : "3.1.1"},
                         {"version", config.version}});

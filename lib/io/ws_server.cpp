@@ -112,8 +112,8 @@ void ws_server::listen() {
 void ws_server::stop_listening() {
     impl_->stop_listening();
 }
-std::uint16_t ws_server::local_port() const {
-    return impl_->local_port();
+ws_server::endpoint ws_server::local_endpoint() const {
+    return impl_->local_endpoint();
 }
 void ws_server::send(connection_id to, const frame_ptr& frame, bool binary) {
     impl_->send(to, frame, binary);

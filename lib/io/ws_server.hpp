@@ -40,8 +40,10 @@ struct tls_options {
 };
 
 struct ws_server_options {
-    std::string bind_address = "0.0.0.0";
-    std::uint16_t port = 8080;               // 0: any free port (see local_port())
+    // "::" (the default) is every address, IPv4 included, so that "localhost" works whether a
+    // client resolves it to ::1 or 127.0.0.1; on a host without IPv6 it falls back to 0.0.0.0.
+    std::string bind_address = "::";
+    std::uint16_t port = 8080;               // 0: any free port (see local_endpoint())
     std::size_t max_frame_bytes = 1u << 20;  // larger incoming messages are closed with 1009
     int listen_backlog = 1024;
     std::size_t max_connections = 0;           // 0: no limit; beyond it upgrades get HTTP 503
@@ -85,7 +87,12 @@ class ws_server {
     // Binds and starts accepting. Throws std::runtime_error when the address cannot be bound.
     void listen();
     void stop_listening();
-    std::uint16_t local_port() const;
+    // The address and port actually bound (the port is chosen by the kernel for port 0).
+    struct endpoint {
+        std::string address;
+        std::uint16_t port = 0;
+    };
+    endpoint local_endpoint() const;
 
     void send(connection_id to, const frame_ptr& frame, bool binary = false);
     // Bytes queued on the connection and not yet written to the socket.

@@ -22,7 +22,7 @@ class ws_server::backend {
     virtual ~backend() = default;
     virtual void listen() = 0;
     virtual void stop_listening() = 0;
-    virtual std::uint16_t local_port() const = 0;
+    virtual ws_server::endpoint local_endpoint() const = 0;
     virtual void send(connection_id to, const frame_ptr& frame, bool binary) = 0;
     virtual std::size_t buffered_bytes(connection_id who) const = 0;
     virtual void close(connection_id who, close_code code, std::string_view reason) = 0;
@@ -114,7 +114,20 @@ class basic_backend final : public ws_server::backend {
         std::error_code ec;
         const auto address = asio::ip::make_address(options_.bind_address, ec);
         if (ec) throw std::runtime_error("invalid --bind address '" + options_.bind_address + "'");
+        const bool every_address = address == asio::ip::address_v6::any();
+        if (every_address) {
+            // Dual-stack whatever net.ipv6.bindv6only says: IPv4 clients arrive as ::ffff:a.b.c.d.
+            server_.set_tcp_pre_bind_handler([](const auto& acceptor) {
+                std::error_code option_ec;
+                acceptor->set_option(asio::ip::v6_only(false), option_ec);
+                return option_ec;
+            });
+        }
         server_.listen(asio::ip::tcp::endpoint(address, options_.port), ec);
+        if (ec && every_address) {  // no IPv6 on this host: every IPv4 address instead
+            server_.set_tcp_pre_bind_handler(nullptr);
+            server_.listen(asio::ip::tcp::endpoint(asio::ip::address_v4::any(), options_.port), ec);
+        }
         if (ec) {
             throw std::runtime_error("cannot listen on " + options_.bind_address + ":" +
                                      std::to_string(options_.port) + ": " + ec.message());
@@ -128,9 +141,10 @@ class basic_backend final : public ws_server::backend {
         if (server_.is_listening()) server_.stop_listening(ec);
     }
 
-    std::uint16_t local_port() const override {
+    ws_server::endpoint local_endpoint() const override {
         std::error_code ec;
-        return const_cast<server_type&>(server_).get_local_endpoint(ec).port();
+        const auto local = const_cast<server_type&>(server_).get_local_endpoint(ec);
+        return {local.address().to_string(), local.port()};
     }
 
     void send(connection_id to, const frame_ptr& frame, bool binary) override {
@@ -222,13 +236,19 @@ class basic_backend final : public ws_server::backend {
         on_.on_open(id, remote_address(*con), std::move(credentials));
     }
 
-    // The peer, or — behind a trusted proxy — the client the proxy speaks for: the last
-    // address in X-Forwarded-For (the one the proxy itself added).
+    // The peer as "1.2.3.4:5678" or "[2001:db8::1]:5678" — an IPv4 client of the dual-stack
+    // listener is shown as IPv4, not ::ffff:1.2.3.4 — or, behind a trusted proxy, the client the
+    // proxy speaks for: the last address in X-Forwarded-For (the one the proxy itself added).
     std::string remote_address(typename server_type::connection_type& con) {
         std::error_code ec;
-        const std::string peer = con.get_raw_socket().remote_endpoint(ec).address().to_string();
+        const auto endpoint = con.get_raw_socket().remote_endpoint(ec);
+        if (ec) return "unknown";
+        auto address = endpoint.address();
+        if (address.is_v6() && address.to_v6().is_v4_mapped())
+            address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+        const std::string peer = address.to_string();
         const auto& trusted = options_.trusted_proxies;
-        if (!ec && std::find(trusted.begin(), trusted.end(), peer) != trusted.end()) {
+        if (std::find(trusted.begin(), trusted.end(), peer) != trusted.end()) {
             const std::string forwarded = con.get_request_header("X-Forwarded-For");
             const std::size_t comma = forwarded.rfind(',');
             std::string last = forwarded.substr(comma == std::string::npos ? 0 : comma + 1);
@@ -236,7 +256,8 @@ class basic_backend final : public ws_server::backend {
             last.erase(last.find_last_not_of(' ') + 1);
             if (!last.empty()) return last;
         }
-        return con.get_remote_endpoint();
+        const std::string port = std::to_string(endpoint.port());
+        return address.is_v6() ? "[" + peer + "]:" + port : peer + ":" + port;
     }
 
     void closed(connection_id id, const hdl& h) {
