@@ -568,7 +568,10 @@ TEST_CASE("engine sessions: a publish failing with unavailable is sent again") {
     REQUIRE(pubs.size() == 1);
     const auto first_op = pubs[0].op;
 
-    SUBCASE("the upstream is still up: published again at once") {
+    SUBCASE("reported after the reconnect: published again at once") {
+        f.upstream_lost();
+        f.upstream_connected();
+        a.take();  // status down, up
         f.clear();
         f.upstream_published(first_op, errc::unavailable, "connection lost");
         pubs = f.publishes();
@@ -603,6 +606,92 @@ TEST_CASE("engine sessions: a publish failing with unavailable is sent again") {
     // The first attempt's late confirmation (if any) is ignored.
     f.upstream_published(first_op);
     CHECK(a.frames().empty());
+}
+
+namespace {
+// The payloads of the publishes the engine asked for since the last clear().
+std::vector<std::string> published_payloads(const engine_fixture& f) {
+    std::vector<std::string> out;
+    for (const auto& p : f.publishes())
+        out.push_back(p.payload);
+    return out;
+}
+}  // namespace
+
+TEST_CASE("engine publish: publishes in flight on a lost connection are sent again, in order") {
+    engine_fixture f;
+    f.upstream_connected();
+    auto a = f.auth(1, "a");
+    f.clear();
+    for (int i = 1; i <= 3; ++i) {
+        a.send(R"({"type":"publish","topic":"t","payload":"m)" + std::to_string(i) +
+               R"(","qos":1,"msgid":"m)" + std::to_string(i) + R"("})");
+    }
+    const auto sent = f.publishes();
+    REQUIRE(sent.size() == 3);
+    f.clear();
+
+    // Paho fails the publishes of a dying connection (in any order) before it reports the loss.
+    f.upstream_published(sent[1].op, errc::unavailable, "lost");
+    f.upstream_published(sent[0].op, errc::unavailable, "lost");
+    f.upstream_published(sent[2].op);
+    CHECK(f.publishes().empty());  // not into the connection that is going away
+    // A publish meanwhile waits behind them, in order.
+    a.send(R"({"type":"publish","topic":"t","payload":"m4","qos":1,"msgid":"m4"})");
+    CHECK(f.publishes().empty());
+    const frame_list acks = of_type(a.take(), "ack");
+    REQUIRE(acks.size() == 1);
+    CHECK(acks[0].str("msgid") == "m3");
+
+    f.upstream_lost();
+    CHECK(f.publishes().empty());
+    f.upstream_connected();
+    CHECK(published_payloads(f) == std::vector<std::string>{"m1", "m2", "m4"});
+    for (const auto& p : f.publishes())
+        f.upstream_published(p.op);
+    const frame_list later = of_type(a.take(), "ack");
+    REQUIRE(later.size() == 3);
+    for (const auto& ack : later)
+        CHECK(ack.str("status") == "ok");
+}
+
+TEST_CASE("engine publish: a failure with no connection loss after it is retried next tick") {
+    engine_fixture f;
+    f.upstream_connected();
+    auto a = f.auth(1, "a");
+    a.send(R"({"type":"publish","topic":"t","payload":"x","qos":1,"msgid":"p"})");
+    const auto sent = f.publishes();
+    REQUIRE(sent.size() == 1);
+    f.clear();
+    f.upstream_published(sent[0].op, errc::unavailable, "lost");
+    CHECK(f.publishes().empty());
+    f.tick();
+    REQUIRE(published_payloads(f) == std::vector<std::string>{"x"});
+    f.upstream_published(f.publishes()[0].op);
+    const frame_list acks = of_type(a.take(), "ack");
+    REQUIRE(acks.size() == 1);
+    CHECK(acks[0].str("status") == "ok");
+}
+
+TEST_CASE("engine publish: a publish in flight on three lost connections is answered unavailable") {
+    engine_fixture f;
+    f.upstream_connected();
+    auto a = f.auth(1, "a");
+    a.send(R"({"type":"publish","topic":"t","payload":"x","qos":2,"msgid":"p"})");
+    for (int attempt = 1; attempt <= 3; ++attempt) {
+        const auto sent = f.publishes();
+        REQUIRE(sent.size() == 1);
+        CHECK(of_type(a.take(), "ack").empty());
+        f.clear();
+        f.upstream_published(sent[0].op, errc::unavailable, "lost");
+        f.upstream_lost();
+        f.upstream_connected();
+    }
+    CHECK(f.publishes().empty());
+    const frame_list acks = of_type(a.take(), "ack");
+    REQUIRE(acks.size() == 1);
+    CHECK(acks[0].str("status") == "error");
+    CHECK(acks[0].str("code") == "unavailable");
 }
 
 TEST_CASE("engine sessions: publishes held while the broker is down are sent in order") {

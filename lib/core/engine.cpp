@@ -5,6 +5,8 @@
 namespace mqttws {
 namespace {
 
+// A publish that was in flight on this many lost broker connections is answered with an error:
+// it may be what makes the broker drop the connection, and it must not do so forever.
 constexpr int max_publish_attempts = 3;
 
 bool refused_code(int granted) {
@@ -662,7 +664,8 @@ void engine::publish(session& s, std::string topic, std::string payload, std::ui
     ++s.counters().publishes;
     pending_publish p{s.key(), reply_to,
                       publish_upstream{0, std::move(topic), std::move(payload), qos, retain}, 0};
-    if (upstream_up_) {
+    // QoS 1/2 wait behind publishes held for a retry, so that they reach the broker in order.
+    if (upstream_up_ && (qos == 0 || offline_queue_.empty())) {
         publish_now(std::move(p), out);
         return;
     }
@@ -683,21 +686,37 @@ void engine::publish(session& s, std::string topic, std::string payload, std::ui
                        "the broker is unreachable and the bridge's offline queue is full", out);
         return;
     }
-    queue_offline(std::move(p), false);
+    queue_offline(std::move(p));
 }
 
-void engine::queue_offline(pending_publish p, bool front) {
+void engine::queue_offline(pending_publish p) {
     offline_queue_bytes_ += p.request.topic.size() + p.request.payload.size();
-    if (front) {
-        offline_queue_.push_front(std::move(p));
-    } else {
-        offline_queue_.push_back(std::move(p));
+    offline_queue_.push_back(std::move(p));
+}
+
+void engine::queue_retry(pending_publish p) {
+    // Retries were sent earlier than anything never sent (attempts == 0); among themselves they
+    // keep the order they were first sent in (op ids grow).
+    auto at = offline_queue_.begin();
+    while (at != offline_queue_.end() && at->attempts > 0 && at->request.op < p.request.op)
+        ++at;
+    offline_queue_bytes_ += p.request.topic.size() + p.request.payload.size();
+    offline_queue_.insert(at, std::move(p));
+}
+
+void engine::flush_offline_queue(action_list& out) {
+    while (!offline_queue_.empty()) {
+        pending_publish p = std::move(offline_queue_.front());
+        offline_queue_.pop_front();
+        offline_queue_bytes_ -= p.request.topic.size() + p.request.payload.size();
+        publish_now(std::move(p), out);
     }
 }
 
 void engine::publish_now(pending_publish p, action_list& out) {
     p.request.op = next_op_++;
     ++p.attempts;
+    p.sent_on_connection = stats_.upstream_connects;
     ++stats_.publishes;
     if (p.request.qos == 0) {
         out.push_back(std::move(p.request));
@@ -715,12 +734,15 @@ void engine::upstream_published(op_id op, std::optional<errc> error, std::string
     pending_publish p = std::move(it->second);
     pending_publishes_.erase(it);
     if (error == errc::unavailable && p.attempts < max_publish_attempts) {
-        // The connection went away before the broker confirmed: send it again. (For QoS 2 this
-        // can publish twice if the broker did receive it; a persistent session avoids that.)
-        if (upstream_up_) {
+        // The connection went away before the broker confirmed: send it again on the next one.
+        // (For QoS 2 this can publish twice if the broker did receive it; a persistent session
+        // avoids that.) Paho reports such failures before the loss of the connection itself, so
+        // a failure on what is still the current connection waits for the reconnect too;
+        // tick() sends it anyway if no loss follows.
+        if (upstream_up_ && p.sent_on_connection != stats_.upstream_connects) {
             publish_now(std::move(p), out);
         } else {
-            queue_offline(std::move(p), true);
+            queue_retry(std::move(p));
         }
         return;
     }
@@ -994,12 +1016,7 @@ void engine::upstream_connected(bool session_present, action_list& out) {
     for (const auto& filter : released_while_down_)
         out.push_back(unsubscribe_upstream{next_op_++, filter});
     released_while_down_.clear();
-    while (!offline_queue_.empty()) {
-        pending_publish p = std::move(offline_queue_.front());
-        offline_queue_.pop_front();
-        offline_queue_bytes_ -= p.request.topic.size() + p.request.payload.size();
-        publish_now(std::move(p), out);
-    }
+    flush_offline_queue(out);
     broadcast(make_frame(encode_upstream_status(true, env_.wall_ms())), out);
 }
 
@@ -1066,6 +1083,9 @@ void engine::tick(action_list& out) {
             ++it;
         }
     }
+
+    // Retries held for a connection loss that Paho then did not report (see upstream_published).
+    if (upstream_up_) flush_offline_queue(out);
 
     if (parked_until_ms_ != 0 && parked_until_ms_ <= now) {
         parked_.clear();

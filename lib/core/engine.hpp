@@ -256,7 +256,8 @@ class engine {
         std::uint64_t owner = 0;  // session key
         msg_id reply_to;          // empty: nobody waits for an ack
         publish_upstream request;
-        int attempts = 0;
+        int attempts = 0;                      // how many broker connections it was sent on
+        std::uint64_t sent_on_connection = 0;  // stats_.upstream_connects when last sent
     };
     struct parked_message {
         std::shared_ptr<const message_body> body;
@@ -317,7 +318,11 @@ class engine {
     void publish(session& s, std::string topic, std::string payload, std::uint8_t qos, bool retain,
                  const msg_id& reply_to, action_list& out);
     void publish_now(pending_publish p, action_list& out);
-    void queue_offline(pending_publish p, bool front);
+    void queue_offline(pending_publish p);
+    // A publish whose broker connection went away before the broker confirmed it: held with the
+    // offline queue, in front of everything published after it, until the next connection.
+    void queue_retry(pending_publish p);
+    void flush_offline_queue(action_list& out);
     void refuse_publish(session& s, std::uint8_t qos, const msg_id& reply_to, errc code,
                         std::string_view message, action_list& out);
     void answer_publish(session& s, const msg_id& reply_to, std::optional<errc> error,

@@ -1,18 +1,73 @@
 #include "io/paho_upstream.hpp"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <mqtt/async_client.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <vector>
+
+// ---- Workaround for a memory bug in Paho C 1.3.12 (eclipse-paho/paho.mqtt.c#1621) ----------
+//
+// When Paho writes a QoS 1/2 PUBLISH and the write fails because the broker has just gone
+// (EPIPE, ECONNRESET), it frees the message's topic and payload while its list of messages to
+// resend still points at them. With a clean session they are then freed twice (glibc aborts the
+// bridge); with a persistent session the freed bytes are resent after the reconnect, the broker
+// disconnects the bridge for a protocol error, and it does so after every reconnect.
+//
+// A write that *would block* takes Paho's other path, which keeps the message intact; the
+// receive thread then finds the connection closed and Paho reconnects as usual. So these two
+// errors, on Paho's own threads only ("MQTTAsync_send", "MQTTAsync_rcv"), are reported to Paho
+// as EAGAIN. writev() is Paho's plain TCP write and write() OpenSSL's (ssl:// brokers). The
+// definitions below take precedence over libc's for every library in the process; any other
+// caller, or any other error, gets exactly what libc returns.
+namespace {
+
+std::atomic<std::uint64_t> deferred_write_errors{0};
+
+bool on_paho_thread() {
+    char name[16] = {};
+    return prctl(PR_GET_NAME, name) == 0 && std::strncmp(name, "MQTTAsync_", 10) == 0;
+}
+
+// The next definition after ours: a sanitizer's interceptor if one is loaded, else libc's.
+template <typename Function>
+Function next_definition(const char* name) {
+    return reinterpret_cast<Function>(dlsym(RTLD_NEXT, name));
+}
+
+ssize_t paho_safe_result(ssize_t result) {
+    if (result < 0 && (errno == EPIPE || errno == ECONNRESET) && on_paho_thread()) {
+        deferred_write_errors.fetch_add(1, std::memory_order_relaxed);
+        errno = EAGAIN;
+    }
+    return result;
+}
+
+}  // namespace
+
+extern "C" ssize_t writev(int fd, const struct iovec* iov, int iovcnt) {
+    static const auto real = next_definition<ssize_t (*)(int, const struct iovec*, int)>("writev");
+    return paho_safe_result(real(fd, iov, iovcnt));
+}
+
+extern "C" ssize_t write(int fd, const void* buffer, size_t count) {
+    static const auto real = next_definition<ssize_t (*)(int, const void*, size_t)>("write");
+    return paho_safe_result(real(fd, buffer, count));
+}
 
 namespace mqttws {
 namespace {
@@ -115,7 +170,9 @@ class paho_upstream final : public upstream {
             push(upstream_connected_event{session_present_.load()});
         });
         client_.set_connection_lost_handler([this](const std::string& cause) {
-            push(upstream_lost_event{cause.empty() ? "connection lost" : cause});
+            std::string reason = cause.empty() ? "connection lost" : cause;
+            if (deferred_write_errors.exchange(0) > 0) reason += " (a write to the broker failed)";
+            push(upstream_lost_event{std::move(reason)});
         });
         client_.set_message_callback([this](mqtt::const_message_ptr m) {
             broker_message copy;
