@@ -89,7 +89,7 @@ const headline = [
   ['RSS per idle connection', 'S3', null, 'rssconn', false],
   ['connection setups/s', 'S3', null, 'setups', true],
   ['QoS 1 publish→ack p99, idle', 'S4', /^rtt idle/, 'ack99', false],
-  ['QoS 1 publish→ack p99, under S1 load (half of saturation)', 'S4', /^rtt loaded/, 'ack99', false],
+  ['QoS 1 publish→ack p99, under S1 load (half of the lowest saturation)', 'S4', /^rtt loaded/, 'ack99', false],
   ['healthy p99 with one slow consumer', 'S5', /^slow/, 'p99', false],
 ];
 const headlineRows = [];
