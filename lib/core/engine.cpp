@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/handshake.hpp"
+
 namespace mqttws {
 namespace {
 
@@ -26,17 +28,6 @@ const msg_id& request_id(const client_request& request) {
             }
         },
         request);
-}
-
-// "1.2.3.4:5678" / "[::1]:5678" → the address without the port. A proxy's X-Forwarded-For
-// address comes without a port: "1.2.3.4" and "2001:db8::1" stay as they are.
-std::string remote_ip(const std::string& remote_address) {
-    if (!remote_address.empty() && remote_address.front() == '[')
-        return remote_address.substr(1, remote_address.find(']') - 1);
-    const std::size_t colon = remote_address.find(':');
-    if (colon == std::string::npos || remote_address.find(':', colon + 1) != std::string::npos)
-        return remote_address;
-    return remote_address.substr(0, colon);
 }
 
 }  // namespace
@@ -219,7 +210,7 @@ void engine::authenticate(session& s, identity who, bool is_device, action_list&
 }
 
 bool engine::allow_auth_attempt(const std::string& remote_address) {
-    const auto it = auth_failures_.find(remote_ip(remote_address));
+    const auto it = auth_failures_.find(address_without_port(remote_address));
     if (it == auth_failures_.end()) return true;
     const double limit = static_cast<double>(config_.auth_failures_per_minute);
     const std::int64_t now = env_.steady_ms();
@@ -231,7 +222,7 @@ bool engine::allow_auth_attempt(const std::string& remote_address) {
 
 void engine::record_auth_failure(const std::string& remote_address) {
     ++stats_.auth_failures;
-    const auto [it, fresh] = auth_failures_.try_emplace(remote_ip(remote_address));
+    const auto [it, fresh] = auth_failures_.try_emplace(address_without_port(remote_address));
     if (fresh) {
         it->second.tokens = static_cast<double>(config_.auth_failures_per_minute);
         it->second.at_ms = env_.steady_ms();

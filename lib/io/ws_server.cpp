@@ -1,7 +1,6 @@
 // ws_server over plain TCP, the public ws_server class, and helpers shared with TLS.
 #include <websocketpp/config/asio_no_tls.hpp>
 
-#include "core/base64.hpp"
 #include "io/ws_server_impl.hpp"
 
 namespace mqttws {
@@ -23,71 +22,6 @@ std::string frame_header(std::size_t size, bool binary) {
             h += static_cast<char>((size >> shift) & 0xFF);
     }
     return h;
-}
-
-namespace {
-
-int hex_digit(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-std::string url_decode(std::string_view s) {
-    std::string out;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '%' && i + 2 < s.size() && hex_digit(s[i + 1]) >= 0 &&
-            hex_digit(s[i + 2]) >= 0) {
-            out += static_cast<char>(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
-            i += 2;
-        } else {
-            out += s[i] == '+' ? ' ' : s[i];
-        }
-    }
-    return out;
-}
-
-}  // namespace
-
-bool starts_with_scheme(const std::string& header, std::string_view scheme) {
-    if (header.size() <= scheme.size()) return false;
-    for (std::size_t i = 0; i < scheme.size(); ++i) {
-        if (std::tolower(static_cast<unsigned char>(header[i])) != scheme[i]) return false;
-    }
-    return true;
-}
-
-handshake_credentials request_credentials(const std::string& authorization,
-                                          const std::string& resource) {
-    handshake_credentials c;
-    if (starts_with_scheme(authorization, "bearer ")) {
-        c.bearer_token = authorization.substr(7);
-        return c;
-    }
-    if (starts_with_scheme(authorization, "basic ")) {
-        const auto decoded = base64::decode(authorization.substr(6));
-        const std::size_t colon = decoded ? decoded->find(':') : std::string::npos;
-        if (colon != std::string::npos) {
-            c.username = decoded->substr(0, colon);
-            c.password = decoded->substr(colon + 1);
-        }
-        return c;
-    }
-    const std::size_t query = resource.find('?');
-    if (query == std::string::npos) return c;
-    std::string_view rest = std::string_view(resource).substr(query + 1);
-    while (!rest.empty()) {
-        const std::size_t amp = rest.find('&');
-        const std::string_view pair = rest.substr(0, amp);
-        if (pair.rfind("token=", 0) == 0) {
-            c.bearer_token = url_decode(pair.substr(6));
-            break;
-        }
-        if (amp == std::string_view::npos) break;
-        rest.remove_prefix(amp + 1);
-    }
-    return c;
 }
 
 }  // namespace ws_detail

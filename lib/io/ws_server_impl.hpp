@@ -13,6 +13,7 @@
 #include <websocketpp/concurrency/none.hpp>
 #include <websocketpp/server.hpp>
 
+#include "core/handshake.hpp"
 #include "io/ws_server.hpp"
 
 namespace mqttws {
@@ -70,11 +71,6 @@ struct config : Base {
 // RFC 6455 §5.2 header of an unmasked, final text (or binary) frame of `size` bytes. Server
 // frames are not masked, so one framed buffer is valid on every connection.
 std::string frame_header(std::size_t size, bool binary);
-
-// Credentials from the upgrade request: "Authorization: Bearer <token>" or "Basic <base64
-// user:password>", else "token=<t>" in the URL's query string (browsers cannot set headers).
-handshake_credentials request_credentials(const std::string& authorization,
-                                          const std::string& resource);
 
 template <class Config>
 class basic_backend final : public ws_server::backend {
@@ -249,12 +245,8 @@ class basic_backend final : public ws_server::backend {
         const std::string peer = address.to_string();
         const auto& trusted = options_.trusted_proxies;
         if (std::find(trusted.begin(), trusted.end(), peer) != trusted.end()) {
-            const std::string forwarded = con.get_request_header("X-Forwarded-For");
-            const std::size_t comma = forwarded.rfind(',');
-            std::string last = forwarded.substr(comma == std::string::npos ? 0 : comma + 1);
-            last.erase(0, last.find_first_not_of(' '));
-            last.erase(last.find_last_not_of(' ') + 1);
-            if (!last.empty()) return last;
+            std::string client = forwarded_client(con.get_request_header("X-Forwarded-For"));
+            if (!client.empty()) return client;
         }
         const std::string port = std::to_string(endpoint.port());
         return address.is_v6() ? "[" + peer + "]:" + port : peer + ":" + port;
