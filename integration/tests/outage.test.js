@@ -218,8 +218,9 @@ describe('persistent upstream session across a bridge restart', () => {
     // N QoS 1 messages are published while no bridge runs, which the broker queues in X's
     // session; bridge B starts with client id X and receives them before any client asks; a
     // client subscribing to B within --restart-hold-ms receives all N.
-    // `beforeStop(client)` runs just before A is stopped.
-    async function restartScenario(beforeStop) {
+    // `beforeStop(client, bridge)` runs just before A is stopped; `closeCode`, if given, is the
+    // close code the subscriber must see.
+    async function restartScenario(beforeStop, { closeCode } = {}) {
         const clientId = h.uniqueId('mqttws-persist');
         const filter = `restart/${h.uniqueId('t')}/#`;
         const topic = filter.replace('#', 'x');
@@ -236,10 +237,16 @@ describe('persistent upstream session across a bridge restart', () => {
         await o.publish(topic, '0', { qos: 1 });
         assert.equal((await c1.next({ type: 'message' }, h.LONG)).payload, 0);
 
+        const stopMark = broker.mark();
         await beforeStop(c1, a);
         const { code } = await a.stop('SIGTERM');
         assert.equal(code, 0);
-        await c1.closed;
+        const closed = await c1.closed;
+        if (closeCode !== undefined) assert.equal(closed.code, closeCode);
+        // Regression guard: the bridge once UNSUBSCRIBEd on shutdown when it closed its last
+        // subscriber (1001 ended the session), and the broker then queued nothing for it
+        // (Mosquitto answered the publisher's PUBLISH with "no matching subscribers").
+        assert.deepEqual(broker.unsubscribes(clientId, filter, stopMark), [], 'the bridge UNSUBSCRIBEd on shutdown');
 
         // N messages while no bridge runs: the broker queues them in the bridge's session.
         await h.publishMany(o, topic, N, { qos: 1 });
@@ -267,6 +274,11 @@ describe('persistent upstream session across a bridge restart', () => {
         await o.publish(topic, String(N + 1), { qos: 1 });
         assert.equal((await c2.next({ type: 'message', topic, payload: N + 1 }, h.LONG)).payload, N + 1);
     }
+
+    it('messages queued while the bridge is stopped reach a client that subscribes to the next bridge in time (subscriber connected at SIGTERM)', T, async () => {
+        // SIGTERM closes the subscriber with 1001; its filter stays in the broker's session.
+        await restartScenario(async () => {}, { closeCode: 1001 });
+    });
 
     it('messages queued while the bridge is stopped reach a client that subscribes to the next bridge in time (subscriber dropped before the stop)', T, async () => {
         // The subscriber's connection drops first: its session waits for a resume, holding the

@@ -1,6 +1,7 @@
 'use strict';
-// Restarts and resumes across QoS levels: two regressions found while writing the delivery,
-// resume and outage tests (both fixed; keep these as their guards).
+// Resume order across QoS levels: a regression found while writing the delivery, resume and
+// outage tests (fixed; keep this as its guard). Its sibling, the bridge restart with a subscriber
+// connected at SIGTERM, is in outage.test.js ("persistent upstream session across a bridge restart").
 
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
@@ -8,50 +9,11 @@ const h = require('../lib/harness');
 
 const T = { timeout: 60000 };
 
-describe('bridge restarts and resume order', () => {
+describe('resume order', () => {
     let broker;
     before(async () => { broker = await h.startBroker(); });
     afterEach(h.closeClients);
     after(h.cleanup);
-
-    // Regression guard (was a bug, fixed): docs/protocol.md "Delivery guarantees", row "bridge restarts": with
-    // --persistent-session, messages the broker queued are held --restart-hold-ms and delivered
-    // to clients that subscribe again. But on SIGTERM the bridge closes its clients with 1001,
-    // app.cpp ends_session() treats every bridge-initiated close except 4001/4008 as ending the
-    // session, engine::end_session() unsubscribes, and the last subscriber leaving makes the
-    // bridge send UNSUBSCRIBE upstream before its DISCONNECT. The broker's session then holds no
-    // subscription: messages published while the bridge is down are not queued (Mosquitto
-    // answers the publisher's PUBLISH with PUBACK rc16, "no matching subscribers").
-    it('bridge restart with a subscriber connected at SIGTERM: queued messages reach the next bridge', T, async () => {
-        const clientId = h.uniqueId('mqttws-persist');
-        const filter = `restart/${h.uniqueId('t')}/#`;
-        const topic = filter.replace('#', 'x');
-        const N = 20;
-        const args = ['--persistent-session', '--restart-hold-ms', '60000', '--reconnect-max-ms', '1000'];
-        const a = await h.startBridge({ brokerPort: broker.port, clientId, args });
-        await a.waitHealthy();
-        const c1 = await h.connectClient(a.url);
-        c1.autoAck = true;
-        await c1.auth(h.uniqueId('before'));
-        await c1.subscribe(filter, 1);
-        const o = await h.oracle(broker.port);
-
-        const from = broker.mark();
-        assert.equal((await a.stop('SIGTERM')).code, 0);
-        assert.equal((await c1.closed).code, 1001);
-        // The bridge must leave its subscription in the broker's session.
-        assert.deepEqual(broker.unsubscribes(clientId, filter, from), [], 'the bridge UNSUBSCRIBEd on shutdown');
-
-        await h.publishMany(o, topic, N, { qos: 1 });
-        const b = await h.startBridge({ brokerPort: broker.port, clientId, args });
-        await b.waitHealthy();
-        const c2 = await h.connectClient(b.url);
-        c2.autoAck = true;
-        await c2.auth(h.uniqueId('after'));
-        await c2.subscribe(filter, 1);
-        const got = await c2.collect({ type: 'message', topic }, N, h.LONG);
-        assert.deepEqual(got.map((m) => m.payload), Array.from({ length: N }, (_, i) => i + 1));
-    });
 
     // Regression guard (was a bug, fixed): docs/protocol.md "Sessions": on "resumed":true the bridge "sends every delivery
     // after lastSeq in order". outbox::reconnect() first walks the history and sends the QoS 0
