@@ -50,6 +50,12 @@ class fake_platform final : public platform {
             out[i - 1] = "0123456789abcdef"[v & 15];
         return out;
     }
+    // What each connection's socket still holds: 0 unless a test says otherwise (a client that
+    // reads everything at once).
+    std::size_t buffered_bytes(connection_id id) const override {
+        const auto it = buffered.find(id);
+        return it == buffered.end() ? 0 : it->second;
+    }
     // Moves both clocks forward.
     void advance(std::int64_t ms) {
         steady += ms;
@@ -59,6 +65,7 @@ class fake_platform final : public platform {
     std::int64_t steady = 1'000'000;
     std::int64_t wall = 1'700'000'000'000;
     std::uint64_t random_calls = 0;
+    std::map<connection_id, std::size_t> buffered;
 };
 
 // ---------------------------------------------------------------- frames
@@ -310,6 +317,19 @@ class engine_fixture {
 
     // Moves both clocks forward (call tick() to let the engine notice).
     void advance(std::int64_t ms) { env.advance(ms); }
+
+    // Flow control: a stalled client reads nothing, so every frame sent to it stays in its
+    // socket's buffer (env.buffered); drain() empties the buffer and lets it read again.
+    void stall(connection_id id) { stalled_.insert(id); }
+    void drain(connection_id id) {
+        stalled_.erase(id);
+        env.buffered[id] = 0;
+    }
+    const action_list& poll_congested() {
+        action_list out;
+        eng.poll_congested(out);
+        return record(std::move(out));
+    }
     engine_stats stats() const { return eng.stats(); }
 
     // ---- what the engine asked for since the last clear_actions() ----
@@ -361,6 +381,7 @@ class engine_fixture {
         for (const auto& a : out) {
             if (const auto* s = std::get_if<send_frame>(&a)) {
                 REQUIRE_MESSAGE(static_cast<bool>(s->frame), "send_frame without a frame");
+                if (stalled_.count(s->to) > 0) env.buffered[s->to] += s->frame->size();
                 inboxes_[s->to].emplace_back(s->frame);
             } else if (const auto* sub = std::get_if<subscribe_upstream>(&a)) {
                 last_subscribe_[sub->filter] = *sub;
@@ -372,6 +393,7 @@ class engine_fixture {
     }
 
     std::set<connection_id> opened_;
+    std::set<connection_id> stalled_;
     std::map<connection_id, frame_list> inboxes_;
     std::map<std::string, subscribe_upstream> last_subscribe_;
     action_list actions_;

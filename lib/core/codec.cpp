@@ -194,6 +194,7 @@ std::variant<client_request, field_error> decode_auth(const value& obj, msg_id i
     if (auto e = read_string(obj, "password", r.password)) return *e;
     if (auto e = read_string(obj, "session", r.session)) return *e;
     if (auto e = read_bool(obj, "resume", r.resume)) return *e;
+    if (auto e = read_bool(obj, "heartbeat", r.heartbeat)) return *e;
     if (const value* seq = find(obj, "lastSeq")) {
         if (!seq->IsUint64())
             return field_error{errc::bad_request, "'lastSeq' must be a non-negative integer"};
@@ -579,8 +580,8 @@ std::string encode_json_string(std::string_view s) {
 }
 
 std::string encode_auth_response(std::string_view client_id, std::string_view session, bool resumed,
-                                 bool session_present, std::int64_t timestamp_ms,
-                                 const msg_id& id) {
+                                 bool session_present, std::int64_t timestamp_ms, const msg_id& id,
+                                 std::int64_t ping_interval_ms) {
     std::string out = R"({"type":"auth_response","status":"success","clientId":)";
     append_json_string(out, client_id);
     if (!session.empty()) {
@@ -591,6 +592,10 @@ std::string encode_auth_response(std::string_view client_id, std::string_view se
     }
     out += ",\"timestamp\":";
     append_int(out, timestamp_ms);
+    if (ping_interval_ms > 0) {
+        out += ",\"pingInterval\":";
+        append_int(out, ping_interval_ms);
+    }
     append_msgid(out, id);
     out += '}';
     return out;
@@ -661,6 +666,13 @@ std::string encode_upstream_status(bool up, std::int64_t timestamp_ms) {
     std::string out = R"({"type":"status","upstream":)";
     out += up ? "\"up\"" : "\"down\"";
     out += ",\"timestamp\":";
+    append_int(out, timestamp_ms);
+    out += '}';
+    return out;
+}
+
+std::string encode_app_ping(std::int64_t timestamp_ms) {
+    std::string out = R"({"type":"ping","timestamp":)";
     append_int(out, timestamp_ms);
     out += '}';
     return out;

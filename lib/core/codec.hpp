@@ -39,6 +39,8 @@ struct auth_request {
     std::string session;     // resume token from an earlier auth_response
     std::optional<std::uint64_t> last_seq;  // last `seq` the client saw in that session
     bool resume = true;  // false: no session token, no `seq`, nothing kept after a drop
+    // true: the client cannot see WebSocket pings (a browser) and wants `ping` frames instead
+    bool heartbeat = false;
     msg_id id;
 };
 
@@ -153,8 +155,10 @@ std::string encode_json_string(std::string_view s);
 // ---- Encoding: bridge → client frames. Timestamps are milliseconds since the Unix epoch. ----
 
 // `session` empty: the client opted out of resuming (no session fields are written).
+// `ping_interval_ms` > 0: the client asked for `ping` frames, sent after that much silence.
 std::string encode_auth_response(std::string_view client_id, std::string_view session, bool resumed,
-                                 bool session_present, std::int64_t timestamp_ms, const msg_id& id);
+                                 bool session_present, std::int64_t timestamp_ms, const msg_id& id,
+                                 std::int64_t ping_interval_ms = 0);
 std::string encode_suback(const msg_id& id, std::string_view filter, int granted_qos);
 std::string encode_unsuback(const msg_id& id, std::string_view filter);
 std::string encode_ack_ok(const msg_id& id);
@@ -164,6 +168,8 @@ std::string encode_error(errc code, std::string_view message, const msg_id& id,
                          std::string_view topic = {});
 std::string encode_pong(std::int64_t timestamp_ms, const msg_id& id);
 std::string encode_upstream_status(bool up, std::int64_t timestamp_ms);
+// {"type":"ping","timestamp":…}: the bridge is alive (clients that asked for heartbeats).
+std::string encode_app_ping(std::int64_t timestamp_ms);
 
 // What differs per recipient of one broker message.
 struct delivery_fields {

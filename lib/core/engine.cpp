@@ -11,6 +11,10 @@ namespace {
 // it may be what makes the broker drop the connection, and it must not do so forever.
 constexpr int max_publish_attempts = 3;
 
+// A `batch` frame is sent once its messages reach this size, whatever its maxMessages says, so
+// that a batch waiting for its delay holds a bounded number of bytes.
+constexpr std::size_t max_batch_bytes = 64u << 10;
+
 bool refused_code(int granted) {
     return granted < 0 || granted >= 0x80;
 }
@@ -42,9 +46,9 @@ engine::engine(engine_config config, platform& env, std::shared_ptr<const securi
 engine::~engine() = default;
 
 std::string_view name(out_kind k) {
-    static constexpr std::string_view names[] = {"auth_response", "suback",  "unsuback",
-                                                 "ack",           "error",   "pong",
-                                                 "status",        "message", "batch"};
+    static constexpr std::string_view names[] = {"auth_response", "suback", "unsuback", "ack",
+                                                 "error",         "pong",   "status",   "message",
+                                                 "batch",         "ping"};
     return names[static_cast<std::size_t>(k)];
 }
 
@@ -70,11 +74,104 @@ session* engine::find_session_by_key(std::uint64_t key) {
     return it == sessions_.end() ? nullptr : it->second.get();
 }
 
+// Every frame to a client goes through here, so that every byte held for it counts against its
+// budget (send_budget): deliveries, replies and errors alike.
 void engine::send(session& s, out_kind kind, frame_ptr frame, action_list& out, bool binary) {
-    if (s.connection() == 0) return;  // detached: nothing reaches it until a resume
+    // Detached: nothing reaches it until a resume. Closing: nothing more is read or written
+    // (what it missed is in its outbox for a resume).
+    if (s.connection() == 0 || s.closing) return;
     ++s.counters().frames_out;
     ++stats_.frames_out[static_cast<std::size_t>(kind)];
+    const std::size_t bytes = frame->size();
     out.push_back(send_frame{s.connection(), std::move(frame), binary});
+    count_outgoing(s, bytes, out);
+}
+
+void engine::count_outgoing(session& s, std::size_t bytes, action_list& out) {
+    send_budget& budget = s.budget();
+    budget.add(bytes, event_);
+    if (s.app_pings) s.last_sent_ms = env_.steady_ms();
+    const std::size_t limit = budget_limit(s);
+    if (budget.estimate() <= limit) return;
+    if (!budget.congested()) {
+        if (measure(s) > limit) enter_congestion(s);
+    } else if (budget.estimate() > 2 * limit && measure(s) > 2 * limit) {
+        // Congested, only answers to its own requests were sent, and they alone went past twice
+        // the budget: it sends and does not read. Without this, it could make the bridge hold
+        // any amount of memory within the slow-consumer timeout.
+        ++stats_.slow_consumers;
+        s.closing = true;
+        out.push_back(close_client{s.connection(), close_code::slow_consumer, "Slow consumer"});
+    }
+}
+
+// ---------------------------------------------------------------- the outgoing budget
+
+// The outbox's view of a session's connection.
+class engine::session_sink final : public delivery_sink {
+  public:
+    session_sink(engine& e, session& s, action_list& out) : engine_(e), session_(s), out_(out) {}
+    std::uint64_t send(const delivery& d, bool dup) override {
+        engine_.send_delivery(session_, d, dup, out_);
+        // A batched delivery leaves with its batch: count the batch as handed over already.
+        return session_.budget().queued_total() + session_.batch_bytes;
+    }
+    bool has_room() const override { return !session_.budget().congested() && !session_.closing; }
+    std::uint64_t written() const override { return session_.budget().written_total(); }
+
+  private:
+    engine& engine_;
+    session& session_;
+    action_list& out_;
+};
+
+std::size_t engine::budget_limit(const session& s) const {
+    return s.authenticated() ? config_.max_queued_bytes
+                             : std::min(config_.max_queued_bytes, config_.pre_auth_queued_bytes);
+}
+
+std::size_t engine::measure(session& s) {
+    s.budget().measure(env_.buffered_bytes(s.connection()), event_);
+    return s.budget().estimate();
+}
+
+void engine::enter_congestion(session& s) {
+    send_budget& budget = s.budget();
+    budget.set_congested(true);
+    if (budget.over_since_ms() == 0) budget.set_over_since(env_.steady_ms());
+    congested_.insert(&s);
+}
+
+void engine::leave_congestion(session& s, action_list& out) {
+    send_budget& budget = s.budget();
+    budget.set_congested(false);
+    congested_.erase(&s);
+    if (s.deliveries().backlog_bytes() <= config_.max_queued_bytes) budget.set_over_since(0);
+    const std::int64_t now = env_.steady_ms();
+    release_held(s, now, out);
+    session_sink sink(*this, s, out);
+    s.deliveries().resend_due(now, sink);
+}
+
+void engine::poll_congested(action_list& out) {
+    begin_event();
+    const std::vector<session*> waiting(congested_.begin(), congested_.end());
+    for (session* s : waiting) {
+        if (congested_.count(s) == 0) continue;  // ended meanwhile
+        if (measure(*s) <= budget_limit(*s) / 2) leave_congestion(*s, out);
+    }
+}
+
+void engine::bound_backlog(session& s, action_list& out) {
+    if (s.deliveries().backlog_bytes() <= config_.max_backlog_bytes) return;
+    if (s.connection() != 0 && !s.closing) {
+        // Hopeless: it has not taken what it was sent, and QoS 1/2 keep coming. It resumes.
+        ++stats_.slow_consumers;
+        s.closing = true;
+        out.push_back(close_client{s.connection(), close_code::slow_consumer, "Slow consumer"});
+        return;
+    }
+    stats_.backlog_shed += s.deliveries().shed_backlog(config_.max_backlog_bytes);
 }
 
 void engine::send_error(session& s, errc code, std::string_view message, const msg_id& id,
@@ -93,6 +190,7 @@ void engine::broadcast(const frame_ptr& frame, action_list& out) {
 
 void engine::client_opened(connection_id id, std::string remote_address,
                            handshake_credentials handshake, action_list& out) {
+    begin_event();
     const std::uint64_t key = next_session_key_++;
     auto owned = std::make_unique<session>(key, std::move(remote_address), config_.outbox);
     session& s = *owned;
@@ -126,6 +224,7 @@ void engine::client_opened(connection_id id, std::string remote_address,
 }
 
 void engine::client_text(connection_id id, std::string_view frame, action_list& out) {
+    begin_event();
     session* s = find_session(id);
     if (s == nullptr) return;
     ++s->counters().frames_in;
@@ -146,10 +245,12 @@ void engine::client_text(connection_id id, std::string_view frame, action_list& 
 }
 
 void engine::client_closed(connection_id id, bool clean, action_list& out) {
+    begin_event();
     const auto it = connections_.find(id);
     if (it == connections_.end()) return;  // e.g. a connection whose session was taken over
     session& s = *it->second;
     connections_.erase(it);
+    congested_.erase(&s);
     if (clean || !s.authenticated() || !s.resumable() || config_.resume_window_ms <= 0) {
         end_session(s, out);
     } else {
@@ -158,7 +259,17 @@ void engine::client_closed(connection_id id, bool clean, action_list& out) {
 }
 
 void engine::client_alive(connection_id id) {
+    begin_event();
     if (session* s = find_session(id)) s->last_alive_ms = env_.steady_ms();
+}
+
+bool engine::client_pinged(connection_id id, std::size_t payload_bytes, action_list& out) {
+    begin_event();
+    session* s = find_session(id);
+    if (s == nullptr || s->closing) return false;
+    s->last_alive_ms = env_.steady_ms();
+    count_outgoing(*s, payload_bytes, out);  // the pong the edge will queue
+    return !s->closing;
 }
 
 void engine::end_session(session& s, action_list& out) {
@@ -170,6 +281,7 @@ void engine::end_session(session& s, action_list& out) {
         unsubscribe(s, f, out);
     if (s.resumable()) tokens_.erase(s.token());
     if (s.connection() != 0) connections_.erase(s.connection());
+    congested_.erase(&s);
     sessions_.erase(s.key());
 }
 
@@ -282,10 +394,13 @@ void engine::handle(session& s, auth_request& r, action_list& out) {
         s.set_token(env_.random_hex(16));
         tokens_[s.token()] = &s;
     }
+    s.app_pings = r.heartbeat;
     // The response goes first: frames caused by authenticating (a device's retained control
     // message, the upstream status) follow it.
     send(s, out_kind::auth_response,
-         encode_auth_response(who.client_id, s.token(), false, false, env_.wall_ms(), r.id), out);
+         encode_auth_response(who.client_id, s.token(), false, false, env_.wall_ms(), r.id,
+                              r.heartbeat ? config_.ping_interval_ms : 0),
+         out);
     authenticate(s, std::move(who), r.is_device, out);
     if (!upstream_up_)
         send(s, out_kind::status, encode_upstream_status(false, env_.wall_ms()), out);
@@ -295,6 +410,8 @@ void engine::resume(session& fresh, session& old, const auth_request& r, action_
     const connection_id conn = fresh.connection();
     const std::int64_t fresh_alive = fresh.last_alive_ms;
     connections_.erase(conn);
+    congested_.erase(&fresh);
+    congested_.erase(&old);
     sessions_.erase(fresh.key());  // it had only just been opened: nothing to keep
     if (old.connection() != 0) {
         // A half-open connection still holds the session: the new one takes over.
@@ -302,18 +419,21 @@ void engine::resume(session& fresh, session& old, const auth_request& r, action_
                                    "Session taken over by a new connection"});
         connections_.erase(old.connection());
     }
-    old.attach(conn);
+    old.attach(conn);  // a new connection: a new budget, whatever the old one's state was
     old.last_alive_ms = fresh_alive;
+    old.app_pings = r.heartbeat;
+    old.last_sent_ms = fresh_alive;
     connections_[conn] = &old;
     ++stats_.resumes;
 
     const bool resumed = r.last_seq && old.deliveries().can_resume_from(*r.last_seq);
     if (!resumed) ++stats_.resumes_with_gap;
     send(old, out_kind::auth_response,
-         encode_auth_response(old.client_id(), old.token(), resumed, true, env_.wall_ms(), r.id),
+         encode_auth_response(old.client_id(), old.token(), resumed, true, env_.wall_ms(), r.id,
+                              r.heartbeat ? config_.ping_interval_ms : 0),
          out);
-    old.deliveries().reconnect(resumed ? r.last_seq : std::nullopt, env_.steady_ms(),
-                               sender(old, out));
+    session_sink sink(*this, old, out);
+    old.deliveries().reconnect(resumed ? r.last_seq : std::nullopt, env_.steady_ms(), sink);
     if (!resumed) {
         // Something may be lost: give the client the current state of its topics again.
         for (const auto& [filter, sub] : old.subscriptions())
@@ -439,6 +559,7 @@ void engine::send_retained(session& s, const std::string& filter, const client_s
 }
 
 void engine::upstream_subscribed(op_id op, int granted, action_list& out) {
+    begin_event();
     const auto pending = pending_subscribes_.find(op);
     if (pending == pending_subscribes_.end()) return;  // superseded by a reconnect
     const std::string filter = std::move(pending->second.filter);
@@ -575,6 +696,7 @@ void engine::handle(session& s, batch_request& r, action_list& out) {
 }
 
 void engine::client_binary(connection_id id, std::string_view frame, action_list& out) {
+    begin_event();
     session* s = find_session(id);
     if (s == nullptr) return;
     ++s->counters().frames_in;
@@ -647,6 +769,9 @@ void engine::publish(session& s, std::string topic, std::string payload, std::ui
         config_.publish_burst > 0 ? config_.publish_burst : std::max(1.0, config_.publish_rate);
     if (!s.take_publish_token(env_.steady_ms(), config_.publish_rate, burst)) {
         ++stats_.rate_limited;
+        // A QoS 0 publish without a msgid asked for no answer (docs/security.md): a client
+        // flooding them must not get a flood of errors queued for it.
+        if (qos == 0 && reply_to.empty()) return;
         refuse_publish(s, qos, reply_to, errc::rate_limited,
                        "over this client's publish rate limit", out);
         return;
@@ -720,6 +845,7 @@ void engine::publish_now(pending_publish p, action_list& out) {
 
 void engine::upstream_published(op_id op, std::optional<errc> error, std::string_view message,
                                 action_list& out) {
+    begin_event();
     const auto it = pending_publishes_.find(op);
     if (it == pending_publishes_.end()) return;
     pending_publish p = std::move(it->second);
@@ -754,7 +880,8 @@ void engine::upstream_published(op_id op, std::optional<errc> error, std::string
 // ---------------------------------------------------------------- other requests
 
 void engine::handle(session& s, ack_request& r, action_list& out) {
-    const auto waited = s.deliveries().ack(r.delivery_id, env_.steady_ms(), sender(s, out));
+    session_sink sink(*this, s, out);
+    const auto waited = s.deliveries().ack(r.delivery_id, env_.steady_ms(), sink);
     if (!waited) return;
     std::size_t bucket = 0;
     while (bucket + 1 < ack_latency_buckets && *waited > ack_latency_bounds_ms[bucket])
@@ -770,6 +897,7 @@ void engine::handle(session& s, ping_request& r, action_list& out) {
 // ---------------------------------------------------------------- broker → clients
 
 void engine::upstream_message(const broker_message& m, action_list& out) {
+    begin_event();
     ++stats_.messages_in;
     const bool by_id = !m.subscription_ids.empty();
     const bool v3_replay = !by_id && config_.mqtt_version < 5 && m.retained;
@@ -853,16 +981,19 @@ void engine::deliver_parked(session& s, std::string_view filter, const client_su
 void engine::deliver(session& s, const std::shared_ptr<const message_body>& body, std::uint8_t qos,
                      const subscription_options& options, action_list& out) {
     const std::int64_t now = env_.steady_ms();
-    if (qos == 0 && (options.max_rate > 0 || s.congested)) {
+    const bool congested = s.budget().congested();
+    if (qos == 0 && (options.max_rate > 0 || congested)) {
         // QoS 0 may wait: the newest message per topic is kept, an older one replaced.
         if (const auto waiting = s.held.find(body->topic()); waiting != s.held.end()) {
             // One is already held for this topic: the new one takes its place (and its turn),
             // so an older value is never sent after a newer one.
+            s.held_bytes += body->size();
+            s.held_bytes -= waiting->second.body->size();
             waiting->second.body = body;
             waiting->second.options = options;
             ++stats_.conflated;
             ++s.counters().conflated;
-            if (!s.congested && waiting->second.due_ms <= now) release_held(s, now, out);
+            if (!congested && waiting->second.due_ms <= now) release_held(s, now, out);
             return;
         }
         std::int64_t due = 0;
@@ -872,45 +1003,47 @@ void engine::deliver(session& s, const std::shared_ptr<const message_body>& body
             if (last != s.last_sent_by_topic.end() && now - last->second < interval)
                 due = last->second + interval;
         }
-        if (s.congested && !options.conflate && options.max_rate <= 0) {
+        // Held messages are bounded too: one per topic, and no more bytes than the budget.
+        const bool no_room_to_hold = s.held_bytes + body->size() > config_.max_queued_bytes;
+        if ((congested && !options.conflate && options.max_rate <= 0) ||
+            ((due != 0 || congested) && no_room_to_hold)) {
             ++stats_.dropped;
             ++s.counters().dropped;
             return;
         }
-        if (due != 0 || s.congested) {
-            const auto [it, fresh] =
-                s.held.insert_or_assign(body->topic(), held_message{body, options, due});
-            if (!fresh) {
-                ++stats_.conflated;
-                ++s.counters().conflated;
-            }
+        if (due != 0 || congested) {
+            s.held.emplace(body->topic(), held_message{body, options, due});
+            s.held_bytes += body->size();
             return;
         }
     }
     if (qos == 0 && options.max_rate > 0) s.last_sent_by_topic[body->topic()] = now;
     ++stats_.deliveries;
     ++s.counters().messages_delivered;
+    session_sink sink(*this, s, out);
     s.deliveries().push(body, qos,
                         delivery_style{options.binary, options.batch_max, options.batch_delay_ms},
-                        now, sender(s, out));
+                        now, sink);
+    if (qos > 0) bound_backlog(s, out);
 }
 
 void engine::release_held(session& s, std::int64_t now, action_list& out) {
-    if (s.congested) return;
-    for (auto it = s.held.begin(); it != s.held.end();) {
+    session_sink sink(*this, s, out);
+    for (auto it = s.held.begin(); it != s.held.end() && !s.budget().congested();) {
         if (it->second.due_ms > now) {
             ++it;
             continue;
         }
         const held_message h = std::move(it->second);
         it = s.held.erase(it);
+        s.held_bytes -= h.body->size();
         if (h.options.max_rate > 0) s.last_sent_by_topic[h.body->topic()] = now;
         ++stats_.deliveries;
         ++s.counters().messages_delivered;
         s.deliveries().push(
             h.body, 0,
             delivery_style{h.options.binary, h.options.batch_max, h.options.batch_delay_ms}, now,
-            sender(s, out));
+            sink);
     }
 }
 
@@ -926,14 +1059,19 @@ void engine::send_delivery(session& s, const delivery& d, bool dup, action_list&
         return;
     }
     if (d.style.batch_max > 0) {
-        // Gathered into one `batch` frame: sent when full, or by tick() when the first is due.
+        // Gathered into one `batch` frame: sent when full (in messages or bytes), or by tick()
+        // when the first is due.
         if (s.batch.empty()) {
             s.batch_max = d.style.batch_max;
             s.batch_due_ms = env_.steady_ms() + d.style.batch_delay_ms;
         }
         s.batch.push_back(d.body->finish(fields));
+        s.batch_bytes += s.batch.back().size();
         s.batch_max = std::min(s.batch_max, d.style.batch_max);
-        if (s.batch.size() >= s.batch_max || d.style.batch_delay_ms == 0) flush_batch(s, out);
+        if (s.batch.size() >= s.batch_max || s.batch_bytes >= max_batch_bytes ||
+            d.style.batch_delay_ms == 0) {
+            flush_batch(s, out);
+        }
         return;
     }
     if (d.qos == 0 && !s.resumable() && !dup) {
@@ -946,29 +1084,17 @@ void engine::send_delivery(session& s, const delivery& d, bool dup, action_list&
 
 void engine::flush_batch(session& s, action_list& out) {
     if (s.batch.empty()) return;
-    send(s, out_kind::batch, make_frame(encode_batch(s.batch)), out);
+    frame_ptr frame = make_frame(encode_batch(s.batch));
     s.batch.clear();
+    s.batch_bytes = 0;
     s.batch_due_ms = 0;
-}
-
-void engine::client_congested(connection_id id) {
-    session* s = find_session(id);
-    if (s == nullptr || s->congested) return;
-    s->congested = true;
-    if (s->over_budget_since_ms == 0) s->over_budget_since_ms = env_.steady_ms();
-}
-
-void engine::client_drained(connection_id id, action_list& out) {
-    session* s = find_session(id);
-    if (s == nullptr || !s->congested) return;
-    s->congested = false;
-    s->over_budget_since_ms = 0;
-    release_held(*s, env_.steady_ms(), out);
+    send(s, out_kind::batch, std::move(frame), out);
 }
 
 // ---------------------------------------------------------------- upstream state
 
 void engine::upstream_connected(bool session_present, action_list& out) {
+    begin_event();
     upstream_up_ = true;
     ++stats_.upstream_connects;
     const bool kept = session_present && config_.persistent_session;
@@ -1012,6 +1138,7 @@ void engine::upstream_connected(bool session_present, action_list& out) {
 }
 
 void engine::upstream_lost(std::string_view reason, action_list& out) {
+    begin_event();
     if (!upstream_up_) return;
     upstream_up_ = false;
     out.push_back(log_line{log_level::warn, "upstream connection lost: " + std::string(reason)});
@@ -1027,6 +1154,7 @@ void engine::upstream_lost(std::string_view reason, action_list& out) {
 }
 
 void engine::tick(action_list& out) {
+    begin_event();
     const std::int64_t now = env_.steady_ms();
 
     // Sessions: resend unacknowledged deliveries; end the ones nobody resumed in time.
@@ -1052,14 +1180,7 @@ void engine::tick(action_list& out) {
             out.push_back(
                 close_client{s->connection(), close_code::slow_consumer, "Slow consumer"});
         } else {
-            if (!s->held.empty()) release_held(*s, now, out);
-            if (!s->batch.empty() && s->batch_due_ms <= now) flush_batch(*s, out);
-            if (now - s->last_alive_ms >= config_.ping_interval_ms &&
-                now - s->last_ping_ms >= config_.ping_interval_ms) {
-                s->last_ping_ms = now;
-                out.push_back(ping_client{s->connection()});
-            }
-            if (s->deliveries().inflight() > 0) s->deliveries().resend_due(now, sender(*s, out));
+            tick_connected(*s, now, out);
         }
     }
     for (session* s : expired)
@@ -1097,6 +1218,7 @@ void engine::tick(action_list& out) {
 }
 
 void engine::set_security(std::shared_ptr<const security_policy> policy, action_list& out) {
+    begin_event();
     policy_ = std::move(policy);
     for (auto& [key, s] : sessions_) {
         std::vector<std::pair<std::string, std::string>> refused;  // filter, reason
@@ -1115,20 +1237,46 @@ void engine::set_security(std::shared_ptr<const security_policy> policy, action_
     out.push_back(log_line{log_level::info, "security policy reloaded"});
 }
 
+void engine::tick_connected(session& s, std::int64_t now, action_list& out) {
+    if (!s.held.empty()) release_held(s, now, out);
+    if (!s.batch.empty() && s.batch_due_ms <= now) flush_batch(s, out);
+    if (now - s.last_alive_ms >= config_.ping_interval_ms &&
+        now - s.last_ping_ms >= config_.ping_interval_ms) {
+        s.last_ping_ms = now;
+        out.push_back(ping_client{s.connection()});
+    }
+    if (s.app_pings && now - s.last_sent_ms >= config_.ping_interval_ms) {
+        // A client that cannot see WebSocket pings (a browser) learns that the bridge is alive.
+        send(s, out_kind::ping, make_frame(encode_app_ping(env_.wall_ms())), out);
+    }
+    const auto due = s.deliveries().next_resend();
+    if (due && *due <= now) {
+        measure(s);  // which earlier copies have left (send_budget positions)
+        session_sink sink(*this, s, out);
+        s.deliveries().resend_due(now, sink);
+    }
+}
+
 bool engine::slow_consumer(session& s, std::int64_t now) {
-    // Over budget: the socket's buffer (the edge reported it) or the QoS 1/2 backlog.
-    const bool over = s.congested || s.deliveries().backlog_bytes() > config_.max_queued_bytes;
+    // Over budget: the socket's buffer, or the QoS 1/2 backlog.
+    send_budget& budget = s.budget();
+    const bool over =
+        budget.congested() || s.deliveries().backlog_bytes() > config_.max_queued_bytes;
     if (!over) {
-        s.over_budget_since_ms = 0;
+        budget.set_over_since(0);
         return false;
     }
-    if (s.over_budget_since_ms == 0) s.over_budget_since_ms = now;
-    // QoS 0 alone is conflated and never closes a client; QoS 1/2 waiting too long does.
-    return s.deliveries().backlog() > 0 &&
-           now - s.over_budget_since_ms >= config_.slow_consumer_timeout_ms;
+    if (budget.over_since_ms() == 0) budget.set_over_since(now);
+    if (now - budget.over_since_ms() < config_.slow_consumer_timeout_ms) return false;
+    // A client waiting only for conflatable QoS 0 messages is not closed: it gets the newest of
+    // each topic once it drains. Anything else (QoS 1/2, or answers to its own requests) that it
+    // has not taken for this long closes it.
+    const bool only_conflatable = s.deliveries().backlog() == 0 && !s.held.empty();
+    return !only_conflatable;
 }
 
 void engine::shutdown(action_list& out) {
+    begin_event();
     shutting_down_ = true;
     for (auto& [id, s] : connections_) {
         out.push_back(close_client{id, close_code::going_away, "Bridge shutting down"});
@@ -1149,7 +1297,7 @@ std::vector<session_summary> engine::sessions(std::size_t limit) const {
         x.inflight = s->deliveries().inflight();
         x.backlog = s->deliveries().backlog();
         x.held = s->held.size();
-        x.congested = s->congested;
+        x.congested = s->budget().congested();
         all.push_back(std::move(x));
     }
     const auto losses = [](const session_summary& x) {
@@ -1170,12 +1318,13 @@ engine_stats engine::stats() const {
     s.offline_queued = offline_queue_.size();
     s.retained_cached = retained_.size();
     s.parked = parked_.size();
+    s.congested = congested_.size();
     for (const auto& [key, sess] : sessions_) {
         s.inflight += sess->deliveries().inflight();
         s.backlog += sess->deliveries().backlog();
         s.backlog_bytes += sess->deliveries().backlog_bytes();
         s.held += sess->held.size();
-        if (sess->congested) ++s.congested;
+        if (sess->connection() != 0) s.queued_bytes += sess->budget().estimate();
     }
     return s;
 }

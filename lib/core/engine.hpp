@@ -86,10 +86,17 @@ struct engine_config {
     // (no frame, no pong) is closed with 4001 — also how half-open connections are found.
     std::int64_t ping_interval_ms = 30000;
     std::int64_t idle_timeout_ms = 90000;
-    // Flow control: each client's outgoing budget, and how long it may stay over it with QoS 1/2
-    // deliveries waiting before it is closed with 4008.
+    // Flow control (docs/protocol.md, "Slow consumers and conflation"): each client's outgoing
+    // budget — every byte queued for it, replies included — and how long it may stay over it
+    // before it is closed with 4008 (unless only conflatable QoS 0 messages wait for it). A
+    // client that has not authenticated yet gets `pre_auth_queued_bytes` at most.
     std::size_t max_queued_bytes = 1u << 20;
+    std::size_t pre_auth_queued_bytes = 64u << 10;
     std::int64_t slow_consumer_timeout_ms = 30000;
+    // QoS 1/2 deliveries waiting for one client beyond its in-flight window: over this, a
+    // connected client is closed with 4008 at once, and a detached session sheds the oldest
+    // (its resume then reports the gap).
+    std::size_t max_backlog_bytes = 8u << 20;
     double publish_rate = 0;
     double publish_burst = 0;
     // Publishes to these filters are written to the audit trail, besides the devices' control
@@ -124,6 +131,7 @@ enum class out_kind : std::uint8_t {
     status,
     message,
     batch,
+    ping,
     count
 };
 // Frames clients send, by type: the request kinds in client_request order, then these.
@@ -170,6 +178,7 @@ struct engine_stats {
     std::uint64_t conflated = 0;           // QoS 0 deliveries replaced by a newer one (per client)
     std::uint64_t dropped = 0;             // QoS 0 deliveries not sent (over budget, no conflation)
     std::uint64_t slow_consumers = 0;      // clients closed with 4008
+    std::uint64_t backlog_shed = 0;        // QoS 1/2 deliveries dropped: a session's backlog full
     std::uint64_t heartbeat_timeouts = 0;  // clients closed with 4001
     std::uint64_t frames_in[static_cast<std::size_t>(in_kind::count)] = {};
     std::uint64_t frames_out[static_cast<std::size_t>(out_kind::count)] = {};
@@ -180,7 +189,9 @@ struct engine_stats {
     std::size_t backlog = 0;   // QoS 1/2 deliveries waiting for room in a window
     std::size_t backlog_bytes = 0;
     std::size_t held = 0;       // QoS 0 messages held (conflation, maxRate)
-    std::size_t congested = 0;  // clients over their outgoing budget
+    std::size_t congested = 0;  // connected clients over their outgoing budget
+    std::size_t queued_bytes =
+        0;  // bytes queued for connected clients (estimates, see send_budget)
     std::size_t offline_queued = 0;
     std::size_t retained_cached = 0;
     std::size_t parked = 0;
@@ -215,14 +226,21 @@ class engine {
     // `clean`: the client closed with code 1000 or none, ending its session; otherwise the
     // session is kept for a resume.
     void client_closed(connection_id id, bool clean, action_list& out);
-    // Proof of life that is not a frame: a pong, or a ping from the client.
+    // Proof of life that is not a frame: a pong from the client.
     void client_alive(connection_id id);
+    // A WebSocket ping from the client with `payload_bytes` of payload: proof of life, and a pong
+    // of that size to queue, which counts against its budget like any frame. Returns whether to
+    // answer it (not when the client is being closed, e.g. for not reading its pongs).
+    bool client_pinged(connection_id id, std::size_t payload_bytes, action_list& out);
     // A binary frame: a publish with a raw payload (docs/protocol.md, "Binary frames").
     void client_binary(connection_id id, std::string_view frame, action_list& out);
-    // The connection's outgoing buffer went over the budget (max_queued_bytes) / back under
-    // half of it. Over it, QoS 0 deliveries are conflated; see docs/protocol.md.
-    void client_congested(connection_id id);
-    void client_drained(connection_id id, action_list& out);
+
+    // ---- flow control ----
+    // Clients over their outgoing budget, waiting to drain. While there are any, the edge calls
+    // poll_congested() often (every millisecond): the engine asks the platform how much each
+    // still holds, and one back under half its budget gets what was held back for it.
+    std::size_t congested_count() const { return congested_.size(); }
+    void poll_congested(action_list& out);
 
     // ---- upstream events ----
     void upstream_connected(bool session_present, action_list& out);
@@ -271,6 +289,9 @@ class engine {
     void send(session& s, out_kind kind, std::string text, action_list& out) {
         send(s, kind, make_frame(std::move(text)), out);
     }
+    // Counts `bytes` handed to `s`'s connection against its budget; may make it congested, or
+    // close it (twice the budget in answers alone).
+    void count_outgoing(session& s, std::size_t bytes, action_list& out);
     void send_error(session& s, errc code, std::string_view message, const msg_id& id,
                     action_list& out, std::string_view topic = {});
     void broadcast(const frame_ptr& frame, action_list& out);
@@ -333,14 +354,28 @@ class engine {
     void deliver(session& s, const std::shared_ptr<const message_body>& body, std::uint8_t qos,
                  const subscription_options& options, action_list& out);
     void release_held(session& s, std::int64_t now, action_list& out);
-    // Over budget with QoS 1/2 waiting for longer than slow_consumer_timeout_ms?
+    // Over budget for longer than slow_consumer_timeout_ms, and not only for want of sending it
+    // conflatable QoS 0 messages? (then it is closed with 4008)
     bool slow_consumer(session& s, std::int64_t now);
+    // The tick's work for a connected session in good standing: held messages, due batches,
+    // heartbeat pings, resends.
+    void tick_connected(session& s, std::int64_t now, action_list& out);
     void flush_batch(session& s, action_list& out);
-    // The outbox's Send callback: render one delivery for `s` and queue it.
+    // Renders one delivery for `s` and queues it (the outbox's sink).
     void send_delivery(session& s, const delivery& d, bool dup, action_list& out);
-    auto sender(session& s, action_list& out) {
-        return [this, &s, &out](const delivery& d, bool dup) { send_delivery(s, d, dup, out); };
-    }
+    class session_sink;
+
+    // ---- the outgoing budget (send_budget) ----
+    // Every public event handler starts a new event (see send_budget::measure).
+    void begin_event() { ++event_; }
+    std::size_t budget_limit(const session& s) const;
+    // Asks the platform what `s`'s connection holds; returns the budget's exact estimate.
+    std::size_t measure(session& s);
+    void enter_congestion(session& s);
+    // `s` drained to half its budget: sends what was held back.
+    void leave_congestion(session& s, action_list& out);
+    // QoS 1/2 waiting beyond max_backlog_bytes: close a connected client, shed a detached one.
+    void bound_backlog(session& s, action_list& out);
 
     engine_config config_;
     platform& env_;
@@ -373,6 +408,8 @@ class engine {
     std::uint64_t next_session_key_ = 1;
     std::uint32_t next_subscription_id_ = 1;
     std::uint64_t fanout_serial_ = 0;
+    std::uint64_t event_ = 0;                 // see begin_event()
+    std::unordered_set<session*> congested_;  // connected sessions over their budget
     engine_stats stats_;
 
     // Scratch for upstream_message, kept to avoid reallocating per message.

@@ -25,6 +25,7 @@
 #include "core/codec.hpp"
 #include "core/fifo.hpp"
 #include "core/outbox.hpp"
+#include "core/send_budget.hpp"
 #include "core/subscriptions.hpp"
 
 namespace mqttws {
@@ -116,19 +117,25 @@ class session {
     // Heartbeat: when the client last showed it is alive, and when it was last pinged.
     std::int64_t last_alive_ms = 0;
     std::int64_t last_ping_ms = 0;
+    // The client asked for `ping` frames (`"heartbeat":true`): it is sent one whenever nothing
+    // else went to it for the ping interval (`last_sent_ms`: when something last did).
+    bool app_pings = false;
+    std::int64_t last_sent_ms = 0;
     // The engine has asked for this connection to be closed (timeout, slow consumer): it is not
     // closed (nor counted) again while the close handshake runs.
     bool closing = false;
 
-    // Flow control. `congested`: the connection's outgoing buffer is over the budget (the edge
-    // says so); `over_budget_since`: since when it (or the QoS 1/2 backlog) has been over it.
-    bool congested = false;
-    std::int64_t over_budget_since_ms = 0;
+    // Flow control: what the current connection holds on its way out (see send_budget), and the
+    // QoS 0 messages held back for the client (conflation, maxRate) with their size.
+    send_budget& budget() { return budget_; }
+    const send_budget& budget() const { return budget_; }
     std::map<std::string, held_message, std::less<>> held;             // by topic
+    std::size_t held_bytes = 0;                                        // their bodies' size
     std::unordered_map<std::string, std::int64_t> last_sent_by_topic;  // for maxRate
 
     // Batched delivery: finished `message` frames waiting to go out in one `batch` frame.
     std::vector<std::string> batch;
+    std::size_t batch_bytes = 0;
     std::uint16_t batch_max = 0;
     std::int64_t batch_due_ms = 0;
 
@@ -152,15 +159,19 @@ class session {
 
     // The connection currently attached (0 while detached, waiting for a resume).
     connection_id connection() const { return connection_; }
+    // A connection (the first, or a new one resuming the session) starts with a fresh budget:
+    // nothing of the old connection's socket is on it.
     void attach(connection_id c) {
         connection_ = c;
         detached_until_ms_ = 0;
         closing = false;
+        budget_ = send_budget{};
     }
     void detach(std::int64_t keep_until_ms) {
         connection_ = 0;
         detached_until_ms_ = keep_until_ms;
         outbox_.disconnect();
+        budget_ = send_budget{};
     }
     std::int64_t detached_until_ms() const { return detached_until_ms_; }
 
@@ -207,6 +218,7 @@ class session {
     std::int64_t detached_until_ms_ = 0;
     subscription_map subscriptions_;
     outbox outbox_;
+    send_budget budget_;
     std::unordered_map<std::string, publish_memory> publishes_;
     fifo<std::string> publish_order_;  // oldest first, to bound publishes_
     session_counters counters_;

@@ -17,9 +17,15 @@
 namespace mqttws {
 namespace {
 
-// The real clock and a cryptographic random source (session tokens must not be guessable).
+// The real clock, a cryptographic random source (session tokens must not be guessable), and the
+// WebSocket server's count of bytes it still has to write per connection.
 class system_platform final : public platform {
   public:
+    explicit system_platform(const ws_server* server = nullptr) : server_(server) {}
+    void set_server(const ws_server* server) { server_ = server; }
+    std::size_t buffered_bytes(connection_id id) const override {
+        return server_ != nullptr ? server_->buffered_bytes(id) : 0;
+    }
     std::int64_t steady_ms() const override {
         return std::chrono::duration_cast<std::chrono::milliseconds>(
                    std::chrono::steady_clock::now().time_since_epoch())
@@ -46,6 +52,9 @@ class system_platform final : public platform {
         }
         return out;
     }
+
+  private:
+    const ws_server* server_;
 };
 
 // Does this close end the client's session, or may the client resume it? A client ends it by
@@ -89,6 +98,11 @@ struct app::impl {
                   },
                   [this](connection_id id, const close_info& info) { client_closed(id, info); },
                   [this](connection_id id) { core.client_alive(id); },
+                  [this](connection_id id, std::size_t payload_bytes) {
+                      const bool answer = core.client_pinged(id, payload_bytes, actions);
+                      execute();
+                      return answer;
+                  },
                   [this](std::string_view path) { return http(path); },
               }),
           signals(io, SIGINT, SIGTERM),
@@ -96,6 +110,7 @@ struct app::impl {
           ticker(io),
           drain_poll(io),
           shutdown_timer(io) {
+        env.set_server(&server);
         broker = make_paho_upstream(io, config.upstream, [this](upstream_event&& e) {
             std::visit([this](auto& event) { on_upstream(event); }, e);
             execute();
@@ -137,7 +152,6 @@ struct app::impl {
                         {"code", std::to_string(info.code)},
                         {"by", info.by_peer ? "client" : "bridge"},
                         {"reason", info.reason}});
-        congested.erase(id);
         core.client_closed(id, ends_session(info), actions);
         execute();
     }
@@ -180,52 +194,30 @@ struct app::impl {
             std::visit([this](auto& act) { carry_out(act); }, a);
         }
         actions.clear();
-        // Connections that went over their budget while sending: the engine holds back QoS 0
-        // (conflation) until the drain poll sees them drained.
-        for (const connection_id id : newly_congested)
-            core.client_congested(id);
-        newly_congested.clear();
-        if (!congested.empty()) schedule_drain_poll();
+        if (core.congested_count() > 0) schedule_drain_poll();
     }
 
-    void carry_out(send_frame& a) {
-        server.send(a.to, a.frame, a.binary);
-        if (server.buffered_bytes(a.to) > config.engine.max_queued_bytes &&
-            congested.insert(a.to).second) {
-            newly_congested.push_back(a.to);
-        }
-    }
+    void carry_out(send_frame& a) { server.send(a.to, a.frame, a.binary); }
 
-    // websocketpp reports no write completions, so congested connections are polled while there
-    // are any: every millisecond for up to 100 of them, less often for more (10 µs per
-    // connection, so a poll round costs at most ~0.5 % of a core). A congested client then gets
-    // its held messages as soon as its socket takes them; polling at the 100 ms tick capped it
-    // at ~10 budgets a second (1 KiB messages: ~5k/s).
+    // websocketpp reports no write completions, so while clients are congested the engine is
+    // asked to poll them: every millisecond for up to 100 of them, less often for more (10 µs
+    // per connection, so a poll round costs at most ~0.5 % of a core). A congested client then
+    // gets its held messages as soon as its socket takes them; polling at the 100 ms tick capped
+    // it at ~10 budgets a second (1 KiB messages: ~5k/s).
     void schedule_drain_poll() {
         if (drain_poll_armed || stopping) return;
         drain_poll_armed = true;
-        const auto every =
-            std::chrono::microseconds(std::clamp<std::size_t>(congested.size() * 10, 1000, 100000));
+        const auto every = std::chrono::microseconds(
+            std::clamp<std::size_t>(core.congested_count() * 10, 1000, 100000));
         drain_poll.expires_after(every);
         drain_poll.async_wait([this](const std::error_code& ec) {
             drain_poll_armed = false;
             if (ec || stopping) return;
-            check_drained();
-            execute();  // polls again while connections stay congested
+            core.poll_congested(actions);
+            execute();  // polls again while clients stay congested
         });
     }
 
-    // A congested connection is drained once its buffer is under half the budget.
-    void check_drained() {
-        for (auto it = congested.begin(); it != congested.end();) {
-            if (server.buffered_bytes(*it) <= config.engine.max_queued_bytes / 2) {
-                core.client_drained(*it, actions);
-                it = congested.erase(it);
-            } else {
-                ++it;
-            }
-        }
-    }
     void carry_out(close_client& a) { server.close(a.who, a.code, a.reason); }
     void carry_out(ping_client& a) { server.ping(a.who); }
     void carry_out(subscribe_upstream& a) { broker->subscribe(a); }
@@ -319,7 +311,7 @@ struct app::impl {
 
     app_config config;
     asio::io_context io{1};
-    system_platform env;
+    system_platform env;  // its server is set once `server` exists
     engine core;
     ws_server server;
     std::unique_ptr<mqttws::upstream> broker;
@@ -332,8 +324,6 @@ struct app::impl {
     asio::steady_timer shutdown_timer;
     std::chrono::steady_clock::time_point shutdown_deadline;
     action_list actions;
-    std::unordered_set<connection_id> congested;  // over max_queued_bytes, until drained
-    std::vector<connection_id> newly_congested;
     bool stopping = false;
 };
 

@@ -100,6 +100,9 @@ std::string render_metrics(const engine_stats& e, const ws_server::counters& ser
              num(e.rate_limited));
     x.single("slow_consumers_total", "counter", "Clients closed with 4008 (slow consumer).",
              num(e.slow_consumers));
+    x.single("messages_shed_total", "counter",
+             "QoS 1/2 deliveries dropped from a session nobody read from (--max-backlog-bytes).",
+             num(e.backlog_shed));
     x.single("heartbeat_timeouts_total", "counter", "Clients closed with 4001 (heartbeat timeout).",
              num(e.heartbeat_timeouts));
     x.single("resumes_total", "counter", "Sessions resumed by a new connection.", num(e.resumes));

@@ -61,6 +61,7 @@ void ws_server::close(connection_id who, close_code code, std::string_view reaso
 void ws_server::ping(connection_id who) {
     impl_->ping(who);
 }
+
 std::size_t ws_server::connection_count() const {
     return impl_->connection_count();
 }

@@ -74,7 +74,9 @@ class ws_server {
         std::function<void(connection_id, std::string_view text)> on_text;
         std::function<void(connection_id, std::string_view data)> on_binary;
         std::function<void(connection_id, const close_info&)> on_close;
-        std::function<void(connection_id)> on_alive;  // a pong, or a ping from the client
+        std::function<void(connection_id)> on_alive;  // a pong from the client
+        // A ping from the client with a payload of that many bytes; true: answer it with a pong.
+        std::function<bool(connection_id, std::size_t)> on_ping;
         std::function<http_response(std::string_view path)> on_http;
     };
 

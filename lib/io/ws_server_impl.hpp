@@ -221,10 +221,9 @@ class basic_backend final : public ws_server::backend {
         });
         con->set_close_handler([this, id](hdl c) { closed(id, c); });
         con->set_pong_handler([this, id](hdl, std::string) { on_.on_alive(id); });
-        con->set_ping_handler([this, id](hdl, std::string) {
-            on_.on_alive(id);
-            return true;  // websocketpp answers with a pong
-        });
+        // websocketpp answers with a pong when the handler says so.
+        con->set_ping_handler(
+            [this, id](hdl, std::string payload) { return on_.on_ping(id, payload.size()); });
         con->set_fail_handler([this, id](hdl c) { closed(id, c); });
         handshake_credentials credentials =
             request_credentials(con->get_request_header("Authorization"), con->get_resource());

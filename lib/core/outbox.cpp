@@ -1,0 +1,137 @@
+#include "core/outbox.hpp"
+
+namespace mqttws {
+
+void outbox::push(std::shared_ptr<const message_body> body, std::uint8_t qos, delivery_style style,
+                  std::int64_t now, delivery_sink& sink) {
+    delivery d;
+    d.seq = ++last_seq_;
+    d.qos = qos;
+    d.style = style;
+    d.body = std::move(body);
+    if (qos > 0) d.msgid = ++last_msgid_;
+    remember(d);
+    if (qos == 0) {
+        if (connected_) sink.send(d, false);
+        return;
+    }
+    backlog_bytes_ += d.body->size();
+    backlog_.push_back(std::move(d));
+    fill_window(now, sink);
+}
+
+std::optional<std::int64_t> outbox::ack(std::uint64_t msgid, std::int64_t now,
+                                        delivery_sink& sink) {
+    const auto it = inflight_.find(msgid);
+    if (it == inflight_.end()) return std::nullopt;
+    const std::int64_t waited = now - it->second.sent_at;
+    inflight_.erase(it);
+    fill_window(now, sink);
+    return waited;
+}
+
+void outbox::resend_due(std::int64_t now, delivery_sink& sink) {
+    if (!connected_) return;
+    for (auto& [id, entry] : inflight_) {
+        if (!sink.has_room()) return;
+        if (now - entry.sent_at < limits_.retry_ms) continue;
+        if (entry.position > sink.written()) continue;  // its earlier copy is still queued
+        resend(entry, now, sink);
+    }
+    fill_window(now, sink);
+}
+
+bool outbox::can_resume_from(std::uint64_t last_seq) const {
+    if (last_seq > last_seq_ || last_seq < shed_up_to_seq_) return false;
+    if (last_seq == last_seq_) return true;
+    return !history_.empty() && history_.front().seq <= last_seq + 1;
+}
+
+void outbox::reconnect(std::optional<std::uint64_t> last_seq, std::int64_t now,
+                       delivery_sink& sink) {
+    connected_ = true;
+    // Positions belong to the old connection: nothing of what it held is on the new one.
+    for (auto& [id, entry] : inflight_) {
+        entry.position = 0;
+        entry.sent_at = now - limits_.retry_ms;  // due: resent below, or when there is room
+    }
+    const bool replay = last_seq && can_resume_from(*last_seq);
+    for (auto& [id, entry] : inflight_) {
+        if (replay && entry.what.seq > *last_seq) continue;  // resent in order below
+        if (!sink.has_room()) break;
+        resend(entry, now, sink);
+    }
+    if (replay) {
+        // In seq order. A QoS 1/2 delivery that never went out is at the front of the backlog
+        // when its turn comes; it goes now if the window has room, else it (and the QoS 1/2
+        // ones after it) waits — QoS 0 ones are never held behind them. QoS 0 replay is bounded
+        // by the history; QoS 1/2 replay stops when the client is over budget, and what is left
+        // is resent (with dup) as it drains.
+        for (const auto& d : history_) {
+            if (d.seq <= *last_seq) continue;
+            if (d.qos == 0) {
+                sink.send(d, false);
+            } else if (const auto it = inflight_.find(d.msgid); it != inflight_.end()) {
+                if (sink.has_room()) resend(it->second, now, sink);
+            } else if (!backlog_.empty() && backlog_.front().msgid == d.msgid &&
+                       inflight_.size() < limits_.window && sink.has_room()) {
+                send_next_from_backlog(now, sink);
+            }
+        }
+    }
+    fill_window(now, sink);
+}
+
+std::size_t outbox::shed_backlog(std::size_t max_bytes) {
+    std::size_t dropped = 0;
+    while (!backlog_.empty() && backlog_bytes_ > max_bytes) {
+        shed_up_to_seq_ = backlog_.front().seq;
+        backlog_bytes_ -= backlog_.front().body->size();
+        backlog_.pop_front();
+        ++dropped;
+    }
+    return dropped;
+}
+
+std::optional<std::int64_t> outbox::next_resend() const {
+    std::optional<std::int64_t> at;
+    for (const auto& [id, entry] : inflight_) {
+        const std::int64_t due = entry.sent_at + limits_.retry_ms;
+        if (!at || due < *at) at = due;
+    }
+    return at;
+}
+
+void outbox::remember(const delivery& d) {
+    if (limits_.history_messages == 0) return;
+    history_.push_back(d);
+    history_bytes_ += d.body->size();
+    while (history_.size() > limits_.history_messages ||
+           (history_bytes_ > limits_.history_bytes && history_.size() > 1)) {
+        history_bytes_ -= history_.front().body->size();
+        history_.pop_front();
+    }
+}
+
+void outbox::fill_window(std::int64_t now, delivery_sink& sink) {
+    if (!connected_) return;
+    while (!backlog_.empty() && inflight_.size() < limits_.window && sink.has_room())
+        send_next_from_backlog(now, sink);
+}
+
+void outbox::send_next_from_backlog(std::int64_t now, delivery_sink& sink) {
+    delivery d = std::move(backlog_.front());
+    backlog_.pop_front();
+    backlog_bytes_ -= d.body->size();
+    const std::uint64_t position = sink.send(d, false);
+    const std::uint64_t msgid = d.msgid;
+    inflight_.emplace(msgid, inflight_entry{std::move(d), now, position});
+}
+
+void outbox::resend(inflight_entry& entry, std::int64_t now, delivery_sink& sink) {
+    entry.sent_at = now;
+    ++resends_;
+    entry.position = sink.send(entry.what, true);
+}
+
+}  // namespace mqttws
