@@ -38,6 +38,9 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     double idle_timeout_s = static_cast<double>(out.engine.idle_timeout_ms) / 1000.0;
     double slow_consumer_timeout_s =
         static_cast<double>(out.engine.slow_consumer_timeout_ms) / 1000.0;
+    double handshake_timeout_s = static_cast<double>(out.server.handshake_timeout_ms) / 1000.0;
+    double token_warning_s = static_cast<double>(out.engine.token_expiry_warning_ms) / 1000.0;
+    double replay_window_s = static_cast<double>(out.engine.replay_window_ms) / 1000.0;
     bool dump_config = false;
     out.upstream.client_id = default_client_id();
 
@@ -145,6 +148,28 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     cli.add_option("--jwt-public-key", out.security.jwt_public_key,
                    "PEM public key for RS256 or ES256 JWT tokens")
         ->group(security);
+    cli.add_option("--jwt-jwks", out.security.jwt_jwks,
+                   "JSON Web Key Set file (RS256/ES256/HS256 keys chosen by the token's kid); "
+                   "re-read on SIGHUP, so keys rotate without a restart")
+        ->group(security);
+    cli.add_option("--revoked-file", out.security.revoked_file,
+                   "Revoked credentials, one per line: 'jti <id>', 'client <id>' or 'user <name>'; "
+                   "re-read on SIGHUP, when matching clients are closed (4403)")
+        ->group(security);
+    cli.add_option("--device-keys", out.security.device_keys,
+                   "Per-device secrets ('<device id> <secret> [required|optional]' lines): those "
+                   "devices sign their frames with HMAC-SHA256 (docs/protocol.md, Signed frames)")
+        ->group(security);
+    cli.add_option("--replay-window", replay_window_s,
+                   "Seconds a signed device frame's ts may differ from the bridge's clock; nonces "
+                   "are remembered this long")
+        ->check(CLI::Range(1.0, 3600.0))
+        ->group(security);
+    cli.add_option("--token-expiry-warning", token_warning_s,
+                   "Seconds before a client's JWT expires that it is sent token_expiring (then "
+                   "closed with 4401 at expiry unless it sends a new token with refresh)")
+        ->check(CLI::Range(0.0, 86400.0))
+        ->group(security);
     cli.add_flag("--allow-anonymous", out.security.allow_anonymous,
                  "Admit clients without credentials even when a credential source is configured")
         ->group(security);
@@ -154,6 +179,12 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
         ->group(security);
     cli.add_option("--auth-failures-per-minute", out.engine.auth_failures_per_minute,
                    "Failed authentications allowed per remote address and minute (then 4429)")
+        ->check(CLI::PositiveNumber)
+        ->group(security);
+    cli.add_option("--auth-failures-per-user", out.engine.auth_failures_per_user_per_minute,
+                   "Failed password checks allowed per user and minute, from any address; beyond "
+                   "them the password is not checked (4429), except from addresses the user "
+                   "authenticated from before")
         ->check(CLI::PositiveNumber)
         ->group(security);
     cli.add_option("--audit-log", out.audit_log,
@@ -183,6 +214,32 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     auto* limits = "Limits";
     cli.add_option("--max-connections", out.server.max_connections,
                    "Concurrent WebSocket connections (0: no limit; beyond it, HTTP 503)")
+        ->group(limits);
+    cli.add_option("--max-pending-connections", out.server.admission.max_pending,
+                   "Sockets not yet upgraded to WebSocket (handshakes, HTTP requests); beyond it, "
+                   "new sockets are closed at once (0: no limit)")
+        ->group(limits);
+    cli.add_option("--max-connections-per-ip", out.server.admission.max_per_address,
+                   "Sockets from one address, upgraded or not (0: no limit); beyond it, closed "
+                   "at once or HTTP 429. Behind --trusted-proxy, the client it names counts")
+        ->group(limits);
+    cli.add_option("--ipv6-prefix", out.server.admission.ipv6_prefix,
+                   "IPv6 addresses count as one address per prefix of this many bits")
+        ->check(CLI::Range(1u, 128u))
+        ->group(limits);
+    cli.add_option("--handshake-rate", out.server.admission.handshakes_per_second,
+                   "WebSocket handshakes per second from one address (0: no limit); beyond it, "
+                   "HTTP 429")
+        ->check(CLI::NonNegativeNumber)
+        ->group(limits);
+    cli.add_option("--handshake-burst", out.server.admission.handshake_burst,
+                   "Handshakes one address may open at once before --handshake-rate applies "
+                   "(0: twice the rate)")
+        ->check(CLI::NonNegativeNumber)
+        ->group(limits);
+    cli.add_option("--handshake-timeout", handshake_timeout_s,
+                   "Seconds a new socket has to complete its HTTP request or upgrade")
+        ->check(CLI::Range(0.1, 300.0))
         ->group(limits);
     cli.add_option("--max-publish-rate", out.engine.publish_rate,
                    "Publishes per second per client (0: no limit; beyond it, rate_limited)")
@@ -224,12 +281,24 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
         ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))
         ->group(liveness);
     cli.add_option("--slow-consumer-timeout", slow_consumer_timeout_s,
-                   "Seconds a client may stay over --max-queued-bytes with QoS 1/2 deliveries "
-                   "waiting before it is closed (4008)")
+                   "Seconds a client may stay over --max-queued-bytes with anything but "
+                   "conflatable QoS 0 messages waiting before it is closed (4008)")
         ->check(CLI::Range(0.1, 86400.0))
+        ->group(liveness);
+    cli.add_option("--max-backlog-bytes", out.engine.max_backlog_bytes,
+                   "QoS 1/2 deliveries waiting for one client beyond its in-flight window; over "
+                   "it a client is closed (4008) and a dropped session sheds the oldest")
+        ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 34))
         ->group(liveness);
 
     auto* ops = "Operations";
+    cli.add_option("--web-root", out.web_root,
+                   "Serve the static files of this directory on the WebSocket port (e.g. web/: "
+                   "the dashboard at /dashboard/, the client SDK at /client/mqttws.js)")
+        ->group(ops);
+    cli.add_option("--server-header", out.server.server_header,
+                   "The Server header of every HTTP answer (no version by default)")
+        ->group(ops);
     cli.add_option("--log-level", log_level_name, "debug, info, warn or error")
         ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
         ->group(ops);
@@ -267,6 +336,9 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     out.engine.ping_interval_ms = ms(ping_interval_s);
     out.engine.idle_timeout_ms = ms(idle_timeout_s);
     out.engine.slow_consumer_timeout_ms = ms(slow_consumer_timeout_s);
+    out.server.handshake_timeout_ms = ms(handshake_timeout_s);
+    out.engine.token_expiry_warning_ms = ms(token_warning_s);
+    out.engine.replay_window_ms = ms(replay_window_s);
     out.engine.mqtt_version = mqtt_version;
     out.upstream.mqtt_version = mqtt_version;
     out.upstream.reconnect_max = std::chrono::milliseconds(reconnect_max_ms);

@@ -310,7 +310,7 @@ class engine_fixture {
     // (the session waits for a resume).
     const action_list& client_closed(connection_id id, bool clean = true) {
         action_list out;
-        eng.client_closed(id, clean, out);
+        eng.client_closed(id, clean ? 1000 : 1006, /*by_peer=*/true, out);
         opened_.erase(id);
         return record(std::move(out));
     }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -24,6 +25,7 @@ using mqttws::test::engine_fixture;
 using mqttws::test::frame_list;
 using mqttws::test::json_frame;
 using mqttws::test::of_type;
+using mqttws::test::quoted;
 using mqttws::test::subscribe_frame;
 using mqttws::test::unsubscribe_frame;
 using mqttws::test::v3_config;
@@ -1444,8 +1446,9 @@ TEST_CASE("engine decode errors: answered with an error frame, the connection st
     CHECK(frames[0].type() == "pong");
 }
 
-TEST_CASE("engine auth: failed attempts are limited per IP address, whatever the port") {
-    // bob's password is "hunter2" (mosquitto_passwd output, as in test_credentials.cpp).
+// A policy with a password file of one user, bob, whose password is "hunter2"
+// (mosquitto_passwd output, as in test_credentials.cpp).
+std::shared_ptr<mqttws::security_policy> bob_password_policy() {
     auto parsed = mqttws::password_file::parse(
         "bob:$7$101$7TJU3kLTbYLXbNac$7R5b7FXX5ZkMkJs23jVP2mYLleOJGeql73vMC50bM3aJ2OQsUeq5xKnkInp0Rt"
         "JZ/ukuUwdUcXQkDHbhT6ORYQ==\n");
@@ -1454,6 +1457,11 @@ TEST_CASE("engine auth: failed attempts are limited per IP address, whatever the
     policy->auth = mqttws::authenticator(
         std::make_shared<const mqttws::password_file>(std::get<mqttws::password_file>(parsed)),
         nullptr, false, false);
+    return policy;
+}
+
+TEST_CASE("engine auth: failed attempts are limited per IP address, whatever the port") {
+    auto policy = bob_password_policy();
     engine_config config;
     config.auth_failures_per_minute = 2;
     engine_fixture f(config);
@@ -1490,4 +1498,40 @@ TEST_CASE("engine auth: failed attempts are limited per IP address, whatever the
         CHECK(attempt("2001:db8::8") == close_code::auth_failed);
         CHECK(attempt("2001:db8::7") == close_code::auth_rate_limited);
     }
+}
+
+TEST_CASE("engine auth: failed password checks are limited per user, whatever the address") {
+    auto policy = bob_password_policy();
+    engine_config config;
+    config.auth_failures_per_minute = 100;
+    config.auth_failures_per_user_per_minute = 3;
+    engine_fixture f(config);
+    mqttws::action_list ignored;
+    f.eng.set_security(policy, ignored);
+    f.upstream_connected();
+
+    mqttws::connection_id next = 1;
+    // What the attempt ends with: a close code, or nullopt when it authenticated.
+    auto attempt = [&](const std::string& remote, const std::string& password) {
+        f.clear_actions();
+        auto c = f.open(next++, remote);
+        c.send(R"({"type":"auth","clientId":"bob","password":)" + quoted(password) + "}");
+        const auto closes = f.closes();
+        return closes.empty() ? std::optional<mqttws::close_code>{} : closes[0].code;
+    };
+    using mqttws::close_code;
+    CHECK_FALSE(attempt("192.0.2.1:1", "hunter2"));  // bob's usual address
+    // An attacker rotates addresses: three guesses, then bob's password is not checked at all.
+    CHECK(attempt("10.0.0.1:1", "guess1") == close_code::auth_failed);
+    CHECK(attempt("10.0.0.2:1", "guess2") == close_code::auth_failed);
+    CHECK(attempt("10.0.0.3:1", "guess3") == close_code::auth_failed);
+    CHECK(attempt("10.0.0.4:1", "hunter2") == close_code::auth_rate_limited);
+    const auto audits = f.of_kind<mqttws::audit_record>();
+    REQUIRE_FALSE(audits.empty());
+    CHECK(audits.back().detail.find("for user 'bob'") != std::string::npos);
+    // bob from where he authenticated before is not locked out.
+    CHECK_FALSE(attempt("192.0.2.1:2", "hunter2"));
+    // The lock ends by itself (3 per minute: one back after 20 s).
+    f.advance(20'000);
+    CHECK_FALSE(attempt("10.0.0.5:1", "hunter2"));
 }

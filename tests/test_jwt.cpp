@@ -11,6 +11,7 @@
 #include <variant>
 
 #include "core/jwt.hpp"
+#include "token_signing.hpp"
 
 using mqttws::jwt_claims;
 using mqttws::jwt_errc;
@@ -171,12 +172,9 @@ std::string sign_with_private_key(std::string_view pem, std::string_view input) 
 }
 
 std::string hmac(std::string_view secret, std::string_view input) {
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    REQUIRE(HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-                 reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac,
-                 &len) != nullptr);
-    return bytes(mac, len);
+    std::string mac = mqttws::test::hmac_sha256(secret, input);
+    REQUIRE(!mac.empty());
+    return mac;
 }
 
 // A compact JWS over the given header and payload JSON texts.
@@ -528,4 +526,116 @@ TEST_CASE("base64url: round trip and canonical form only") {
     CHECK_FALSE(base64url::decode("Z"));     // impossible length
     CHECK_FALSE(base64url::decode("+/8"));   // standard alphabet
     CHECK_FALSE(base64url::decode("Zm 9v"));
+}
+
+// ---- JSON Web Key Sets ----
+
+namespace {
+
+// The test keys above as JWKs: n, e, x, y and k computed from the PEM files with the openssl
+// command line (an independent implementation), e.g. `openssl rsa -pubin -noout -modulus`.
+constexpr std::string_view jwk_rsa_a =
+    R"({"kty":"RSA","kid":"rsa-a","alg":"RS256","use":"sig","e":"AQAB","n":"tRXmXwoKSXYc4V45a2fJj)"
+    R"(9BeqhJNN2OO0hMsfBOZsmURmef3v3Dnl1f_rOb4855Ltu1COwwoRCfmIAhjTQ3kKZGV7KoqH_cWpv-4pnxSaowwxwh)"
+    R"(3ql3mKKFYcm-Wv5fgioS52Ar9-_uqX_ABtwmv41fcQpA7SrXwVgIj7UPjvQPMV3Mg2Bcmjr1-9ysCnaSNRs9wibYzsL)"
+    R"(bRDLsSY2rq37QXqnFX1phTc43ZoIhS3wOvteEm4ktJ-B1TsTYcv6TgCwwKpENhrz1LNk7O8tV03vvGvJRebfqm9CVOe)"
+    R"(Dmb5tZ4DzTDWlCVnl_bFlGQ5A0o1C1BWv6n_WQu0XO7cXl3Uw"})";
+constexpr std::string_view jwk_ec_a =
+    R"({"kty":"EC","kid":"ec-a","crv":"P-256","x":"Td7mHM4_bUl4XAyr4AUe5FPDniwdlahQ_9EQX2WBzBw",)"
+    R"("y":"Y_7_WuU3g4SeHOKxwMy2uuOPHTEKtUkyL8wnFzk26tM"})";
+constexpr std::string_view jwk_hs =
+    R"({"kty":"oct","kid":"hs","alg":"HS256","k":"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"})";
+
+std::string key_set(std::initializer_list<std::string_view> keys) {
+    std::string out = R"({"keys":[)";
+    bool first = true;
+    for (const auto k : keys) {
+        if (!first) out += ',';
+        first = false;
+        out += k;
+    }
+    return out + "]}";
+}
+
+std::string token_with_kid(alg how, std::string_view kid, std::string_view payload_json) {
+    const std::string alg_name = how == alg::hs256   ? "HS256"
+                                 : how == alg::rs256 ? "RS256"
+                                                     : "ES256";
+    const std::string header = R"({"alg":")" + alg_name + R"(","kid":")" + std::string(kid) + "\"}";
+    return make_token(header, payload_json, how, signing_key(how));
+}
+
+}  // namespace
+
+TEST_CASE("jwt: a key set's keys verify tokens that name their kid") {
+    jwt_verifier v;
+    REQUIRE_FALSE(v.accept_jwks(key_set({jwk_rsa_a, jwk_ec_a, jwk_hs})));
+    CHECK(v.key_set_size() == 3);
+    CHECK(expect_ok(v, token_with_kid(alg::rs256, "rsa-a", claims_json(now + 60))).subject ==
+          "dev-1");
+    CHECK(expect_ok(v, token_with_kid(alg::es256, "ec-a", claims_json(now + 60))).subject ==
+          "dev-1");
+    CHECK(expect_ok(v, token_with_kid(alg::hs256, "hs", claims_json(now + 60))).subject == "dev-1");
+    // PyJWT's tokens name no kid: the one key of their algorithm verifies them.
+    for (const std::string_view tok : {pyjwt_hs256, pyjwt_rs256, pyjwt_es256})
+        CHECK(expect_ok(v, tok).subject == "device-1");
+    // An unknown kid is refused, even if the key of that algorithm would verify it.
+    CHECK(expect_failure(v, token_with_kid(alg::rs256, "rsa-old", claims_json(now + 60))).code ==
+          jwt_errc::alg_not_accepted);
+}
+
+TEST_CASE("jwt: with two keys of one algorithm a token must say which (rotation)") {
+    // The old and the new key side by side, while tokens of both are in use.
+    const std::string rsa_new =
+        std::string(jwk_rsa_a).replace(std::string(jwk_rsa_a).find("rsa-a"), 5, "rsa-new");
+    const std::string rsa_other_key =
+        R"({"kty":"RSA","kid":"rsa-b","e":"AQAB","n":")" +
+        std::string(
+            "pSb5Ks6JsQ_uBY4YSJJG452-1Terlx7Un370ZZC03FWILDY5ny26AxI90h9Zwr-MQ0-uc-neHffq7f05"
+            "IDm5dLkv_zSfHY5mbesz0JaEL5xgZ3NTFhee6wWx40yMf40R_Ti-2rDYOItgN7liFMTmNasZcd8dHn"
+            "3JfTf79eQzK73bLMfrp748jlGnh0X1_SR9e_B1aGb-I0Zy81jlxV1wDJ4ZL5yhaycK_vA3wOFLzgd5"
+            "fgSDuxAZ9FhO3Y-WxHlhWVDyqvnWEa2XmNr992NBUZlmI07r6CWkc9Tny3vQpJFv4vfz9JmamczUGt"
+            "FK-9HLMbsGu1l6UHvK0-2T0Sweuw") +
+        "\"}";
+    jwt_verifier v;
+    REQUIRE_FALSE(v.accept_jwks(key_set({rsa_other_key, rsa_new})));
+    CHECK(expect_ok(v, token_with_kid(alg::rs256, "rsa-new", claims_json(now + 60))).subject ==
+          "dev-1");
+    // Signed by rsa-a but claiming to be rsa-b: rsa-b's key does not verify it.
+    CHECK(expect_failure(v, token_with_kid(alg::rs256, "rsa-b", claims_json(now + 60))).code ==
+          jwt_errc::bad_signature);
+    CHECK(expect_failure(v, pyjwt_rs256).code == jwt_errc::alg_not_accepted);  // no kid
+}
+
+TEST_CASE("jwt: a key set with a bad key is refused whole") {
+    const auto refused = [](const std::string& set) {
+        jwt_verifier v;
+        const auto problem = v.accept_jwks(set);
+        CHECK(v.key_set_size() == 0);
+        return problem.value_or("<accepted>");
+    };
+    CHECK(refused("[]").find("not a JSON object") != std::string::npos);
+    CHECK(refused(R"({"keys":{}})").find("'keys'") != std::string::npos);
+    CHECK(refused(key_set({jwk_ec_a, R"({"kty":"oct","k":"c2hvcnQ"})"})).find("32 bytes") !=
+          std::string::npos);
+    CHECK(refused(key_set({R"({"kty":"EC","crv":"P-384","x":"AA","y":"AA"})"})).find("P-256") !=
+          std::string::npos);
+    CHECK(refused(key_set({R"({"kty":"EC","crv":"P-256","x":"Td7mHM4_bUl4XAyr4AUe5FPDniwdlahQ_9EQX)"
+                           R"(2WBzBw","y":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"})"}))
+              .find("P-256") != std::string::npos);  // not a point on the curve
+    CHECK(refused(key_set({R"({"kty":"RSA","e":"AQAB","n":"3w"})"})).find("bits") !=
+          std::string::npos);
+    CHECK(refused(key_set({R"({"kty":"OKP","crv":"Ed25519","x":"AA"})"})).find("unsupported") !=
+          std::string::npos);
+    CHECK(refused(key_set({jwk_hs, jwk_hs})).find("kid 'hs'") != std::string::npos);
+    CHECK(refused(key_set({R"({"kty":"RSA","use":"enc","e":"AQAB","n":"3w"})"})).find("no key") !=
+          std::string::npos);
+}
+
+TEST_CASE("jwt: jti is read as the token's id") {
+    const jwt_verifier v = all_algorithms();
+    const jwt_claims c = expect_ok(v, token(alg::hs256, claims_json(now + 60, R"(,"jti":"t-17")")));
+    CHECK(c.token_id == std::optional<std::string>("t-17"));
+    CHECK(expect_failure(v, token(alg::hs256, claims_json(now + 60, R"(,"jti":17)"))).code ==
+          jwt_errc::bad_claims);
 }

@@ -46,6 +46,10 @@ struct identity {
     std::string username;            // for the ACL's `user` sections and %u; empty when anonymous
     std::optional<acl_grant> grant;  // from a JWT `acl` claim
     std::string method;              // "jwt", "password", "certificate" or "anonymous"
+    // A JWT's `exp` (Unix seconds; the bridge closes the connection then unless the client
+    // refreshes its token) and `jti` (for revocation).
+    std::optional<std::int64_t> expires_at;
+    std::optional<std::string> token_id;
 };
 
 struct auth_refusal {
@@ -67,6 +71,12 @@ class authenticator {
     // Whether the handshake alone says who the client is (a JWT, a user and password, a
     // certificate), so that it can be checked as soon as the connection opens.
     bool self_contained(const handshake_credentials& handshake) const;
+
+    // The user whose password authenticate() would check for these credentials; empty when it
+    // would check no password (a JWT, a certificate, nothing presented). For the per-user limit
+    // on failed attempts, which is applied before the (deliberately slow) check.
+    std::string password_user(const auth_request* frame,
+                              const handshake_credentials& handshake) const;
 
     // `frame` is null when deciding from the handshake alone.
     std::variant<identity, auth_refusal> authenticate(const auth_request* frame,

@@ -168,6 +168,22 @@ std::optional<field_error> read_subscription_options(const value& obj, subscript
     return std::nullopt;
 }
 
+// `ts`, `nonce` and `sig` of a frame that may be signed (they are checked by the engine).
+std::optional<field_error> read_signature_fields(const value& obj, signature_fields& out) {
+    if (const value* ts = find(obj, "ts")) {
+        if (!ts->IsInt64()) {
+            return field_error{errc::bad_request, "'ts' must be an integer (ms since 1970)"};
+        }
+        out.ts = ts->GetInt64();
+    }
+    if (auto e = read_string(obj, "nonce", out.nonce)) return e;
+    if (const value* sig = find(obj, "sig")) {
+        if (!sig->IsString()) return field_error{errc::bad_request, "'sig' must be a string"};
+        out.sig = std::string(view(*sig));
+    }
+    return std::nullopt;
+}
+
 // ---- one decoder per frame type ----
 
 std::variant<client_request, field_error> decode_auth(const value& obj, msg_id id) {
@@ -228,6 +244,7 @@ std::variant<client_request, field_error> decode_batch(const value& obj,
                                                 std::to_string(limits.max_batch) + " messages"};
     }
     batch_request r;
+    if (auto e = read_signature_fields(obj, r.proof)) return *e;
     for (const auto& entry : list->GetArray()) {
         msg_id id;
         if (!entry.IsObject()) {
@@ -276,6 +293,7 @@ std::variant<client_request, field_error> decode_publish(const value& obj, msg_i
     if (auto e = read_qos(obj, r.qos)) return *e;
     if (auto e = read_bool(obj, "retain", r.retain)) return *e;
     if (auto e = read_bool(obj, "dup", r.dup)) return *e;
+    if (auto e = read_signature_fields(obj, r.proof)) return *e;
     if (r.qos > 0 && r.id.empty()) {
         return field_error{errc::bad_request,
                            "'msgid' is required for qos 1 and 2 (the ack refers to it)"};
@@ -335,6 +353,7 @@ std::variant<client_request, field_error> decode_device_report(const value& obj,
                            "'deviceId' is required: 1 to 128 characters without '/', '+', '#'"};
     }
     r.device_id.assign(device->GetString(), device->GetStringLength());
+    if (auto e = read_signature_fields(obj, r.proof)) return *e;
     r.frame_json = compact_json(obj);
     return client_request{std::move(r)};
 }
@@ -486,6 +505,16 @@ std::variant<client_request, decode_failure> frame_decoder::decode(std::string_v
         result = decode_device_report(doc, id, device_report_request::kind::event);
     } else if (t == "batch") {
         result = decode_batch(doc, limits_);
+    } else if (t == "refresh") {
+        refresh_request r;
+        r.id = id;
+        const value* token = find(doc, "token");
+        if (token == nullptr || !token->IsString() || token->GetStringLength() == 0) {
+            result = field_error{errc::bad_request, "'token' is required and must be a string"};
+        } else {
+            r.token.assign(token->GetString(), token->GetStringLength());
+            result = client_request{std::move(r)};
+        }
     } else {
         // The name is shown cut to 64 bytes at a character boundary, and only when it is valid
         // UTF-8 (a "\udc00" escape yields a lone surrogate): the message goes into a text frame.
@@ -581,7 +610,8 @@ std::string encode_json_string(std::string_view s) {
 
 std::string encode_auth_response(std::string_view client_id, std::string_view session, bool resumed,
                                  bool session_present, std::int64_t timestamp_ms, const msg_id& id,
-                                 std::int64_t ping_interval_ms) {
+                                 std::int64_t ping_interval_ms,
+                                 std::optional<std::uint64_t> last_seq) {
     std::string out = R"({"type":"auth_response","status":"success","clientId":)";
     append_json_string(out, client_id);
     if (!session.empty()) {
@@ -589,6 +619,10 @@ std::string encode_auth_response(std::string_view client_id, std::string_view se
         append_json_string(out, session);
         out += resumed ? ",\"resumed\":true" : ",\"resumed\":false";
         out += session_present ? ",\"sessionPresent\":true" : ",\"sessionPresent\":false";
+        if (last_seq) {
+            out += ",\"lastSeq\":";
+            append_uint(out, *last_seq);
+        }
     }
     out += ",\"timestamp\":";
     append_int(out, timestamp_ms);
@@ -667,6 +701,26 @@ std::string encode_upstream_status(bool up, std::int64_t timestamp_ms) {
     out += up ? "\"up\"" : "\"down\"";
     out += ",\"timestamp\":";
     append_int(out, timestamp_ms);
+    out += '}';
+    return out;
+}
+
+std::string encode_token_expiring(std::int64_t in_ms, std::int64_t expires_at_ms) {
+    std::string out = R"({"type":"token_expiring","in":)";
+    append_int(out, in_ms);
+    out += ",\"expiresAt\":";
+    append_int(out, expires_at_ms);
+    out += '}';
+    return out;
+}
+
+std::string encode_refresh_response(std::optional<std::int64_t> expires_at_ms, const msg_id& id) {
+    std::string out = R"({"type":"refresh_response","status":"success")";
+    if (expires_at_ms) {
+        out += ",\"expiresAt\":";
+        append_int(out, *expires_at_ms);
+    }
+    append_msgid(out, id);
     out += '}';
     return out;
 }

@@ -65,6 +65,14 @@ struct unsubscribe_request {
     msg_id id;
 };
 
+// What a device signs a frame with (frame_signature.hpp): top-level members of a publish,
+// status, event or batch frame.
+struct signature_fields {
+    std::optional<std::int64_t> ts;  // `ts`, ms since the Unix epoch
+    std::string nonce;               // `nonce`
+    std::optional<std::string> sig;  // `sig`
+};
+
 struct publish_request {
     std::string topic;
     std::string payload;  // the bytes to publish (already decoded from JSON / base64)
@@ -72,6 +80,7 @@ struct publish_request {
     bool retain = false;
     bool dup = false;  // a resend of an earlier publish with the same msgid
     msg_id id;
+    signature_fields proof;
 };
 
 // The client acknowledges a delivery of QoS >= 1 by the numeric `msgid` the bridge gave it.
@@ -83,6 +92,13 @@ struct ping_request {
     msg_id id;
 };
 
+// A new token for the same identity, before the current one expires: {"type":"refresh",
+// "token":"…"} (the bridge sent `token_expiring`).
+struct refresh_request {
+    std::string token;
+    msg_id id;
+};
+
 // Seed device dialect: {"type":"status"|"event","deviceId":…,"data":…}. The whole frame is
 // published (as compact JSON) to <prefix>/<deviceId>/status|event.
 struct device_report_request {
@@ -91,6 +107,7 @@ struct device_report_request {
     std::string device_id;
     std::string frame_json;  // compact re-serialisation of the whole frame
     msg_id id;
+    signature_fields proof;
 };
 
 struct decode_failure {
@@ -103,11 +120,12 @@ struct decode_failure {
 // is decoded on its own; one that is wrong does not stop the others.
 struct batch_request {
     std::vector<std::variant<publish_request, decode_failure>> entries;
+    signature_fields proof;  // a batch is signed as a whole
 };
 
 using client_request =
     std::variant<auth_request, subscribe_request, unsubscribe_request, publish_request, ack_request,
-                 ping_request, device_report_request, batch_request>;
+                 ping_request, device_report_request, batch_request, refresh_request>;
 
 // Decodes a binary frame: a publish with a raw payload (layout in docs/protocol.md, "Binary
 // frames"). Its msgid is a number, echoed in the JSON `ack`.
@@ -156,9 +174,11 @@ std::string encode_json_string(std::string_view s);
 
 // `session` empty: the client opted out of resuming (no session fields are written).
 // `ping_interval_ms` > 0: the client asked for `ping` frames, sent after that much silence.
+// `last_seq`: with a session present, the seq of its last delivery so far (`lastSeq`).
 std::string encode_auth_response(std::string_view client_id, std::string_view session, bool resumed,
                                  bool session_present, std::int64_t timestamp_ms, const msg_id& id,
-                                 std::int64_t ping_interval_ms = 0);
+                                 std::int64_t ping_interval_ms = 0,
+                                 std::optional<std::uint64_t> last_seq = std::nullopt);
 std::string encode_suback(const msg_id& id, std::string_view filter, int granted_qos);
 std::string encode_unsuback(const msg_id& id, std::string_view filter);
 std::string encode_ack_ok(const msg_id& id);
@@ -170,6 +190,10 @@ std::string encode_pong(std::int64_t timestamp_ms, const msg_id& id);
 std::string encode_upstream_status(bool up, std::int64_t timestamp_ms);
 // {"type":"ping","timestamp":…}: the bridge is alive (clients that asked for heartbeats).
 std::string encode_app_ping(std::int64_t timestamp_ms);
+// {"type":"token_expiring","in":…,"expiresAt":…}: the client's token expires in `in_ms`.
+std::string encode_token_expiring(std::int64_t in_ms, std::int64_t expires_at_ms);
+// {"type":"refresh_response","status":"success","expiresAt":…} (no expiresAt: never expires).
+std::string encode_refresh_response(std::optional<std::int64_t> expires_at_ms, const msg_id& id);
 
 // What differs per recipient of one broker message.
 struct delivery_fields {

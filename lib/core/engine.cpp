@@ -41,14 +41,17 @@ engine::engine(engine_config config, platform& env, std::shared_ptr<const securi
       env_(env),
       policy_(std::move(policy)),
       decoder_(config_.decode),
-      retained_(config_.retained_cache_bytes) {}
+      retained_(config_.retained_cache_bytes),
+      auth_limits_(
+          auth_limits{config_.auth_failures_per_minute, config_.auth_failures_per_user_per_minute}),
+      replays_(config_.replay_window_ms, config_.replay_nonces_per_device) {}
 
 engine::~engine() = default;
 
 std::string_view name(out_kind k) {
-    static constexpr std::string_view names[] = {"auth_response", "suback", "unsuback", "ack",
-                                                 "error",         "pong",   "status",   "message",
-                                                 "batch",         "ping"};
+    static constexpr std::string_view names[] = {
+        "auth_response", "suback",  "unsuback", "ack",  "error",          "pong",
+        "status",        "message", "batch",    "ping", "token_expiring", "refresh_response"};
     return names[static_cast<std::size_t>(k)];
 }
 
@@ -56,9 +59,9 @@ static_assert(std::variant_size_v<client_request> == static_cast<std::size_t>(in
               "in_kind lists the client_request alternatives first, in order");
 
 std::string_view name(in_kind k) {
-    static constexpr std::string_view names[] = {"auth",   "subscribe", "unsubscribe",   "publish",
-                                                 "ack",    "ping",      "device_report", "batch",
-                                                 "binary", "invalid"};
+    static constexpr std::string_view names[] = {"auth",    "subscribe", "unsubscribe",   "publish",
+                                                 "ack",     "ping",      "device_report", "batch",
+                                                 "refresh", "binary",    "invalid"};
     return names[static_cast<std::size_t>(k)];
 }
 
@@ -204,21 +207,10 @@ void engine::client_opened(connection_id id, std::string remote_address,
     s.set_handshake(std::move(handshake));
     if (self_contained) {
         // Credentials in the handshake are checked at once: a wrong token never gets further.
-        // (A bare token for a password file waits for the `auth` frame naming the user.)
-        if (!allow_auth_attempt(s.remote_address())) {
-            audit(s, "auth_failure", {}, "too many failed attempts from this address", out);
-            out.push_back(close_client{id, close_code::auth_rate_limited,
-                                       "Too many failed authentication attempts"});
-            return;
-        }
-        auto checked = policy_->auth.authenticate(nullptr, s.handshake(), env_.wall_ms() / 1000);
-        if (auto* refusal = std::get_if<auth_refusal>(&checked)) {
-            record_auth_failure(s.remote_address());
-            audit(s, "auth_failure", {}, refusal->reason, out);
-            out.push_back(close_client{id, close_code::auth_failed, "Authentication failed"});
-            return;
-        }
-        return;  // valid: the client may send `auth` (to resume) or go straight to requests
+        // (A bare token for a password file waits for the `auth` frame naming the user.) When
+        // valid, the client may send `auth` (to resume) or go straight to requests.
+        check_credentials(s, nullptr, out);
+        return;
     }
     if (policy_->auth.required()) s.auth_deadline_ms = env_.steady_ms() + config_.auth_timeout_ms;
 }
@@ -241,11 +233,62 @@ void engine::client_text(connection_id id, std::string_view frame, action_list& 
         !ensure_authenticated(*s, request_id(request), out)) {
         return;
     }
+    if (!signature_accepted(*s, frame, request, out)) return;
     std::visit([&](auto& r) { handle(*s, r, out); }, request);
 }
 
-void engine::client_closed(connection_id id, bool clean, action_list& out) {
+bool engine::signature_accepted(session& s, std::string_view frame, const client_request& request,
+                                action_list& out) {
+    const signature_fields* proof = nullptr;
+    std::uint8_t qos = 0;
+    if (const auto* p = std::get_if<publish_request>(&request)) {
+        proof = &p->proof;
+        qos = p->qos;
+    } else if (const auto* d = std::get_if<device_report_request>(&request)) {
+        proof = &d->proof;
+        qos = d->id.empty() ? 0 : 1;  // a report with a msgid is acked
+    } else if (const auto* b = std::get_if<batch_request>(&request)) {
+        proof = &b->proof;
+    } else {
+        return true;  // other frames are not signed
+    }
+    const device_keys::key* key = policy_->signing_keys.find(s.client_id());
+    if (key == nullptr) return true;  // not a device with a key
+    const auto refuse = [&](errc code, std::string message) {
+        ++(code == errc::replayed ? stats_.replays_refused : stats_.signatures_refused);
+        audit(s, code == errc::replayed ? "replayed" : "bad_signature", {}, message, out);
+        refuse_publish(s, qos, request_id(request), code, message, out);
+        return false;
+    };
+    const std::optional<frame_signature> signature = split_signature(frame);
+    if (!signature) {
+        if (!key->required) return true;
+        return refuse(errc::bad_signature, "frames of this device must be signed");
+    }
+    if (proof->sig != signature->signature)
+        return refuse(errc::bad_signature, "'sig' must be the last member of the frame");
+    if (!signature_valid(key->secret, *signature))
+        return refuse(errc::bad_signature, "the signature does not verify");
+    if (!proof->ts || !valid_nonce(proof->nonce)) {
+        return refuse(errc::bad_signature,
+                      "a signed frame needs 'ts' (ms) and a 'nonce' of 8 to 64 characters");
+    }
+    if (!replays_.fresh(s.client_id(), *proof->ts, proof->nonce, env_.wall_ms())) {
+        return refuse(errc::replayed,
+                      "'ts' is outside the replay window, or the nonce was seen before");
+    }
+    return true;
+}
+
+void engine::client_closed(connection_id id, std::uint16_t code, bool by_peer, action_list& out) {
     begin_event();
+    const auto bridge_closed_for = [&](close_code c) {
+        return !by_peer && code == static_cast<std::uint16_t>(c);
+    };
+    const bool clean = by_peer ? (code == 1000 || code == 1005)
+                               : !(bridge_closed_for(close_code::heartbeat_timeout) ||
+                                   bridge_closed_for(close_code::slow_consumer) ||
+                                   bridge_closed_for(close_code::token_expired));
     const auto it = connections_.find(id);
     if (it == connections_.end()) return;  // e.g. a connection whose session was taken over
     session& s = *it->second;
@@ -292,7 +335,8 @@ bool engine::ensure_authenticated(session& s, const msg_id& id, action_list& out
     // A request before `auth`: the handshake's credentials, or anonymous where allowed. A
     // client without either is told to authenticate (and closed at its auth deadline).
     auto checked = policy_->auth.authenticate(nullptr, s.handshake(), env_.wall_ms() / 1000);
-    if (std::holds_alternative<auth_refusal>(checked)) {
+    const auto* who = std::get_if<identity>(&checked);
+    if (who == nullptr || policy_->revoked.revokes(who->client_id, who->username, who->token_id)) {
         send_error(s, errc::not_authenticated, "send an auth frame with credentials first", id,
                    out);
         return false;
@@ -307,9 +351,10 @@ void engine::authenticate(session& s, identity who, bool is_device, action_list&
     std::string control_topic;
     if (is_device) control_topic = config_.device_topic_prefix + "/" + client_id + "/control";
     s.authenticate(std::move(client_id), is_device, control_topic);
-    s.set_acl_identity(std::move(who.username), std::move(who.grant));
+    const std::string method = who.method;
+    take_credentials(s, who);
     s.auth_deadline_ms = 0;
-    if (who.method != "anonymous") audit(s, "auth_success", {}, who.method, out);
+    if (method != "anonymous") audit(s, "auth_success", {}, method, out);
     if (is_device) {
         const acl_decision allowed =
             policy_->rules.check_subscribe(s.client_id(), s.username(), control_topic, s.grant());
@@ -321,26 +366,43 @@ void engine::authenticate(session& s, identity who, bool is_device, action_list&
     }
 }
 
-bool engine::allow_auth_attempt(const std::string& remote_address) {
-    const auto it = auth_failures_.find(address_without_port(remote_address));
-    if (it == auth_failures_.end()) return true;
-    const double limit = static_cast<double>(config_.auth_failures_per_minute);
+std::optional<identity> engine::check_credentials(session& s, const auth_request* frame,
+                                                  action_list& out) {
     const std::int64_t now = env_.steady_ms();
-    it->second.tokens = std::min(
-        limit, it->second.tokens + limit * static_cast<double>(now - it->second.at_ms) / 60000.0);
-    it->second.at_ms = now;
-    return it->second.tokens >= 1.0;
-}
-
-void engine::record_auth_failure(const std::string& remote_address) {
-    ++stats_.auth_failures;
-    const auto [it, fresh] = auth_failures_.try_emplace(address_without_port(remote_address));
-    if (fresh) {
-        it->second.tokens = static_cast<double>(config_.auth_failures_per_minute);
-        it->second.at_ms = env_.steady_ms();
+    const std::string address = address_without_port(s.remote_address());
+    const auto refuse = [&](close_code code, std::string reason) -> std::optional<identity> {
+        out.push_back(audit_record{"auth_failure",
+                                   frame != nullptr ? frame->client_id : "",
+                                   s.remote_address(),
+                                   {},
+                                   std::move(reason)});
+        out.push_back(close_client{s.connection(), code,
+                                   code == close_code::auth_rate_limited
+                                       ? "Too many failed authentication attempts"
+                                       : "Authentication failed"});
+        s.closing = true;
+        return std::nullopt;
+    };
+    if (!auth_limits_.address_allowed(address, now))
+        return refuse(close_code::auth_rate_limited, "too many failed attempts from this address");
+    // The per-user limit is applied before the (deliberately slow) password check.
+    const std::string user = policy_->auth.password_user(frame, s.handshake());
+    if (!user.empty() && !auth_limits_.user_allowed(user, address, now)) {
+        ++stats_.auth_failures;
+        return refuse(close_code::auth_rate_limited,
+                      "too many failed attempts for user '" + user + "'");
     }
-    allow_auth_attempt(remote_address);  // refill up to now
-    it->second.tokens = std::max(0.0, it->second.tokens - 1.0);
+    auto checked = policy_->auth.authenticate(frame, s.handshake(), env_.wall_ms() / 1000);
+    if (auto* refusal = std::get_if<auth_refusal>(&checked)) {
+        ++stats_.auth_failures;
+        auth_limits_.failed(address, user, now);
+        return refuse(close_code::auth_failed, std::move(refusal->reason));
+    }
+    identity& who = std::get<identity>(checked);
+    if (auto why = policy_->revoked.revokes(who.client_id, who.username, who.token_id))
+        return refuse(close_code::auth_failed, std::move(*why));
+    auth_limits_.succeeded(user, address);
+    return std::move(who);
 }
 
 void engine::audit(const session& s, std::string event, std::string topic, std::string detail,
@@ -361,31 +423,14 @@ void engine::handle(session& s, auth_request& r, action_list& out) {
                    out);
         return;
     }
-    if (!allow_auth_attempt(s.remote_address())) {
-        out.push_back(audit_record{"auth_failure",
-                                   r.client_id,
-                                   s.remote_address(),
-                                   {},
-                                   "too many failed attempts from this address"});
-        out.push_back(close_client{s.connection(), close_code::auth_rate_limited,
-                                   "Too many failed authentication attempts"});
-        return;
-    }
-    auto checked = policy_->auth.authenticate(&r, s.handshake(), env_.wall_ms() / 1000);
-    if (auto* refusal = std::get_if<auth_refusal>(&checked)) {
-        record_auth_failure(s.remote_address());
-        out.push_back(
-            audit_record{"auth_failure", r.client_id, s.remote_address(), {}, refusal->reason});
-        out.push_back(
-            close_client{s.connection(), close_code::auth_failed, "Authentication failed"});
-        return;
-    }
-    identity who = std::get<identity>(std::move(checked));
+    std::optional<identity> checked = check_credentials(s, &r, out);
+    if (!checked) return;
+    identity who = std::move(*checked);
     if (who.client_id.empty()) who.client_id = "anon-" + env_.random_hex(6);
     if (!r.session.empty()) {
         const auto it = tokens_.find(r.session);
         if (it != tokens_.end() && it->second != &s && it->second->client_id() == who.client_id) {
-            resume(s, *it->second, r, out);
+            resume(s, *it->second, r, std::move(who), out);
             return;
         }
         // Unknown, expired, or another client's: a new session (sessionPresent:false).
@@ -406,7 +451,8 @@ void engine::handle(session& s, auth_request& r, action_list& out) {
         send(s, out_kind::status, encode_upstream_status(false, env_.wall_ms()), out);
 }
 
-void engine::resume(session& fresh, session& old, const auth_request& r, action_list& out) {
+void engine::resume(session& fresh, session& old, const auth_request& r, identity who,
+                    action_list& out) {
     const connection_id conn = fresh.connection();
     const std::int64_t fresh_alive = fresh.last_alive_ms;
     connections_.erase(conn);
@@ -419,7 +465,8 @@ void engine::resume(session& fresh, session& old, const auth_request& r, action_
                                    "Session taken over by a new connection"});
         connections_.erase(old.connection());
     }
-    old.attach(conn);  // a new connection: a new budget, whatever the old one's state was
+    old.attach(conn);            // a new connection: a new budget, whatever the old one's state was
+    take_credentials(old, who);  // the new token's expiry and claims are the session's now
     old.last_alive_ms = fresh_alive;
     old.app_pings = r.heartbeat;
     old.last_sent_ms = fresh_alive;
@@ -430,7 +477,8 @@ void engine::resume(session& fresh, session& old, const auth_request& r, action_
     if (!resumed) ++stats_.resumes_with_gap;
     send(old, out_kind::auth_response,
          encode_auth_response(old.client_id(), old.token(), resumed, true, env_.wall_ms(), r.id,
-                              r.heartbeat ? config_.ping_interval_ms : 0),
+                              r.heartbeat ? config_.ping_interval_ms : 0,
+                              old.deliveries().last_seq()),
          out);
     session_sink sink(*this, old, out);
     old.deliveries().reconnect(resumed ? r.last_seq : std::nullopt, env_.steady_ms(), sink);
@@ -709,6 +757,14 @@ void engine::client_binary(connection_id id, std::string_view frame, action_list
     }
     auto& publish = std::get<publish_request>(decoded);
     if (!ensure_authenticated(*s, publish.id, out)) return;
+    const device_keys::key* key = policy_->signing_keys.find(s->client_id());
+    if (key != nullptr && key->required) {
+        // A binary frame has no room for a signature.
+        ++stats_.signatures_refused;
+        refuse_publish(*s, publish.qos, publish.id, errc::bad_signature,
+                       "this device must sign its frames; binary frames cannot be signed", out);
+        return;
+    }
     handle(*s, publish, out);
 }
 
@@ -1180,21 +1236,17 @@ void engine::tick(action_list& out) {
             out.push_back(
                 close_client{s->connection(), close_code::slow_consumer, "Slow consumer"});
         } else {
-            tick_connected(*s, now, out);
+            if (s->authenticated()) check_token(*s, env_.wall_ms(), out);
+            if (!s->closing) tick_connected(*s, now, out);
         }
     }
     for (session* s : expired)
         end_session(*s, out);
 
-    // Forget addresses whose allowance of failed attempts has filled up again.
-    for (auto it = auth_failures_.begin(); it != auth_failures_.end();) {
-        allow_auth_attempt(it->first);
-        if (it->second.tokens >= static_cast<double>(config_.auth_failures_per_minute)) {
-            it = auth_failures_.erase(it);
-        } else {
-            ++it;
-        }
-    }
+    // Forget addresses and users whose allowance of failed attempts has filled up again, and
+    // device nonces that are out of the replay window.
+    auth_limits_.forget_idle(now);
+    replays_.expire(env_.wall_ms());
 
     // Retries held for a connection loss that Paho then did not report (see upstream_published).
     if (upstream_up_) flush_offline_queue(out);
@@ -1220,21 +1272,98 @@ void engine::tick(action_list& out) {
 void engine::set_security(std::shared_ptr<const security_policy> policy, action_list& out) {
     begin_event();
     policy_ = std::move(policy);
+    std::vector<session*> revoked_detached;
     for (auto& [key, s] : sessions_) {
-        std::vector<std::pair<std::string, std::string>> refused;  // filter, reason
-        for (const auto& [filter, sub] : s->subscriptions()) {
-            const acl_decision d =
-                policy_->rules.check_subscribe(s->client_id(), s->username(), filter, s->grant());
-            if (!d.allowed) refused.emplace_back(filter, d.reason);
+        if (!s->authenticated()) continue;
+        if (auto why = policy_->revoked.revokes(s->client_id(), s->username(), s->token_id)) {
+            ++stats_.revoked;
+            audit(*s, "revoked", {}, *why, out);
+            if (s->connection() == 0) {
+                revoked_detached.push_back(s.get());
+            } else if (!s->closing) {
+                s->closing = true;
+                out.push_back(
+                    close_client{s->connection(), close_code::auth_failed, "Credentials revoked"});
+            }
+            continue;
         }
-        for (const auto& [filter, reason] : refused) {
-            unsubscribe(*s, filter, out);
-            audit(*s, "denied", filter, "after reload: " + reason, out);
-            send_error(*s, errc::forbidden, "subscription removed after an ACL reload: " + reason,
-                       {}, out, filter);
-        }
+        recheck_subscriptions(*s, "after an ACL reload", out);
     }
+    for (session* s : revoked_detached)
+        end_session(*s, out);
     out.push_back(log_line{log_level::info, "security policy reloaded"});
+}
+
+void engine::recheck_subscriptions(session& s, std::string_view why, action_list& out) {
+    std::vector<std::pair<std::string, std::string>> refused;  // filter, reason
+    for (const auto& [filter, sub] : s.subscriptions()) {
+        const acl_decision d =
+            policy_->rules.check_subscribe(s.client_id(), s.username(), filter, s.grant());
+        if (!d.allowed) refused.emplace_back(filter, d.reason);
+    }
+    for (const auto& [filter, reason] : refused) {
+        unsubscribe(s, filter, out);
+        audit(s, "denied", filter, std::string(why) + ": " + reason, out);
+        send_error(s, errc::forbidden, "subscription removed " + std::string(why) + ": " + reason,
+                   {}, out, filter);
+    }
+}
+
+void engine::take_credentials(session& s, identity& who) {
+    s.set_acl_identity(std::move(who.username), std::move(who.grant));
+    s.token_expires_ms = who.expires_at ? *who.expires_at * 1000 : 0;
+    s.token_id = std::move(who.token_id);
+    s.token_expiry_told = false;
+}
+
+void engine::check_token(session& s, std::int64_t wall_now, action_list& out) {
+    if (s.token_expires_ms == 0) return;
+    if (wall_now >= s.token_expires_ms) {
+        ++stats_.token_expiries;
+        s.closing = true;
+        out.push_back(close_client{s.connection(), close_code::token_expired, "Token expired"});
+        return;
+    }
+    if (!s.token_expiry_told && wall_now >= s.token_expires_ms - config_.token_expiry_warning_ms) {
+        s.token_expiry_told = true;
+        send(s, out_kind::token_expiring,
+             make_frame(encode_token_expiring(s.token_expires_ms - wall_now, s.token_expires_ms)),
+             out);
+    }
+}
+
+void engine::handle(session& s, refresh_request& r, action_list& out) {
+    // The new token must be for the same identity: the client id (a JWT's sub) and the user.
+    auth_request same;
+    same.client_id = s.client_id();
+    same.token = std::move(r.token);
+    auto checked = policy_->auth.authenticate(&same, s.handshake(), env_.wall_ms() / 1000);
+    if (auto* refusal = std::get_if<auth_refusal>(&checked)) {
+        ++stats_.auth_failures;
+        auth_limits_.failed(address_without_port(s.remote_address()), {}, env_.steady_ms());
+        audit(s, "refresh_failure", {}, refusal->reason, out);
+        send_error(s, errc::forbidden, "the new token was refused", r.id, out);
+        return;
+    }
+    identity& who = std::get<identity>(checked);
+    if (who.username != s.username()) {
+        audit(s, "refresh_failure", {}, "the new token is for user '" + who.username + "'", out);
+        send_error(s, errc::forbidden, "the new token is for another identity", r.id, out);
+        return;
+    }
+    if (auto why = policy_->revoked.revokes(who.client_id, who.username, who.token_id)) {
+        audit(s, "refresh_failure", {}, *why, out);
+        send_error(s, errc::forbidden, "the new token was refused", r.id, out);
+        return;
+    }
+    ++stats_.token_refreshes;
+    audit(s, "token_refresh", {}, who.method, out);
+    take_credentials(s, who);
+    const auto expires =
+        s.token_expires_ms != 0 ? std::optional<std::int64_t>(s.token_expires_ms) : std::nullopt;
+    send(s, out_kind::refresh_response, make_frame(encode_refresh_response(expires, r.id)), out);
+    // The new token's ACL claims apply at once.
+    recheck_subscriptions(s, "after a token refresh", out);
 }
 
 void engine::tick_connected(session& s, std::int64_t now, action_list& out) {

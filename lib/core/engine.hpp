@@ -44,11 +44,14 @@
 
 #include "core/acl.hpp"
 #include "core/actions.hpp"
+#include "core/auth_limiter.hpp"
 #include "core/authenticator.hpp"
 #include "core/codec.hpp"
+#include "core/frame_signature.hpp"
 #include "core/outbox.hpp"
 #include "core/platform.hpp"
 #include "core/retained_store.hpp"
+#include "core/revocation.hpp"
 #include "core/session.hpp"
 #include "core/subscriptions.hpp"
 #include "core/topic.hpp"
@@ -78,9 +81,18 @@ struct engine_config {
     std::int64_t restart_hold_ms = 30000;
     std::size_t restart_hold_messages = 100000;
     // Authentication: how long a client may take to authenticate when credentials are
-    // required, and how many failed attempts one remote address may make per minute.
+    // required, and how many failed attempts one remote address, and one user's password, may
+    // see per minute (auth_limiter).
     std::int64_t auth_timeout_ms = 10000;
     std::size_t auth_failures_per_minute = 10;
+    std::size_t auth_failures_per_user_per_minute = 10;
+    // A client whose token (a JWT's exp) expires is sent `token_expiring` this long before, and
+    // closed with 4401 at expiry unless it sent a new token (`refresh`).
+    std::int64_t token_expiry_warning_ms = 60000;
+    // Signed device frames (--device-keys): how far a frame's `ts` may be from the bridge's
+    // clock, and how many nonces are remembered per device within that window.
+    std::int64_t replay_window_ms = 30000;
+    std::size_t replay_nonces_per_device = 4096;
     // Per client publish rate limit (publishes per second, 0: none) and burst.
     // Heartbeat: a client idle for ping_interval_ms is pinged; one idle for idle_timeout_ms
     // (no frame, no pong) is closed with 4001 — also how half-open connections are found.
@@ -106,8 +118,10 @@ struct engine_config {
 
 // Who may connect and what they may do. Replaced as a whole on reload (SIGHUP).
 struct security_policy {
-    authenticator auth;  // default: no credential source, every client accepted
-    acl rules;           // default: not configured, everything allowed
+    authenticator auth;        // default: no credential source, every client accepted
+    acl rules;                 // default: not configured, everything allowed
+    revocation_list revoked;   // default: empty
+    device_keys signing_keys;  // devices that sign their frames (default: none)
 };
 
 // One message from the broker, copied off the MQTT client's thread.
@@ -132,6 +146,8 @@ enum class out_kind : std::uint8_t {
     message,
     batch,
     ping,
+    token_expiring,
+    refresh_response,
     count
 };
 // Frames clients send, by type: the request kinds in client_request order, then these.
@@ -144,6 +160,7 @@ enum class in_kind : std::uint8_t {
     ping,
     device_report,
     batch,
+    refresh,
     binary,
     invalid,
     count
@@ -180,6 +197,11 @@ struct engine_stats {
     std::uint64_t slow_consumers = 0;      // clients closed with 4008
     std::uint64_t backlog_shed = 0;        // QoS 1/2 deliveries dropped: a session's backlog full
     std::uint64_t heartbeat_timeouts = 0;  // clients closed with 4001
+    std::uint64_t token_expiries = 0;      // clients closed with 4401 when their token expired
+    std::uint64_t token_refreshes = 0;     // tokens replaced while connected
+    std::uint64_t revoked = 0;             // clients closed (or sessions ended) on revocation
+    std::uint64_t signatures_refused = 0;  // device frames refused: bad or missing signature
+    std::uint64_t replays_refused = 0;     // signed device frames refused as replays
     std::uint64_t frames_in[static_cast<std::size_t>(in_kind::count)] = {};
     std::uint64_t frames_out[static_cast<std::size_t>(out_kind::count)] = {};
     std::uint64_t ack_latency[ack_latency_buckets] = {};  // counts per bucket (last: +Inf)
@@ -223,9 +245,12 @@ class engine {
     void client_opened(connection_id id, std::string remote_address,
                        handshake_credentials handshake, action_list& out);
     void client_text(connection_id id, std::string_view frame, action_list& out);
-    // `clean`: the client closed with code 1000 or none, ending its session; otherwise the
-    // session is kept for a resume.
-    void client_closed(connection_id id, bool clean, action_list& out);
+    // The connection ended with close `code` (1006: no close frame), sent by the client
+    // (`by_peer`) or by the bridge. A client ends its session by closing with 1000 or no code;
+    // the bridge's own closes end it too, except those a client recovers from by reconnecting
+    // (4001 heartbeat on a half-open connection, 4008 slow consumer, 4401 token expired). After
+    // any other close the session waits `resume_window_ms` for a resume.
+    void client_closed(connection_id id, std::uint16_t code, bool by_peer, action_list& out);
     // Proof of life that is not a frame: a pong from the client.
     void client_alive(connection_id id);
     // A WebSocket ping from the client with `payload_bytes` of payload: proof of life, and a pong
@@ -299,13 +324,17 @@ class engine {
     // `id`: the msgid of the request that needs it, for the not_authenticated answer.
     bool ensure_authenticated(session& s, const msg_id& id, action_list& out);
     void authenticate(session& s, identity who, bool is_device, action_list& out);
-    // Counts a failed attempt from this address; false when it has used up its allowance.
-    bool allow_auth_attempt(const std::string& remote_address);
-    void record_auth_failure(const std::string& remote_address);
+    // Checks what `s` presented (the `auth` frame, or null: the handshake alone) under the
+    // limits on failed attempts; on refusal closes the connection (4403, or 4429 when over a
+    // limit) and returns nullopt.
+    std::optional<identity> check_credentials(session& s, const auth_request* frame,
+                                              action_list& out);
     void audit(const session& s, std::string event, std::string topic, std::string detail,
                action_list& out);
     bool audited_topic(std::string_view topic) const;
-    void resume(session& fresh, session& old, const auth_request& r, action_list& out);
+    // `who`: the identity the new connection authenticated as (the session's client).
+    void resume(session& fresh, session& old, const auth_request& r, identity who,
+                action_list& out);
     void end_session(session& s, action_list& out);
 
     void handle(session& s, auth_request& r, action_list& out);
@@ -316,6 +345,18 @@ class engine {
     void handle(session& s, ping_request& r, action_list& out);
     void handle(session& s, device_report_request& r, action_list& out);
     void handle(session& s, batch_request& r, action_list& out);
+    void handle(session& s, refresh_request& r, action_list& out);
+    // For a device with a key (--device-keys): the frame is signed (or need not be), its
+    // signature verifies, and it is not a replay. Otherwise refuses it and returns false.
+    bool signature_accepted(session& s, std::string_view frame, const client_request& request,
+                            action_list& out);
+    // Removes the subscriptions the ACL (with the session's current grant) no longer allows.
+    void recheck_subscriptions(session& s, std::string_view why, action_list& out);
+    // What the session's credentials allow and until when: the user, a JWT's ACL claims, its
+    // exp and jti (moved out of `who`).
+    void take_credentials(session& s, identity& who);
+    // Expiry of the session's token: `token_expiring` ahead of it, 4401 at it.
+    void check_token(session& s, std::int64_t wall_now, action_list& out);
 
     // Adds `s` to `filter` and does what that needs upstream and for retained messages.
     void subscribe(session& s, const std::string& filter, std::uint8_t qos,
@@ -395,11 +436,8 @@ class engine {
     std::unordered_set<std::string> released_while_down_;  // persistent session: to unsubscribe
     std::deque<parked_message> parked_;
     std::int64_t parked_until_ms_ = 0;  // 0: not holding (see restart_hold_ms)
-    struct failure_bucket {
-        double tokens = 0;
-        std::int64_t at_ms = 0;
-    };
-    std::unordered_map<std::string, failure_bucket> auth_failures_;  // by remote IP
+    auth_limiter auth_limits_;
+    replay_guard replays_;
     bool connected_before_ = false;
 
     bool upstream_up_ = false;

@@ -44,6 +44,10 @@ std::string_view wire_name(errc e) noexcept {
             return "timeout";
         case errc::internal:
             return "internal";
+        case errc::bad_signature:
+            return "bad_signature";
+        case errc::replayed:
+            return "replayed";
     }
     return "internal";
 }

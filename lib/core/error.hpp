@@ -22,6 +22,8 @@ enum class errc {
     rate_limited,       // over the client's publish rate
     timeout,            // the broker did not confirm in time
     internal,           // a bug or an unexpected broker answer; logged
+    bad_signature,      // a device's frame signature is missing or does not verify
+    replayed,           // a signed frame outside the replay window, or with a nonce seen before
 };
 
 const std::error_category& error_category() noexcept;
@@ -43,6 +45,7 @@ enum class close_code : std::uint16_t {
     slow_consumer = 4008,       // outgoing budget exceeded for too long
     session_taken_over = 4009,  // another connection resumed this session
     auth_timeout = 4401,        // no auth within --auth-timeout
+    token_expired = 4401,       // the token expired (no refresh); the session can be resumed
     auth_failed = 4403,         // credentials refused
     auth_rate_limited = 4429,   // too many failed attempts from this address
 };

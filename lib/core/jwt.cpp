@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/codec.hpp"
+#include "core/jwt_keys.hpp"
 #include "core/topic.hpp"
 
 namespace mqttws {
@@ -86,11 +87,6 @@ std::optional<std::string> decode(std::string_view text) {
 
 namespace {
 
-struct pkey_deleter {
-    void operator()(EVP_PKEY* p) const noexcept { EVP_PKEY_free(p); }
-};
-using pkey_ptr = std::unique_ptr<EVP_PKEY, pkey_deleter>;
-
 // Reads a PEM public key; clears OpenSSL's error queue either way.
 pkey_ptr read_public_key(std::string_view pem) {
     if (pem.size() > static_cast<std::size_t>(INT_MAX)) return nullptr;
@@ -104,23 +100,43 @@ pkey_ptr read_public_key(std::string_view pem) {
 
 }  // namespace
 
-struct jwt_verifier::keys {
-    std::optional<std::string> hs256_secret;
-    pkey_ptr rs256;
-    pkey_ptr es256;
-};
-
 jwt_verifier::jwt_verifier(jwt_options options)
     : options_(options), keys_(std::make_unique<keys>()) {}
 jwt_verifier::~jwt_verifier() = default;
 jwt_verifier::jwt_verifier(jwt_verifier&&) noexcept = default;
 jwt_verifier& jwt_verifier::operator=(jwt_verifier&&) noexcept = default;
 
-std::optional<std::string> jwt_verifier::accept_hs256(std::string_view secret) {
-    if (secret.size() < 32) {
-        return "an HS256 secret must be at least 32 bytes (RFC 7518 section 3.2); this one has " +
-               std::to_string(secret.size());
+std::optional<std::string> check_hs256_secret(std::string_view secret) {
+    if (secret.size() >= 32) return std::nullopt;
+    return "an HS256 secret must be at least 32 bytes (RFC 7518 section 3.2); this one has " +
+           std::to_string(secret.size());
+}
+
+std::optional<std::string> check_rs256_key(EVP_PKEY* key) {
+    if (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA) {
+        return std::string("the RS256 key is not an RSA key");
     }
+    if (EVP_PKEY_get_bits(key) < 2048) {
+        return "the RS256 key has " + std::to_string(EVP_PKEY_get_bits(key)) +
+               " bits; at least 2048 are required";
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> check_es256_key(EVP_PKEY* key) {
+    char group[64] = {};
+    std::size_t group_len = 0;
+    if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC ||
+        EVP_PKEY_get_group_name(key, group, sizeof group, &group_len) != 1 ||
+        std::string_view(group, group_len) != "prime256v1") {
+        ERR_clear_error();
+        return std::string("the ES256 key is not an EC key on the P-256 curve");
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> jwt_verifier::accept_hs256(std::string_view secret) {
+    if (auto problem = check_hs256_secret(secret)) return problem;
     keys_->hs256_secret = std::string(secret);
     return std::nullopt;
 }
@@ -128,13 +144,7 @@ std::optional<std::string> jwt_verifier::accept_hs256(std::string_view secret) {
 std::optional<std::string> jwt_verifier::accept_rs256(std::string_view public_key_pem) {
     pkey_ptr key = read_public_key(public_key_pem);
     if (!key) return std::string("the RS256 key is not a PEM public key (BEGIN PUBLIC KEY)");
-    if (EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_RSA) {
-        return std::string("the RS256 key is not an RSA key");
-    }
-    if (EVP_PKEY_get_bits(key.get()) < 2048) {
-        return "the RS256 key has " + std::to_string(EVP_PKEY_get_bits(key.get())) +
-               " bits; at least 2048 are required";
-    }
+    if (auto problem = check_rs256_key(key.get())) return problem;
     keys_->rs256 = std::move(key);
     return std::nullopt;
 }
@@ -142,28 +152,17 @@ std::optional<std::string> jwt_verifier::accept_rs256(std::string_view public_ke
 std::optional<std::string> jwt_verifier::accept_es256(std::string_view public_key_pem) {
     pkey_ptr key = read_public_key(public_key_pem);
     if (!key) return std::string("the ES256 key is not a PEM public key (BEGIN PUBLIC KEY)");
-    char group[64] = {};
-    std::size_t group_len = 0;
-    if (EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_EC ||
-        EVP_PKEY_get_group_name(key.get(), group, sizeof group, &group_len) != 1 ||
-        std::string_view(group, group_len) != "prime256v1") {
-        ERR_clear_error();
-        return std::string("the ES256 key is not an EC key on the P-256 curve");
-    }
+    if (auto problem = check_es256_key(key.get())) return problem;
     keys_->es256 = std::move(key);
     return std::nullopt;
 }
 
 bool jwt_verifier::accepts(jwt_alg alg) const noexcept {
-    switch (alg) {
-        case jwt_alg::hs256:
-            return keys_->hs256_secret.has_value();
-        case jwt_alg::rs256:
-            return keys_->rs256 != nullptr;
-        case jwt_alg::es256:
-            return keys_->es256 != nullptr;
-    }
-    return false;
+    const bool flag_key = alg == jwt_alg::hs256   ? keys_->hs256_secret.has_value()
+                          : alg == jwt_alg::rs256 ? keys_->rs256 != nullptr
+                                                  : keys_->es256 != nullptr;
+    return flag_key || std::any_of(keys_->set.begin(), keys_->set.end(),
+                                   [alg](const named_key& k) { return k.alg == alg; });
 }
 
 std::string_view to_string(jwt_errc e) noexcept {
@@ -424,25 +423,61 @@ std::variant<jwt_claims, jwt_failure> jwt_verifier::verify(std::string_view toke
     if (find(header, "crit") != nullptr) {
         return fail(jwt_errc::malformed, "token header has 'crit' extensions, none are supported");
     }
+    const value* kid_value = find(header, "kid");
+    if (kid_value != nullptr && !kid_value->IsString()) {
+        return fail(jwt_errc::malformed, "token header's 'kid' must be a string");
+    }
 
-    // 2. Signature, before anything in the payload is believed.
+    // 2. The key: by kid from a key set, else the one key of the algorithm.
+    const std::string_view kid = kid_value != nullptr ? view(*kid_value) : std::string_view();
+    const std::string* secret = nullptr;
+    EVP_PKEY* pkey = nullptr;
+    const auto& set = keys_->set;
+    const auto of_alg = [&](const named_key& k) { return k.alg == *which; };
+    const auto named =
+        kid_value != nullptr && !set.empty()
+            ? std::find_if(set.begin(), set.end(),
+                           [&](const named_key& k) { return k.alg == *which && k.kid == kid; })
+            : set.end();
+    if (named != set.end()) {
+        secret = &named->secret;
+        pkey = named->pkey.get();
+    } else if (kid_value != nullptr && std::any_of(set.begin(), set.end(), of_alg)) {
+        return fail(jwt_errc::alg_not_accepted,
+                    "no " + std::string(alg) + " key has the kid " + quote(kid));
+    } else if (*which == jwt_alg::hs256 && keys_->hs256_secret) {
+        secret = &*keys_->hs256_secret;
+    } else if (*which == jwt_alg::rs256 && keys_->rs256) {
+        pkey = keys_->rs256.get();
+    } else if (*which == jwt_alg::es256 && keys_->es256) {
+        pkey = keys_->es256.get();
+    } else if (std::count_if(set.begin(), set.end(), of_alg) == 1) {
+        const named_key& only = *std::find_if(set.begin(), set.end(), of_alg);
+        secret = &only.secret;
+        pkey = only.pkey.get();
+    } else {
+        return fail(jwt_errc::alg_not_accepted,
+                    "token has no 'kid' and several " + std::string(alg) + " keys could verify it");
+    }
+
+    // 3. Signature, before anything in the payload is believed.
     const std::optional<std::string> signature = base64url::decode(signature_b64);
     if (!signature) return fail(jwt_errc::malformed, "token signature is not base64url");
     bool verified = false;
     switch (*which) {
         case jwt_alg::hs256:
-            verified = hs256_verifies(*keys_->hs256_secret, signing_input, *signature);
+            verified = hs256_verifies(*secret, signing_input, *signature);
             break;
         case jwt_alg::rs256:
-            verified = rs256_verifies(keys_->rs256.get(), signing_input, *signature);
+            verified = rs256_verifies(pkey, signing_input, *signature);
             break;
         case jwt_alg::es256:
-            verified = es256_verifies(keys_->es256.get(), signing_input, *signature);
+            verified = es256_verifies(pkey, signing_input, *signature);
             break;
     }
     if (!verified) return fail(jwt_errc::bad_signature, "signature does not verify");
 
-    // 3. Claims.
+    // 4. Claims.
     document payload;
     if (auto f = parse_part(payload_b64, "payload", options_, payload)) return *f;
     jwt_claims claims;
@@ -457,6 +492,10 @@ std::variant<jwt_claims, jwt_failure> jwt_verifier::verify(std::string_view toke
     if (const value* user = find(payload, "username")) {
         if (!user->IsString()) return fail(jwt_errc::bad_claims, "'username' must be a string");
         claims.username.emplace(user->GetString(), user->GetStringLength());
+    }
+    if (const value* jti = find(payload, "jti")) {
+        if (!jti->IsString()) return fail(jwt_errc::bad_claims, "'jti' must be a string");
+        claims.token_id.emplace(jti->GetString(), jti->GetStringLength());
     }
 
     const double now = static_cast<double>(now_seconds);

@@ -1,9 +1,11 @@
 // Verification of JSON Web Tokens (RFC 7519) given in `auth` frames: compact JWS
 // (`header.payload.signature`, RFC 7515), signed with HS256, RS256 or ES256.
 //
-// The verifier is configured with at most one key per algorithm, and a key only ever verifies
-// its own algorithm: a token's `alg` must name a configured one, so an RS256 public key is never
-// used as an HMAC secret (algorithm confusion), and `none` is never accepted. Everything is
+// The verifier is configured with at most one key per algorithm from the command line, and any
+// number from a JSON Web Key Set, chosen by the token's `kid` (so keys rotate: the set holds the
+// old and the new key while tokens of both are in use). A key only ever verifies its own
+// algorithm: a token's `alg` must name a configured one, so an RS256 public key is never used as
+// an HMAC secret (algorithm confusion), and `none` is never accepted. Everything is
 // strict: base64url without padding and with zero trailing bits, a header and payload that are
 // JSON objects without repeated member names (RFC 7515 §4), no `crit` extensions, the signature
 // checked before any claim is looked at. ES256 signatures are the raw 64-byte r||s of RFC 7518
@@ -11,7 +13,8 @@
 //
 // Claims: `sub` (required, non-empty string) is the client id; `exp` and `nbf` (NumericDate
 // numbers) are checked against the caller's clock with a leeway; `exp` is required unless
-// configured otherwise. Optional: `username` (string) and `acl`, EMQX's JWT ACL claim
+// configured otherwise. Optional: `username` (string), `jti` (string, names the token for
+// revocation) and `acl`, EMQX's JWT ACL claim
 // `{"pub":[…],"sub":[…],"all":[…]}` ("all" counts for both) — returned as an `acl_grant` that
 // narrows what the ACL file allows (see acl.hpp). Other claims are ignored.
 //
@@ -39,6 +42,7 @@ enum class jwt_alg { hs256, rs256, es256 };
 struct jwt_claims {
     std::string subject;                     // `sub`: the client id
     std::optional<std::string> username;     // `username`
+    std::optional<std::string> token_id;     // `jti`: names the token, e.g. to revoke it
     std::optional<std::int64_t> expires_at;  // `exp`, seconds since the Unix epoch (rounded down)
     std::optional<std::int64_t> not_before;  // `nbf`
     std::optional<acl_grant> grant;          // `acl`; absent = no narrowing
@@ -81,6 +85,12 @@ class jwt_verifier {
     std::optional<std::string> accept_rs256(std::string_view public_key_pem);
     // ES256: an EC public key on P-256, PEM "BEGIN PUBLIC KEY".
     std::optional<std::string> accept_es256(std::string_view public_key_pem);
+    // The keys of a JSON Web Key Set (RFC 7517, `{"keys":[…]}`): RSA keys verify RS256, EC
+    // P-256 keys ES256, `oct` keys HS256 (jwks.cpp). A token naming a `kid` is verified with that
+    // key only; one without is verified with the one key of its algorithm. Keys for encryption
+    // (`"use":"enc"`) are skipped; a malformed or too weak key refuses the whole set.
+    std::optional<std::string> accept_jwks(std::string_view jwks_json);
+    std::size_t key_set_size() const noexcept;
 
     bool accepts(jwt_alg alg) const noexcept;
 

@@ -27,6 +27,7 @@
 #include "core/outbox.hpp"
 #include "core/send_budget.hpp"
 #include "core/subscriptions.hpp"
+#include "core/token_bucket.hpp"
 
 namespace mqttws {
 
@@ -91,6 +92,12 @@ class session {
         control_topic_ = std::move(control_topic);
     }
 
+    // The token the client authenticated with: when it expires (wall-clock ms; 0: never), its
+    // id (`jti`), and whether the client was told it is about to expire.
+    std::int64_t token_expires_ms = 0;
+    std::optional<std::string> token_id;
+    bool token_expiry_told = false;
+
     // For the ACL: the user (empty when anonymous) and a JWT's narrowing grant.
     const std::string& username() const { return username_; }
     const acl_grant* grant() const { return grant_ ? &*grant_ : nullptr; }
@@ -142,13 +149,8 @@ class session {
     // Publish rate limit: a token bucket of `burst` tokens refilled at `rate` per second.
     bool take_publish_token(std::int64_t now_ms, double rate, double burst) {
         if (rate <= 0) return true;
-        if (publish_tokens_ < 0) publish_tokens_ = burst;  // first publish: a full bucket
-        publish_tokens_ = std::min(
-            burst, publish_tokens_ + rate * static_cast<double>(now_ms - tokens_at_ms_) / 1000.0);
-        tokens_at_ms_ = now_ms;
-        if (publish_tokens_ < 1.0) return false;
-        publish_tokens_ -= 1.0;
-        return true;
+        if (!publish_bucket_) publish_bucket_ = token_bucket(rate, burst, now_ms);
+        return publish_bucket_->take(now_ms);
     }
 
     // Resume: the secret a client presents to take this session over after a drop. Empty when
@@ -211,8 +213,7 @@ class session {
     std::string username_;
     std::optional<acl_grant> grant_;
     std::unique_ptr<handshake_credentials> handshake_;
-    double publish_tokens_ = -1;  // < 0: not used yet
-    std::int64_t tokens_at_ms_ = 0;
+    std::optional<token_bucket> publish_bucket_;  // created by the first publish
     std::string token_;
     connection_id connection_ = 0;
     std::int64_t detached_until_ms_ = 0;

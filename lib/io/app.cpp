@@ -12,7 +12,9 @@
 #include <unordered_set>
 
 #include "io/log.hpp"
+#include "io/memory.hpp"
 #include "io/metrics.hpp"
+#include "io/static_files.hpp"
 
 namespace mqttws {
 namespace {
@@ -57,15 +59,6 @@ class system_platform final : public platform {
     const ws_server* server_;
 };
 
-// Does this close end the client's session, or may the client resume it? A client ends it by
-// closing normally; the bridge's own closes end it too, except those a client recovers from by
-// reconnecting (heartbeat timeout on a half-open connection, slow consumer).
-bool ends_session(const close_info& info) {
-    if (info.by_peer) return info.code == 1000 || info.code == 1005;
-    return info.code != static_cast<std::uint16_t>(close_code::heartbeat_timeout) &&
-           info.code != static_cast<std::uint16_t>(close_code::slow_consumer);
-}
-
 std::string health_json(const engine_stats& s, const std::string& version) {
     return std::string("{\"status\":\"") + (s.upstream_up ? "ok" : "unavailable") +
            "\",\"upstream\":\"" + (s.upstream_up ? "connected" : "disconnected") +
@@ -103,7 +96,7 @@ struct app::impl {
                       execute();
                       return answer;
                   },
-                  [this](std::string_view path) { return http(path); },
+                  [this](const http_request& request) { return http(request); },
               }),
           signals(io, SIGINT, SIGTERM),
           reload_signal(io, SIGHUP),
@@ -111,6 +104,7 @@ struct app::impl {
           drain_poll(io),
           shutdown_timer(io) {
         env.set_server(&server);
+        if (!config.web_root.empty()) web = std::make_unique<static_files>(config.web_root);
         broker = make_paho_upstream(io, config.upstream, [this](upstream_event&& e) {
             std::visit([this](auto& event) { on_upstream(event); }, e);
             execute();
@@ -152,7 +146,7 @@ struct app::impl {
                         {"code", std::to_string(info.code)},
                         {"by", info.by_peer ? "client" : "bridge"},
                         {"reason", info.reason}});
-        core.client_closed(id, ends_session(info), actions);
+        core.client_closed(id, info.code, info.by_peer, actions);
         execute();
     }
 
@@ -168,22 +162,29 @@ struct app::impl {
         core.upstream_published(e.op, e.error, e.message, actions);
     }
 
-    http_response http(std::string_view path) {
-        const std::string_view route = path.substr(0, path.find('?'));
+    // The bridge's own routes, then the static web root (when there is one).
+    http_response http(const http_request& request) {
+        const std::string_view target = request.target;
+        const std::string_view route = target.substr(0, target.find('?'));
+        http_response r;
         if (route == "/clients") {
-            return {200, "application/json", render_clients(core.sessions(1000))};
-        }
-        if (route == "/metrics") {
-            return {200, "text/plain; version=0.0.4",
-                    render_metrics(core.stats(), server.totals())};
-        }
-        if (route == "/healthz") {
+            r.body = render_clients(core.sessions(1000));
+        } else if (route == "/metrics") {
+            r.content_type = "text/plain; version=0.0.4";
+            r.body = render_metrics(core.stats(), server.totals(), trimmer.stats());
+        } else if (route == "/healthz") {
             const engine_stats s = core.stats();
-            return {s.upstream_up ? 200 : 503, "application/json", health_json(s, config.version)};
-        }
-        return {404, "application/json",
+            r.status = s.upstream_up ? 200 : 503;
+            r.body = health_json(s, config.version);
+        } else if (web) {
+            return web->serve(request);
+        } else {
+            r.status = 404;
+            r.body =
                 "{\"error\":\"not found\",\"hint\":\"connect with WebSocket on any path, or GET "
-                "/healthz\"}\n"};
+                "/healthz\"}\n";
+        }
+        return r;
     }
 
     // ---- engine → edges ----
@@ -261,6 +262,8 @@ struct app::impl {
         });
     }
 
+    // SIGHUP: the security files (keys, ACL, passwords, revocations), the audit log, and the
+    // TLS certificate. Whatever fails to load keeps its previous version.
     void reload() {
         try {
             auto policy = load_security(config.security);
@@ -270,6 +273,16 @@ struct app::impl {
         } catch (const std::exception& e) {
             logging::write(log_level::error, "reload failed; keeping the previous security files",
                            {{"error", e.what()}});
+        }
+        if (config.server.tls.enabled()) {
+            if (auto problem = server.reload_tls()) {
+                logging::write(log_level::error,
+                               "TLS reload failed; new handshakes keep the previous certificate",
+                               {{"error", *problem}});
+            } else {
+                logging::write(log_level::info, "TLS certificate reloaded",
+                               {{"cert", config.server.tls.cert_file}});
+            }
         }
     }
 
@@ -281,6 +294,7 @@ struct app::impl {
             if (ec || stopping) return;
             core.tick(actions);
             execute();
+            trimmer.maybe_trim();
             schedule_tick();
         });
     }
@@ -324,6 +338,8 @@ struct app::impl {
     asio::steady_timer shutdown_timer;
     std::chrono::steady_clock::time_point shutdown_deadline;
     action_list actions;
+    memory_trimmer trimmer;
+    std::unique_ptr<static_files> web;  // --web-root
     bool stopping = false;
 };
 

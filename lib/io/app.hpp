@@ -24,6 +24,7 @@ struct app_config {
     ws_server_options server;
     security_files security;  // reloaded on SIGHUP
     std::string audit_log;    // JSON lines; empty: no audit trail
+    std::string web_root;     // static files served on the WebSocket port (empty: none)
     std::string version = "dev";
     std::chrono::milliseconds tick{100};             // engine clock resolution
     std::chrono::milliseconds shutdown_grace{2000};  // for close handshakes on SIGTERM

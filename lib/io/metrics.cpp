@@ -48,14 +48,26 @@ double num(std::uint64_t v) {
 
 }  // namespace
 
-std::string render_metrics(const engine_stats& e, const ws_server::counters& server) {
+std::string render_metrics(const engine_stats& e, const ws_server::counters& server,
+                           const memory_stats& memory) {
     exposition x;
     x.single("connections", "gauge", "Open WebSocket connections.", num(e.connections));
     x.single("connections_total", "counter", "WebSocket connections accepted.",
              num(server.accepted));
     x.single("connections_refused_total", "counter",
-             "WebSocket upgrades refused (origin, --max-connections, protocol version).",
+             "WebSocket upgrades refused (origin, --max-connections, per-address limits, "
+             "protocol version).",
              num(server.refused));
+    x.single("pending_connections", "gauge",
+             "Sockets not upgraded to WebSocket yet (handshakes, HTTP requests).",
+             num(server.pending));
+    x.single("sockets_refused_total", "counter",
+             "Sockets closed at once: --max-pending-connections, --max-connections-per-ip, or "
+             "shed while out of file descriptors.",
+             num(server.sockets_refused));
+    x.single("accept_failures_total", "counter",
+             "Failed accept() calls, e.g. out of file descriptors (the bridge backs off).",
+             num(server.accept_failures));
     x.single("sessions", "gauge", "Client sessions, including dropped ones waiting to resume.",
              num(e.sessions));
     x.single("auth_failures_total", "counter", "Failed authentications.", num(e.auth_failures));
@@ -105,6 +117,19 @@ std::string render_metrics(const engine_stats& e, const ws_server::counters& ser
              num(e.backlog_shed));
     x.single("heartbeat_timeouts_total", "counter", "Clients closed with 4001 (heartbeat timeout).",
              num(e.heartbeat_timeouts));
+    x.single("token_expiries_total", "counter",
+             "Clients closed with 4401 because their token expired.", num(e.token_expiries));
+    x.single("token_refreshes_total", "counter", "Tokens replaced by a refresh while connected.",
+             num(e.token_refreshes));
+    x.single("revoked_total", "counter",
+             "Clients closed (or sessions ended) because a reload revoked their credentials.",
+             num(e.revoked));
+    x.single("signatures_refused_total", "counter",
+             "Device frames refused: the signature is missing or does not verify.",
+             num(e.signatures_refused));
+    x.single("replays_refused_total", "counter",
+             "Signed device frames refused: outside the replay window or a nonce seen before.",
+             num(e.replays_refused));
     x.single("resumes_total", "counter", "Sessions resumed by a new connection.", num(e.resumes));
     x.single("resumes_with_gap_total", "counter",
              "Resumes that could not replay everything (resumed:false).", num(e.resumes_with_gap));
@@ -123,6 +148,17 @@ std::string render_metrics(const engine_stats& e, const ws_server::counters& ser
              "QoS 1/2 publishes held while the broker is down.", num(e.offline_queued));
     x.single("retained_cached", "gauge", "Retained messages the bridge holds for joining clients.",
              num(e.retained_cached));
+
+    x.single("process_resident_bytes", "gauge", "Resident memory of the bridge process.",
+             num(memory.resident_bytes));
+    x.single("heap_free_bytes", "gauge",
+             "Bytes free in malloc's arenas at the last check (given back above 8 MiB).",
+             num(memory.heap_free_bytes));
+    x.single("memory_trims_total", "counter", "Times freed memory was given back (malloc_trim).",
+             num(memory.trims));
+    x.single("memory_returned_bytes_total", "counter",
+             "Resident memory given back to the system by those trims.",
+             num(memory.returned_bytes));
 
     x.family("ack_latency_seconds", "histogram",
              "From sending a QoS 1/2 delivery to the client's ack.");

@@ -6,11 +6,13 @@
 #include <string>
 
 #include "core/engine.hpp"
+#include "io/memory.hpp"
 #include "io/ws_server.hpp"
 
 namespace mqttws {
 
-std::string render_metrics(const engine_stats& engine, const ws_server::counters& server);
+std::string render_metrics(const engine_stats& engine, const ws_server::counters& server,
+                           const memory_stats& memory);
 
 // GET /clients: per-client counters as JSON (`{"clients":[…]}`), losses (conflated + dropped)
 // first — the per-client view that would be too many series for Prometheus.

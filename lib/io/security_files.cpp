@@ -1,11 +1,26 @@
 #include "io/security_files.hpp"
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
+#include "io/log.hpp"
+
 namespace mqttws {
 namespace {
+
+// Secrets (passwords, device keys) should be readable by the bridge's user only. Like Mosquitto
+// 2.0, a file others may read is loaded, with a warning.
+void warn_if_readable_by_others(const std::string& path, const char* what) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
+        logging::write(log_level::warn,
+                       "a secrets file is readable or writable by every user; chmod 600 it",
+                       {{"option", what}, {"file", path}});
+    }
+}
 
 std::string read_file(const std::string& path, const char* what) {
     std::ifstream in(path, std::ios::binary);
@@ -29,6 +44,7 @@ std::shared_ptr<const security_policy> load_security(const security_files& files
 
     std::shared_ptr<const password_file> passwords;
     if (!files.password_file.empty()) {
+        warn_if_readable_by_others(files.password_file, "--password-file");
         auto parsed = password_file::parse(read_file(files.password_file, "--password-file"));
         if (auto* errors = std::get_if<std::vector<line_error>>(&parsed)) {
             throw std::runtime_error("invalid password file " +
@@ -45,7 +61,7 @@ std::shared_ptr<const security_policy> load_security(const security_files& files
         while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r'))
             secret.pop_back();
     }
-    if (!secret.empty() || !files.jwt_public_key.empty()) {
+    if (!secret.empty() || !files.jwt_public_key.empty() || !files.jwt_jwks.empty()) {
         auto verifier = std::make_shared<jwt_verifier>();
         if (!secret.empty()) {
             if (auto problem = verifier->accept_hs256(secret)) {
@@ -65,6 +81,10 @@ std::shared_ptr<const security_policy> load_security(const security_files& files
                 }
             }
         }
+        if (!files.jwt_jwks.empty()) {
+            if (auto problem = verifier->accept_jwks(read_file(files.jwt_jwks, "--jwt-jwks")))
+                throw std::runtime_error("--jwt-jwks " + files.jwt_jwks + ": " + *problem);
+        }
         jwt = std::move(verifier);
     }
 
@@ -77,6 +97,25 @@ std::shared_ptr<const security_policy> load_security(const security_files& files
             throw std::runtime_error("invalid ACL file " + describe(*errors, files.acl_file));
         }
         policy->rules = std::get<acl>(std::move(parsed));
+    }
+
+    if (!files.revoked_file.empty()) {
+        auto parsed = revocation_list::parse(read_file(files.revoked_file, "--revoked-file"));
+        if (auto* errors = std::get_if<std::vector<line_error>>(&parsed)) {
+            throw std::runtime_error("invalid revocation file " +
+                                     describe(*errors, files.revoked_file));
+        }
+        policy->revoked = std::get<revocation_list>(std::move(parsed));
+    }
+
+    if (!files.device_keys.empty()) {
+        warn_if_readable_by_others(files.device_keys, "--device-keys");
+        auto parsed = device_keys::parse(read_file(files.device_keys, "--device-keys"));
+        if (auto* errors = std::get_if<std::vector<line_error>>(&parsed)) {
+            throw std::runtime_error("invalid device key file " +
+                                     describe(*errors, files.device_keys));
+        }
+        policy->signing_keys = std::get<device_keys>(std::move(parsed));
     }
     return policy;
 }

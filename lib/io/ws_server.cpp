@@ -31,7 +31,8 @@ std::unique_ptr<ws_server::backend> make_plain_backend(asio::io_context& io,
                                                        ws_server::handlers h) {
     using config = ws_detail::config<websocketpp::config::asio>;
     return std::make_unique<ws_detail::basic_backend<config>>(
-        io, std::move(options), std::move(h), [](auto&) {}, [](auto&) { return std::string(); });
+        io, std::move(options), std::move(h), [](auto&) {}, [](auto&) { return std::string(); },
+        [] { return std::optional<std::string>("TLS is not configured"); });
 }
 
 ws_server::ws_server(asio::io_context& io, ws_server_options options, handlers h)
@@ -62,6 +63,9 @@ void ws_server::ping(connection_id who) {
     impl_->ping(who);
 }
 
+std::optional<std::string> ws_server::reload_tls() {
+    return impl_->reload_tls();
+}
 std::size_t ws_server::connection_count() const {
     return impl_->connection_count();
 }

@@ -19,11 +19,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/actions.hpp"
+#include "core/admission.hpp"
 #include "core/authenticator.hpp"
 
 namespace asio {
@@ -46,7 +48,12 @@ struct ws_server_options {
     std::uint16_t port = 8080;               // 0: any free port (see local_endpoint())
     std::size_t max_frame_bytes = 1u << 20;  // larger incoming messages are closed with 1009
     int listen_backlog = 1024;
-    std::size_t max_connections = 0;           // 0: no limit; beyond it upgrades get HTTP 503
+    std::size_t max_connections = 0;  // WebSockets (0: no limit); beyond it upgrades get HTTP 503
+    // Sockets before their upgrade, per address, handshakes per second per address (see
+    // core/admission.hpp); beyond them a socket is closed at once, an upgrade answered 429.
+    admission_limits admission;
+    std::int64_t handshake_timeout_ms = 5000;  // the upgrade request must be complete by then
+    std::string server_header = "mqttws";      // the Server header of every HTTP answer
     std::vector<std::string> allowed_origins;  // empty: any Origin; otherwise exact matches
     // Peers whose X-Forwarded-For is believed: a client behind such a proxy is known by the
     // last address the proxy added (for the audit log and the failed-login limit).
@@ -54,10 +61,19 @@ struct ws_server_options {
     tls_options tls;
 };
 
+// A plain HTTP request (not an upgrade): what the handlers look at.
+struct http_request {
+    std::string target;  // the request target: path and query
+    std::string if_none_match;
+    std::string accept_encoding;
+};
+
 struct http_response {
     int status = 200;
     std::string content_type = "application/json";
     std::string body;
+    std::string cache_control = "no-store";
+    std::vector<std::pair<std::string, std::string>> headers;  // more headers (ETag, Location…)
 };
 
 struct close_info {
@@ -77,7 +93,7 @@ class ws_server {
         std::function<void(connection_id)> on_alive;  // a pong from the client
         // A ping from the client with a payload of that many bytes; true: answer it with a pong.
         std::function<bool(connection_id, std::size_t)> on_ping;
-        std::function<http_response(std::string_view path)> on_http;
+        std::function<http_response(const http_request&)> on_http;
     };
 
     // Throws std::runtime_error when the TLS files cannot be loaded.
@@ -102,11 +118,17 @@ class ws_server {
     void close(connection_id who, close_code code, std::string_view reason);
     void ping(connection_id who);
     std::size_t connection_count() const;
+    // Re-reads --tls-cert, --tls-key and --tls-ca: new handshakes use them, open connections
+    // keep theirs. On a bad file the old ones stay; returns why (nullopt: reloaded).
+    std::optional<std::string> reload_tls();
 
     struct counters {
-        std::uint64_t accepted = 0;      // WebSocket connections opened
-        std::uint64_t refused = 0;       // upgrades refused (origin, max connections, version)
-        std::size_t buffered_bytes = 0;  // queued on all connections, not yet written
+        std::uint64_t accepted = 0;  // WebSocket connections opened
+        std::uint64_t refused = 0;   // upgrades refused (origin, max connections, version, limits)
+        std::uint64_t sockets_refused = 0;  // sockets closed at once (admission limits)
+        std::uint64_t accept_failures = 0;  // accept() failures, e.g. out of file descriptors
+        std::size_t pending = 0;            // sockets not upgraded yet
+        std::size_t buffered_bytes = 0;     // queued on all connections, not yet written
     };
     counters totals() const;
 

@@ -5,7 +5,15 @@
 // Thread safety: as ws_server — the io_context's one thread only.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
+#include <asio/steady_timer.hpp>
+#include <chrono>
+#include <memory>
 #include <stdexcept>
 #include <type_traits>
 #include <unordered_map>
@@ -13,7 +21,9 @@
 #include <websocketpp/concurrency/none.hpp>
 #include <websocketpp/server.hpp>
 
+#include "core/admission.hpp"
 #include "core/handshake.hpp"
+#include "io/log.hpp"
 #include "io/ws_server.hpp"
 
 namespace mqttws {
@@ -30,6 +40,7 @@ class ws_server::backend {
     virtual void ping(connection_id who) = 0;
     virtual std::size_t connection_count() const = 0;
     virtual ws_server::counters totals() const = 0;
+    virtual std::optional<std::string> reload_tls() = 0;
 };
 
 std::unique_ptr<ws_server::backend> make_plain_backend(asio::io_context& io,
@@ -40,6 +51,105 @@ std::unique_ptr<ws_server::backend> make_tls_backend(asio::io_context& io,
                                                      ws_server::handlers h);
 
 namespace ws_detail {
+
+// Reading (and discarding) what a peer still sends after the bridge's close frame, for at most
+// this many bytes and this long, before the socket is closed.
+inline constexpr std::size_t max_drain_bytes = 64u << 20;
+inline constexpr std::chrono::milliseconds max_drain_time{2000};
+
+// Drains a socket after its write side was shut down: reads and discards until the peer closes,
+// or the bounds are reached; then calls `done` (once).
+class drain_op : public std::enable_shared_from_this<drain_op> {
+  public:
+    using done_handler = websocketpp::transport::asio::socket::shutdown_handler;
+    // `owner` keeps the socket alive until the drain has finished.
+    drain_op(asio::ip::tcp::socket& socket, std::shared_ptr<void> owner, done_handler done)
+        : socket_(socket),
+          owner_(std::move(owner)),
+          done_(std::move(done)),
+          timer_(socket.get_executor()) {}
+
+    void start() {
+        timer_.expires_after(max_drain_time);
+        timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
+            if (!ec) self->finish();
+        });
+        read();
+    }
+
+  private:
+    void read() {
+        socket_.async_read_some(
+            asio::buffer(buffer_),
+            [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
+                if (ec || n >= self->left_) {
+                    self->finish();  // closed by the peer (or gone), or it sent too much
+                    return;
+                }
+                self->left_ -= n;
+                self->read();
+            });
+    }
+    void finish() {
+        if (finished_) return;
+        finished_ = true;
+        timer_.cancel();
+        std::error_code ignored;
+        socket_.cancel(ignored);
+        done_(std::error_code());
+    }
+
+    asio::ip::tcp::socket& socket_;
+    std::shared_ptr<void> owner_;
+    done_handler done_;
+    asio::steady_timer timer_;
+    std::array<char, 16384> buffer_{};
+    std::size_t left_ = max_drain_bytes;
+    bool finished_ = false;
+};
+
+// websocketpp's socket component (plain or TLS) with a gentler end. websocketpp ends a
+// connection with shutdown(SHUT_RDWR): data the peer still sends then makes the kernel answer
+// with a TCP RST, and the RST can destroy the close frame in flight — a client that sent a
+// message over --max-frame-bytes saw 1006 instead of 1009 (for 16 MiB, nearly always). Here
+// only the write side is shut down (after TLS's close_notify), and the socket is drained,
+// bounded in bytes and time, before websocketpp closes it.
+template <class Socket>
+class draining_connection : public Socket {
+  public:
+    using type = draining_connection;
+    using ptr = std::shared_ptr<type>;
+
+    void async_shutdown(websocketpp::transport::asio::socket::shutdown_handler done) {
+        auto self = std::static_pointer_cast<draining_connection>(this->get_shared());
+        if (this->is_secure()) {
+            Socket::async_shutdown(
+                [self, done](const std::error_code&) mutable { self->drain(std::move(done)); });
+        } else {
+            drain(std::move(done));
+        }
+    }
+
+  private:
+    void drain(websocketpp::transport::asio::socket::shutdown_handler done) {
+        asio::ip::tcp::socket& socket = this->get_next_layer();  // TCP, under TLS if any
+        std::error_code ec;
+        // websocketpp's own read may still be pending: with two reads queued, the peer's EOF
+        // completes only the first (asio's edge-triggered reactor), and the drain would wait for
+        // its time bound. So that one ends now, and the drain is the only reader.
+        socket.cancel(ec);
+        socket.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+        std::make_shared<drain_op>(socket, this->get_shared(), std::move(done))->start();
+    }
+};
+
+template <class Endpoint>
+class draining_endpoint : public Endpoint {
+  public:
+    using type = draining_endpoint;
+    using socket_con_type = draining_connection<typename Endpoint::socket_con_type>;
+    using socket_con_ptr = typename socket_con_type::ptr;
+};
 
 // websocketpp configuration on top of a transport config (`asio` or `asio_tls`): one thread
 // owns every connection (no locks, no strands), and a small per-connection read buffer (the
@@ -59,7 +169,7 @@ struct config : Base {
         typedef typename type::elog_type elog_type;
         typedef typename type::request_type request_type;
         typedef typename type::response_type response_type;
-        typedef typename base::transport_config::socket_type socket_type;
+        typedef draining_endpoint<typename base::transport_config::socket_type> socket_type;
         // No per-connection asio strands: one thread runs every handler.
         static const bool enable_multithreading = false;
     };
@@ -82,10 +192,17 @@ class basic_backend final : public ws_server::backend {
 
     // `customize` is called with the server before it starts: the TLS backend installs its
     // context there. `peer_cn` reads a verified client certificate's CN (empty: none).
+    // `reload_tls` re-reads the TLS files (see ws_server::reload_tls).
     template <class Customize, class PeerCn>
     basic_backend(asio::io_context& io, ws_server_options o, ws_server::handlers handlers,
-                  Customize customize, PeerCn peer_cn)
-        : options_(std::move(o)), on_(std::move(handlers)), peer_cn_(std::move(peer_cn)) {
+                  Customize customize, PeerCn peer_cn,
+                  std::function<std::optional<std::string>()> reload_tls)
+        : options_(std::move(o)),
+          on_(std::move(handlers)),
+          peer_cn_(std::move(peer_cn)),
+          reload_tls_(std::move(reload_tls)),
+          admission_(options_.admission),
+          accept_retry_(io) {
         server_.clear_access_channels(websocketpp::log::alevel::all);
         server_.clear_error_channels(websocketpp::log::elevel::all);
         server_.init_asio(&io);
@@ -93,6 +210,8 @@ class basic_backend final : public ws_server::backend {
         server_.set_listen_backlog(options_.listen_backlog);
         server_.set_max_message_size(options_.max_frame_bytes);
         server_.set_max_http_body_size(64 * 1024);
+        server_.set_open_handshake_timeout(static_cast<long>(options_.handshake_timeout_ms));
+        server_.set_user_agent(options_.server_header);  // a server's user agent is its Server
         customize(server_);
 
         server_.set_tcp_post_init_handler([this](hdl h) {
@@ -104,6 +223,13 @@ class basic_backend final : public ws_server::backend {
             [this](hdl h) { return validate(server_.get_con_from_hdl(h)); });
         server_.set_open_handler([this](hdl h) { opened(h); });
         server_.set_http_handler([this](hdl h) { http(h); });
+        // A socket that never became a WebSocket (a failed or timed-out handshake). Open
+        // connections get a handler of their own in opened().
+        server_.set_fail_handler([this](hdl h) { release(server_.get_con_from_hdl(h).get()); });
+    }
+
+    ~basic_backend() override {
+        if (spare_fd_ >= 0) ::close(spare_fd_);
     }
 
     void listen() override {
@@ -111,29 +237,33 @@ class basic_backend final : public ws_server::backend {
         const auto address = asio::ip::make_address(options_.bind_address, ec);
         if (ec) throw std::runtime_error("invalid --bind address '" + options_.bind_address + "'");
         const bool every_address = address == asio::ip::address_v6::any();
-        if (every_address) {
-            // Dual-stack whatever net.ipv6.bindv6only says: IPv4 clients arrive as ::ffff:a.b.c.d.
-            server_.set_tcp_pre_bind_handler([](const auto& acceptor) {
+        const auto pre_bind = [this](bool dual_stack) {
+            return [this, dual_stack](const auto& acceptor) {
+                listen_fd_ = acceptor->native_handle();  // for shedding when out of descriptors
                 std::error_code option_ec;
-                acceptor->set_option(asio::ip::v6_only(false), option_ec);
+                // Dual-stack whatever net.ipv6.bindv6only says: IPv4 clients arrive as
+                // ::ffff:a.b.c.d.
+                if (dual_stack) acceptor->set_option(asio::ip::v6_only(false), option_ec);
                 return option_ec;
-            });
-        }
+            };
+        };
+        server_.set_tcp_pre_bind_handler(pre_bind(every_address));
         server_.listen(asio::ip::tcp::endpoint(address, options_.port), ec);
         if (ec && every_address) {  // no IPv6 on this host: every IPv4 address instead
-            server_.set_tcp_pre_bind_handler(nullptr);
+            server_.set_tcp_pre_bind_handler(pre_bind(false));
             server_.listen(asio::ip::tcp::endpoint(asio::ip::address_v4::any(), options_.port), ec);
         }
         if (ec) {
             throw std::runtime_error("cannot listen on " + options_.bind_address + ":" +
                                      std::to_string(options_.port) + ": " + ec.message());
         }
-        server_.start_accept(ec);
-        if (ec) throw std::runtime_error("cannot accept connections: " + ec.message());
+        spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        accept_next();
     }
 
     void stop_listening() override {
         std::error_code ec;
+        accept_retry_.cancel();
         if (server_.is_listening()) server_.stop_listening(ec);
     }
 
@@ -174,14 +304,148 @@ class basic_backend final : public ws_server::backend {
 
     std::size_t connection_count() const override { return connections_.size(); }
 
+    std::optional<std::string> reload_tls() override { return reload_tls_(); }
+
     ws_server::counters totals() const override {
         ws_server::counters c = counters_;
+        c.pending = admission_.pending();
         for (const auto& [id, con] : connections_)
             c.buffered_bytes += con->get_buffered_amount();
         return c;
     }
 
   private:
+    // ---- accepting: our own loop, so that running out of descriptors does not spin ----
+
+    void accept_next() {
+        if (!server_.is_listening()) return;
+        connection_ptr con = server_.get_connection();
+        if (!con) {
+            retry_accept_later();
+            return;
+        }
+        std::error_code ec;
+        server_.async_accept(
+            con, [this, con](const std::error_code& accept_ec) { accepted(con, accept_ec); }, ec);
+        if (ec) con->terminate(ec);
+    }
+
+    void accepted(const connection_ptr& con, const std::error_code& ec) {
+        if (ec) {
+            con->terminate(ec);
+            if (ec == websocketpp::error::operation_canceled ||
+                ec == asio::error::operation_aborted) {
+                return;  // stopped listening
+            }
+            ++counters_.accept_failures;
+            // (asio reports errno values in a category of its own, not std::system_category.)
+            if (ec.category() == asio::error::get_system_category() &&
+                (ec.value() == EMFILE || ec.value() == ENFILE)) {
+                shed_waiting_connections();
+            }
+            warn_at_most_every_10s(
+                last_accept_warning_, "accepting connections failed; retrying",
+                {{"error", ec.message()}, {"failures", std::to_string(counters_.accept_failures)}});
+            // Backing off: accept() would fail again at once, and the loop would spin.
+            retry_accept_later();
+            return;
+        }
+        admit(con);
+        accept_next();
+    }
+
+    void retry_accept_later() {
+        accept_retry_.expires_after(std::chrono::milliseconds(50));
+        accept_retry_.async_wait([this](const std::error_code& ec) {
+            if (!ec) accept_next();
+        });
+    }
+
+    // Out of descriptors: the queued connections cannot be served; accept and close them with
+    // a spare descriptor, so that their clients learn it at once instead of waiting (as nginx
+    // and libuv do).
+    void shed_waiting_connections() {
+        if (spare_fd_ < 0 || listen_fd_ < 0) return;
+        ::close(spare_fd_);
+        for (int i = 0; i < 64; ++i) {
+            const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) break;
+            ::close(fd);
+            ++counters_.sockets_refused;
+        }
+        spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+
+    // The admission limits for a new socket (core/admission.hpp). A trusted proxy's sockets are
+    // limited per address by the clients it names, at their handshake.
+    void admit(const connection_ptr& con) {
+        std::error_code ec;
+        const auto peer = con->get_raw_socket().remote_endpoint(ec);
+        const std::string address = ec ? std::string("unknown") : plain_address(peer.address());
+        const bool proxy = is_trusted_proxy(address);
+        std::string group = proxy ? std::string() : address_group(address, ipv6_prefix());
+        const admission::verdict v = admission_.accept(group);
+        if (v != admission::verdict::admit) {
+            ++counters_.sockets_refused;
+            warn_at_most_every_10s(last_refusal_warning_, "connection refused",
+                                   {{"remote", address}, {"why", std::string(to_string(v))}});
+            std::error_code ignored;
+            con->get_raw_socket().close(ignored);
+            return;
+        }
+        slots_.emplace(con.get(), socket_slot{std::move(group), {}, true, con});
+        if (slots_.size() > 2 * (connections_.size() + admission_.pending()) + 256)
+            release_forgotten();
+        con->start();
+    }
+
+    // Gives back what a socket held (idempotent: the first event that ends it wins).
+    void release(const void* con) {
+        const auto it = slots_.find(con);
+        if (it == slots_.end()) return;
+        admission_.release(it->second.group, it->second.pending);
+        if (!it->second.client_group.empty()) admission_.release_client(it->second.client_group);
+        slots_.erase(it);
+    }
+
+    // Sockets websocketpp ended without telling (none known, but the slots must not leak).
+    void release_forgotten() {
+        std::vector<const void*> gone;
+        for (const auto& [key, slot] : slots_) {
+            if (slot.alive.expired()) gone.push_back(key);
+        }
+        for (const void* key : gone)
+            release(key);
+        admission_.forget_idle(now_ms());
+    }
+
+    bool is_trusted_proxy(const std::string& address) const {
+        const auto& trusted = options_.trusted_proxies;
+        return std::find(trusted.begin(), trusted.end(), address) != trusted.end();
+    }
+    unsigned ipv6_prefix() const { return options_.admission.ipv6_prefix; }
+    static std::int64_t now_ms() {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch())
+            .count();
+    }
+    // An IPv4 client of the dual-stack listener as IPv4, not ::ffff:1.2.3.4.
+    static std::string plain_address(asio::ip::address address) {
+        if (address.is_v6() && address.to_v6().is_v4_mapped())
+            address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+        return address.to_string();
+    }
+    static void warn_at_most_every_10s(std::chrono::steady_clock::time_point& last,
+                                       std::string_view message,
+                                       std::initializer_list<logging::field> fields) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last < std::chrono::seconds(10)) return;
+        last = now;
+        logging::write(log_level::warn, message, fields);
+    }
+
+    // ---- the upgrade ----
+
     bool validate(const connection_ptr& con) {
         const bool ok = acceptable(con);
         if (!ok) ++counters_.refused;
@@ -204,11 +468,37 @@ class basic_backend final : public ws_server::backend {
             con->set_status(websocketpp::http::status_code::service_unavailable);
             return false;
         }
+        // Per address: behind a trusted proxy, the client it names is counted now.
+        const auto slot = slots_.find(con.get());
+        const std::string client = address_without_port(remote_address(*con));
+        const bool named_by_proxy = slot != slots_.end() && slot->second.group.empty() &&
+                                    is_trusted_proxy(plain_address_of(*con)) &&
+                                    client != plain_address_of(*con);
+        const std::string group = address_group(client, ipv6_prefix());
+        const admission::verdict v = admission_.handshake(group, named_by_proxy, now_ms());
+        if (v != admission::verdict::admit) {
+            con->set_status(websocketpp::http::status_code::too_many_requests);
+            warn_at_most_every_10s(last_refusal_warning_, "upgrade refused",
+                                   {{"remote", client}, {"why", std::string(to_string(v))}});
+            return false;
+        }
+        if (named_by_proxy && slot != slots_.end()) slot->second.client_group = group;
         return true;
+    }
+
+    std::string plain_address_of(typename server_type::connection_type& con) {
+        std::error_code ec;
+        const auto endpoint = con.get_raw_socket().remote_endpoint(ec);
+        return ec ? std::string("unknown") : plain_address(endpoint.address());
     }
 
     void opened(const hdl& h) {
         connection_ptr con = server_.get_con_from_hdl(h);
+        if (const auto slot = slots_.find(con.get());
+            slot != slots_.end() && slot->second.pending) {
+            slot->second.pending = false;
+            admission_.opened();
+        }
         const connection_id id = next_id_++;
         connections_.emplace(id, con);
         ++counters_.accepted;
@@ -238,22 +528,19 @@ class basic_backend final : public ws_server::backend {
         std::error_code ec;
         const auto endpoint = con.get_raw_socket().remote_endpoint(ec);
         if (ec) return "unknown";
-        auto address = endpoint.address();
-        if (address.is_v6() && address.to_v6().is_v4_mapped())
-            address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
-        const std::string peer = address.to_string();
-        const auto& trusted = options_.trusted_proxies;
-        if (std::find(trusted.begin(), trusted.end(), peer) != trusted.end()) {
+        const std::string peer = plain_address(endpoint.address());
+        if (is_trusted_proxy(peer)) {
             std::string client = forwarded_client(con.get_request_header("X-Forwarded-For"));
             if (!client.empty()) return client;
         }
         const std::string port = std::to_string(endpoint.port());
-        return address.is_v6() ? "[" + peer + "]:" + port : peer + ":" + port;
+        return peer.find(':') != std::string::npos ? "[" + peer + "]:" + port : peer + ":" + port;
     }
 
     void closed(connection_id id, const hdl& h) {
         if (connections_.erase(id) == 0) return;
         connection_ptr con = server_.get_con_from_hdl(h);
+        release(con.get());
         close_info info;
         const auto ours = closed_by_bridge_.find(id);
         const auto local = con->get_local_close_code();
@@ -279,10 +566,15 @@ class basic_backend final : public ws_server::backend {
 
     void http(const hdl& h) {
         connection_ptr con = server_.get_con_from_hdl(h);
-        const http_response r = on_.on_http(con->get_resource());
+        release(con.get());  // the socket ends with this answer
+        const http_response r =
+            on_.on_http(http_request{con->get_resource(), con->get_request_header("If-None-Match"),
+                                     con->get_request_header("Accept-Encoding")});
         con->set_status(static_cast<websocketpp::http::status_code::value>(r.status));
         con->replace_header("Content-Type", r.content_type);
-        con->replace_header("Cache-Control", "no-store");
+        con->replace_header("Cache-Control", r.cache_control);
+        for (const auto& [name, value] : r.headers)
+            con->replace_header(name, value);
         con->set_body(r.body);
     }
 
@@ -302,9 +594,25 @@ class basic_backend final : public ws_server::backend {
         return msg;
     }
 
+    // What one accepted socket holds of the admission limits, until it ends.
+    struct socket_slot {
+        std::string group;         // its address group (empty: a trusted proxy)
+        std::string client_group;  // behind a proxy, the group of the client it names
+        bool pending = true;       // not a WebSocket (yet)
+        std::weak_ptr<void> alive;
+    };
+
     ws_server_options options_;
     ws_server::handlers on_;
     std::function<std::string(typename server_type::connection_type&)> peer_cn_;
+    std::function<std::optional<std::string>()> reload_tls_;
+    admission admission_;
+    std::unordered_map<const void*, socket_slot> slots_;  // by websocketpp connection
+    asio::steady_timer accept_retry_;
+    int listen_fd_ = -1;
+    int spare_fd_ = -1;
+    std::chrono::steady_clock::time_point last_accept_warning_{};
+    std::chrono::steady_clock::time_point last_refusal_warning_{};
     server_type server_;
     std::unordered_map<connection_id, connection_ptr> connections_;
     std::unordered_map<connection_id, close_info> closed_by_bridge_;  // closes we started

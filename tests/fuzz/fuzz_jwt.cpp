@@ -87,7 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size == 0) return 0;
     const std::string_view rest(reinterpret_cast<const char*>(data) + 1, size - 1);
     const mqttws::jwt_verifier& v = verifier();
-    switch (data[0] % 4) {
+    switch (data[0] % 5) {
         case 0:
             check(v.verify(rest, now));
             break;
@@ -118,6 +118,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             const auto result = v.verify(token, now);
             require(std::holds_alternative<mqttws::jwt_failure>(result) &&
                     std::get<mqttws::jwt_failure>(result).code == mqttws::jwt_errc::bad_signature);
+            break;
+        }
+        case 4: {
+            // A JSON Web Key Set: accepted whole, or refused with a reason and no key kept.
+            mqttws::jwt_verifier w;
+            const auto problem = w.accept_jwks(rest);
+            require(problem ? w.key_set_size() == 0 && !problem->empty() : w.key_set_size() > 0);
             break;
         }
     }
