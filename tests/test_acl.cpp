@@ -7,7 +7,6 @@
 
 using mqttws::acl;
 using mqttws::acl_decision;
-using mqttws::acl_filters_overlap;
 using mqttws::acl_grant;
 using mqttws::line_error;
 
@@ -370,31 +369,4 @@ TEST_CASE("acl: explanations are one sentence and do not echo control characters
     const acl_decision anon = a.check_publish("evil\nid", "", "z");
     CHECK(anon.reason.find('\n') == std::string::npos);
     CHECK(contains(anon.reason, "anonymous client 'evil?id'"));
-}
-
-TEST_CASE("acl_filters_overlap: some topic matches both filters") {
-    struct row {
-        const char* a;
-        const char* b;
-        bool overlap;
-    };
-    const row rows[] = {
-        {"a/b", "a/b", true},       {"a/b", "a/c", false},
-        {"a/+", "a/b", true},       {"a/+", "+/b", true},
-        {"a/+", "a", false},        {"a/#", "a", true},
-        {"a/#", "b/#", false},      {"#", "a/b/c", true},
-        {"+/+", "a", false},        {"+/#", "a", true},
-        {"a/+/c", "a/b/+", true},   {"a/+/c", "a/b/d", false},
-        {"#", "$SYS/x", false},     {"+/x", "$SYS/x", false},
-        {"$SYS/#", "$SYS/x", true}, {"$SYS/+", "$SYS/x/y", false},
-        {"a//b", "a/+/b", true},    {"/#", "+/x", true},
-        {"a/b/c", "a/b", false},    {"a/b/#", "a/b", true},
-        {"a/+/#", "a", false},
-    };
-    for (const row& r : rows) {
-        CAPTURE(r.a);
-        CAPTURE(r.b);
-        CHECK(acl_filters_overlap(r.a, r.b) == r.overlap);
-        CHECK(acl_filters_overlap(r.b, r.a) == r.overlap);
-    }
 }

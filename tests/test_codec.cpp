@@ -10,7 +10,10 @@
 #include <string_view>
 #include <variant>
 
-#include "core/codec.hpp"
+#include "core/message_body.hpp"
+#include "core/replies.hpp"
+#include "core/requests.hpp"
+#include "core/text.hpp"
 
 using namespace mqttws;
 using namespace std::string_literals;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "core/base64.hpp"
 #include "core/engine.hpp"
 #include "engine_fixture.hpp"
 #include "token_signing.hpp"

@@ -10,6 +10,7 @@
 #include <string>
 #include <variant>
 
+#include "core/base64.hpp"
 #include "core/jwt.hpp"
 #include "token_signing.hpp"
 

@@ -486,3 +486,30 @@ TEST_CASE("covers agrees exactly with brute force over a complete universe") {
     CHECK(filters.size() > 150);
     CHECK(covering_pairs > filters.size());  // more than the reflexive pairs
 }
+
+TEST_CASE("topic::overlaps: some topic matches both filters") {
+    struct row {
+        const char* a;
+        const char* b;
+        bool overlap;
+    };
+    const row rows[] = {
+        {"a/b", "a/b", true},       {"a/b", "a/c", false},
+        {"a/+", "a/b", true},       {"a/+", "+/b", true},
+        {"a/+", "a", false},        {"a/#", "a", true},
+        {"a/#", "b/#", false},      {"#", "a/b/c", true},
+        {"+/+", "a", false},        {"+/#", "a", true},
+        {"a/+/c", "a/b/+", true},   {"a/+/c", "a/b/d", false},
+        {"#", "$SYS/x", false},     {"+/x", "$SYS/x", false},
+        {"$SYS/#", "$SYS/x", true}, {"$SYS/+", "$SYS/x/y", false},
+        {"a//b", "a/+/b", true},    {"/#", "+/x", true},
+        {"a/b/c", "a/b", false},    {"a/b/#", "a/b", true},
+        {"a/+/#", "a", false},
+    };
+    for (const row& r : rows) {
+        CAPTURE(r.a);
+        CAPTURE(r.b);
+        CHECK(mqttws::topic::overlaps(r.a, r.b) == r.overlap);
+        CHECK(mqttws::topic::overlaps(r.b, r.a) == r.overlap);
+    }
+}

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/base64.hpp"
 #include "core/jwt.hpp"
 
 namespace mqttws::test {

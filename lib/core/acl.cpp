@@ -140,7 +140,7 @@ struct request {
     }
     // Does a (resolved) deny filter hit any part of the request?
     bool denied_by(std::string_view rule_filter) const {
-        return subscribe ? acl_filters_overlap(rule_filter, target)
+        return subscribe ? topic::overlaps(rule_filter, target)
                          : topic::matches(rule_filter, target);
     }
 };
@@ -187,37 +187,6 @@ acl_decision decide(bool allowed, std::size_t line, std::string reason) {
 }
 
 }  // namespace
-
-// ---- overlap of two filters ----
-
-bool acl_filters_overlap(std::string_view a, std::string_view b) noexcept {
-    // `$` rule: a topic starting with '$' is matched only by filters whose first level is literal
-    // and starts with '$'. If one filter starts with such a level and the other with a wildcard,
-    // no topic can match both.
-    const auto leading_wildcard = [](std::string_view f) {
-        return !f.empty() && (f.front() == '+' || f.front() == '#');
-    };
-    const auto leading_dollar = [](std::string_view f) { return !f.empty() && f.front() == '$'; };
-    if ((leading_dollar(a) && leading_wildcard(b)) || (leading_dollar(b) && leading_wildcard(a))) {
-        return false;
-    }
-    std::size_t apos = 0, bpos = 0;
-    for (;;) {
-        const std::size_t aslash = a.find('/', apos);
-        const std::size_t bslash = b.find('/', bpos);
-        const std::string_view alevel = a.substr(apos, aslash - apos);
-        const std::string_view blevel = b.substr(bpos, bslash - bpos);
-        if (alevel == "#" || blevel == "#") return true;  // '#' also matches the parent level
-        if (alevel != "+" && blevel != "+" && alevel != blevel) return false;
-        const bool alast = aslash == std::string_view::npos;
-        const bool blast = bslash == std::string_view::npos;
-        if (alast && blast) return true;
-        if (alast) return b.substr(bslash + 1) == "#";  // "a" and "a/#" share the topic "a"
-        if (blast) return a.substr(aslash + 1) == "#";
-        apos = aslash + 1;
-        bpos = bslash + 1;
-    }
-}
 
 // ---- parsing ----
 

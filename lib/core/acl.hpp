@@ -107,8 +107,4 @@ class acl {
     std::vector<acl_rule> patterns_;
 };
 
-// Could some topic match both filters? (Both valid, neither a `$share/` filter.) Honours the
-// `$` rule: "#" and "$SYS/x" share no topic. Used for deny rules against subscriptions.
-bool acl_filters_overlap(std::string_view a, std::string_view b) noexcept;
-
 }  // namespace mqttws

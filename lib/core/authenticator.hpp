@@ -24,9 +24,9 @@
 #include <variant>
 
 #include "core/acl.hpp"
-#include "core/codec.hpp"
 #include "core/credentials.hpp"
 #include "core/jwt.hpp"
+#include "core/requests.hpp"
 
 namespace mqttws {
 

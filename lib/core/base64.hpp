@@ -1,4 +1,9 @@
-// Base64 (RFC 4648, standard alphabet, padded) for binary payloads in JSON frames.
+// Base64 (RFC 4648), one codec in two flavours:
+// - `standard`: the +/ alphabet, padded with '=' — binary payloads in JSON frames;
+// - `url`: the -_ alphabet, without padding — JWTs (RFC 7515) and signed device frames.
+// Decoding is strict: only the flavour's alphabet, padding exactly where it belongs (none for
+// `url`), no whitespace, and the unused bits of the last character zero, so that every byte
+// string has exactly one encoding ("Zg==" decodes, "Zh==" does not).
 // Thread safety: pure functions; safe from any thread.
 #pragma once
 
@@ -8,10 +13,27 @@
 
 namespace mqttws::base64 {
 
-std::string encode(std::string_view bytes);
-void encode_append(std::string_view bytes, std::string& out);
-// nullopt unless `text` is valid padded base64 (whitespace is not accepted) in its canonical
-// form: the bits under the padding are zero, so a text that decodes re-encodes to itself.
-std::optional<std::string> decode(std::string_view text);
+struct flavour {
+    bool url_alphabet = false;  // '-' and '_' instead of '+' and '/'
+    bool padded = true;         // '=' up to a multiple of 4 characters
+};
+inline constexpr flavour standard{false, true};
+inline constexpr flavour url{true, false};
+
+std::string encode(std::string_view bytes, flavour f = standard);
+void encode_append(std::string_view bytes, std::string& out, flavour f = standard);
+std::optional<std::string> decode(std::string_view text, flavour f = standard);
 
 }  // namespace mqttws::base64
+
+// base64url without padding, as JWS uses it: the `url` flavour.
+namespace mqttws::base64url {
+
+inline std::string encode(std::string_view bytes) {
+    return base64::encode(bytes, base64::url);
+}
+inline std::optional<std::string> decode(std::string_view text) {
+    return base64::decode(text, base64::url);
+}
+
+}  // namespace mqttws::base64url

@@ -46,14 +46,17 @@
 #include "core/actions.hpp"
 #include "core/auth_limiter.hpp"
 #include "core/authenticator.hpp"
-#include "core/codec.hpp"
 #include "core/frame_signature.hpp"
+#include "core/message_body.hpp"
 #include "core/outbox.hpp"
 #include "core/platform.hpp"
+#include "core/replies.hpp"
+#include "core/requests.hpp"
 #include "core/retained_store.hpp"
 #include "core/revocation.hpp"
 #include "core/session.hpp"
 #include "core/subscriptions.hpp"
+#include "core/text.hpp"
 #include "core/topic.hpp"
 
 namespace mqttws {

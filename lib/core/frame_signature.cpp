@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <climits>
 
-#include "core/jwt.hpp"
+#include "core/base64.hpp"
 
 namespace mqttws {
 

@@ -12,8 +12,9 @@
 #include <memory>
 #include <string>
 
-#include "core/codec.hpp"
+#include "core/base64.hpp"
 #include "core/jwt_keys.hpp"
+#include "core/text.hpp"
 
 namespace mqttws {
 namespace {

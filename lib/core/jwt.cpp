@@ -18,70 +18,12 @@
 #include <cstring>
 #include <vector>
 
-#include "core/codec.hpp"
+#include "core/base64.hpp"
 #include "core/jwt_keys.hpp"
+#include "core/text.hpp"
 #include "core/topic.hpp"
 
 namespace mqttws {
-
-// ---- base64url ----
-
-namespace base64url {
-namespace {
-
-constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-constexpr std::array<std::int8_t, 256> make_reverse() {
-    std::array<std::int8_t, 256> table{};
-    for (auto& v : table)
-        v = -1;
-    for (int i = 0; i < 64; ++i)
-        table[static_cast<unsigned char>(alphabet[i])] = static_cast<std::int8_t>(i);
-    return table;
-}
-constexpr auto reverse = make_reverse();
-
-}  // namespace
-
-std::string encode(std::string_view bytes) {
-    std::string out;
-    out.reserve((bytes.size() * 4 + 2) / 3);
-    std::uint32_t acc = 0;
-    int bits = 0;
-    for (const char c : bytes) {
-        acc = (acc << 8) | static_cast<unsigned char>(c);
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out += alphabet[(acc >> bits) & 63];
-        }
-    }
-    if (bits > 0) out += alphabet[(acc << (6 - bits)) & 63];
-    return out;
-}
-
-std::optional<std::string> decode(std::string_view text) {
-    if (text.size() % 4 == 1) return std::nullopt;  // 6 bits cannot end a byte
-    std::string out;
-    out.reserve(text.size() * 3 / 4);
-    std::uint32_t acc = 0;
-    int bits = 0;
-    for (const char c : text) {
-        const std::int8_t v = reverse[static_cast<unsigned char>(c)];
-        if (v < 0) return std::nullopt;  // includes '=' padding, '+', '/' and whitespace
-        acc = ((acc << 6) | static_cast<std::uint32_t>(v)) & 0xFFFFFF;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out += static_cast<char>((acc >> bits) & 0xFF);
-        }
-    }
-    // Leftover bits must be zero, so that each byte string has exactly one encoding.
-    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
-    return out;
-}
-
-}  // namespace base64url
 
 // ---- keys ----
 

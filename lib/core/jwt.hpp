@@ -105,11 +105,4 @@ class jwt_verifier {
     std::unique_ptr<keys> keys_;
 };
 
-// base64url (RFC 4648 §5) without padding, as JWS uses it.
-namespace base64url {
-std::string encode(std::string_view bytes);
-// nullopt unless `text` is unpadded base64url in canonical form (unused trailing bits zero).
-std::optional<std::string> decode(std::string_view text);
-}  // namespace base64url
-
 }  // namespace mqttws

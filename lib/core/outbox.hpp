@@ -30,8 +30,8 @@
 #include <memory>
 #include <optional>
 
-#include "core/codec.hpp"
 #include "core/fifo.hpp"
+#include "core/message_body.hpp"
 
 namespace mqttws {
 

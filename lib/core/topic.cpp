@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "core/text.hpp"
+
 namespace mqttws::topic {
 namespace {
 
@@ -66,41 +68,12 @@ std::optional<problem> check_wildcards(std::string_view filter) {
 }  // namespace
 
 bool is_valid_topic_utf8(std::string_view text) noexcept {
-    const auto* p = reinterpret_cast<const unsigned char*>(text.data());
-    const auto* const end = p + text.size();
-    while (p < end) {
-        const unsigned char lead = *p;
-        std::uint32_t cp = 0;
-        int extra = 0;
-        if (lead < 0x80) {
-            cp = lead;
-        } else if ((lead & 0xE0) == 0xC0) {
-            cp = lead & 0x1Fu;
-            extra = 1;
-        } else if ((lead & 0xF0) == 0xE0) {
-            cp = lead & 0x0Fu;
-            extra = 2;
-        } else if ((lead & 0xF8) == 0xF0) {
-            cp = lead & 0x07u;
-            extra = 3;
-        } else {
-            return false;  // continuation byte or 0xF8..0xFF as a lead byte
-        }
-        if (end - p <= extra) return false;
-        for (int i = 1; i <= extra; ++i) {
-            if ((p[i] & 0xC0) != 0x80) return false;
-            cp = (cp << 6) | (p[i] & 0x3Fu);
-        }
-        static constexpr std::uint32_t min_for_length[] = {0, 0x80, 0x800, 0x10000};
-        if (cp < min_for_length[extra]) return false;                // overlong
-        if (cp > 0x10FFFF) return false;                             // beyond Unicode
-        if (cp >= 0xD800 && cp <= 0xDFFF) return false;              // UTF-16 surrogate
+    // Well-formed UTF-8 (text.hpp), and none of the characters Mosquitto refuses in a topic.
+    return for_each_code_point(text, [](std::uint32_t cp) {
         if (cp <= 0x1F || (cp >= 0x7F && cp <= 0x9F)) return false;  // NUL, C0, DEL, C1
         if (cp >= 0xFDD0 && cp <= 0xFDEF) return false;              // non-characters
-        if ((cp & 0xFFFE) == 0xFFFE) return false;                   // U+xxFFFE, U+xxFFFF
-        p += extra + 1;
-    }
-    return true;
+        return (cp & 0xFFFE) != 0xFFFE;                              // U+xxFFFE, U+xxFFFF
+    });
 }
 
 std::optional<problem> check_name(std::string_view name, const limits& lim) {
@@ -178,6 +151,35 @@ bool covers(std::string_view wide, std::string_view narrow) noexcept {
             // narrow stops first: wide must allow stopping here, i.e. continue with "/#" only.
             return nlast && !wlast && wide.substr(wpos) == "#";
         }
+    }
+}
+
+bool overlaps(std::string_view a, std::string_view b) noexcept {
+    // `$` rule: a topic starting with '$' is matched only by filters whose first level is literal
+    // and starts with '$'. If one filter starts with such a level and the other with a wildcard,
+    // no topic can match both.
+    const auto leading_wildcard = [](std::string_view f) {
+        return !f.empty() && (f.front() == '+' || f.front() == '#');
+    };
+    const auto leading_dollar = [](std::string_view f) { return !f.empty() && f.front() == '$'; };
+    if ((leading_dollar(a) && leading_wildcard(b)) || (leading_dollar(b) && leading_wildcard(a))) {
+        return false;
+    }
+    std::size_t apos = 0, bpos = 0;
+    for (;;) {
+        const std::size_t aslash = a.find('/', apos);
+        const std::size_t bslash = b.find('/', bpos);
+        const std::string_view alevel = a.substr(apos, aslash - apos);
+        const std::string_view blevel = b.substr(bpos, bslash - bpos);
+        if (alevel == "#" || blevel == "#") return true;  // '#' also matches the parent level
+        if (alevel != "+" && blevel != "+" && alevel != blevel) return false;
+        const bool alast = aslash == std::string_view::npos;
+        const bool blast = bslash == std::string_view::npos;
+        if (alast && blast) return true;
+        if (alast) return b.substr(bslash + 1) == "#";  // "a" and "a/#" share the topic "a"
+        if (blast) return a.substr(aslash + 1) == "#";
+        apos = aslash + 1;
+        bpos = bslash + 1;
     }
 }
 

@@ -48,6 +48,10 @@ bool matches(std::string_view filter, std::string_view name) noexcept;
 // Used by the ACL: a subscription is allowed only if a readable pattern covers it.
 bool covers(std::string_view wide, std::string_view narrow) noexcept;
 
+// Could some topic match both filters? (Both valid, neither a `$share/` filter.) Honours the
+// `$` rule: "#" and "$SYS/x" share no topic. Used by the ACL's deny rules against subscriptions.
+bool overlaps(std::string_view a, std::string_view b) noexcept;
+
 struct shared_filter {
     std::string_view group;
     std::string_view filter;

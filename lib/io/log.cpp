@@ -6,7 +6,7 @@
 #include <ctime>
 #include <mutex>
 
-#include "core/codec.hpp"
+#include "core/text.hpp"
 
 namespace mqttws::logging {
 namespace {

@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-#include "core/codec.hpp"
+#include "core/text.hpp"
 
 namespace mqttws {
 namespace {

@@ -20,7 +20,10 @@
 #include <variant>
 
 #include "core/base64.hpp"
-#include "core/codec.hpp"
+#include "core/message_body.hpp"
+#include "core/replies.hpp"
+#include "core/requests.hpp"
+#include "core/text.hpp"
 
 namespace {
 

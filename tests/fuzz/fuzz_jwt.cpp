@@ -17,6 +17,7 @@
 #include <string_view>
 #include <variant>
 
+#include "core/base64.hpp"
 #include "core/jwt.hpp"
 #include "core/topic.hpp"
 

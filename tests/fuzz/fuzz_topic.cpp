@@ -17,7 +17,8 @@
 #include <string>
 #include <string_view>
 
-#include "core/codec.hpp"
+#include "core/message_body.hpp"
+#include "core/requests.hpp"
 #include "core/topic.hpp"
 #include "core/topic_trie.hpp"
 

@@ -1,17 +1,17 @@
-#include "core/codec.hpp"
-
+// Decoding of client frames into requests (requests.hpp): one function per frame type, over a
+// RapidJSON document whose nodes live in a pool reused between frames.
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
-#include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 #include <algorithm>
 #include <array>
 #include <charconv>
-#include <cstring>
 
 #include "core/base64.hpp"
+#include "core/requests.hpp"
+#include "core/text.hpp"
 
 namespace mqttws {
 namespace {
@@ -19,13 +19,10 @@ namespace {
 namespace rj = rapidjson;
 
 constexpr unsigned parse_flags = rj::kParseValidateEncodingFlag | rj::kParseIterativeFlag;
-constexpr std::size_t max_client_id_bytes = 128;
 
 using pool_allocator = rj::MemoryPoolAllocator<rj::CrtAllocator>;
 using document = rj::GenericDocument<rj::UTF8<>, pool_allocator, rj::CrtAllocator>;
 using value = document::ValueType;
-
-void append_json_string(std::string& out, std::string_view s);  // with the encoders, below
 
 // ---- helpers for reading fields ----
 
@@ -358,83 +355,6 @@ std::variant<client_request, field_error> decode_device_report(const value& obj,
     return client_request{std::move(r)};
 }
 
-// ---- encoding helpers ----
-
-void append_json_string(std::string& out, std::string_view s) {
-    static constexpr char hex[] = "0123456789abcdef";
-    out += '"';
-    std::size_t run = 0;  // start of the current run of bytes that need no escaping
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
-        out.append(s.data() + run, i - run);
-        run = i + 1;
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                out += "\\u00";
-                out += hex[c >> 4];
-                out += hex[c & 15];
-        }
-    }
-    out.append(s.data() + run, s.size() - run);
-    out += '"';
-}
-
-void append_int(std::string& out, std::int64_t v) {
-    std::array<char, 24> buf{};
-    const auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), v);
-    (void)ec;
-    out.append(buf.data(), end);
-}
-
-void append_uint(std::string& out, std::uint64_t v) {
-    std::array<char, 24> buf{};
-    const auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), v);
-    (void)ec;
-    out.append(buf.data(), end);
-}
-
-void append_msgid(std::string& out, const msg_id& id) {
-    if (id.empty()) return;
-    out += ",\"msgid\":";
-    out += id.json;
-}
-
-bool looks_like_json_start(std::string_view s) {
-    for (const char c : s) {
-        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
-        return std::strchr("{[\"-0123456789tfn", c) != nullptr && c != '\0';
-    }
-    return false;
-}
-
-bool is_json_text(std::string_view s, std::size_t max_depth) {
-    if (!looks_like_json_start(s) || json_nesting_exceeds(s, max_depth)) return false;
-    // A raw NUL is never part of JSON text, but RapidJSON's stream reads it as the end of input
-    // ("1\0x" would parse as 1 and then be embedded whole): such a payload is not JSON.
-    if (s.find('\0') != std::string_view::npos) return false;
-    rj::Reader reader;
-    rj::BaseReaderHandler<> ignore;
-    rj::MemoryStream stream(s.data(), s.size());
-    rj::EncodedInputStream<rj::UTF8<>, rj::MemoryStream> input(stream);
-    return !reader.Parse<parse_flags>(input, ignore).IsError();
-}
-
 }  // namespace
 
 // ---- frame_decoder ----
@@ -533,296 +453,6 @@ std::variant<client_request, decode_failure> frame_decoder::decode(std::string_v
         return decode_failure{error->code, std::move(error->message), std::move(id)};
     }
     return std::get<client_request>(std::move(result));
-}
-
-bool json_nesting_exceeds(std::string_view json, std::size_t max_depth) noexcept {
-    std::size_t depth = 0;
-    bool in_string = false;
-    for (std::size_t i = 0; i < json.size(); ++i) {
-        const char c = json[i];
-        if (in_string) {
-            if (c == '\\') {
-                ++i;  // skip the escaped character
-            } else if (c == '"') {
-                in_string = false;
-            }
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '[' || c == '{') {
-            if (++depth > max_depth) return true;
-        } else if ((c == ']' || c == '}') && depth > 0) {
-            --depth;
-        }
-    }
-    return false;
-}
-
-bool is_valid_utf8(std::string_view bytes) noexcept {
-    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
-    const auto* const end = p + bytes.size();
-    while (p < end) {
-        if (*p < 0x80) {
-            ++p;
-            continue;
-        }
-        int extra = 0;
-        std::uint32_t cp = 0;
-        if ((*p & 0xE0) == 0xC0) {
-            extra = 1;
-            cp = *p & 0x1Fu;
-        } else if ((*p & 0xF0) == 0xE0) {
-            extra = 2;
-            cp = *p & 0x0Fu;
-        } else if ((*p & 0xF8) == 0xF0) {
-            extra = 3;
-            cp = *p & 0x07u;
-        } else {
-            return false;
-        }
-        if (end - p <= extra) return false;
-        for (int i = 1; i <= extra; ++i) {
-            if ((p[i] & 0xC0) != 0x80) return false;
-            cp = (cp << 6) | (p[i] & 0x3Fu);
-        }
-        static constexpr std::uint32_t min_for_length[] = {0, 0x80, 0x800, 0x10000};
-        if (cp < min_for_length[extra] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        p += extra + 1;
-    }
-    return true;
-}
-
-// ---- encoders ----
-
-bool is_valid_client_id(std::string_view id) noexcept {
-    return !id.empty() && id.size() <= max_client_id_bytes &&
-           id.find_first_of("/+#") == std::string_view::npos && is_valid_utf8(id) &&
-           std::none_of(id.begin(), id.end(),
-                        [](char c) { return static_cast<unsigned char>(c) < 0x20; });
-}
-
-std::string encode_json_string(std::string_view s) {
-    std::string out;
-    out.reserve(s.size() + 2);
-    append_json_string(out, s);
-    return out;
-}
-
-std::string encode_auth_response(std::string_view client_id, std::string_view session, bool resumed,
-                                 bool session_present, std::int64_t timestamp_ms, const msg_id& id,
-                                 std::int64_t ping_interval_ms,
-                                 std::optional<std::uint64_t> last_seq) {
-    std::string out = R"({"type":"auth_response","status":"success","clientId":)";
-    append_json_string(out, client_id);
-    if (!session.empty()) {
-        out += ",\"session\":";
-        append_json_string(out, session);
-        out += resumed ? ",\"resumed\":true" : ",\"resumed\":false";
-        out += session_present ? ",\"sessionPresent\":true" : ",\"sessionPresent\":false";
-        if (last_seq) {
-            out += ",\"lastSeq\":";
-            append_uint(out, *last_seq);
-        }
-    }
-    out += ",\"timestamp\":";
-    append_int(out, timestamp_ms);
-    if (ping_interval_ms > 0) {
-        out += ",\"pingInterval\":";
-        append_int(out, ping_interval_ms);
-    }
-    append_msgid(out, id);
-    out += '}';
-    return out;
-}
-
-std::string encode_suback(const msg_id& id, std::string_view filter, int granted_qos) {
-    std::string out = R"({"type":"suback")";
-    append_msgid(out, id);
-    out += ",\"topic\":";
-    append_json_string(out, filter);
-    out += ",\"qos\":";
-    append_int(out, granted_qos);
-    out += '}';
-    return out;
-}
-
-std::string encode_unsuback(const msg_id& id, std::string_view filter) {
-    std::string out = R"({"type":"unsuback")";
-    append_msgid(out, id);
-    out += ",\"topic\":";
-    append_json_string(out, filter);
-    out += '}';
-    return out;
-}
-
-std::string encode_ack_ok(const msg_id& id) {
-    std::string out = R"({"type":"ack")";
-    append_msgid(out, id);
-    out += R"(,"status":"ok"})";
-    return out;
-}
-
-std::string encode_ack_error(const msg_id& id, errc code, std::string_view message) {
-    std::string out = R"({"type":"ack")";
-    append_msgid(out, id);
-    out += R"(,"status":"error","code":)";
-    append_json_string(out, wire_name(code));
-    out += ",\"message\":";
-    append_json_string(out, message);
-    out += '}';
-    return out;
-}
-
-std::string encode_error(errc code, std::string_view message, const msg_id& id,
-                         std::string_view topic) {
-    std::string out = R"({"type":"error","code":)";
-    append_json_string(out, wire_name(code));
-    out += ",\"message\":";
-    append_json_string(out, message);
-    append_msgid(out, id);
-    if (!topic.empty()) {
-        out += ",\"topic\":";
-        append_json_string(out, topic);
-    }
-    out += '}';
-    return out;
-}
-
-std::string encode_pong(std::int64_t timestamp_ms, const msg_id& id) {
-    std::string out = R"({"type":"pong","timestamp":)";
-    append_int(out, timestamp_ms);
-    append_msgid(out, id);
-    out += '}';
-    return out;
-}
-
-std::string encode_upstream_status(bool up, std::int64_t timestamp_ms) {
-    std::string out = R"({"type":"status","upstream":)";
-    out += up ? "\"up\"" : "\"down\"";
-    out += ",\"timestamp\":";
-    append_int(out, timestamp_ms);
-    out += '}';
-    return out;
-}
-
-std::string encode_token_expiring(std::int64_t in_ms, std::int64_t expires_at_ms) {
-    std::string out = R"({"type":"token_expiring","in":)";
-    append_int(out, in_ms);
-    out += ",\"expiresAt\":";
-    append_int(out, expires_at_ms);
-    out += '}';
-    return out;
-}
-
-std::string encode_refresh_response(std::optional<std::int64_t> expires_at_ms, const msg_id& id) {
-    std::string out = R"({"type":"refresh_response","status":"success")";
-    if (expires_at_ms) {
-        out += ",\"expiresAt\":";
-        append_int(out, *expires_at_ms);
-    }
-    append_msgid(out, id);
-    out += '}';
-    return out;
-}
-
-std::string encode_app_ping(std::int64_t timestamp_ms) {
-    std::string out = R"({"type":"ping","timestamp":)";
-    append_int(out, timestamp_ms);
-    out += '}';
-    return out;
-}
-
-// ---- message_body ----
-
-message_body::message_body(std::string_view frame_type, std::string topic, std::string payload,
-                           bool retain, std::int64_t timestamp_ms, std::size_t max_embed_depth,
-                           bool redelivered)
-    : control_(frame_type == "control"),
-      topic_(std::move(topic)),
-      payload_(std::move(payload)),
-      retain_(retain),
-      timestamp_ms_(timestamp_ms),
-      max_embed_depth_(max_embed_depth),
-      redelivered_(redelivered) {}
-
-const std::string& message_body::json_prefix() const {
-    if (!prefix_.empty()) return prefix_;
-    prefix_.reserve(payload_.size() + topic_.size() + 96);
-    prefix_ += control_ ? R"({"type":"control","topic":)" : R"({"type":"message","topic":)";
-    append_json_string(prefix_, topic_);
-    prefix_ += ",\"payload\":";
-    if (is_json_text(payload_, max_embed_depth_)) {
-        prefix_ += payload_;
-    } else if (is_valid_utf8(payload_)) {
-        append_json_string(prefix_, payload_);
-    } else {
-        prefix_ += '"';
-        base64::encode_append(payload_, prefix_);
-        prefix_ += R"(","encoding":"base64")";
-    }
-    prefix_ += retain_ ? ",\"retain\":true" : ",\"retain\":false";
-    prefix_ += ",\"timestamp\":";
-    append_int(prefix_, timestamp_ms_);
-    return prefix_;
-}
-
-std::string message_body::finish(const delivery_fields& fields) const {
-    const std::string& prefix = json_prefix();
-    std::string out;
-    out.reserve(prefix.size() + 64);
-    out += prefix;
-    out += ",\"qos\":";
-    append_uint(out, fields.qos);
-    if (fields.qos > 0) {
-        out += ",\"msgid\":";
-        append_uint(out, fields.msgid);
-    }
-    if (fields.seq != 0) {
-        out += ",\"seq\":";
-        append_uint(out, fields.seq);
-    }
-    if (fields.dup || redelivered_) out += ",\"dup\":true";
-    out += '}';
-    return out;
-}
-
-std::string message_body::finish_binary(const delivery_fields& fields) const {
-    // Layout: docs/protocol.md, "Binary frames". All integers big-endian.
-    std::string out;
-    out.reserve(24 + topic_.size() + payload_.size());
-    const auto put = [&out](std::uint64_t v, int bytes) {
-        for (int shift = 8 * (bytes - 1); shift >= 0; shift -= 8)
-            out += static_cast<char>((v >> shift) & 0xFF);
-    };
-    put(control_ ? 0x03 : 0x02, 1);
-    put((fields.qos & 3u) | (retain_ ? 4u : 0u) | ((fields.dup || redelivered_) ? 8u : 0u), 1);
-    put(fields.qos > 0 ? fields.msgid : 0, 4);
-    put(fields.seq, 8);
-    put(static_cast<std::uint64_t>(timestamp_ms_), 8);
-    put(topic_.size(), 2);
-    out += topic_;
-    out += payload_;
-    return out;
-}
-
-const std::shared_ptr<const std::string>& message_body::shared_qos0() const {
-    if (!shared_qos0_) shared_qos0_ = std::make_shared<const std::string>(finish({}));
-    return shared_qos0_;
-}
-
-std::string encode_batch(const std::vector<std::string>& messages) {
-    std::size_t size = 32;
-    for (const auto& m : messages)
-        size += m.size() + 1;
-    std::string out;
-    out.reserve(size);
-    out += R"({"type":"batch","messages":[)";
-    for (std::size_t i = 0; i < messages.size(); ++i) {
-        if (i > 0) out += ',';
-        out += messages[i];
-    }
-    out += "]}";
-    return out;
 }
 
 std::variant<publish_request, decode_failure> decode_binary_publish(std::string_view frame,

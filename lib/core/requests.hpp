@@ -1,13 +1,12 @@
-// The wire protocol v1 (docs/protocol.md): JSON text frames ⇄ structs.
+// The requests a client sends (docs/protocol.md, "Client → bridge"), decoded from its frames.
 //
-// This is the only file that uses RapidJSON. Decoding turns one client text frame into one of
-// the `*_request` structs, or into a `decode_failure` that says exactly what was wrong (and
-// carries the request's `msgid` when one could be read, so the error can be matched).
-// Encoding renders the bridge's frames; a broker message is rendered once per message by
-// `message_body` and finished per recipient with only the fields that differ.
+// Decoding turns one text frame into one of the `*_request` structs, or into a `decode_failure`
+// that says exactly what was wrong (and carries the request's `msgid` when one could be read,
+// so the error can be matched). A binary frame is a publish with a raw payload. This is the only
+// place that parses client JSON (with RapidJSON, in decode.cpp).
 //
-// Thread safety: `frame_decoder` keeps scratch buffers and belongs to one thread; the free
-// functions are pure.
+// Thread safety: `frame_decoder` keeps scratch buffers and belongs to one thread;
+// decode_binary_publish is pure.
 #pragma once
 
 #include <cstdint>
@@ -155,88 +154,5 @@ class frame_decoder {
     decode_limits limits_;
     std::unique_ptr<impl> impl_;
 };
-
-// True when nesting of arrays/objects in `json` goes deeper than `max_depth` (strings are
-// skipped correctly). Cheap pre-check so that hostile input never reaches the parser's stack.
-bool json_nesting_exceeds(std::string_view json, std::size_t max_depth) noexcept;
-
-// A client id: 1 to 128 bytes of UTF-8 without '/', '+', '#' or control characters (so that
-// it can stand in a topic level, e.g. for the ACL's %c).
-bool is_valid_client_id(std::string_view id) noexcept;
-
-// True when `bytes` is well-formed UTF-8 (any code point; NUL allowed).
-bool is_valid_utf8(std::string_view bytes) noexcept;
-
-// `s` (UTF-8) as a JSON string literal, quotes included: for logs and other JSON the app writes.
-std::string encode_json_string(std::string_view s);
-
-// ---- Encoding: bridge → client frames. Timestamps are milliseconds since the Unix epoch. ----
-
-// `session` empty: the client opted out of resuming (no session fields are written).
-// `ping_interval_ms` > 0: the client asked for `ping` frames, sent after that much silence.
-// `last_seq`: with a session present, the seq of its last delivery so far (`lastSeq`).
-std::string encode_auth_response(std::string_view client_id, std::string_view session, bool resumed,
-                                 bool session_present, std::int64_t timestamp_ms, const msg_id& id,
-                                 std::int64_t ping_interval_ms = 0,
-                                 std::optional<std::uint64_t> last_seq = std::nullopt);
-std::string encode_suback(const msg_id& id, std::string_view filter, int granted_qos);
-std::string encode_unsuback(const msg_id& id, std::string_view filter);
-std::string encode_ack_ok(const msg_id& id);
-std::string encode_ack_error(const msg_id& id, errc code, std::string_view message);
-// `topic` is added when the error is about one topic of a multi-topic request.
-std::string encode_error(errc code, std::string_view message, const msg_id& id,
-                         std::string_view topic = {});
-std::string encode_pong(std::int64_t timestamp_ms, const msg_id& id);
-std::string encode_upstream_status(bool up, std::int64_t timestamp_ms);
-// {"type":"ping","timestamp":…}: the bridge is alive (clients that asked for heartbeats).
-std::string encode_app_ping(std::int64_t timestamp_ms);
-// {"type":"token_expiring","in":…,"expiresAt":…}: the client's token expires in `in_ms`.
-std::string encode_token_expiring(std::int64_t in_ms, std::int64_t expires_at_ms);
-// {"type":"refresh_response","status":"success","expiresAt":…} (no expiresAt: never expires).
-std::string encode_refresh_response(std::optional<std::int64_t> expires_at_ms, const msg_id& id);
-
-// What differs per recipient of one broker message.
-struct delivery_fields {
-    std::uint8_t qos = 0;
-    std::uint64_t msgid = 0;  // written when qos >= 1
-    std::uint64_t seq = 0;    // written when non-zero
-    bool dup = false;
-};
-
-// One broker message, rendered for many recipients: the JSON `message` (or `control`) frame
-// without its per-recipient fields, which `finish()` appends, is built once on first use; so is
-// the binary frame's fixed part. In JSON the payload is embedded as a JSON value when it is JSON
-// text, as a string when it is other UTF-8, and as base64 otherwise. `redelivered` (the broker
-// resent it after a reconnect) makes every rendering carry dup.
-class message_body {
-  public:
-    message_body(std::string_view frame_type, std::string topic, std::string payload, bool retain,
-                 std::int64_t timestamp_ms, std::size_t max_embed_depth = 32,
-                 bool redelivered = false);
-    std::string finish(const delivery_fields& fields) const;
-    std::string finish_binary(const delivery_fields& fields) const;
-    // The JSON frame for recipients with nothing of their own (qos 0, no seq), built once.
-    const std::shared_ptr<const std::string>& shared_qos0() const;
-    // JSON for use inside a `batch` frame: the same as finish().
-    const std::string& topic() const { return topic_; }
-    const std::string& payload() const { return payload_; }
-    std::size_t size() const { return topic_.size() + payload_.size() + 96; }
-
-  private:
-    const std::string& json_prefix() const;
-
-    bool control_;
-    std::string topic_;
-    std::string payload_;
-    bool retain_;
-    std::int64_t timestamp_ms_;
-    std::size_t max_embed_depth_;
-    bool redelivered_;
-    mutable std::string prefix_;  // `{"type":…,"topic":…,"payload":…,"retain":…,"timestamp":…`
-    mutable std::shared_ptr<const std::string> shared_qos0_;
-};
-
-// {"type":"batch","messages":[…]} from finished `message` frames.
-std::string encode_batch(const std::vector<std::string>& messages);
 
 }  // namespace mqttws
