@@ -30,17 +30,17 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
 
     std::string log_level_name = "info";
     std::string log_format_name = "text";
-    int mqtt_version = out.engine.mqtt_version;
+    int mqtt_version = out.engine.broker.mqtt_version;
     int reconnect_max_ms = static_cast<int>(out.upstream.reconnect_max.count());
     int session_expiry_s = static_cast<int>(out.upstream.session_expiry.count());
-    double auth_timeout_s = static_cast<double>(out.engine.auth_timeout_ms) / 1000.0;
-    double ping_interval_s = static_cast<double>(out.engine.ping_interval_ms) / 1000.0;
-    double idle_timeout_s = static_cast<double>(out.engine.idle_timeout_ms) / 1000.0;
+    double auth_timeout_s = static_cast<double>(out.engine.auth.auth_timeout_ms) / 1000.0;
+    double ping_interval_s = static_cast<double>(out.engine.flow.ping_interval_ms) / 1000.0;
+    double idle_timeout_s = static_cast<double>(out.engine.flow.idle_timeout_ms) / 1000.0;
     double slow_consumer_timeout_s =
-        static_cast<double>(out.engine.slow_consumer_timeout_ms) / 1000.0;
+        static_cast<double>(out.engine.flow.slow_consumer_timeout_ms) / 1000.0;
     double handshake_timeout_s = static_cast<double>(out.server.handshake_timeout_ms) / 1000.0;
-    double token_warning_s = static_cast<double>(out.engine.token_expiry_warning_ms) / 1000.0;
-    double replay_window_s = static_cast<double>(out.engine.replay_window_ms) / 1000.0;
+    double token_warning_s = static_cast<double>(out.engine.auth.token_expiry_warning_ms) / 1000.0;
+    double replay_window_s = static_cast<double>(out.engine.auth.replay_window_ms) / 1000.0;
     bool dump_config = false;
     out.upstream.client_id = default_client_id();
 
@@ -71,7 +71,7 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
                    "Longest wait between broker reconnect attempts")
         ->check(CLI::Range(500, 600000))
         ->group(mqtt);
-    cli.add_flag("--persistent-session", out.engine.persistent_session,
+    cli.add_flag("--persistent-session", out.engine.broker.persistent_session,
                  "Keep the broker-side session across reconnects and restarts (QoS 1/2 messages "
                  "queued meanwhile are delivered)")
         ->group(mqtt);
@@ -79,7 +79,7 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
                    "MQTT 5: how long the broker keeps the persistent session, in seconds")
         ->check(CLI::Range(1, 4 * 7 * 24 * 3600))
         ->group(mqtt);
-    cli.add_option("--restart-hold-ms", out.engine.restart_hold_ms,
+    cli.add_option("--restart-hold-ms", out.engine.subscriptions.restart_hold_ms,
                    "After a restart with a persistent session: how long messages the broker had "
                    "queued are held for clients that subscribe again")
         ->check(CLI::NonNegativeNumber)
@@ -93,17 +93,17 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
                    "Largest WebSocket message accepted (close 1009 above)")
         ->check(CLI::Range(std::size_t{256}, std::size_t{256} << 20))
         ->group(proto);
-    cli.add_option("--max-subscriptions", out.engine.max_subscriptions_per_client,
+    cli.add_option("--max-subscriptions", out.engine.subscriptions.max_per_client,
                    "Subscriptions one client may hold")
         ->check(CLI::PositiveNumber)
         ->group(proto);
-    cli.add_option("--offline-queue", out.engine.offline_queue_messages,
+    cli.add_option("--offline-queue", out.engine.publishing.offline_queue_messages,
                    "QoS 1/2 publishes held while the broker is unreachable")
         ->group(proto);
-    cli.add_option("--offline-queue-bytes", out.engine.offline_queue_bytes,
+    cli.add_option("--offline-queue-bytes", out.engine.publishing.offline_queue_bytes,
                    "Byte bound of that queue")
         ->group(proto);
-    cli.add_option("--retained-cache-bytes", out.engine.retained_cache_bytes,
+    cli.add_option("--retained-cache-bytes", out.engine.subscriptions.retained_cache_bytes,
                    "Retained messages kept for clients joining a held filter (MQTT 5)")
         ->group(proto);
 
@@ -177,11 +177,11 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
                    "Seconds a client has to authenticate when credentials are required (then 4401)")
         ->check(CLI::Range(0.1, 3600.0))
         ->group(security);
-    cli.add_option("--auth-failures-per-minute", out.engine.auth_failures_per_minute,
+    cli.add_option("--auth-failures-per-minute", out.engine.auth.failures_per_minute,
                    "Failed authentications allowed per remote address and minute (then 4429)")
         ->check(CLI::PositiveNumber)
         ->group(security);
-    cli.add_option("--auth-failures-per-user", out.engine.auth_failures_per_user_per_minute,
+    cli.add_option("--auth-failures-per-user", out.engine.auth.failures_per_user_per_minute,
                    "Failed password checks allowed per user and minute, from any address; beyond "
                    "them the password is not checked (4429), except from addresses the user "
                    "authenticated from before")
@@ -191,7 +191,7 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
                    "Append JSON lines: authentications, refusals, publishes to control topics")
         ->group(security);
     cli.add_option(
-           "--audit-topic", out.engine.audit_topics,
+           "--audit-topic", out.engine.publishing.audit_topics,
            "Also audit publishes to this filter (repeatable; devices' control topics always are)")
         ->expected(0, CLI::detail::expected_max_vector_size)
         ->group(security);
@@ -241,11 +241,11 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
                    "Seconds a new socket has to complete its HTTP request or upgrade")
         ->check(CLI::Range(0.1, 300.0))
         ->group(limits);
-    cli.add_option("--max-publish-rate", out.engine.publish_rate,
+    cli.add_option("--max-publish-rate", out.engine.publishing.rate,
                    "Publishes per second per client (0: no limit; beyond it, rate_limited)")
         ->check(CLI::NonNegativeNumber)
         ->group(limits);
-    cli.add_option("--publish-burst", out.engine.publish_burst,
+    cli.add_option("--publish-burst", out.engine.publishing.burst,
                    "Publishes a client may send at once before the rate applies (0: max(1, rate))")
         ->check(CLI::NonNegativeNumber)
         ->group(limits);
@@ -275,7 +275,7 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
                    "Seconds without any frame or pong after which a client is closed (4001)")
         ->check(CLI::Range(0.1, 86400.0))
         ->group(liveness);
-    cli.add_option("--max-queued-bytes", out.engine.max_queued_bytes,
+    cli.add_option("--max-queued-bytes", out.engine.flow.max_queued_bytes,
                    "Outgoing budget per client: bytes queued for it before its QoS 0 deliveries "
                    "are conflated (newest per topic)")
         ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))
@@ -285,7 +285,7 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
                    "conflatable QoS 0 messages waiting before it is closed (4008)")
         ->check(CLI::Range(0.1, 86400.0))
         ->group(liveness);
-    cli.add_option("--max-backlog-bytes", out.engine.max_backlog_bytes,
+    cli.add_option("--max-backlog-bytes", out.engine.flow.max_backlog_bytes,
                    "QoS 1/2 deliveries waiting for one client beyond its in-flight window; over "
                    "it a client is closed (4008) and a dropped session sheds the oldest")
         ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 34))
@@ -332,18 +332,16 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     const auto ms = [](double seconds) {
         return static_cast<std::int64_t>(seconds * 1000.0 + 0.5);
     };
-    out.engine.auth_timeout_ms = ms(auth_timeout_s);
-    out.engine.ping_interval_ms = ms(ping_interval_s);
-    out.engine.idle_timeout_ms = ms(idle_timeout_s);
-    out.engine.slow_consumer_timeout_ms = ms(slow_consumer_timeout_s);
+    out.engine.auth.auth_timeout_ms = ms(auth_timeout_s);
+    out.engine.flow.ping_interval_ms = ms(ping_interval_s);
+    out.engine.flow.idle_timeout_ms = ms(idle_timeout_s);
+    out.engine.flow.slow_consumer_timeout_ms = ms(slow_consumer_timeout_s);
     out.server.handshake_timeout_ms = ms(handshake_timeout_s);
-    out.engine.token_expiry_warning_ms = ms(token_warning_s);
-    out.engine.replay_window_ms = ms(replay_window_s);
-    out.engine.mqtt_version = mqtt_version;
-    out.upstream.mqtt_version = mqtt_version;
+    out.engine.auth.token_expiry_warning_ms = ms(token_warning_s);
+    out.engine.auth.replay_window_ms = ms(replay_window_s);
+    out.engine.broker.mqtt_version = mqtt_version;
     out.upstream.reconnect_max = std::chrono::milliseconds(reconnect_max_ms);
     out.upstream.session_expiry = std::chrono::seconds(session_expiry_s);
-    out.upstream.persistent_session = out.engine.persistent_session;
     out.engine.decode.max_payload_bytes = out.server.max_frame_bytes;
     log_level level = log_level::info;
     logging::parse_level(log_level_name, level);

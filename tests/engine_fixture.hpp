@@ -2,8 +2,10 @@
 // what it asks the edges to do, so that tests read as "frames in → actions out".
 //
 // - `fake_platform`: a clock that only moves when told to, and deterministic `random_hex`.
-// - `json_frame`: a frame the engine sent, parsed with RapidJSON; tests look at fields by name
-//   (never at whole strings), so frames may gain fields without breaking tests.
+// - `json_frame`: a frame the engine sent, parsed strictly with RapidJSON (valid UTF-8, no raw
+//   NUL); tests look at fields by name (never at whole strings), so frames may gain fields
+//   without breaking tests. The encoder tests (test_replies.cpp, ...) use it on text too.
+// - `topics_of`: the sorted topics of a list of frames.
 // - `engine_fixture`: owns the engine; every event call records its actions. Frames sent to a
 //   session land in that session's inbox (`client(id).frames()` / `take()`); upstream actions are
 //   listed by kind (`subscribes()`, `unsubscribes()`, `publishes()`) since `clear_actions()`.
@@ -17,6 +19,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -74,12 +77,17 @@ class json_frame {
   public:
     static constexpr std::int64_t missing = std::numeric_limits<std::int64_t>::min();
 
+    // Parsed strictly: one JSON object in valid UTF-8, and no raw NUL anywhere (a parser reading
+    // a counted buffer may take a NUL for the end of the input and ignore what follows).
     explicit json_frame(frame_ptr raw)
         : raw_(std::move(raw)), doc_(std::make_shared<rapidjson::Document>()) {
-        doc_->Parse(raw_->data(), raw_->size());
+        if (raw_->find('\0') != std::string::npos) FAIL_CHECK("a frame with a raw NUL: ", *raw_);
+        doc_->Parse<rapidjson::kParseValidateEncodingFlag>(raw_->data(), raw_->size());
         if (doc_->HasParseError() || !doc_->IsObject())
-            FAIL_CHECK("the engine sent a frame that is not a JSON object: ", *raw_);
+            FAIL_CHECK("a frame that is not a JSON object in valid UTF-8: ", *raw_);
     }
+    // A frame given as text, e.g. an encoder's output.
+    explicit json_frame(std::string text) : json_frame(make_frame(std::move(text))) {}
 
     const frame_ptr& raw() const { return raw_; }
     const std::string& text() const { return *raw_; }
@@ -138,6 +146,17 @@ inline frame_list of_type(const frame_list& frames, std::string_view type) {
     return out;
 }
 
+using strings = std::vector<std::string>;
+
+// The "topic" field of each frame, sorted (compare with `strings{...}`).
+inline strings topics_of(const frame_list& frames) {
+    strings out;
+    for (const auto& f : frames)
+        out.push_back(f.str("topic"));
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
 // ---------------------------------------------------------------- frames the tests send
 
 inline std::string quoted(std::string_view s) {
@@ -179,7 +198,7 @@ inline broker_message broker_msg(std::string topic, std::string payload, std::ui
 
 inline engine_config v3_config() {
     engine_config c;
-    c.mqtt_version = 3;
+    c.broker.mqtt_version = 3;
     return c;
 }
 
@@ -381,8 +400,11 @@ class engine_fixture {
         for (const auto& a : out) {
             if (const auto* s = std::get_if<send_frame>(&a)) {
                 REQUIRE_MESSAGE(static_cast<bool>(s->frame), "send_frame without a frame");
-                if (stalled_.count(s->to) > 0) env.buffered[s->to] += s->frame->size();
-                inboxes_[s->to].emplace_back(s->frame);
+                // What the client receives: the recipient's head, then the (shared) frame.
+                const frame_ptr whole =
+                    s->head.empty() ? s->frame : make_frame(s->head + *s->frame);
+                if (stalled_.count(s->to) > 0) env.buffered[s->to] += whole->size();
+                inboxes_[s->to].emplace_back(whole);
             } else if (const auto* sub = std::get_if<subscribe_upstream>(&a)) {
                 last_subscribe_[sub->filter] = *sub;
             }

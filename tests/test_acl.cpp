@@ -1,14 +1,19 @@
+// Unit tests for core/acl: parsing Mosquitto's ACL file format, and the publish/subscribe
+// decisions (patterns, deny rules, $-topics, shared subscriptions, token grants) with reasons.
 #include <doctest/doctest.h>
 
 #include <string>
 #include <variant>
 
 #include "core/acl.hpp"
+#include "test_helpers.hpp"
 
 using mqttws::acl;
 using mqttws::acl_decision;
 using mqttws::acl_grant;
 using mqttws::line_error;
+using mqttws::test::contains;
+using mqttws::test::parse_errors;
 
 namespace {
 
@@ -20,16 +25,6 @@ acl parse_ok(std::string_view text) {
         return acl{};
     }
     return std::get<acl>(std::move(parsed));
-}
-
-std::vector<line_error> parse_errors(std::string_view text) {
-    auto parsed = acl::parse(text);
-    REQUIRE(std::holds_alternative<std::vector<line_error>>(parsed));
-    return std::get<std::vector<line_error>>(parsed);
-}
-
-bool contains(const std::string& haystack, std::string_view needle) {
-    return haystack.find(needle) != std::string::npos;
 }
 
 }  // namespace
@@ -57,7 +52,7 @@ TEST_CASE("acl: parses Mosquitto's syntax with comments, blank lines and whitesp
 }
 
 TEST_CASE("acl: parse errors carry their line numbers, all of them") {
-    const auto errors = parse_errors(
+    const auto errors = parse_errors<acl>(
         "topic read ok/#\n"         // 1 fine
         "topik read a\n"            // 2 unknown keyword
         "topic reed a/b\n"          // 3 unknown access

@@ -1,3 +1,5 @@
+// Unit tests for core/credentials: parsing mosquitto_passwd files ($7$ PBKDF2 and $6$ SHA-512
+// lines) and verifying passwords against them.
 #include <doctest/doctest.h>
 #include <openssl/evp.h>
 
@@ -8,9 +10,12 @@
 
 #include "core/base64.hpp"
 #include "core/credentials.hpp"
+#include "test_helpers.hpp"
 
 using mqttws::line_error;
 using mqttws::password_file;
+using mqttws::test::contains;
+using mqttws::test::parse_errors;
 using result = mqttws::password_file::result;
 
 namespace {
@@ -48,16 +53,6 @@ password_file parse_ok(std::string_view text) {
         return std::get<password_file>(password_file::parse(""));
     }
     return std::get<password_file>(std::move(parsed));
-}
-
-std::vector<line_error> parse_errors(std::string_view text) {
-    auto parsed = password_file::parse(text);
-    REQUIRE(std::holds_alternative<std::vector<line_error>>(parsed));
-    return std::get<std::vector<line_error>>(parsed);
-}
-
-bool contains(const std::string& haystack, std::string_view needle) {
-    return haystack.find(needle) != std::string::npos;
 }
 
 // A `$6$` line computed independently with OpenSSL's one-shot digest: sha512(password || salt).
@@ -141,7 +136,7 @@ TEST_CASE("credentials: parse errors carry line numbers, all of them") {
                              "ok:$6$MDEyMzQ1Njc4OWFi$AAAA\n"                // 12 (hash wrong too)
                              + good +                                       // 13 duplicate
                              "big:$7$99999999999$MDEyMzQ1Njc4OWFi$AAAA\n";  // 14 iterations
-    const auto errors = parse_errors(text);
+    const auto errors = parse_errors<password_file>(text);
     std::vector<std::size_t> lines;
     for (const auto& e : errors)
         lines.push_back(e.line);

@@ -28,10 +28,10 @@ namespace {
 // Small numbers, so that a few frames go over the budget.
 engine_config small_budget() {
     engine_config c;
-    c.max_queued_bytes = 1024;
-    c.pre_auth_queued_bytes = 256;
-    c.slow_consumer_timeout_ms = 1000;
-    c.max_backlog_bytes = 4096;
+    c.flow.max_queued_bytes = 1024;
+    c.flow.pre_auth_queued_bytes = 256;
+    c.flow.slow_consumer_timeout_ms = 1000;
+    c.flow.max_backlog_bytes = 4096;
     c.outbox.retry_ms = 500;
     return c;
 }
@@ -291,6 +291,46 @@ TEST_CASE("engine flow: a session resumed on a new connection starts on a fresh 
     CHECK(f.closes().empty());
 }
 
+TEST_CASE("engine flow: a resume may replay more than the budget without being closed") {
+    // The history holds more than the budget: a client resuming from the start of it gets all
+    // of it, in order, even on a connection that takes nothing yet; it then has the
+    // slow-consumer timeout to read it.
+    engine_config config = small_budget();
+    config.outbox.history_bytes = 16 * 1024;
+    engine_fixture f(config);
+    f.upstream_connected();
+    auto c = f.client(1);
+    c.send(R"({"type":"auth","clientId":"h","msgid":"a"})");
+    const std::string token = c.take()[0].str("session");
+    f.subscribed(1, "h/#", 0);
+    const std::uint32_t sid = f.subscription_id("h/#");
+    f.client_closed(1, /*clean=*/false);
+
+    const std::string big(300, 'x');
+    for (int i = 0; i < 20; ++i)  // ~6 KiB, over twice the 1 KiB budget
+        f.upstream_message(broker_msg("h/" + std::to_string(i), big, 0, false, {sid}));
+
+    auto again = f.client(2);
+    f.stall(2);
+    again.send(R"({"type":"auth","clientId":"h","session":)" + quoted(token) + R"(,"lastSeq":0})");
+    CHECK(count_closes(f, close_code::slow_consumer) == 0);
+    const frame_list answer = again.of_type("auth_response");
+    REQUIRE(answer.size() == 1);
+    CHECK(answer[0].json("resumed") == "true");
+    const frame_list replayed = again.of_type("message");
+    REQUIRE(replayed.size() == 20);
+    for (int i = 0; i < 20; ++i)
+        CHECK(replayed[static_cast<std::size_t>(i)].str("topic") == "h/" + std::to_string(i));
+
+    // Answers to its own requests still count: a client that keeps asking and never reads is
+    // closed once they alone pass twice the budget — not at its first request.
+    again.send(R"({"type":"subscribe","topic":"h/more","msgid":"s"})");
+    CHECK(f.closes().empty());
+    for (int i = 0; i < 1000 && f.closes().empty(); ++i)
+        again.send(R"({"type":"subscribe","topic":"bad/#/filter","msgid":"m"})");  // an error
+    CHECK(count_closes(f, close_code::slow_consumer) == 1);
+}
+
 TEST_CASE("engine flow: a client that has not authenticated gets a small budget") {
     engine_config config = small_budget();
     engine_fixture f(config);
@@ -306,8 +346,8 @@ TEST_CASE("engine flow: a client that has not authenticated gets a small budget"
 
 TEST_CASE("engine flow: QoS 0 publishes over the rate limit are answered only with a msgid") {
     engine_config config;
-    config.publish_rate = 1;
-    config.publish_burst = 1;
+    config.publishing.rate = 1;
+    config.publishing.burst = 1;
     engine_fixture f(config);
     f.upstream_connected();
     auto c = f.auth(1, "fast");
@@ -325,8 +365,8 @@ TEST_CASE("engine flow: QoS 0 publishes over the rate limit are answered only wi
 
 TEST_CASE("engine heartbeat: a client asking for heartbeats gets ping frames after silence") {
     engine_config config;
-    config.ping_interval_ms = 1000;
-    config.idle_timeout_ms = 10'000;
+    config.flow.ping_interval_ms = 1000;
+    config.flow.idle_timeout_ms = 10'000;
     engine_fixture f(config);
     f.upstream_connected();
     auto c = f.client(1);
@@ -358,8 +398,8 @@ TEST_CASE("engine heartbeat: a client asking for heartbeats gets ping frames aft
 
 TEST_CASE("engine heartbeat: clients that did not ask get no ping frames and no pingInterval") {
     engine_config config;
-    config.ping_interval_ms = 1000;
-    config.idle_timeout_ms = 10'000;
+    config.flow.ping_interval_ms = 1000;
+    config.flow.idle_timeout_ms = 10'000;
     engine_fixture f(config);
     f.upstream_connected();
     auto c = f.client(1);

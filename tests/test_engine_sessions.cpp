@@ -737,7 +737,7 @@ TEST_CASE("engine sessions: resume:false clients get no session or seq and share
     REQUIRE(sends.size() == 3);
     const std::string* shared = nullptr;
     for (const send_frame& s : sends) {
-        const json_frame m(s.frame);
+        const json_frame m(mqttws::make_frame(s.head + *s.frame));
         CHECK_FALSE(m.has("seq"));
         if (s.to == q1.id()) {
             CHECK(m.num("qos") == 1);
@@ -746,6 +746,7 @@ TEST_CASE("engine sessions: resume:false clients get no session or seq and share
         }
         CHECK(m.num("qos") == 0);
         CHECK_FALSE(m.has("msgid"));
+        CHECK(s.head.empty());  // the whole frame is shared
         if (shared == nullptr) shared = s.frame.get();
         CHECK(s.frame.get() == shared);  // one encoding for every such recipient
     }
@@ -771,6 +772,37 @@ TEST_CASE("engine sessions: resumable qos 0 recipients get their own seq") {
     f.upstream_message(broker_msg("s/1", "y", 0, false, {sid}));
     CHECK(field_of(f.client(1).take(), "seq") == "2 3");
     CHECK(field_of(f.client(2).take(), "seq") == "1 2");
+}
+
+TEST_CASE("engine sessions: resumable recipients share a message's bytes, only their head is own") {
+    // Each recipient's seq (and msgid) goes in a small head; topic, payload and the rest are
+    // rendered once and the same bytes are queued for every recipient (message_body).
+    engine_fixture f;
+    f.upstream_connected();
+    for (mqttws::connection_id id = 1; id <= 3; ++id) {
+        auth_token(f, id, "share-" + std::to_string(id));
+        f.subscribed(id, "s/#", id == 3 ? 1 : 0);
+    }
+    const std::uint32_t sid = f.subscription_id("s/#");
+    f.upstream_message(broker_msg("s/warm", "w", 0, false, {sid}));  // seq 1 for everyone
+    f.clear();
+    f.upstream_message(
+        broker_msg("s/1", R"({"big":")" + std::string(500, 'x') + R"("})", 1, false, {sid}));
+    const auto sends = f.sends();
+    REQUIRE(sends.size() == 3);
+    for (const send_frame& s : sends) {
+        CHECK(s.frame.get() == sends[0].frame.get());
+        CHECK(s.head.size() < 64);
+        CHECK(s.frame->size() > 500);
+    }
+    const std::string* heads[] = {&sends[0].head, &sends[1].head, &sends[2].head};
+    CHECK(*heads[0] == R"({"type":"message","qos":0,"seq":2,)");
+    CHECK(*heads[2] == R"({"type":"message","qos":1,"msgid":1,"seq":2,)");
+    // What each client receives is one valid frame.
+    const json_frame got = f.client(3).take().at(0);
+    CHECK(got.str("topic") == "s/1");
+    CHECK(got.num("seq") == 2);
+    CHECK(got.num("msgid") == 1);
 }
 TEST_CASE("engine sessions: a resume replays the gap in seq order across QoS levels") {
     engine_fixture f;  // window 64: plenty of room

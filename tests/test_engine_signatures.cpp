@@ -96,12 +96,23 @@ TEST_CASE("engine signatures: publishes and batches are signed as whole frames")
         R"({"type":"batch","messages":[{"topic":"t/b","payload":2},{"topic":"t/c","payload":3}]})",
         "nonce-0002"));
     CHECK(f.publishes().size() == 3);
+    // A batch refused whole names it by its own msgid.
+    d.take();
+    d.send(R"({"type":"batch","msgid":"b7","messages":[{"topic":"t/e","payload":4}]})");
+    {
+        const auto got = d.take();
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].str("type") == "error");
+        CHECK(got[0].str("code") == "bad_signature");
+        CHECK(got[0].str("msgid") == "b7");
+    }
+    CHECK(f.publishes().size() == 3);
     // A binary frame cannot carry a signature.
     mqttws::action_list out;
     const std::string binary("\x01\x00\x00\x00\x00\x00\x00\x03t/d", 11);
     f.eng.client_binary(1, binary, out);
     CHECK(f.publishes().size() == 3);
-    CHECK(f.stats().signatures_refused == 1);
+    CHECK(f.stats().signatures_refused == 2);
 }
 
 TEST_CASE("engine signatures: an optional key lets unsigned frames through, checks signed ones") {

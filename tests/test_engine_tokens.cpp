@@ -49,9 +49,9 @@ struct token_fixture : engine_fixture {
     }
     static engine_config config() {
         engine_config c;
-        c.token_expiry_warning_ms = 30'000;
-        c.idle_timeout_ms = 3'600'000;
-        c.ping_interval_ms = 3'600'000;
+        c.auth.token_expiry_warning_ms = 30'000;
+        c.flow.idle_timeout_ms = 3'600'000;
+        c.flow.ping_interval_ms = 3'600'000;
         return c;
     }
     std::int64_t now_s() const { return env.wall / 1000; }

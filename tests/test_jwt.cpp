@@ -1,3 +1,5 @@
+// Unit tests for core/jwt: verifying JWTs (HS/RS/ES algorithms, key sets, exp/nbf leeway, the
+// acl claim, malformed and tampered tokens) and base64url.
 #include <doctest/doctest.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>

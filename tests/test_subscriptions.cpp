@@ -10,10 +10,20 @@
 #include "core/subscriptions.hpp"
 
 using mqttws::session;
-using mqttws::subscription_registry;
-using mqttws::upstream_filter;
+using mqttws::session_key;
 
 namespace {
+
+// What an owner keeps per filter; the registry carries it and never looks at it.
+struct probe_state {
+    int marker = 0;
+};
+using subscription_registry = mqttws::subscription_registry<probe_state>;
+using upstream_filter = mqttws::registered_filter<probe_state>;
+
+session make_session(std::uint64_t key) {
+    return session(session_key{key}, "");
+}
 
 std::set<std::string> matched(subscription_registry& reg, std::string_view topic) {
     std::set<std::string> out;
@@ -29,7 +39,7 @@ bool has_subscriber(const upstream_filter& f, const session* who) {
 }  // namespace
 
 TEST_CASE("subscriptions: the first add says is_first, later adds do not") {
-    session s1(1, "a"), s2(2, "b");
+    session s1 = make_session(1), s2 = make_session(2);
     subscription_registry reg;
     CHECK(reg.filter_count() == 0);
 
@@ -39,8 +49,7 @@ TEST_CASE("subscriptions: the first add says is_first, later adds do not") {
     CHECK_FALSE(r1.qos_changed);
     CHECK(r1.entry->filter == "sport/#");
     CHECK(r1.entry->upstream_qos == 1);
-    CHECK(r1.entry->granted_qos == -1);
-    CHECK_FALSE(r1.entry->confirmed);
+    CHECK(r1.entry->state.marker == 0);
     CHECK(reg.filter_count() == 1);
     CHECK(reg.find("sport/#") == r1.entry);
 
@@ -65,7 +74,7 @@ TEST_CASE("subscriptions: the first add says is_first, later adds do not") {
 }
 
 TEST_CASE("subscriptions: upstream_qos is the highest subscriber qos") {
-    session s1(1, ""), s2(2, ""), s3(3, "");
+    session s1 = make_session(1), s2 = make_session(2), s3 = make_session(3);
     subscription_registry reg;
 
     auto r = reg.add("t", &s1, 0);
@@ -94,7 +103,7 @@ TEST_CASE("subscriptions: upstream_qos is the highest subscriber qos") {
 }
 
 TEST_CASE("subscriptions: remove says was_last and qos_changed") {
-    session s1(1, ""), s2(2, ""), s3(3, "");
+    session s1 = make_session(1), s2 = make_session(2), s3 = make_session(3);
     subscription_registry reg;
     reg.add("a/+", &s1, 0);
     reg.add("a/+", &s2, 2);
@@ -137,7 +146,7 @@ TEST_CASE("subscriptions: remove says was_last and qos_changed") {
 }
 
 TEST_CASE("subscriptions: removing what is not there") {
-    session s1(1, ""), s2(2, "");
+    session s1 = make_session(1), s2 = make_session(2);
     subscription_registry reg;
 
     auto r = reg.remove("never/added", &s1);
@@ -162,51 +171,26 @@ TEST_CASE("subscriptions: removing what is not there") {
 }
 
 TEST_CASE("subscriptions: a filter can be held again after the last subscriber left") {
-    session s1(1, "");
+    session s1 = make_session(1);
     subscription_registry reg;
     auto a = reg.add("x/#", &s1, 2);
-    a.entry->confirmed = true;
-    a.entry->granted_qos = 2;
-    a.entry->subscription_id = 9;
-    CHECK(reg.remove("x/#", &s1).was_last);
+    a.entry->state.marker = 9;
+    int erased_marker = 0;
+    CHECK(reg.remove("x/#", &s1, [&](upstream_filter& e) { erased_marker = e.state.marker; })
+              .was_last);
+    CHECK(erased_marker == 9);  // the owner saw its state before the entry went
 
     // A fresh entry: no upstream state carried over from the old one.
     a = reg.add("x/#", &s1, 0);
     CHECK(a.is_first);
     CHECK_FALSE(a.qos_changed);
     CHECK(a.entry->upstream_qos == 0);
-    CHECK_FALSE(a.entry->confirmed);
-    CHECK(a.entry->granted_qos == -1);
-    CHECK(a.entry->subscription_id == 0);
+    CHECK(a.entry->state.marker == 0);
     CHECK(a.entry->filter == "x/#");
 }
 
-TEST_CASE("subscriptions: replay_targets are pruned when a subscriber leaves") {
-    session s1(1, ""), s2(2, ""), s3(3, "");
-    subscription_registry reg;
-    auto r = reg.add("r/#", &s1, 1);
-    reg.add("r/#", &s2, 1);
-    reg.add("r/#", &s3, 1);
-    r.entry->replay_targets = {&s1, &s2, &s3, &s2};
-
-    reg.remove("r/#", &s2);
-    upstream_filter* e = reg.find("r/#");
-    REQUIRE(e != nullptr);
-    CHECK(e->replay_targets == std::vector<session*>{&s1, &s3});
-
-    reg.remove("r/#", &s1);
-    CHECK(e->replay_targets == std::vector<session*>{&s3});
-
-    // A session that is not a target leaves no trace either way.
-    e->replay_targets.clear();
-    reg.add("r/#", &s1, 0);
-    e->replay_targets = {&s3};
-    reg.remove("r/#", &s1);
-    CHECK(e->replay_targets == std::vector<session*>{&s3});
-}
-
 TEST_CASE("subscriptions: match routes by topic through the trie") {
-    session s1(1, ""), s2(2, "");
+    session s1 = make_session(1), s2 = make_session(2);
     subscription_registry reg;
     reg.add("sport/#", &s1, 0);
     reg.add("sport/tennis/+", &s2, 1);
@@ -234,8 +218,8 @@ TEST_CASE("subscriptions: many sessions, random order of leaving") {
     // Ref counting must hold whatever order sessions leave in.
     std::vector<session> sessions;
     sessions.reserve(40);
-    for (mqttws::connection_id i = 0; i < 40; ++i)
-        sessions.emplace_back(i, "");
+    for (std::uint64_t i = 0; i < 40; ++i)
+        sessions.push_back(make_session(i));
     subscription_registry reg;
     for (std::size_t i = 0; i < sessions.size(); ++i) {
         const auto r = reg.add("load/+", &sessions[i], static_cast<std::uint8_t>(i % 3));

@@ -28,6 +28,9 @@ struct send_frame {
     connection_id to = 0;
     frame_ptr frame;
     bool binary = false;  // a binary WebSocket frame (else text)
+    // Bytes of this recipient only, written before `frame` in the same WebSocket frame, so that
+    // `frame` can be shared by every recipient (core/message_body.hpp, split_frame).
+    std::string head;
 };
 
 // A WebSocket ping (heartbeat); the pong comes back as engine::client_alive.

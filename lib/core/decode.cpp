@@ -230,7 +230,7 @@ std::variant<client_request, field_error> decode_publish(const value& obj, msg_i
                                                          const decode_limits& limits);
 
 // Each entry is a publish frame of its own (its `type` may be left out).
-std::variant<client_request, field_error> decode_batch(const value& obj,
+std::variant<client_request, field_error> decode_batch(const value& obj, msg_id batch_id,
                                                        const decode_limits& limits) {
     const value* list = find(obj, "messages");
     if (list == nullptr || !list->IsArray()) {
@@ -241,6 +241,7 @@ std::variant<client_request, field_error> decode_batch(const value& obj,
                                                 std::to_string(limits.max_batch) + " messages"};
     }
     batch_request r;
+    r.id = std::move(batch_id);
     if (auto e = read_signature_fields(obj, r.proof)) return *e;
     for (const auto& entry : list->GetArray()) {
         msg_id id;
@@ -424,7 +425,7 @@ std::variant<client_request, decode_failure> frame_decoder::decode(std::string_v
     } else if (t == "event") {
         result = decode_device_report(doc, id, device_report_request::kind::event);
     } else if (t == "batch") {
-        result = decode_batch(doc, limits_);
+        result = decode_batch(doc, id, limits_);
     } else if (t == "refresh") {
         refresh_request r;
         r.id = id;

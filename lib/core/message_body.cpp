@@ -51,33 +51,10 @@ message_body::message_body(std::string_view frame_type, std::string topic, std::
       max_embed_depth_(max_embed_depth),
       redelivered_(redelivered) {}
 
-const std::string& message_body::json_prefix() const {
-    if (!prefix_.empty()) return prefix_;
-    prefix_.reserve(payload_.size() + topic_.size() + 96);
-    prefix_ += control_ ? R"({"type":"control","topic":)" : R"({"type":"message","topic":)";
-    append_json_string(prefix_, topic_);
-    prefix_ += ",\"payload\":";
-    if (is_json_text(payload_, max_embed_depth_)) {
-        prefix_ += payload_;
-    } else if (is_valid_utf8(payload_)) {
-        append_json_string(prefix_, payload_);
-    } else {
-        prefix_ += '"';
-        base64::encode_append(payload_, prefix_);
-        prefix_ += R"(","encoding":"base64")";
-    }
-    prefix_ += retain_ ? ",\"retain\":true" : ",\"retain\":false";
-    prefix_ += ",\"timestamp\":";
-    append_int(prefix_, timestamp_ms_);
-    return prefix_;
-}
-
-std::string message_body::finish(const delivery_fields& fields) const {
-    const std::string& prefix = json_prefix();
+std::string message_body::json_head(const delivery_fields& fields) const {
     std::string out;
-    out.reserve(prefix.size() + 64);
-    out += prefix;
-    out += ",\"qos\":";
+    out.reserve(80);
+    out += control_ ? R"({"type":"control","qos":)" : R"({"type":"message","qos":)";
     append_uint(out, fields.qos);
     if (fields.qos > 0) {
         out += ",\"msgid\":";
@@ -88,27 +65,67 @@ std::string message_body::finish(const delivery_fields& fields) const {
         append_uint(out, fields.seq);
     }
     if (fields.dup || redelivered_) out += ",\"dup\":true";
-    out += '}';
+    out += ',';
     return out;
 }
 
-std::string message_body::finish_binary(const delivery_fields& fields) const {
+const std::shared_ptr<const std::string>& message_body::json_rest() const {
+    if (json_rest_) return json_rest_;
+    std::string rest;
+    rest.reserve(payload_.size() + topic_.size() + 64);
+    rest += "\"topic\":";
+    append_json_string(rest, topic_);
+    rest += ",\"payload\":";
+    if (is_json_text(payload_, max_embed_depth_)) {
+        rest += payload_;
+    } else if (is_valid_utf8(payload_)) {
+        append_json_string(rest, payload_);
+    } else {
+        rest += '"';
+        base64::encode_append(payload_, rest);
+        rest += R"(","encoding":"base64")";
+    }
+    rest += retain_ ? ",\"retain\":true" : ",\"retain\":false";
+    rest += ",\"timestamp\":";
+    append_int(rest, timestamp_ms_);
+    rest += '}';
+    json_rest_ = std::make_shared<const std::string>(std::move(rest));
+    return json_rest_;
+}
+
+split_frame message_body::json(const delivery_fields& fields) const {
+    return split_frame{json_head(fields), json_rest()};
+}
+
+std::string message_body::finish(const delivery_fields& fields) const {
+    std::string out = json_head(fields);
+    out += *json_rest();
+    return out;
+}
+
+split_frame message_body::binary(const delivery_fields& fields) const {
     // Layout: docs/protocol.md, "Binary frames". All integers big-endian.
-    std::string out;
-    out.reserve(24 + topic_.size() + payload_.size());
-    const auto put = [&out](std::uint64_t v, int bytes) {
+    const auto put = [](std::string& out, std::uint64_t v, int bytes) {
         for (int shift = 8 * (bytes - 1); shift >= 0; shift -= 8)
             out += static_cast<char>((v >> shift) & 0xFF);
     };
-    put(control_ ? 0x03 : 0x02, 1);
-    put((fields.qos & 3u) | (retain_ ? 4u : 0u) | ((fields.dup || redelivered_) ? 8u : 0u), 1);
-    put(fields.qos > 0 ? fields.msgid : 0, 4);
-    put(fields.seq, 8);
-    put(static_cast<std::uint64_t>(timestamp_ms_), 8);
-    put(topic_.size(), 2);
-    out += topic_;
-    out += payload_;
-    return out;
+    if (!binary_rest_) {
+        std::string rest;
+        rest.reserve(10 + topic_.size() + payload_.size());
+        put(rest, static_cast<std::uint64_t>(timestamp_ms_), 8);
+        put(rest, topic_.size(), 2);
+        rest += topic_;
+        rest += payload_;
+        binary_rest_ = std::make_shared<const std::string>(std::move(rest));
+    }
+    std::string head;
+    head.reserve(14);
+    put(head, control_ ? 0x03 : 0x02, 1);
+    put(head, (fields.qos & 3u) | (retain_ ? 4u : 0u) | ((fields.dup || redelivered_) ? 8u : 0u),
+        1);
+    put(head, fields.qos > 0 ? fields.msgid : 0, 4);
+    put(head, fields.seq, 8);
+    return split_frame{std::move(head), binary_rest_};
 }
 
 const std::shared_ptr<const std::string>& message_body::shared_qos0() const {

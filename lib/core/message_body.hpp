@@ -21,27 +21,46 @@ struct delivery_fields {
     bool dup = false;
 };
 
-// One broker message, rendered for many recipients: the JSON `message` (or `control`) frame
-// without its per-recipient fields, which `finish()` appends, is built once on first use; so is
-// the binary frame's fixed part. In JSON the payload is embedded as a JSON value when it is JSON
-// text, as a string when it is other UTF-8, and as base64 otherwise. `redelivered` (the broker
-// resent it after a reconnect) makes every rendering carry dup.
+// A frame in two parts: `head`, the bytes of one recipient, then `shared`, the same bytes for
+// every recipient of the message. The edge writes head + shared as one WebSocket frame, queuing
+// the shared part on every connection without copying it (ws_server_impl.hpp).
+struct split_frame {
+    std::string head;
+    std::shared_ptr<const std::string> shared;
+};
+
+// One broker message, rendered for many recipients. Why split frames: in the default
+// configuration sessions are resumable, so every delivery carries the recipient's own `seq` (and
+// QoS 1/2 its `msgid`); a frame finished per recipient would copy the whole message for each one.
+// Instead the per-recipient fields come first — JSON
+//   {"type":"message","qos":1,"msgid":7,"seq":31,  +
+//   "topic":…,"payload":…,"retain":…,"timestamp":…}
+// and the binary layout (docs/protocol.md, "Binary frames") already starts with them — so the
+// rest, which holds the topic and payload, is rendered once per message and shared by every
+// recipient, whatever its seq. Only a few dozen bytes are written per recipient.
+//
+// In JSON the payload is embedded as a JSON value when it is JSON text, as a string when it is
+// other UTF-8, and as base64 otherwise. `redelivered` (the broker resent it after a reconnect)
+// makes every rendering carry dup.
 class message_body {
   public:
     message_body(std::string_view frame_type, std::string topic, std::string payload, bool retain,
                  std::int64_t timestamp_ms, std::size_t max_embed_depth = 32,
                  bool redelivered = false);
+    split_frame json(const delivery_fields& fields) const;
+    split_frame binary(const delivery_fields& fields) const;
+    // The whole JSON frame in one string (an entry of a `batch` frame).
     std::string finish(const delivery_fields& fields) const;
-    std::string finish_binary(const delivery_fields& fields) const;
-    // The JSON frame for recipients with nothing of their own (qos 0, no seq), built once.
+    // The whole JSON frame for recipients with nothing of their own (qos 0, no seq), built once:
+    // every such recipient shares all of it.
     const std::shared_ptr<const std::string>& shared_qos0() const;
-    // JSON for use inside a `batch` frame: the same as finish().
     const std::string& topic() const { return topic_; }
     const std::string& payload() const { return payload_; }
     std::size_t size() const { return topic_.size() + payload_.size() + 96; }
 
   private:
-    const std::string& json_prefix() const;
+    std::string json_head(const delivery_fields& fields) const;
+    const std::shared_ptr<const std::string>& json_rest() const;
 
     bool control_;
     std::string topic_;
@@ -50,7 +69,10 @@ class message_body {
     std::int64_t timestamp_ms_;
     std::size_t max_embed_depth_;
     bool redelivered_;
-    mutable std::string prefix_;  // `{"type":…,"topic":…,"payload":…,"retain":…,"timestamp":…`
+    // Built on first use: `"topic":…,"timestamp":…}`, the binary frame after its head, and the
+    // whole qos 0 JSON frame.
+    mutable std::shared_ptr<const std::string> json_rest_;
+    mutable std::shared_ptr<const std::string> binary_rest_;
     mutable std::shared_ptr<const std::string> shared_qos0_;
 };
 

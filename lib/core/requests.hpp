@@ -120,6 +120,7 @@ struct decode_failure {
 struct batch_request {
     std::vector<std::variant<publish_request, decode_failure>> entries;
     signature_fields proof;  // a batch is signed as a whole
+    msg_id id;               // the batch's own: in the error refusing it whole (e.g. unsigned)
 };
 
 using client_request =

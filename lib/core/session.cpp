@@ -4,20 +4,6 @@
 
 namespace mqttws {
 
-session::subscription_ref session::best_match(std::string_view topic, bool confirmed_only) const {
-    subscription_ref best = nullptr;
-    for (const auto& entry : subscriptions_) {
-        if (confirmed_only &&
-            (entry.second.upstream == nullptr || !entry.second.upstream->confirmed)) {
-            continue;
-        }
-        if (!topic::matches(entry.first, topic)) continue;
-        // Map order is by filter, so the first match at a qos is the smallest filter.
-        if (best == nullptr || entry.second.qos > best->second.qos) best = &entry;
-    }
-    return best;
-}
-
 publish_memory* session::recall_publish(const std::string& msgid) {
     const auto it = publishes_.find(msgid);
     return it == publishes_.end() ? nullptr : &it->second;

@@ -3,9 +3,13 @@
 // A session starts with a WebSocket connection and normally ends with it. When the connection
 // drops without a clean close, the session is kept for the resume window: its subscriptions stay
 // in the registry and its deliveries keep being recorded in its outbox, so a client that comes
-// back with the session token continues where it stopped (see engine::handle(auth)).
+// back with the session token continues where it stopped (engine::resume).
 // The subscription registry points at sessions, so a session leaves the registry before it is
 // destroyed (engine::end_session does both).
+//
+// What the components of the engine keep per session is grouped by owner: `liveness` (the
+// engine's heartbeat), `token_state` (auth_gate), `pacing_state` (delivery_pacer), the
+// subscriptions (upstream_subscriptions), the QoS 2 publish memory (publish_relay), the outbox.
 //
 // Thread safety: none; owned by the engine's thread.
 #pragma once
@@ -29,8 +33,16 @@
 #include "core/send_budget.hpp"
 #include "core/subscriptions.hpp"
 #include "core/token_bucket.hpp"
+#include "core/topic.hpp"
 
 namespace mqttws {
+
+// The engine's handle for a session, never reused. A distinct type so that it cannot be mixed up
+// with a connection_id (the edge's handle for a connection).
+enum class session_key : std::uint64_t {};
+
+struct upstream_state;  // upstream_subscriptions.hpp: what the bridge keeps per held filter
+using upstream_filter = registered_filter<upstream_state>;
 
 struct client_subscription {
     std::uint8_t qos = 0;
@@ -69,16 +81,58 @@ struct session_counters {
     std::uint64_t dropped = 0;    // QoS 0 messages not sent (over budget without conflation)
 };
 
+// Is the attached connection alive, and is it being closed? (the engine's heartbeat)
+struct liveness {
+    // Before authentication: when the connection is closed for not authenticating (0: never).
+    std::int64_t auth_deadline_ms = 0;
+    // When the client last showed it is alive, and when it was last pinged.
+    std::int64_t last_alive_ms = 0;
+    std::int64_t last_ping_ms = 0;
+    // The client asked for `ping` frames (`"heartbeat":true`): it is sent one whenever nothing
+    // else went to it for the ping interval (`last_sent_ms`: when something last did).
+    bool app_pings = false;
+    std::int64_t last_sent_ms = 0;
+    // The engine has asked for this connection to be closed (timeout, slow consumer): nothing
+    // more is sent, and it is not closed (nor counted) again while the close handshake runs.
+    bool closing = false;
+};
+
+// The token the client authenticated with (auth_gate): when it expires (wall-clock ms; 0:
+// never), its id (`jti`), and whether the client was told it is about to expire.
+struct token_state {
+    std::int64_t expires_ms = 0;
+    std::optional<std::string> id;
+    bool expiry_told = false;
+};
+
+// What the delivery_pacer holds for the client besides the outbox: what its connection holds
+// on the way out (send_budget), the QoS 0 messages held back (conflation, maxRate), and a
+// `batch` frame being gathered.
+struct pacing_state {
+    send_budget budget;  // one per connection: reset when a connection attaches or detaches
+    std::size_t replay_allowance = 0;  // a resume's replay, allowed beyond twice the budget
+    std::map<std::string, held_message, std::less<>> held;  // by topic
+    std::size_t held_bytes = 0;                             // their bodies' size
+    // maxRate: when the next QoS 0 message of each recently sent topic may go. Entries past
+    // their time are swept (delivery_pacer::remember_rate), so this holds the topics of the
+    // last interval only, and never more than delivery_pacer::max_rate_topics.
+    std::unordered_map<std::string, std::int64_t> next_send_by_topic;
+    std::int64_t rate_swept_ms = 0;
+    std::vector<std::string> batch;  // finished `message` frames waiting to go out together
+    std::size_t batch_bytes = 0;
+    std::uint16_t batch_max = 0;
+    std::int64_t batch_due_ms = 0;
+};
+
 class session {
   public:
     using subscription_map = std::map<std::string, client_subscription, std::less<>>;
     using subscription_ref = const subscription_map::value_type*;
 
-    session(std::uint64_t key, std::string remote_address, outbox_limits limits = {})
+    session(session_key key, std::string remote_address, outbox_limits limits = {})
         : key_(key), remote_address_(std::move(remote_address)), outbox_(limits) {}
 
-    // The engine's handle for this session (never reused).
-    std::uint64_t key() const { return key_; }
+    session_key key() const { return key_; }
     const std::string& remote_address() const { return remote_address_; }
 
     bool authenticated() const { return authenticated_; }
@@ -93,12 +147,6 @@ class session {
         control_topic_ = std::move(control_topic);
     }
 
-    // The token the client authenticated with: when it expires (wall-clock ms; 0: never), its
-    // id (`jti`), and whether the client was told it is about to expire.
-    std::int64_t token_expires_ms = 0;
-    std::optional<std::string> token_id;
-    bool token_expiry_told = false;
-
     // For the ACL: the user (empty when anonymous) and a JWT's narrowing grant.
     const std::string& username() const { return username_; }
     const acl_grant* grant() const { return grant_ ? &*grant_ : nullptr; }
@@ -106,6 +154,8 @@ class session {
         username_ = std::move(username);
         grant_ = std::move(grant);
     }
+    token_state& token_info() { return token_info_; }
+    const token_state& token_info() const { return token_info_; }
 
     // Credentials from the WebSocket handshake, used when `auth` carries none. Most clients
     // present none, so nothing is allocated for them.
@@ -120,32 +170,11 @@ class session {
             handshake_ = std::make_unique<handshake_credentials>(std::move(h));
         }
     }
-    // Before authentication: when the connection is closed for not authenticating (0: never).
-    std::int64_t auth_deadline_ms = 0;
-    // Heartbeat: when the client last showed it is alive, and when it was last pinged.
-    std::int64_t last_alive_ms = 0;
-    std::int64_t last_ping_ms = 0;
-    // The client asked for `ping` frames (`"heartbeat":true`): it is sent one whenever nothing
-    // else went to it for the ping interval (`last_sent_ms`: when something last did).
-    bool app_pings = false;
-    std::int64_t last_sent_ms = 0;
-    // The engine has asked for this connection to be closed (timeout, slow consumer): it is not
-    // closed (nor counted) again while the close handshake runs.
-    bool closing = false;
 
-    // Flow control: what the current connection holds on its way out (see send_budget), and the
-    // QoS 0 messages held back for the client (conflation, maxRate) with their size.
-    send_budget& budget() { return budget_; }
-    const send_budget& budget() const { return budget_; }
-    std::map<std::string, held_message, std::less<>> held;             // by topic
-    std::size_t held_bytes = 0;                                        // their bodies' size
-    std::unordered_map<std::string, std::int64_t> last_sent_by_topic;  // for maxRate
-
-    // Batched delivery: finished `message` frames waiting to go out in one `batch` frame.
-    std::vector<std::string> batch;
-    std::size_t batch_bytes = 0;
-    std::uint16_t batch_max = 0;
-    std::int64_t batch_due_ms = 0;
+    liveness& live() { return liveness_; }
+    const liveness& live() const { return liveness_; }
+    pacing_state& pacing() { return pacing_; }
+    const pacing_state& pacing() const { return pacing_; }
 
     // Publish rate limit: a token bucket of `burst` tokens refilled at `rate` per second.
     bool take_publish_token(std::int64_t now_ms, double rate, double burst) {
@@ -167,14 +196,16 @@ class session {
     void attach(connection_id c) {
         connection_ = c;
         detached_until_ms_ = 0;
-        closing = false;
-        budget_ = send_budget{};
+        liveness_.closing = false;
+        pacing_.budget = send_budget{};
+        pacing_.replay_allowance = 0;
     }
     void detach(std::int64_t keep_until_ms) {
         connection_ = 0;
         detached_until_ms_ = keep_until_ms;
         outbox_.disconnect();
-        budget_ = send_budget{};
+        pacing_.budget = send_budget{};
+        pacing_.replay_allowance = 0;
     }
     std::int64_t detached_until_ms() const { return detached_until_ms_; }
 
@@ -185,8 +216,12 @@ class session {
     // highest qos, then the smallest filter. The choice is deterministic so that when the broker
     // sends one copy of a message per matching upstream subscription (MQTT v5), the client
     // receives exactly the copy of its chosen filter: once, at the best qos it asked for.
-    // `confirmed_only`: choose among filters the broker has confirmed — only those have copies.
-    subscription_ref best_match(std::string_view topic, bool confirmed_only = false) const;
+    // `usable(client_subscription)`: choose only among these (e.g. those the broker confirmed).
+    template <class Usable>
+    subscription_ref best_match(std::string_view topic, Usable&& usable) const;
+    subscription_ref best_match(std::string_view topic) const {
+        return best_match(topic, [](const client_subscription&) { return true; });
+    }
 
     outbox& deliveries() { return outbox_; }
     const outbox& deliveries() const { return outbox_; }
@@ -198,14 +233,14 @@ class session {
     session_counters& counters() { return counters_; }
     const session_counters& counters() const { return counters_; }
 
-    // Fan-out scratch: the broker message this session was last considered for, so that one
-    // message matching several filters of the client is delivered once.
+    // Fan-out scratch (router): the broker message this session was last considered for, so
+    // that one message matching several filters of the client is delivered once.
     std::uint64_t last_fanout = 0;
 
   private:
     static constexpr std::size_t remembered_publishes = 1024;
 
-    std::uint64_t key_;
+    session_key key_;
     std::string remote_address_;
     bool authenticated_ = false;
     std::string client_id_;
@@ -213,17 +248,30 @@ class session {
     std::string control_topic_;
     std::string username_;
     std::optional<acl_grant> grant_;
+    token_state token_info_;
     std::unique_ptr<handshake_credentials> handshake_;
+    liveness liveness_;
+    pacing_state pacing_;
     std::optional<token_bucket> publish_bucket_;  // created by the first publish
     std::string token_;
     connection_id connection_ = 0;
     std::int64_t detached_until_ms_ = 0;
     subscription_map subscriptions_;
     outbox outbox_;
-    send_budget budget_;
     std::unordered_map<std::string, publish_memory> publishes_;
     fifo<std::string> publish_order_;  // oldest first, to bound publishes_
     session_counters counters_;
 };
+
+template <class Usable>
+session::subscription_ref session::best_match(std::string_view topic, Usable&& usable) const {
+    subscription_ref best = nullptr;
+    for (const auto& entry : subscriptions_) {
+        if (!usable(entry.second) || !topic::matches(entry.first, topic)) continue;
+        // Map order is by filter, so the first match at a qos is the smallest filter.
+        if (best == nullptr || entry.second.qos > best->second.qos) best = &entry;
+    }
+    return best;
+}
 
 }  // namespace mqttws

@@ -7,10 +7,11 @@
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 #include <csignal>
-#include <fstream>
 #include <random>
 #include <unordered_set>
 
+#include "io/action_runner.hpp"
+#include "io/audit_log.hpp"
 #include "io/log.hpp"
 #include "io/memory.hpp"
 #include "io/metrics.hpp"
@@ -59,16 +60,6 @@ class system_platform final : public platform {
     const ws_server* server_;
 };
 
-std::string health_json(const engine_stats& s, const std::string& version) {
-    return std::string("{\"status\":\"") + (s.upstream_up ? "ok" : "unavailable") +
-           "\",\"upstream\":\"" + (s.upstream_up ? "connected" : "disconnected") +
-           "\",\"clients\":" + std::to_string(s.connections) +
-           ",\"sessions\":" + std::to_string(s.sessions) +
-           ",\"filters\":" + std::to_string(s.filters) +
-           ",\"upstreamConnects\":" + std::to_string(s.upstream_connects) + ",\"version\":\"" +
-           version + "\"}\n";
-}
-
 }  // namespace
 
 struct app::impl {
@@ -102,24 +93,27 @@ struct app::impl {
           reload_signal(io, SIGHUP),
           ticker(io),
           drain_poll(io),
-          shutdown_timer(io) {
+          shutdown_timer(io),
+          broker(make_paho_upstream(io, config.upstream, config.engine.broker,
+                                    [this](upstream_event&& e) {
+                                        pass_to_engine(e, core, actions);
+                                        execute();
+                                    })),
+          audit(config.audit_log),
+          runner(server, *broker, audit, env) {
         env.set_server(&server);
         if (!config.web_root.empty()) web = std::make_unique<static_files>(config.web_root);
-        broker = make_paho_upstream(io, config.upstream, [this](upstream_event&& e) {
-            std::visit([this](auto& event) { on_upstream(event); }, e);
-            execute();
-        });
     }
 
     int run() {
-        open_audit_log();
+        audit.reopen();
         server.listen();
         const auto bound = server.local_endpoint();
         logging::write(log_level::info, "listening",
                        {{"bind", bound.address},
                         {"port", std::to_string(bound.port)},
                         {"broker", config.upstream.broker_uri},
-                        {"mqtt", config.engine.mqtt_version >= 5 ? "5" : "3.1.1"},
+                        {"mqtt", config.engine.broker.mqtt_version >= 5 ? "5" : "3.1.1"},
                         {"version", config.version}});
         broker->start();
         signals.async_wait([this](const std::error_code& ec, int signo) {
@@ -150,18 +144,6 @@ struct app::impl {
         execute();
     }
 
-    void on_upstream(upstream_connected_event& e) {
-        core.upstream_connected(e.session_present, actions);
-    }
-    void on_upstream(upstream_lost_event& e) { core.upstream_lost(e.reason, actions); }
-    void on_upstream(broker_message& m) { core.upstream_message(m, actions); }
-    void on_upstream(upstream_subscribed_event& e) {
-        core.upstream_subscribed(e.op, e.granted, actions);
-    }
-    void on_upstream(upstream_published_event& e) {
-        core.upstream_published(e.op, e.error, e.message, actions);
-    }
-
     // The bridge's own routes, then the static web root (when there is one).
     http_response http(const http_request& request) {
         const std::string_view target = request.target;
@@ -175,7 +157,7 @@ struct app::impl {
         } else if (route == "/healthz") {
             const engine_stats s = core.stats();
             r.status = s.upstream_up ? 200 : 503;
-            r.body = health_json(s, config.version);
+            r.body = render_health(s, config.version);
         } else if (web) {
             return web->serve(request);
         } else {
@@ -190,15 +172,9 @@ struct app::impl {
     // ---- engine → edges ----
 
     void execute() {
-        // Actions are carried out after the engine returned; none of these calls re-enters it.
-        for (auto& a : actions) {
-            std::visit([this](auto& act) { carry_out(act); }, a);
-        }
-        actions.clear();
+        runner.run(actions);
         if (core.congested_count() > 0) schedule_drain_poll();
     }
-
-    void carry_out(send_frame& a) { server.send(a.to, a.frame, a.binary); }
 
     // websocketpp reports no write completions, so while clients are congested the engine is
     // asked to poll them: every millisecond for up to 100 of them, less often for more (10 µs
@@ -219,40 +195,7 @@ struct app::impl {
         });
     }
 
-    void carry_out(close_client& a) { server.close(a.who, a.code, a.reason); }
-    void carry_out(ping_client& a) { server.ping(a.who); }
-    void carry_out(subscribe_upstream& a) { broker->subscribe(a); }
-    void carry_out(unsubscribe_upstream& a) { broker->unsubscribe(a); }
-    void carry_out(publish_upstream& a) { broker->publish(std::move(a)); }
-    void carry_out(log_line& a) { logging::write(a.level, a.text); }
-    void carry_out(audit_record& a) {
-        if (!audit) return;
-        std::string line = "{\"ts\":" + std::to_string(env.wall_ms());
-        for (const auto& [key, value] :
-             {std::pair<const char*, const std::string*>{"event", &a.event},
-              {"clientId", &a.client_id},
-              {"remote", &a.remote_address},
-              {"topic", &a.topic},
-              {"detail", &a.detail}}) {
-            if (value->empty()) continue;
-            line += ",\"";
-            line += key;
-            line += "\":";
-            line += encode_json_string(*value);
-        }
-        line += "}\n";
-        audit << line << std::flush;
-    }
-
     // ---- security reload and the audit trail ----
-
-    void open_audit_log() {
-        if (config.audit_log.empty()) return;
-        audit.close();
-        audit.clear();
-        audit.open(config.audit_log, std::ios::app);
-        if (!audit) throw std::runtime_error("cannot open --audit-log '" + config.audit_log + "'");
-    }
 
     void await_reload() {
         reload_signal.async_wait([this](const std::error_code& ec, int) {
@@ -267,7 +210,7 @@ struct app::impl {
     void reload() {
         try {
             auto policy = load_security(config.security);
-            open_audit_log();  // after logrotate moved the file
+            audit.reopen();  // after logrotate moved the file
             core.set_security(std::move(policy), actions);
             execute();
         } catch (const std::exception& e) {
@@ -328,14 +271,15 @@ struct app::impl {
     system_platform env;  // its server is set once `server` exists
     engine core;
     ws_server server;
-    std::unique_ptr<mqttws::upstream> broker;
     asio::signal_set signals;
     asio::signal_set reload_signal;
-    std::ofstream audit;
     asio::steady_timer ticker;
     asio::steady_timer drain_poll;  // armed while `congested` is not empty
     bool drain_poll_armed = false;
     asio::steady_timer shutdown_timer;
+    std::unique_ptr<mqttws::upstream> broker;
+    audit_log audit;
+    action_runner runner;  // carries out `actions` on server, broker, the log and `audit`
     std::chrono::steady_clock::time_point shutdown_deadline;
     action_list actions;
     memory_trimmer trimmer;

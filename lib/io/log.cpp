@@ -6,7 +6,7 @@
 #include <ctime>
 #include <mutex>
 
-#include "core/text.hpp"
+#include "io/json_out.hpp"
 
 namespace mqttws::logging {
 namespace {
@@ -60,17 +60,11 @@ void write(log_level level, std::string_view message, std::initializer_list<fiel
     std::string line;
     line.reserve(128);
     if (line_format == format::json) {
-        line += "{\"ts\":\"" + utc_now() + "\",\"level\":\"";
-        line += level_name(level);
-        line += "\",\"msg\":";
-        line += encode_json_string(message);
-        for (const auto& [key, value] : fields) {
-            line += ',';
-            line += encode_json_string(key);
-            line += ':';
-            line += encode_json_string(value);
-        }
-        line += "}\n";
+        json_out out;
+        out.field("ts", utc_now()).field("level", level_name(level)).field("msg", message);
+        for (const auto& [key, value] : fields)
+            out.field(key, value);
+        line = out.line();
     } else {
         line += utc_now();
         line += ' ';

@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-#include "core/text.hpp"
+#include "io/json_out.hpp"
 
 namespace mqttws {
 namespace {
@@ -180,29 +180,41 @@ std::string render_metrics(const engine_stats& e, const ws_server::counters& ser
 }
 
 std::string render_clients(const std::vector<session_summary>& sessions) {
-    std::string out = "{\"clients\":[";
-    bool first = true;
+    json_out out;
+    out.open_array("clients");
     for (const auto& s : sessions) {
-        if (!first) out += ',';
-        first = false;
-        out += "{\"clientId\":" + encode_json_string(s.client_id);
-        out += ",\"remote\":" + encode_json_string(s.remote_address);
-        out += s.connected ? ",\"connected\":true" : ",\"connected\":false";
-        out += ",\"subscriptions\":" + std::to_string(s.subscriptions);
-        out += ",\"delivered\":" + std::to_string(s.counters.messages_delivered);
-        out += ",\"conflated\":" + std::to_string(s.counters.conflated);
-        out += ",\"dropped\":" + std::to_string(s.counters.dropped);
-        out += ",\"publishes\":" + std::to_string(s.counters.publishes);
-        out += ",\"errors\":" + std::to_string(s.counters.errors);
-        out += ",\"framesIn\":" + std::to_string(s.counters.frames_in);
-        out += ",\"framesOut\":" + std::to_string(s.counters.frames_out);
-        out += ",\"inflight\":" + std::to_string(s.inflight);
-        out += ",\"backlog\":" + std::to_string(s.backlog);
-        out += ",\"held\":" + std::to_string(s.held);
-        out += s.congested ? ",\"congested\":true}" : ",\"congested\":false}";
+        out.open_object()
+            .field("clientId", s.client_id)
+            .field("remote", s.remote_address)
+            .field("connected", s.connected)
+            .field("subscriptions", std::uint64_t{s.subscriptions})
+            .field("delivered", s.counters.messages_delivered)
+            .field("conflated", s.counters.conflated)
+            .field("dropped", s.counters.dropped)
+            .field("publishes", s.counters.publishes)
+            .field("errors", s.counters.errors)
+            .field("framesIn", s.counters.frames_in)
+            .field("framesOut", s.counters.frames_out)
+            .field("inflight", std::uint64_t{s.inflight})
+            .field("backlog", std::uint64_t{s.backlog})
+            .field("held", std::uint64_t{s.held})
+            .field("congested", s.congested)
+            .close_object();
     }
-    out += "]}\n";
-    return out;
+    out.close_array();
+    return out.line();
+}
+
+std::string render_health(const engine_stats& s, std::string_view version) {
+    return json_out()
+        .field("status", s.upstream_up ? "ok" : "unavailable")
+        .field("upstream", s.upstream_up ? "connected" : "disconnected")
+        .field("clients", std::uint64_t{s.connections})
+        .field("sessions", std::uint64_t{s.sessions})
+        .field("filters", std::uint64_t{s.filters})
+        .field("upstreamConnects", std::uint64_t{s.upstream_connects})
+        .field("version", version)
+        .line();
 }
 
 }  // namespace mqttws

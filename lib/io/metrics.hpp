@@ -1,9 +1,11 @@
-// GET /metrics: the bridge's counters and gauges in the Prometheus text format (version 0.0.4).
-// docs/operations.md lists every metric and what it means.
+// The bodies of the bridge's HTTP endpoints. GET /metrics: the bridge's counters and gauges in
+// the Prometheus text format (version 0.0.4); docs/operations.md lists every metric.
 // Thread safety: a pure function of its arguments.
 #pragma once
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/engine.hpp"
 #include "io/memory.hpp"
@@ -17,5 +19,9 @@ std::string render_metrics(const engine_stats& engine, const ws_server::counters
 // GET /clients: per-client counters as JSON (`{"clients":[…]}`), losses (conflated + dropped)
 // first — the per-client view that would be too many series for Prometheus.
 std::string render_clients(const std::vector<session_summary>& sessions);
+
+// GET /healthz: `{"status":"ok"|"unavailable","upstream":…,"clients":…,…}` (200 or 503 by the
+// app, from engine_stats::upstream_up).
+std::string render_health(const engine_stats& engine, std::string_view version);
 
 }  // namespace mqttws

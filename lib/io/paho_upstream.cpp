@@ -155,12 +155,14 @@ mqtt::create_options make_create_options(int mqtt_version) {
 
 class paho_upstream final : public upstream {
   public:
-    paho_upstream(asio::io_context& io, upstream_options options, event_sink sink)
+    paho_upstream(asio::io_context& io, upstream_options options, broker_session session,
+                  event_sink sink)
         : io_(io),
           options_(std::move(options)),
+          session_(session),
           sink_(std::move(sink)),
           client_(options_.broker_uri, options_.client_id,
-                  make_create_options(options_.mqtt_version),
+                  make_create_options(session_.mqtt_version),
                   nullptr),  // nullptr: no file persistence
           subscribed_(*this),
           published_(*this),
@@ -200,14 +202,14 @@ class paho_upstream final : public upstream {
             .automatic_reconnect(options_.reconnect_min, options_.reconnect_max);
         if (!options_.username.empty()) builder.user_name(options_.username);
         if (!options_.password.empty()) builder.password(options_.password);
-        if (options_.mqtt_version >= 5) {
-            builder.mqtt_version(MQTTVERSION_5).clean_start(!options_.persistent_session);
-            if (options_.persistent_session) {
+        if (session_.mqtt_version >= 5) {
+            builder.mqtt_version(MQTTVERSION_5).clean_start(!session_.persistent_session);
+            if (session_.persistent_session) {
                 builder.properties({{mqtt::property::SESSION_EXPIRY_INTERVAL,
                                      static_cast<int>(options_.session_expiry.count())}});
             }
         } else {
-            builder.mqtt_version(MQTTVERSION_3_1_1).clean_session(!options_.persistent_session);
+            builder.mqtt_version(MQTTVERSION_3_1_1).clean_session(!session_.persistent_session);
         }
         try {
             // Paho's automatic reconnect also retries a broker that is down at start-up.
@@ -219,7 +221,7 @@ class paho_upstream final : public upstream {
 
     void subscribe(const subscribe_upstream& r) override {
         try {
-            if (options_.mqtt_version >= 5) {
+            if (session_.mqtt_version >= 5) {
                 mqtt::subscribe_options opts(
                     mqtt::subscribe_options::SUBSCRIBE_LOCAL,
                     mqtt::subscribe_options::RETAIN_AS_PUBLISHED,
@@ -350,6 +352,7 @@ class paho_upstream final : public upstream {
 
     asio::io_context& io_;
     upstream_options options_;
+    broker_session session_;
     event_sink sink_;
     // Declared before client_ so it is destroyed after it: Paho's thread signals the token's
     // condition variable after waking our wait_for(), and only the client's teardown (which takes
@@ -369,8 +372,8 @@ class paho_upstream final : public upstream {
 }  // namespace
 
 std::unique_ptr<upstream> make_paho_upstream(asio::io_context& io, upstream_options options,
-                                             upstream::event_sink sink) {
-    return std::make_unique<paho_upstream>(io, std::move(options), std::move(sink));
+                                             broker_session session, upstream::event_sink sink) {
+    return std::make_unique<paho_upstream>(io, std::move(options), session, std::move(sink));
 }
 
 }  // namespace mqttws

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "core/engine_config.hpp"
 #include "io/upstream.hpp"
 
 namespace asio {
@@ -25,17 +26,18 @@ struct upstream_options {
     std::string client_id = "mqttws-bridge";
     std::string username;
     std::string password;
-    int mqtt_version = 5;
-    // Keep the broker-side session (and QoS >= 1 messages queued in it) across reconnects and
-    // bridge restarts: 3.1.1 clean session off, v5 clean start off + session expiry.
-    bool persistent_session = false;
+    // With broker_session::persistent_session, how long the broker keeps the session (v5).
     std::chrono::seconds session_expiry{3600};
     std::chrono::seconds keepalive{30};
     std::chrono::milliseconds reconnect_min{250};
     std::chrono::milliseconds reconnect_max{10000};
 };
 
+// `session` is the engine's own (engine_config::broker): protocol version and persistence are
+// chosen once, for both sides. With persistent_session the broker keeps the session (and the
+// QoS >= 1 messages queued in it) across reconnects and bridge restarts: 3.1.1 clean session
+// off, v5 clean start off + session expiry.
 std::unique_ptr<upstream> make_paho_upstream(asio::io_context& io, upstream_options options,
-                                             upstream::event_sink sink);
+                                             broker_session session, upstream::event_sink sink);
 
 }  // namespace mqttws

@@ -30,11 +30,18 @@ std::string read_file(const std::string& path, const char* what) {
     return content.str();
 }
 
-std::string describe(const std::vector<line_error>& errors, const std::string& path) {
-    std::string text = path + ":";
-    for (const auto& e : errors)
-        text += "\n  " + e.to_string();
-    return text;
+// Reads and parses one of the line-oriented files (`Parsed::parse` gives the value or the
+// problems); throws naming `what`, the file and each problem with its line number.
+template <class Parsed>
+Parsed parse_file(const std::string& path, const char* option, const char* what) {
+    auto parsed = Parsed::parse(read_file(path, option));
+    if (auto* errors = std::get_if<std::vector<line_error>>(&parsed)) {
+        std::string text = std::string("invalid ") + what + " " + path + ":";
+        for (const auto& e : *errors)
+            text += "\n  " + e.to_string();
+        throw std::runtime_error(text);
+    }
+    return std::get<Parsed>(std::move(parsed));
 }
 
 }  // namespace
@@ -45,13 +52,8 @@ std::shared_ptr<const security_policy> load_security(const security_files& files
     std::shared_ptr<const password_file> passwords;
     if (!files.password_file.empty()) {
         warn_if_readable_by_others(files.password_file, "--password-file");
-        auto parsed = password_file::parse(read_file(files.password_file, "--password-file"));
-        if (auto* errors = std::get_if<std::vector<line_error>>(&parsed)) {
-            throw std::runtime_error("invalid password file " +
-                                     describe(*errors, files.password_file));
-        }
-        passwords =
-            std::make_shared<const password_file>(std::get<password_file>(std::move(parsed)));
+        passwords = std::make_shared<const password_file>(
+            parse_file<password_file>(files.password_file, "--password-file", "password file"));
     }
 
     std::shared_ptr<const jwt_verifier> jwt;
@@ -92,30 +94,18 @@ std::shared_ptr<const security_policy> load_security(const security_files& files
                                  files.allow_anonymous || !files.any_credentials());
 
     if (!files.acl_file.empty()) {
-        auto parsed = acl::parse(read_file(files.acl_file, "--acl-file"));
-        if (auto* errors = std::get_if<std::vector<line_error>>(&parsed)) {
-            throw std::runtime_error("invalid ACL file " + describe(*errors, files.acl_file));
-        }
-        policy->rules = std::get<acl>(std::move(parsed));
+        policy->rules = parse_file<acl>(files.acl_file, "--acl-file", "ACL file");
     }
 
     if (!files.revoked_file.empty()) {
-        auto parsed = revocation_list::parse(read_file(files.revoked_file, "--revoked-file"));
-        if (auto* errors = std::get_if<std::vector<line_error>>(&parsed)) {
-            throw std::runtime_error("invalid revocation file " +
-                                     describe(*errors, files.revoked_file));
-        }
-        policy->revoked = std::get<revocation_list>(std::move(parsed));
+        policy->revoked =
+            parse_file<revocation_list>(files.revoked_file, "--revoked-file", "revocation file");
     }
 
     if (!files.device_keys.empty()) {
         warn_if_readable_by_others(files.device_keys, "--device-keys");
-        auto parsed = device_keys::parse(read_file(files.device_keys, "--device-keys"));
-        if (auto* errors = std::get_if<std::vector<line_error>>(&parsed)) {
-            throw std::runtime_error("invalid device key file " +
-                                     describe(*errors, files.device_keys));
-        }
-        policy->signing_keys = std::get<device_keys>(std::move(parsed));
+        policy->signing_keys =
+            parse_file<device_keys>(files.device_keys, "--device-keys", "device key file");
     }
     return policy;
 }

@@ -37,6 +37,9 @@ struct upstream_published_event {
 using upstream_event = std::variant<upstream_connected_event, upstream_lost_event, broker_message,
                                     upstream_subscribed_event, upstream_published_event>;
 
+// Hands one event to the engine (the engine call it stands for), on the app's thread.
+void pass_to_engine(upstream_event& event, engine& core, action_list& out);
+
 class upstream {
   public:
     using event_sink = std::function<void(upstream_event&&)>;

@@ -50,8 +50,8 @@ void ws_server::stop_listening() {
 ws_server::endpoint ws_server::local_endpoint() const {
     return impl_->local_endpoint();
 }
-void ws_server::send(connection_id to, const frame_ptr& frame, bool binary) {
-    impl_->send(to, frame, binary);
+void ws_server::send(connection_id to, const frame_ptr& frame, bool binary, std::string_view head) {
+    impl_->send(to, frame, binary, head);
 }
 std::size_t ws_server::buffered_bytes(connection_id who) const {
     return impl_->buffered_bytes(who);

@@ -27,6 +27,7 @@
 #include "core/actions.hpp"
 #include "core/admission.hpp"
 #include "core/authenticator.hpp"
+#include "io/client_links.hpp"
 
 namespace asio {
 class io_context;
@@ -82,7 +83,7 @@ struct close_info {
     bool by_peer = false;  // the client closed (or vanished), not the bridge
 };
 
-class ws_server {
+class ws_server final : public client_links {
   public:
     struct handlers {
         std::function<void(connection_id, std::string remote_address, handshake_credentials)>
@@ -98,7 +99,7 @@ class ws_server {
 
     // Throws std::runtime_error when the TLS files cannot be loaded.
     ws_server(asio::io_context& io, ws_server_options options, handlers h);
-    ~ws_server();
+    ~ws_server() override;
     ws_server(const ws_server&) = delete;
     ws_server& operator=(const ws_server&) = delete;
 
@@ -112,11 +113,12 @@ class ws_server {
     };
     endpoint local_endpoint() const;
 
-    void send(connection_id to, const frame_ptr& frame, bool binary = false);
+    void send(connection_id to, const frame_ptr& frame, bool binary,
+              std::string_view head) override;
     // Bytes queued on the connection and not yet written to the socket.
     std::size_t buffered_bytes(connection_id who) const;
-    void close(connection_id who, close_code code, std::string_view reason);
-    void ping(connection_id who);
+    void close(connection_id who, close_code code, std::string_view reason) override;
+    void ping(connection_id who) override;
     std::size_t connection_count() const;
     // Re-reads --tls-cert, --tls-key and --tls-ca: new handshakes use them, open connections
     // keep theirs. On a bad file the old ones stay; returns why (nullopt: reloaded).

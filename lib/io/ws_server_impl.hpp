@@ -25,6 +25,7 @@
 #include "core/handshake.hpp"
 #include "io/log.hpp"
 #include "io/ws_server.hpp"
+#include "io/ws_server_config.hpp"
 
 namespace mqttws {
 
@@ -34,7 +35,8 @@ class ws_server::backend {
     virtual void listen() = 0;
     virtual void stop_listening() = 0;
     virtual ws_server::endpoint local_endpoint() const = 0;
-    virtual void send(connection_id to, const frame_ptr& frame, bool binary) = 0;
+    virtual void send(connection_id to, const frame_ptr& frame, bool binary,
+                      std::string_view head) = 0;
     virtual std::size_t buffered_bytes(connection_id who) const = 0;
     virtual void close(connection_id who, close_code code, std::string_view reason) = 0;
     virtual void ping(connection_id who) = 0;
@@ -51,136 +53,6 @@ std::unique_ptr<ws_server::backend> make_tls_backend(asio::io_context& io,
                                                      ws_server::handlers h);
 
 namespace ws_detail {
-
-// Reading (and discarding) what a peer still sends after the bridge's close frame, for at most
-// this many bytes and this long, before the socket is closed.
-inline constexpr std::size_t max_drain_bytes = 64u << 20;
-inline constexpr std::chrono::milliseconds max_drain_time{2000};
-
-// Drains a socket after its write side was shut down: reads and discards until the peer closes,
-// or the bounds are reached; then calls `done` (once).
-class drain_op : public std::enable_shared_from_this<drain_op> {
-  public:
-    using done_handler = websocketpp::transport::asio::socket::shutdown_handler;
-    // `owner` keeps the socket alive until the drain has finished.
-    drain_op(asio::ip::tcp::socket& socket, std::shared_ptr<void> owner, done_handler done)
-        : socket_(socket),
-          owner_(std::move(owner)),
-          done_(std::move(done)),
-          timer_(socket.get_executor()) {}
-
-    void start() {
-        timer_.expires_after(max_drain_time);
-        timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
-            if (!ec) self->finish();
-        });
-        read();
-    }
-
-  private:
-    void read() {
-        socket_.async_read_some(
-            asio::buffer(buffer_),
-            [self = shared_from_this()](const std::error_code& ec, std::size_t n) {
-                if (ec || n >= self->left_) {
-                    self->finish();  // closed by the peer (or gone), or it sent too much
-                    return;
-                }
-                self->left_ -= n;
-                self->read();
-            });
-    }
-    void finish() {
-        if (finished_) return;
-        finished_ = true;
-        timer_.cancel();
-        std::error_code ignored;
-        socket_.cancel(ignored);
-        done_(std::error_code());
-    }
-
-    asio::ip::tcp::socket& socket_;
-    std::shared_ptr<void> owner_;
-    done_handler done_;
-    asio::steady_timer timer_;
-    std::array<char, 16384> buffer_{};
-    std::size_t left_ = max_drain_bytes;
-    bool finished_ = false;
-};
-
-// websocketpp's socket component (plain or TLS) with a gentler end. websocketpp ends a
-// connection with shutdown(SHUT_RDWR): data the peer still sends then makes the kernel answer
-// with a TCP RST, and the RST can destroy the close frame in flight — a client that sent a
-// message over --max-frame-bytes saw 1006 instead of 1009 (for 16 MiB, nearly always). Here
-// only the write side is shut down (after TLS's close_notify), and the socket is drained,
-// bounded in bytes and time, before websocketpp closes it.
-template <class Socket>
-class draining_connection : public Socket {
-  public:
-    using type = draining_connection;
-    using ptr = std::shared_ptr<type>;
-
-    void async_shutdown(websocketpp::transport::asio::socket::shutdown_handler done) {
-        auto self = std::static_pointer_cast<draining_connection>(this->get_shared());
-        if (this->is_secure()) {
-            Socket::async_shutdown(
-                [self, done](const std::error_code&) mutable { self->drain(std::move(done)); });
-        } else {
-            drain(std::move(done));
-        }
-    }
-
-  private:
-    void drain(websocketpp::transport::asio::socket::shutdown_handler done) {
-        asio::ip::tcp::socket& socket = this->get_next_layer();  // TCP, under TLS if any
-        std::error_code ec;
-        // websocketpp's own read may still be pending: with two reads queued, the peer's EOF
-        // completes only the first (asio's edge-triggered reactor), and the drain would wait for
-        // its time bound. So that one ends now, and the drain is the only reader.
-        socket.cancel(ec);
-        socket.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-        std::make_shared<drain_op>(socket, this->get_shared(), std::move(done))->start();
-    }
-};
-
-template <class Endpoint>
-class draining_endpoint : public Endpoint {
-  public:
-    using type = draining_endpoint;
-    using socket_con_type = draining_connection<typename Endpoint::socket_con_type>;
-    using socket_con_ptr = typename socket_con_type::ptr;
-};
-
-// websocketpp configuration on top of a transport config (`asio` or `asio_tls`): one thread
-// owns every connection (no locks, no strands), and a small per-connection read buffer (the
-// default 16 KiB is most of an idle connection's memory; frames larger than it take more reads).
-template <class Base>
-struct config : Base {
-    using type = config;
-    using base = Base;
-
-    typedef websocketpp::concurrency::none concurrency_type;
-    typedef websocketpp::log::basic<concurrency_type, websocketpp::log::elevel> elog_type;
-    typedef websocketpp::log::basic<concurrency_type, websocketpp::log::alevel> alog_type;
-
-    struct transport_config : public base::transport_config {
-        typedef typename type::concurrency_type concurrency_type;
-        typedef typename type::alog_type alog_type;
-        typedef typename type::elog_type elog_type;
-        typedef typename type::request_type request_type;
-        typedef typename type::response_type response_type;
-        typedef draining_endpoint<typename base::transport_config::socket_type> socket_type;
-        // No per-connection asio strands: one thread runs every handler.
-        static const bool enable_multithreading = false;
-    };
-    typedef websocketpp::transport::asio::endpoint<transport_config> transport_type;
-
-    static const std::size_t connection_read_buffer_size = 512;
-};
-
-// RFC 6455 §5.2 header of an unmasked, final text (or binary) frame of `size` bytes. Server
-// frames are not masked, so one framed buffer is valid on every connection.
-std::string frame_header(std::size_t size, bool binary);
 
 template <class Config>
 class basic_backend final : public ws_server::backend {
@@ -273,10 +145,12 @@ class basic_backend final : public ws_server::backend {
         return {local.address().to_string(), local.port()};
     }
 
-    void send(connection_id to, const frame_ptr& frame, bool binary) override {
+    void send(connection_id to, const frame_ptr& frame, bool binary,
+              std::string_view head) override {
         const auto it = connections_.find(to);
         if (it == connections_.end()) return;
-        it->second->send(prepared(frame, binary));  // error (not open any more): nothing to do
+        // An error (not open any more): nothing to do.
+        it->second->send(prepared(head, frame, binary));
     }
 
     std::size_t buffered_bytes(connection_id who) const override {
@@ -578,19 +452,27 @@ class basic_backend final : public ws_server::backend {
         con->set_body(r.body);
     }
 
-    // One websocketpp message per distinct frame; consecutive sends of the same frame (a
-    // broadcast) reuse it. The cache holds the frame_ptr so its address cannot be reused.
-    typename server_type::message_ptr prepared(const frame_ptr& frame, bool binary) {
-        if (frame == cached_frame_ && binary == cached_binary_) return cached_message_;
+    // The message that writes head + frame: the frame header and `head` are its own, the
+    // payload is `frame`, borrowed (shared_payload_message). A message without a head is reused
+    // for consecutive sends of the same frame (a broadcast); the cache holds the frame_ptr so
+    // that its address cannot be reused meanwhile.
+    typename server_type::message_ptr prepared(std::string_view head, const frame_ptr& frame,
+                                               bool binary) {
+        const bool cacheable = head.empty();
+        if (cacheable && frame == cached_frame_ && binary == cached_binary_) return cached_message_;
         auto msg = std::make_shared<message_type>(
             typename message_type::con_msg_man_ptr(),
             binary ? websocketpp::frame::opcode::binary : websocketpp::frame::opcode::text, 0);
-        msg->set_header(frame_header(frame->size(), binary));
-        msg->set_payload(*frame);
+        std::string header = frame_header(head.size() + frame->size(), binary);
+        header += head;
+        msg->set_header(std::move(header));
+        msg->borrow_payload(frame);
         msg->set_prepared(true);
-        cached_frame_ = frame;
-        cached_binary_ = binary;
-        cached_message_ = msg;
+        if (cacheable) {
+            cached_frame_ = frame;
+            cached_binary_ = binary;
+            cached_message_ = msg;
+        }
         return msg;
     }
 

@@ -6,7 +6,7 @@
 //    UTF-8 JSON, and its payload gives the bytes back (as the same string, as base64, or as
 //    JSON text equal in value to the embedded JSON).
 // 3. The same bytes as a binary frame: decode_binary_publish never crashes, and a publish it
-//    accepts, rendered back by message_body::finish_binary, carries the same topic and payload.
+//    accepts, rendered back by message_body::binary, carries the same topic and payload.
 // Any violation aborts, which libFuzzer reports as a crash.
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -136,7 +136,8 @@ void check_binary(std::string_view frame) {
     delivery_fields fields;
     fields.qos = p->qos;
     fields.msgid = 7;
-    const std::string out = body.finish_binary(fields);
+    const split_frame split = body.binary(fields);
+    const std::string out = split.head + *split.shared;
     // 24-byte header, then the topic (length at 22..23) and the payload.
     expect(out.size() == 24 + p->topic.size() + p->payload.size(), "binary frame size", out);
     const std::size_t topic_len =
@@ -154,6 +155,8 @@ void check_message_body(std::string_view payload, bool retain) {
     fields.seq = payload.size() / 2;
     fields.dup = retain;
     const std::string frame = body.finish(fields);
+    const split_frame split = body.json(fields);
+    expect(split.head + *split.shared == frame, "split frame equals the whole frame", frame);
     rapidjson::Document doc;
     parse_frame(frame, doc);
 

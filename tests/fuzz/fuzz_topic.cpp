@@ -19,6 +19,7 @@
 
 #include "core/message_body.hpp"
 #include "core/requests.hpp"
+#include "core/text.hpp"
 #include "core/topic.hpp"
 #include "core/topic_trie.hpp"
 

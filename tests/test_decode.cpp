@@ -1,26 +1,25 @@
-// Unit tests for core/codec: client frames → request structs (or a decode_failure with the
-// right code, message and msgid), the bridge's encoders, message_body, and the helpers
-// json_nesting_exceeds / is_valid_utf8. Every encoder output is parsed back with RapidJSON.
+// Unit tests for core/decode (requests.hpp): client frames → request structs, or a
+// decode_failure with the right code, message and msgid; also that encoders echo a decoded msgid.
 #include <doctest/doctest.h>
 #include <rapidjson/document.h>
 
-#include <algorithm>
-#include <cstdint>
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
-#include "core/message_body.hpp"
 #include "core/replies.hpp"
 #include "core/requests.hpp"
 #include "core/text.hpp"
+#include "engine_fixture.hpp"
+#include "test_helpers.hpp"
 
 using namespace mqttws;
 using namespace std::string_literals;
+using mqttws::test::json_frame;
+using mqttws::test::nested_arrays;
 
 namespace {
-
-// ---- decoding helpers ----
 
 template <class T>
 T decode_as(frame_decoder& dec, std::string_view text) {
@@ -59,51 +58,6 @@ void expect_bad_request(std::string_view text, std::string_view msgid_json = {})
     const auto failure = decode_fails(text);
     CHECK(failure.code == errc::bad_request);
     CHECK(failure.id.json == msgid_json);
-}
-
-// ---- encoding helpers ----
-
-// Parses a bridge frame strictly: valid UTF-8, one JSON object, no raw NUL anywhere.
-rapidjson::Document parse_frame(const std::string& text) {
-    INFO("frame: " << text);
-    CHECK(text.find('\0') == std::string::npos);
-    rapidjson::Document doc;
-    doc.Parse<rapidjson::kParseValidateEncodingFlag>(text.data(), text.size());
-    REQUIRE_FALSE(doc.HasParseError());
-    REQUIRE(doc.IsObject());
-    return doc;
-}
-
-const rapidjson::Value& member(const rapidjson::Value& obj, const char* name) {
-    const auto it = obj.FindMember(name);
-    REQUIRE_MESSAGE(it != obj.MemberEnd(), "no member " << name);
-    return it->value;
-}
-
-std::string str(const rapidjson::Value& obj, const char* name) {
-    const rapidjson::Value& v = member(obj, name);
-    REQUIRE_MESSAGE(v.IsString(), name << " is not a string");
-    return {v.GetString(), v.GetStringLength()};
-}
-
-std::int64_t integer(const rapidjson::Value& obj, const char* name) {
-    const rapidjson::Value& v = member(obj, name);
-    REQUIRE_MESSAGE(v.IsInt64(), name << " is not an integer");
-    return v.GetInt64();
-}
-
-bool boolean(const rapidjson::Value& obj, const char* name) {
-    const rapidjson::Value& v = member(obj, name);
-    REQUIRE_MESSAGE(v.IsBool(), name << " is not a boolean");
-    return v.GetBool();
-}
-
-msg_id id_of(std::string json) {
-    return msg_id{std::move(json)};
-}
-
-std::string nested_arrays(std::size_t depth) {
-    return std::string(depth, '[') + std::string(depth, ']');
 }
 
 }  // namespace
@@ -435,9 +389,9 @@ TEST_CASE("decode status and event (device dialect)") {
 
     r = decode_as<device_report_request>(R"({"type":"event","deviceId":"dev1","data":[1,2]})");
     CHECK(r.what == device_report_request::kind::event);
-    const auto doc = parse_frame(r.frame_json);
-    CHECK(str(doc, "type") == "event");
-    CHECK(member(doc, "data").IsArray());
+    const auto doc = json_frame(r.frame_json);
+    CHECK(doc.str("type") == "event");
+    CHECK(doc.at("data").IsArray());
 
     expect_bad_request(R"({"type":"status","data":1,"msgid":"x"})", R"("x")");
     expect_bad_request(R"({"type":"event","deviceId":"a/b"})");
@@ -478,8 +432,8 @@ TEST_CASE("decode: an unknown type's name is echoed cut to valid UTF-8") {
     CHECK(failure.code == errc::unsupported);
     CHECK(is_valid_utf8(failure.message));
     CHECK(failure.message.size() < 200);
-    const auto doc = parse_frame(encode_error(failure.code, failure.message, failure.id));
-    CHECK(str(doc, "message") == failure.message);
+    const auto doc = json_frame(encode_error(failure.code, failure.message, failure.id));
+    CHECK(doc.str("message") == failure.message);
 
     // RapidJSON turns a lone low-surrogate escape into invalid UTF-8; such a frame is refused
     // as malformed before its type is looked at, and nothing of it is echoed.
@@ -514,6 +468,26 @@ TEST_CASE("decode: strings must be valid UTF-8") {
         expect_bad_request(R"({"type":"ping","msgid":")" + bad + "\"}");
         expect_bad_request("{\"" + bad + R"(":1,"type":"ping"})");
     }
+}
+
+TEST_CASE("a \\u escape of a lone UTF-16 surrogate is refused, with the msgid echoed") {
+    frame_decoder decoder;
+    for (const char* frame :
+         {R"({"type":"subscribe","topic":"a/\udc00","msgid":"s"})",
+          R"({"type":"publish","topic":"a","payload":{"k":"\uDFFF"},"msgid":"s"})",
+          R"({"type":"publish","topic":"a","payload":{"\udc00":1},"msgid":"s"})"}) {
+        CAPTURE(frame);
+        auto result = decoder.decode(frame);
+        auto* failure = std::get_if<decode_failure>(&result);
+        REQUIRE(failure != nullptr);
+        CHECK(failure->code == errc::bad_request);
+        CHECK(failure->id.json == "\"s\"");
+        CHECK(is_valid_utf8(failure->message));
+    }
+    // A surrogate pair is one character and fine.
+    auto ok = decoder.decode(R"({"type":"publish","topic":"a","payload":"\ud83d\ude00"})");
+    REQUIRE(std::holds_alternative<client_request>(ok));
+    CHECK(std::get<publish_request>(std::get<client_request>(ok)).payload == "\xF0\x9F\x98\x80");
 }
 
 TEST_CASE("decode: nesting over max_depth is too_large") {
@@ -593,6 +567,22 @@ TEST_CASE("decode: msgid of the wrong type or size") {
     CHECK(decode_fails(dec, R"({"type":"ping","msgid":"abcd"})").code == errc::bad_request);
 }
 
+TEST_CASE("encoders echo a decoded msgid byte for byte") {
+    frame_decoder dec;
+    for (const char* frame :
+         {R"({"type":"ping","msgid":"x\"y\\z"})", R"({"type":"ping","msgid":99})",
+          R"({"type":"ping","msgid":"caf\u00e9"})", R"({"type":"ping","msgid":-1})"}) {
+        INFO(frame);
+        const auto ping = decode_as<ping_request>(dec, frame);
+        const json_frame in{std::string(frame)};
+        REQUIRE(in.has("msgid"));
+        const auto out = json_frame(encode_ack_ok(ping.id));
+        CHECK(out.at("msgid") == in.at("msgid"));
+        const auto err = json_frame(encode_error(errc::timeout, "t", ping.id));
+        CHECK(err.at("msgid") == in.at("msgid"));
+    }
+}
+
 TEST_CASE("decode: one decoder handles many frames, big and small") {
     frame_decoder dec;
     const std::string big(200 * 1024, 'z');  // beyond the decoder's first pool chunk
@@ -610,354 +600,4 @@ TEST_CASE("decode: one decoder handles many frames, big and small") {
         CHECK(decode_as<subscribe_request>(dec, R"({"type":"subscribe","topic":"a"})")
                   .filters.size() == 1);
     }
-}
-
-// ============================== encoders ==============================
-
-TEST_CASE("encode_auth_response") {
-    auto doc = parse_frame(
-        encode_auth_response("c1", "sess", true, true, 1700000000123, id_of(R"("a1")")));
-    CHECK(str(doc, "type") == "auth_response");
-    CHECK(str(doc, "status") == "success");
-    CHECK(str(doc, "clientId") == "c1");
-    CHECK(str(doc, "session") == "sess");
-    CHECK(boolean(doc, "resumed"));
-    CHECK(boolean(doc, "sessionPresent"));
-    CHECK(integer(doc, "timestamp") == 1700000000123);
-    CHECK(str(doc, "msgid") == "a1");
-
-    doc = parse_frame(encode_auth_response("c1", "sess", false, false, 0, id_of("5")));
-    CHECK_FALSE(boolean(doc, "resumed"));
-    CHECK_FALSE(boolean(doc, "sessionPresent"));
-    CHECK(integer(doc, "msgid") == 5);
-
-    // No session: no session fields; no msgid: none written.
-    doc = parse_frame(encode_auth_response("c\"1", "", true, true, 1, {}));
-    CHECK(str(doc, "clientId") == "c\"1");
-    CHECK_FALSE(doc.HasMember("session"));
-    CHECK_FALSE(doc.HasMember("resumed"));
-    CHECK_FALSE(doc.HasMember("sessionPresent"));
-    CHECK_FALSE(doc.HasMember("msgid"));
-}
-
-TEST_CASE("encode_suback / encode_unsuback") {
-    auto doc = parse_frame(encode_suback(id_of(R"("s1")"), "sport/+/x", 1));
-    CHECK(str(doc, "type") == "suback");
-    CHECK(str(doc, "topic") == "sport/+/x");
-    CHECK(integer(doc, "qos") == 1);
-    CHECK(str(doc, "msgid") == "s1");
-    doc = parse_frame(encode_suback({}, "#", 0x80));
-    CHECK(integer(doc, "qos") == 128);
-    CHECK_FALSE(doc.HasMember("msgid"));
-
-    doc = parse_frame(encode_unsuback(id_of("9"), "a/#"));
-    CHECK(str(doc, "type") == "unsuback");
-    CHECK(str(doc, "topic") == "a/#");
-    CHECK(integer(doc, "msgid") == 9);
-    CHECK_FALSE(doc.HasMember("qos"));
-}
-
-TEST_CASE("encode_ack_ok / encode_ack_error") {
-    auto doc = parse_frame(encode_ack_ok(id_of(R"("p1")")));
-    CHECK(str(doc, "type") == "ack");
-    CHECK(str(doc, "status") == "ok");
-    CHECK(str(doc, "msgid") == "p1");
-    CHECK_FALSE(doc.HasMember("code"));
-
-    doc = parse_frame(encode_ack_error(id_of("12"), errc::forbidden, "not \"yours\""));
-    CHECK(str(doc, "type") == "ack");
-    CHECK(str(doc, "status") == "error");
-    CHECK(str(doc, "code") == "forbidden");
-    CHECK(str(doc, "message") == "not \"yours\"");
-    CHECK(integer(doc, "msgid") == 12);
-}
-
-TEST_CASE("encode_error: every code, with and without topic and msgid") {
-    for (const errc code : {errc::bad_request, errc::forbidden, errc::unsupported, errc::too_large,
-                            errc::not_authenticated, errc::unavailable, errc::rate_limited,
-                            errc::timeout, errc::internal}) {
-        const auto doc = parse_frame(encode_error(code, "m", {}));
-        CHECK(str(doc, "type") == "error");
-        CHECK(str(doc, "code") == std::string(wire_name(code)));
-        CHECK(str(doc, "message") == "m");
-        CHECK_FALSE(doc.HasMember("msgid"));
-        CHECK_FALSE(doc.HasMember("topic"));
-    }
-    CHECK(wire_name(errc::too_large) == "too_large");
-    CHECK(wire_name(errc::not_authenticated) == "not_authenticated");
-
-    const auto doc = parse_frame(encode_error(errc::forbidden, "no", id_of(R"("s2")"), "a/b"));
-    CHECK(str(doc, "msgid") == "s2");
-    CHECK(str(doc, "topic") == "a/b");
-}
-
-TEST_CASE("encode_pong / encode_upstream_status") {
-    auto doc = parse_frame(encode_pong(42, id_of(R"("k")")));
-    CHECK(str(doc, "type") == "pong");
-    CHECK(integer(doc, "timestamp") == 42);
-    CHECK(str(doc, "msgid") == "k");
-    doc = parse_frame(encode_pong(-1, {}));
-    CHECK(integer(doc, "timestamp") == -1);
-    CHECK_FALSE(doc.HasMember("msgid"));
-
-    doc = parse_frame(encode_upstream_status(true, 7));
-    CHECK(str(doc, "type") == "status");
-    CHECK(str(doc, "upstream") == "up");
-    CHECK(integer(doc, "timestamp") == 7);
-    doc = parse_frame(encode_upstream_status(false, INT64_MAX));
-    CHECK(str(doc, "upstream") == "down");
-    CHECK(integer(doc, "timestamp") == INT64_MAX);
-}
-
-TEST_CASE("encoders escape strings as JSON") {
-    std::string nasty = "q\" b\\ s/ nl\n cr\r tab\t bs\b ff\f";
-    for (int c = 0; c < 0x20; ++c)
-        nasty += static_cast<char>(c);
-    nasty += "\x7F caf\xC3\xA9 \xF0\x9F\x98\x80 \xE2\x80\xA8";
-    const std::string out = encode_error(errc::bad_request, nasty, {}, nasty);
-    const auto doc = parse_frame(out);
-    CHECK(str(doc, "message") == nasty);
-    CHECK(str(doc, "topic") == nasty);
-    CHECK(out.find(R"(q\")") != std::string::npos);
-    CHECK(out.find(R"(b\\ )") != std::string::npos);
-    CHECK(out.find(R"(\u0001)") != std::string::npos);
-    CHECK(out.find(R"(\u001f)") != std::string::npos);
-    CHECK(out.find(R"(\u0000)") != std::string::npos);
-    CHECK(out.find(R"(nl\n)") != std::string::npos);
-    // Non-ASCII UTF-8 passes through unescaped.
-    CHECK(out.find("caf\xC3\xA9") != std::string::npos);
-    CHECK(std::none_of(out.begin(), out.end(),
-                       [](char c) { return static_cast<unsigned char>(c) < 0x20; }));
-}
-
-TEST_CASE("encoders echo a decoded msgid byte for byte") {
-    frame_decoder dec;
-    for (const char* frame :
-         {R"({"type":"ping","msgid":"x\"y\\z"})", R"({"type":"ping","msgid":99})",
-          R"({"type":"ping","msgid":"caf\u00e9"})", R"({"type":"ping","msgid":-1})"}) {
-        INFO(frame);
-        const auto ping = decode_as<ping_request>(dec, frame);
-        rapidjson::Document in;
-        in.Parse(frame);
-        const auto out = parse_frame(encode_ack_ok(ping.id));
-        CHECK(member(out, "msgid") == member(in, "msgid"));
-        const auto err = parse_frame(encode_error(errc::timeout, "t", ping.id));
-        CHECK(member(err, "msgid") == member(in, "msgid"));
-    }
-}
-
-// ============================== message_body ==============================
-
-TEST_CASE("message_body: a JSON payload is embedded as JSON") {
-    const std::string payload = R"({ "temp" : 21.5, "tags" : ["a", "b"] })";
-    const message_body body("message", "sensors/t1", payload, false, 1700000000000);
-    const std::string out = body.finish({});
-    CHECK(out.find(R"("payload":)" + payload) != std::string::npos);  // raw, byte for byte
-    const auto doc = parse_frame(out);
-    CHECK(str(doc, "type") == "message");
-    CHECK(str(doc, "topic") == "sensors/t1");
-    const auto& p = member(doc, "payload");
-    REQUIRE(p.IsObject());
-    CHECK(member(p, "temp").GetDouble() == doctest::Approx(21.5));
-    CHECK(member(p, "tags").Size() == 2);
-    CHECK_FALSE(doc.HasMember("encoding"));
-    CHECK_FALSE(boolean(doc, "retain"));
-    CHECK(integer(doc, "timestamp") == 1700000000000);
-
-    for (const char* json :
-         {"42", "-1.5e3", "true", "false", "null", "[1,[2,{}]]", R"("quoted")", " 7 ", "\n{}\n"}) {
-        INFO(json);
-        const auto d = parse_frame(message_body("message", "t", json, false, 0).finish({}));
-        rapidjson::Document expected;
-        expected.Parse(json);
-        CHECK(member(d, "payload") == expected);
-    }
-}
-
-TEST_CASE("message_body: other UTF-8 is embedded as a string") {
-    for (const std::string& text :
-         {"hello world"s, ""s, " "s, "caf\xC3\xA9"s, "123abc"s, "{not json"s, "[1,2"s, "1 2"s,
-          "{\"a\":1} trailing"s, "tru"s, "nul"s, "'single'"s, "line\nbreak \"q\" \\"s, "a\0b"s,
-          "\xEF\xBF\xBF non-character is still UTF-8"s, "NaN"s, "-"s, "01"s,
-          "[\"\\ud800\"]"s /* lone surrogate escape: not JSON */}) {
-        INFO("payload: " << text);
-        const auto doc = parse_frame(message_body("message", "t", text, true, 5).finish({}));
-        CHECK(str(doc, "payload") == text);
-        CHECK_FALSE(doc.HasMember("encoding"));
-        CHECK(boolean(doc, "retain"));
-    }
-}
-
-TEST_CASE("message_body: a JSON text with a raw NUL is not embedded") {
-    // A raw NUL can never be part of JSON text, but a parser reading a counted buffer may take
-    // it as the end of input: "1\0x" must not be embedded as the number 1 followed by junk.
-    for (const std::string& payload : {"1\0x"s, "{}\0"s, "[1]\0]"s, "\"s\"\0\"t\""s, "null\0"s}) {
-        INFO("payload size " << payload.size());
-        const auto doc = parse_frame(message_body("message", "t", payload, false, 0).finish({}));
-        CHECK(str(doc, "payload") == payload);
-    }
-}
-
-TEST_CASE("message_body: binary payloads are base64 with an encoding field") {
-    const std::string binary = "\x00\xFF\xFE\x80"s;
-    const auto doc = parse_frame(message_body("message", "bin", binary, false, 0).finish({}));
-    CHECK(str(doc, "payload") == "AP/+gA==");
-    CHECK(str(doc, "encoding") == "base64");
-
-    for (const std::string& bytes : {"\xC3"s, "ok\xC0\xAF"s, "\xED\xA0\x80"s, "\xF4\x90\x80\x80"s,
-                                     "\"\xFF\""s, "{\"a\":\"\xFF\"}"s}) {
-        INFO("bytes " << bytes.size());
-        const auto d = parse_frame(message_body("message", "t", bytes, false, 0).finish({}));
-        CHECK(str(d, "encoding") == "base64");
-        CHECK(str(d, "payload").size() == (bytes.size() + 2) / 3 * 4);
-    }
-}
-
-TEST_CASE("message_body: deep JSON is embedded only up to max_embed_depth") {
-    const std::string deep = nested_arrays(40);
-    auto doc = parse_frame(message_body("message", "t", deep, false, 0).finish({}));
-    CHECK(str(doc, "payload") == deep);  // over the default of 32: sent as text
-    doc = parse_frame(message_body("message", "t", deep, false, 0, 64).finish({}));
-    CHECK(member(doc, "payload").IsArray());
-    doc = parse_frame(message_body("message", "t", nested_arrays(32), false, 0).finish({}));
-    CHECK(member(doc, "payload").IsArray());
-    doc = parse_frame(message_body("message", "t", nested_arrays(10000), false, 0).finish({}));
-    CHECK(member(doc, "payload").IsString());
-}
-
-TEST_CASE("message_body: type and topic are escaped") {
-    const auto doc = parse_frame(
-        message_body("control", "dev/\"quoted\"/caf\xC3\xA9\\", "x", false, 0).finish({}));
-    CHECK(str(doc, "type") == "control");
-    CHECK(str(doc, "topic") == "dev/\"quoted\"/caf\xC3\xA9\\");
-}
-
-TEST_CASE("message_body::finish writes only the per-recipient fields asked for") {
-    const message_body body("message", "t", R"({"v":1})", false, 9);
-    CHECK(body.size() > 0);
-
-    auto doc = parse_frame(body.finish({}));
-    CHECK(integer(doc, "qos") == 0);
-    CHECK_FALSE(doc.HasMember("msgid"));
-    CHECK_FALSE(doc.HasMember("seq"));
-    CHECK_FALSE(doc.HasMember("dup"));
-
-    delivery_fields qos0;
-    qos0.msgid = 55;  // ignored at qos 0: nothing to acknowledge
-    doc = parse_frame(body.finish(qos0));
-    CHECK_FALSE(doc.HasMember("msgid"));
-
-    delivery_fields qos1;
-    qos1.qos = 1;
-    qos1.msgid = 7;
-    doc = parse_frame(body.finish(qos1));
-    CHECK(integer(doc, "qos") == 1);
-    CHECK(integer(doc, "msgid") == 7);
-    CHECK_FALSE(doc.HasMember("dup"));
-
-    delivery_fields all;
-    all.qos = 2;
-    all.msgid = UINT64_MAX;
-    all.seq = 123456789012345;
-    all.dup = true;
-    doc = parse_frame(body.finish(all));
-    CHECK(integer(doc, "qos") == 2);
-    REQUIRE(member(doc, "msgid").IsUint64());
-    CHECK(member(doc, "msgid").GetUint64() == UINT64_MAX);
-    CHECK(integer(doc, "seq") == 123456789012345);
-    CHECK(boolean(doc, "dup"));
-
-    // One body, many recipients: finishing does not change the body.
-    const std::string first = body.finish(qos1);
-    body.finish(all);
-    CHECK(body.finish(qos1) == first);
-    // Every rendering starts with the same shared part: the qos 0 frame without its '}'.
-    const std::string plain = body.finish({});
-    const std::size_t shared = plain.rfind(",\"qos\":");
-    REQUIRE(shared != std::string::npos);
-    CHECK(first.compare(0, shared, plain, 0, shared) == 0);
-}
-
-// ============================== helpers ==============================
-
-TEST_CASE("json_nesting_exceeds") {
-    CHECK_FALSE(json_nesting_exceeds("", 0));
-    CHECK_FALSE(json_nesting_exceeds("1", 0));
-    CHECK(json_nesting_exceeds("{}", 0));
-    CHECK_FALSE(json_nesting_exceeds("{}", 1));
-    CHECK(json_nesting_exceeds("[[[]]]", 2));
-    CHECK_FALSE(json_nesting_exceeds("[[[]]]", 3));
-    CHECK_FALSE(json_nesting_exceeds("[[]][[]][[]]", 2));  // depth, not count
-    CHECK(json_nesting_exceeds(R"({"a":{"b":[1]}})", 2));
-    CHECK_FALSE(json_nesting_exceeds(R"({"a":{"b":[1]}})", 3));
-    // Brackets inside strings do not count ...
-    CHECK_FALSE(json_nesting_exceeds(R"(["[[[[{{{{"])", 1));
-    CHECK_FALSE(json_nesting_exceeds(R"({"[[[[":"{{{{"})", 1));
-    // ... also after an escaped quote, which does not end the string ...
-    CHECK_FALSE(json_nesting_exceeds(R"(["\"[[[[["])", 1));
-    CHECK_FALSE(json_nesting_exceeds(R"(["\\\"[[[["])", 1));
-    // ... but an escaped backslash does not escape the closing quote.
-    CHECK(json_nesting_exceeds(R"(["\\",[[[1]]]])", 3));
-    CHECK_FALSE(json_nesting_exceeds(R"(["\\",[[[1]]]])", 4));
-    // Stray closers cannot buy depth.
-    CHECK(json_nesting_exceeds("]]]]]][[", 1));
-    CHECK(json_nesting_exceeds("}}}}[[[", 2));
-    // Unbalanced and huge.
-    CHECK(json_nesting_exceeds(std::string(10000, '['), 32));
-    CHECK(json_nesting_exceeds(nested_arrays(33), 32));
-    CHECK_FALSE(json_nesting_exceeds(nested_arrays(32), 32));
-}
-
-TEST_CASE("is_valid_utf8 (any code point, NUL allowed)") {
-    for (const std::string& ok :
-         {""s, "ascii"s, "\0"s, "a\0b"s, "\x7F"s, "\xC2\x80"s, "\xC2\x85"s, "\xDF\xBF"s,
-          "\xE0\xA0\x80"s, "\xED\x9F\xBF"s, "\xEE\x80\x80"s, "\xEF\xBF\xBF"s, "\xEF\xB7\x90"s,
-          "\xF0\x90\x80\x80"s, "\xF4\x8F\xBF\xBF"s, "caf\xC3\xA9 \xF0\x9F\x98\x80"s}) {
-        INFO("bytes " << ok.size());
-        CHECK(is_valid_utf8(ok));
-    }
-    for (const std::string& bad : {"\x80"s,
-                                   "\xBF"s,
-                                   "\xC0\x80"s,
-                                   "\xC1\xBF"s,
-                                   "\xC3"s,
-                                   "\xC3 "s,
-                                   "\xE0\x80\x80"s,
-                                   "\xE0\x9F\xBF"s,
-                                   "\xE2\x82"s,
-                                   "\xED\xA0\x80"s,
-                                   "\xED\xBF\xBF"s,
-                                   "\xF0\x80\x80\x80"s,
-                                   "\xF0\x8F\xBF\xBF"s,
-                                   "\xF0\x9F\x98"s,
-                                   "\xF4\x90\x80\x80"s,
-                                   "\xF5\x80\x80\x80"s,
-                                   "\xF8\x88\x80\x80\x80"s,
-                                   "\xFE"s,
-                                   "\xFF"s,
-                                   "ok\xC3"s,
-                                   "\xC3\xA9\xA9"s}) {
-        INFO("bytes " << bad.size());
-        CHECK_FALSE(is_valid_utf8(bad));
-    }
-}
-
-TEST_CASE("a \\u escape of a lone UTF-16 surrogate is refused, with the msgid echoed") {
-    frame_decoder decoder;
-    for (const char* frame :
-         {R"({"type":"subscribe","topic":"a/\udc00","msgid":"s"})",
-          R"({"type":"publish","topic":"a","payload":{"k":"\uDFFF"},"msgid":"s"})",
-          R"({"type":"publish","topic":"a","payload":{"\udc00":1},"msgid":"s"})"}) {
-        CAPTURE(frame);
-        auto result = decoder.decode(frame);
-        auto* failure = std::get_if<decode_failure>(&result);
-        REQUIRE(failure != nullptr);
-        CHECK(failure->code == errc::bad_request);
-        CHECK(failure->id.json == "\"s\"");
-        CHECK(is_valid_utf8(failure->message));
-    }
-    // A surrogate pair is one character and fine.
-    auto ok = decoder.decode(R"({"type":"publish","topic":"a","payload":"\ud83d\ude00"})");
-    REQUIRE(std::holds_alternative<client_request>(ok));
-    CHECK(std::get<publish_request>(std::get<client_request>(ok)).payload == "\xF0\x9F\x98\x80");
 }

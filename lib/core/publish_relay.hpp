@@ -1,0 +1,82 @@
+// Client publishes on their way to the broker: the `publish`, `batch`, binary and device-report
+// frames, checked (topic, ACL, rate limit) and relayed over the one upstream connection, with
+// their QoS bookkeeping and their answers.
+//
+// - QoS 0 is fire-and-forget: no answer unless something was wrong. QoS 1/2 are answered with
+//   one `ack` once the broker confirmed (PUBACK / PUBCOMP) or failed.
+// - QoS 2 exactly once: a resend of a QoS 2 publish (same msgid, `dup`) is answered, not
+//   published again (the session's publish memory).
+// - While the broker is unreachable QoS 1/2 publishes wait in a bounded offline queue and go out
+//   in order when it is back; QoS 0 ones are dropped. A publish in flight when the broker
+//   connection went away is sent again on the next one, ahead of later publishes; in flight on
+//   three lost connections in a row, it is answered `unavailable`.
+//
+// Thread safety: none; the engine's thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "core/delivery_pacer.hpp"
+#include "core/engine_context.hpp"
+#include "core/session_directory.hpp"
+
+namespace mqttws {
+
+class publish_relay {
+  public:
+    publish_relay(engine_context& ctx, session_directory& sessions, delivery_pacer& pacer)
+        : ctx_(ctx), sessions_(sessions), pacer_(pacer) {}
+
+    void handle(session& s, publish_request& r, action_list& out);
+    void handle(session& s, batch_request& r, action_list& out);
+    void handle(session& s, device_report_request& r, action_list& out);
+    // Answers a publish that was refused before it could be relayed (ack error for QoS 1/2 with
+    // a msgid, else an error frame), and settles its QoS 2 memory.
+    void refuse(session& s, std::uint8_t qos, const msg_id& reply_to, errc code,
+                std::string_view message, action_list& out);
+
+    // qos >= 1 publish confirmed (PUBACK / PUBCOMP: no error) or failed.
+    void upstream_published(op_id op, std::optional<errc> error, std::string_view message,
+                            action_list& out);
+    // The broker connection is (still, or again) up: what waited goes out, in order.
+    void flush(action_list& out);
+
+    std::size_t offline_queued() const { return offline_queue_.size(); }
+
+  private:
+    struct pending_publish {
+        session_key owner{};  // who published it
+        msg_id reply_to;      // empty: nobody waits for an ack
+        publish_upstream request;
+        int attempts = 0;                      // how many broker connections it was sent on
+        std::uint64_t sent_on_connection = 0;  // upstream_connects when last sent
+    };
+
+    void publish(session& s, std::string topic, std::string payload, std::uint8_t qos, bool retain,
+                 const msg_id& reply_to, action_list& out);
+    void publish_now(pending_publish p, action_list& out);
+    void queue_offline(pending_publish p);
+    // A publish whose broker connection went away before the broker confirmed it: held with the
+    // offline queue, in front of everything published after it, until the next connection.
+    void queue_retry(pending_publish p);
+    void answer(session& s, const msg_id& reply_to, std::optional<errc> error,
+                std::string_view message, action_list& out);
+    // The QoS 2 publish `reply_to` of `s` has its answer: resends get it from now on.
+    publish_memory* settle_qos2(session& s, const msg_id& reply_to, std::optional<errc> error,
+                                std::string_view message);
+    bool audited_topic(std::string_view topic) const;
+
+    engine_context& ctx_;
+    session_directory& sessions_;
+    delivery_pacer& pacer_;
+    std::unordered_map<op_id, pending_publish> pending_publishes_;
+    std::deque<pending_publish> offline_queue_;
+    std::size_t offline_queue_bytes_ = 0;
+};
+
+}  // namespace mqttws

@@ -1,0 +1,71 @@
+#include "core/router.hpp"
+
+#include <algorithm>
+
+namespace mqttws {
+
+void router::route(const broker_message& m, action_list& out) {
+    ++ctx_.stats.messages_in;
+    const bool by_id = !m.subscription_ids.empty();
+    const bool v3_replay = !by_id && !ctx_.v5() && m.retained;
+    const std::uint64_t serial = ++fanout_serial_;
+    targets_.clear();
+    routed_filters_.clear();
+    subscriptions_.routed_filters(m, routed_filters_);
+
+    // `via` is the filter through which `who` was reached.
+    const auto consider = [&](session* who, const upstream_filter* via) {
+        if (who->last_fanout == serial) return;
+        who->last_fanout = serial;
+        const auto& subs = who->subscriptions();
+        // With copies per subscription (v5), only the filters the broker confirmed have one.
+        session::subscription_ref best =
+            subs.size() == 1
+                ? &*subs.begin()
+                : who->best_match(m.topic, [by_id](const client_subscription& cs) {
+                      return !by_id || (cs.upstream != nullptr && cs.upstream->state.confirmed);
+                  });
+        if (best == nullptr) best = &*subs.find(via->filter);
+        if (by_id && subs.size() > 1 &&
+            std::find(routed_filters_.begin(), routed_filters_.end(), best->second.upstream) ==
+                routed_filters_.end()) {
+            return;  // another copy of this message, tagged with the best filter, reaches it
+        }
+        targets_.push_back({who, std::min(m.qos, best->second.qos), &best->second.options});
+    };
+
+    const std::int64_t now = ctx_.env.steady_ms();
+    for (upstream_filter* f : routed_filters_) {
+        if (v3_replay) {
+            if (f->state.replay_until_ms < now) continue;
+            for (session* who : f->state.replay_targets)
+                consider(who, f);
+        } else {
+            for (const auto& sub : f->subscribers)
+                consider(sub.who, f);
+        }
+    }
+    subscriptions_.record_retained(m);
+
+    const std::int64_t timestamp = ctx_.env.wall_ms();
+    const std::size_t depth = ctx_.config.decode.max_depth;
+    auto body = std::make_shared<const message_body>("message", m.topic, m.payload, m.retained,
+                                                     timestamp, depth, m.duplicate);
+    // Queued by the broker for a filter of the bridge's previous run: held for the clients that
+    // subscribe again shortly.
+    if (routed_filters_.empty() && subscriptions_.park(m, body)) return;
+    std::shared_ptr<const message_body> control_body;
+    for (const auto& t : targets_) {
+        if (t.who->is_device() && m.topic == t.who->control_topic()) {
+            if (!control_body) {
+                control_body = std::make_shared<const message_body>(
+                    "control", m.topic, m.payload, m.retained, timestamp, depth, m.duplicate);
+            }
+            pacer_.deliver(*t.who, control_body, t.qos, *t.options, out);
+        } else {
+            pacer_.deliver(*t.who, body, t.qos, *t.options, out);
+        }
+    }
+}
+
+}  // namespace mqttws

@@ -1,0 +1,45 @@
+#include "core/session_directory.hpp"
+
+namespace mqttws {
+
+session& session_directory::open(connection_id c, std::string remote_address,
+                                 const outbox_limits& limits) {
+    const auto key = static_cast<session_key>(next_key_++);
+    auto owned = std::make_unique<session>(key, std::move(remote_address), limits);
+    session& s = *owned;
+    s.attach(c);
+    by_connection_[c] = &s;
+    sessions_.emplace(key, std::move(owned));
+    return s;
+}
+
+session* session_directory::by_connection(connection_id c) {
+    const auto it = by_connection_.find(c);
+    return it == by_connection_.end() ? nullptr : it->second;
+}
+
+session* session_directory::by_key(session_key key) {
+    const auto it = sessions_.find(key);
+    return it == sessions_.end() ? nullptr : it->second.get();
+}
+
+void session_directory::attach(session& s, connection_id c) {
+    if (s.connection() != 0) by_connection_.erase(s.connection());
+    s.attach(c);
+    by_connection_[c] = &s;
+}
+
+void session_directory::detach(session& s, std::int64_t keep_until_ms) {
+    if (s.connection() != 0) by_connection_.erase(s.connection());
+    s.detach(keep_until_ms);
+}
+
+void session_directory::erase(session& s) {
+    if (s.connection() != 0) {
+        const auto it = by_connection_.find(s.connection());
+        if (it != by_connection_.end() && it->second == &s) by_connection_.erase(it);
+    }
+    sessions_.erase(s.key());
+}
+
+}  // namespace mqttws

@@ -1,0 +1,41 @@
+// Carries out the engine's actions: frames, pings and closes go to the clients' connections,
+// subscribes and publishes to the broker, log lines to the log, audit records to the audit
+// trail. The only place where an action becomes I/O, so that a test can run the engine against
+// fake edges (tests/test_action_runner.cpp) and see what would have been written.
+//
+// Thread safety: the app's thread only, after the engine returned (nothing here re-enters it).
+#pragma once
+
+#include "core/actions.hpp"
+#include "core/platform.hpp"
+#include "io/audit_log.hpp"
+#include "io/client_links.hpp"
+#include "io/upstream.hpp"
+
+namespace mqttws {
+
+class action_runner {
+  public:
+    action_runner(client_links& clients, upstream& broker, audit_log& audit, const platform& clock)
+        : clients_(clients), broker_(broker), audit_(audit), clock_(clock) {}
+
+    // Carries out every action in order, then clears the list.
+    void run(action_list& actions);
+
+  private:
+    void carry_out(send_frame& a) { clients_.send(a.to, a.frame, a.binary, a.head); }
+    void carry_out(ping_client& a) { clients_.ping(a.who); }
+    void carry_out(close_client& a) { clients_.close(a.who, a.code, a.reason); }
+    void carry_out(subscribe_upstream& a) { broker_.subscribe(a); }
+    void carry_out(unsubscribe_upstream& a) { broker_.unsubscribe(a); }
+    void carry_out(publish_upstream& a) { broker_.publish(std::move(a)); }
+    void carry_out(log_line& a);
+    void carry_out(audit_record& a) { audit_.write(a, clock_.wall_ms()); }
+
+    client_links& clients_;
+    upstream& broker_;
+    audit_log& audit_;
+    const platform& clock_;
+};
+
+}  // namespace mqttws

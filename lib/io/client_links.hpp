@@ -1,0 +1,24 @@
+// The clients' side of the bridge as the engine's actions see it: ws_server in the bridge, a
+// fake in tests (tests/test_action_runner.cpp).
+// Thread safety: the app's thread only.
+#pragma once
+
+#include <string_view>
+
+#include "core/actions.hpp"
+
+namespace mqttws {
+
+class client_links {
+  public:
+    virtual ~client_links() = default;
+    // Queues head + frame as one WebSocket message (text, or binary) on the connection; `frame`
+    // may be queued on many connections, shared.
+    virtual void send(connection_id to, const frame_ptr& frame, bool binary,
+                      std::string_view head) = 0;
+    // Starts the closing handshake with `code`; on_close follows.
+    virtual void close(connection_id who, close_code code, std::string_view reason) = 0;
+    virtual void ping(connection_id who) = 0;
+};
+
+}  // namespace mqttws

@@ -1,0 +1,164 @@
+// Unit tests for publishing in core/engine: the exact bytes published, acks on the broker's
+// confirmation, invalid topics, and publishes while the upstream is down or its queue is full.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "core/engine.hpp"
+#include "engine_fixture.hpp"
+
+using mqttws::engine_config;
+using mqttws::errc;
+using mqttws::test::engine_fixture;
+using mqttws::test::frame_list;
+using mqttws::test::of_type;
+
+// ================================================================= publish
+
+TEST_CASE("engine publish: the exact payload bytes are published") {
+    engine_fixture f;
+    f.upstream_connected();
+    auto a = f.auth(1, "a");
+    f.clear();
+
+    std::string expected;
+    SUBCASE("a string, raw") {
+        a.send(R"({"type":"publish","topic":"t/1","payload":"he said \"hi\"\n"})");
+        expected = "he said \"hi\"\n";
+    }
+    SUBCASE("an object, as compact JSON") {
+        a.send(R"({"type":"publish","topic":"t/1","payload": { "a" : [1, 2], "b" : null } })");
+        expected = R"({"a":[1,2],"b":null})";
+    }
+    SUBCASE("base64, decoded") {
+        a.send(R"({"type":"publish","topic":"t/1","payload":"AP8Q","encoding":"base64"})");
+        expected = std::string("\x00\xff\x10", 3);
+    }
+    const auto pubs = f.publishes();
+    REQUIRE(pubs.size() == 1);
+    CHECK(pubs[0].topic == "t/1");
+    CHECK(pubs[0].payload == expected);
+    CHECK(pubs[0].qos == 0);
+    CHECK_FALSE(pubs[0].retain);
+    CHECK(a.frames().empty());  // qos 0: no ack
+    CHECK(f.stats().publishes == 1);
+}
+
+TEST_CASE("engine publish: qos >= 1 is acked when the broker confirms, or fails with its code") {
+    engine_fixture f;
+    f.upstream_connected();
+    auto a = f.auth(1, "a");
+    f.clear();
+    a.send(R"({"type":"publish","topic":"t/1","payload":"x","qos":1,"retain":true,"msgid":"p1"})");
+    const auto pubs = f.publishes();
+    REQUIRE(pubs.size() == 1);
+    CHECK(pubs[0].qos == 1);
+    CHECK(pubs[0].retain);
+    CHECK(a.frames().empty());
+
+    SUBCASE("confirmed") {
+        f.upstream_published(pubs[0].op);
+        const frame_list frames = a.take();
+        REQUIRE(frames.size() == 1);
+        CHECK(frames[0].type() == "ack");
+        CHECK(frames[0].str("status") == "ok");
+        CHECK(frames[0].str("msgid") == "p1");
+    }
+    SUBCASE("failed") {
+        f.upstream_published(pubs[0].op, errc::timeout, "no PUBACK");
+        const frame_list frames = a.take();
+        REQUIRE(frames.size() == 1);
+        CHECK(frames[0].type() == "ack");
+        CHECK(frames[0].str("status") == "error");
+        CHECK(frames[0].str("code") == "timeout");
+        CHECK(frames[0].str("msgid") == "p1");
+    }
+    // A second confirmation of the same op is ignored.
+    f.upstream_published(pubs[0].op);
+    CHECK(a.frames().empty());
+}
+
+TEST_CASE("engine publish: an invalid topic is refused (ack error for qos >= 1, error for qos 0)") {
+    engine_fixture f;
+    f.upstream_connected();
+    auto a = f.auth(1, "a");
+    f.clear();
+    for (const std::string topic : {"a/+/b", "a/#", ""}) {
+        CAPTURE(topic);
+        a.send(R"({"type":"publish","topic":")" + topic + R"(","payload":"x","qos":1,"msgid":3})");
+        const frame_list acks = a.take();
+        REQUIRE(acks.size() == 1);
+        CHECK(acks[0].type() == "ack");
+        CHECK(acks[0].str("status") == "error");
+        CHECK(acks[0].str("code") == "bad_request");
+        CHECK(acks[0].num("msgid") == 3);
+
+        a.send(R"({"type":"publish","topic":")" + topic + R"(","payload":"x","msgid":4})");
+        const frame_list errors = a.take();
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0].type() == "error");
+        CHECK(errors[0].str("code") == "bad_request");
+        CHECK(errors[0].num("msgid") == 4);
+    }
+    CHECK(f.publishes().empty());
+    CHECK(f.closes().empty());
+}
+
+TEST_CASE("engine publish: while the upstream is down qos 0 is dropped and qos >= 1 queued") {
+    engine_fixture f;
+    auto a = f.auth(1, "a");
+    f.clear();
+
+    a.send(R"({"type":"publish","topic":"t/0","payload":"zero"})");
+    a.send(R"({"type":"publish","topic":"t/1","payload":"one","qos":1,"msgid":"q1"})");
+    a.send(R"({"type":"publish","topic":"t/2","payload":"two","qos":2,"msgid":"q2"})");
+    CHECK(f.upstream_action_count() == 0);
+    CHECK(a.frames().empty());
+    CHECK(f.stats().publishes_dropped == 1);
+    CHECK(f.stats().offline_queued == 2);
+
+    f.upstream_connected();
+    const auto pubs = f.publishes();
+    REQUIRE(pubs.size() == 2);
+    CHECK(pubs[0].topic == "t/1");
+    CHECK(pubs[0].payload == "one");
+    CHECK(pubs[0].qos == 1);
+    CHECK(pubs[1].topic == "t/2");
+    CHECK(pubs[1].qos == 2);
+    CHECK(pubs[0].op != pubs[1].op);
+    CHECK(f.stats().offline_queued == 0);
+    a.take();  // the status up frame
+
+    f.upstream_published(pubs[1].op);
+    f.upstream_published(pubs[0].op);
+    const frame_list acks = of_type(a.take(), "ack");
+    REQUIRE(acks.size() == 2);
+    CHECK(acks[0].str("msgid") == "q2");
+    CHECK(acks[1].str("msgid") == "q1");
+    CHECK(acks[0].str("status") == "ok");
+    CHECK(acks[1].str("status") == "ok");
+}
+
+TEST_CASE("engine publish: a full offline queue refuses with an unavailable ack") {
+    engine_config config;
+    config.publishing.offline_queue_messages = 2;
+    engine_fixture f(config);
+    auto a = f.auth(1, "a");
+    f.clear();
+    for (int i = 1; i <= 3; ++i) {
+        a.send(R"({"type":"publish","topic":"t","payload":"x","qos":1,"msgid":)" +
+               std::to_string(i) + "}");
+    }
+    const frame_list frames = a.take();
+    REQUIRE(frames.size() == 1);
+    CHECK(frames[0].type() == "ack");
+    CHECK(frames[0].str("status") == "error");
+    CHECK(frames[0].str("code") == "unavailable");
+    CHECK(frames[0].num("msgid") == 3);
+    CHECK(f.stats().publishes_refused == 1);
+    CHECK(f.stats().offline_queued == 2);
+
+    f.upstream_connected();
+    CHECK(f.publishes().size() == 2);
+}
