@@ -6,6 +6,10 @@
 // What it costs per delivery is what the hardware and the kernel cost; a bridge cannot do
 // better than this.
 //
+// A client's close frame is answered as RFC 6455 asks: a close frame with the same status (when
+// no frame is half written) and then the server closes the TCP connection, so a load generator
+// that closes cleanly is not left waiting.
+//
 // Usage: mqttws-b1 [--bind 127.0.0.1] [--port 0] [--payload 64]
 // Logs "listening ... port=N" on stderr; on SIGINT/SIGTERM prints its counters and exits.
 //
@@ -31,7 +35,7 @@ namespace {
 struct client {
     explicit client(asio::io_context& io) : sock(io) {}
     asio::ip::tcp::socket sock;
-    std::string in;
+    std::string in;     // the HTTP request, then client frames not yet complete
     bool open = false;  // upgraded
     bool closed = false;
     std::size_t pending_off = 0;  // bytes of the current frame not yet written
@@ -95,12 +99,11 @@ class floor_server {
             for (;;) {
                 const ssize_t r = ::recv(c->sock.native_handle(), buf, sizeof buf, MSG_DONTWAIT);
                 if (r > 0) {
+                    c->in.append(buf, static_cast<std::size_t>(r));
                     if (!c->open) {
-                        c->in.append(buf, static_cast<std::size_t>(r));
                         if (!upgrade(c)) return;
-                    } else {
-                        start();  // any frame from a client: go
                     }
+                    if (c->open && !client_frames(c)) return;  // closed
                     continue;
                 }
                 if (r < 0 && errno == EINTR) continue;
@@ -143,13 +146,65 @@ class floor_server {
             drop(c);
             return false;
         }
-        const bool extra = c->in.size() > end + 4;
-        c->in.clear();
-        c->in.shrink_to_fit();
+        c->in.erase(0, end + 4);  // frames that came with the request stay
         c->open = true;
         ++open_;
-        if (extra) start();
         return true;
+    }
+
+    // Client frames: any data frame starts the rounds; a close frame is answered and the
+    // connection closed. Returns false once the connection is closed.
+    bool client_frames(const std::shared_ptr<client>& c) {
+        for (;;) {
+            const std::string& in = c->in;
+            if (in.size() < 2) return true;
+            const auto b1 = static_cast<unsigned char>(in[1]);
+            std::size_t hdr = 2;
+            std::uint64_t len = b1 & 0x7F;
+            if (len == 126) {
+                if (in.size() < 4) return true;
+                len = (static_cast<std::uint64_t>(static_cast<unsigned char>(in[2])) << 8) |
+                      static_cast<unsigned char>(in[3]);
+                hdr = 4;
+            } else if (len == 127) {
+                if (in.size() < 10) return true;
+                len = 0;
+                for (std::size_t i = 2; i < 10; ++i)
+                    len = (len << 8) | static_cast<unsigned char>(in[i]);
+                hdr = 10;
+            }
+            if (len > (1u << 20)) {
+                drop(c);
+                return false;
+            }
+            const bool masked = (b1 & 0x80) != 0;
+            const std::size_t key_at = hdr;
+            if (masked) hdr += 4;
+            if (in.size() < hdr + len) return true;
+            const unsigned op = static_cast<unsigned char>(in[0]) & 0x0F;
+            if (op == 8) {
+                char code[2] = {0x03, static_cast<char>(0xE8)};  // 1000 when none was given
+                if (len >= 2) {
+                    for (std::size_t i = 0; i < 2; ++i)
+                        code[i] = static_cast<char>(in[hdr + i] ^ (masked ? in[key_at + i] : 0));
+                }
+                close_politely(c, code);
+                return false;
+            }
+            c->in.erase(0, hdr + static_cast<std::size_t>(len));
+            start();  // any other frame from a client: go
+        }
+    }
+
+    // Answers a client's close: the close frame back unless a data frame is half written (it
+    // would land inside that frame), then closes the socket; the client sees the close frame
+    // and/or EOF.
+    void close_politely(const std::shared_ptr<client>& c, const char code[2]) {
+        if (c->pending_off == 0 || c->pending_off >= frame_.size()) {
+            const char reply[4] = {static_cast<char>(0x88), 2, code[0], code[1]};
+            (void)::send(c->sock.native_handle(), reply, sizeof reply, MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        drop(c);
     }
 
     void drop(const std::shared_ptr<client>& c) {

@@ -3,6 +3,10 @@
 // PREFIX.json (everything), PREFIX.md (tables, ratios bridge ÷ baseline) and PREFIX-*.png
 // (gnuplot). With --check smoke it fails when a run broke or a system delivered nothing.
 //
+// mqttws appears twice: `bridge`, its default configuration, is the headline ("mqttws") and
+// every ratio against a baseline uses it; `bridge-lean` (--resume-window-ms 0, sessionless) is
+// shown beside it, with the ratio default ÷ lean — what the default's sessions cost.
+//
 // node bench/lib/report.js --results R.jsonl --meta META.json --prefix OUT/2026-11-27 [--plots 1] [--check smoke]
 const fs = require('fs');
 const path = require('path');
@@ -15,8 +19,8 @@ const meta = JSON.parse(fs.readFileSync(args.meta, 'utf8'));
 const prefix = args.prefix;
 const plots = args.plots === '1';
 
-const SYSTEMS = ['bridge', 'mosquitto-ws', 'node-bridge', 'tcp', 'b1'];
-const LABEL = { bridge: 'mqttws', 'mosquitto-ws': 'mosquitto-ws', 'node-bridge': 'node-bridge', tcp: 'B0 (MQTT/TCP)', b1: 'B1 (floor)' };
+const SYSTEMS = ['bridge', 'bridge-lean', 'mosquitto-ws', 'node-bridge', 'tcp', 'b1'];
+const LABEL = { bridge: 'mqttws', 'bridge-lean': 'mqttws lean', 'mosquitto-ws': 'mosquitto-ws', 'node-bridge': 'node-bridge', tcp: 'B0 (MQTT/TCP)', b1: 'B1 (floor)' };
 const BASELINES = ['mosquitto-ws', 'node-bridge', 'tcp', 'b1'];
 
 const get = (r, p) => p.split('.').reduce((o, k) => (o == null ? undefined : o[k]), r && r.result);
@@ -97,13 +101,54 @@ for (const [label, sc, re, metric, higher] of headline) {
   const cs = re ? pickCase(sc, re) : largestS3();
   if (!cs) continue;
   const b = find(sc, cs, 'bridge');
-  const row = { metric: label, scenario: sc, case: cs, better: higher ? 'higher' : 'lower', bridge: b && m[metric](b), ratios: {} };
+  const l = find(sc, cs, 'bridge-lean');
+  const row = { metric: label, scenario: sc, case: cs, better: higher ? 'higher' : 'lower', bridge: b && m[metric](b),
+    'bridge-lean': l && m[metric](l), default_over_lean: b && l ? ratio(m[metric](b), m[metric](l)) : undefined, ratios: {} };
   for (const base of BASELINES) {
     const o = find(sc, cs, base);
     row.ratios[base] = b && o ? ratio(m[metric](b), m[metric](o)) : undefined;
     row[base] = o && m[metric](o);
   }
   headlineRows.push(row);
+}
+
+// ---- default ÷ lean, S1 fan-out ------------------------------------------------------------------
+// What mqttws's default configuration (sessions, a 2-minute resume window) costs against the
+// sessionless one, case by case: CPU per delivery first (the cost of every delivery), then
+// deliveries/s and p99.
+const defaultVsLean = [];
+for (const cs of cases('S1')) {
+  const b = find('S1', cs, 'bridge');
+  const l = find('S1', cs, 'bridge-lean');
+  if (!b || !l) continue;
+  const row = { case: cs };
+  for (const k of ['cpu', 'dps', 'p99']) {
+    row[k] = { default: m[k](b), lean: m[k](l), default_over_lean: ratio(m[k](b), m[k](l)) };
+  }
+  defaultVsLean.push(row);
+}
+
+// ---- how the load generator's connections ended ------------------------------------------------
+// It closes every connection with a WebSocket close 1000 (MQTT: DISCONNECT) and waits for the
+// server to close; `fallback_resets` had to be reset when that wait ran out. For the bridges,
+// `sessions_after` is the /healthz session count bench/run read after the case (0 expected).
+const closing = {};
+for (const r of rows) {
+  if (r.failed) continue;
+  const c = get(r, 'close');
+  const k = closing[r.system] || (closing[r.system] = { runs: 0, attempted: 0, clean: 0, fallback_resets: 0, errors: 0, max_ms: 0, sessions_after_max: undefined, sessions_after_nonzero: 0 });
+  k.runs += 1;
+  if (c) {
+    k.attempted += c.attempted || 0;
+    k.clean += c.clean || 0;
+    k.fallback_resets += c.fallback_resets || 0;
+    k.errors += c.errors || 0;
+    k.max_ms = Math.max(k.max_ms, c.ms || 0);
+  }
+  if (typeof r.sessions_after === 'number') {
+    k.sessions_after_max = Math.max(k.sessions_after_max || 0, r.sessions_after);
+    if (r.sessions_after > 0) k.sessions_after_nonzero += 1;
+  }
 }
 
 // ---- checks -------------------------------------------------------------------------------------
@@ -120,7 +165,7 @@ for (const r of rows) {
 }
 
 // ---- JSON ---------------------------------------------------------------------------------------
-fs.writeFileSync(prefix + '.json', JSON.stringify({ meta, headline: headlineRows, problems, runs: rows }, null, 1) + '\n');
+fs.writeFileSync(prefix + '.json', JSON.stringify({ meta, headline: headlineRows, default_vs_lean: defaultVsLean, closing, problems, runs: rows }, null, 1) + '\n');
 
 // ---- Markdown -----------------------------------------------------------------------------------
 const md = [];
@@ -132,13 +177,27 @@ md.push(`Command: \`${meta.command}\` (${meta.seconds} s of scenarios). Machine:
 md.push(`Versions: ${meta.versions.mqttws || 'mqttws ?'} (git ${meta.versions.git}), ${meta.versions.mosquitto}, node ${meta.versions.node} ` +
   `(ws ${meta.versions.ws}, mqtt.js ${meta.versions.mqtt_js}), ${meta.versions.gxx}.`, '');
 md.push('## Headline: mqttws ÷ baseline, same run', '');
-md.push('A ratio above 1 means mqttws has more of the metric. Which way is better is in the second column.', '');
-md.push('| metric | better | case | mqttws | ÷ mosquitto-ws | ÷ node-bridge | ÷ B0 (TCP) | ÷ B1 (floor) |');
-md.push('|---|---|---|---:|---:|---:|---:|---:|');
+md.push('`mqttws` is the bridge with its default flags, as users run it; every ratio against a baseline uses it. ' +
+  '`mqttws lean` is the same bridge with `--resume-window-ms 0` (sessionless), shown beside it with the ratio default ÷ lean. ' +
+  'A ratio above 1 means the first has more of the metric. Which way is better is in the second column.', '');
+md.push('| metric | better | case | mqttws | mqttws lean | default ÷ lean | ÷ mosquitto-ws | ÷ node-bridge | ÷ B0 (TCP) | ÷ B1 (floor) |');
+md.push('|---|---|---|---:|---:|---:|---:|---:|---:|---:|');
 for (const h of headlineRows) {
-  md.push(`| ${h.metric} | ${h.better} | ${h.scenario} ${h.case} | ${fmt(h.bridge)} | ${BASELINES.map((b) => fmtRatio(h.ratios[b])).join(' | ')} |`);
+  md.push(`| ${h.metric} | ${h.better} | ${h.scenario} ${h.case} | ${fmt(h.bridge)} | ${fmt(h['bridge-lean'])} | ${fmtRatio(h.default_over_lean)} | ${BASELINES.map((b) => fmtRatio(h.ratios[b])).join(' | ')} |`);
 }
 md.push('');
+if (defaultVsLean.length) {
+  md.push('## mqttws default ÷ lean, S1 fan-out', '');
+  md.push('The cost of the default configuration (a session per client, kept 2 minutes after a drop) against the sessionless one, ' +
+    'measured back to back. CPU µs per delivery counts the bridge and its Mosquitto; above 1× the default costs more. ' +
+    'Deliveries/s: below 1× the default delivers less. p99: above 1× the default is slower.', '');
+  md.push('| case | CPU µs/delivery default | lean | default ÷ lean | deliveries/s default | lean | default ÷ lean | p99 µs default | lean | default ÷ lean |');
+  md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of defaultVsLean) {
+    md.push(`| ${r.case} | ${['cpu', 'dps', 'p99'].map((k) => `${fmt(r[k].default)} | ${fmt(r[k].lean)} | ${fmtRatio(r[k].default_over_lean)}`).join(' | ')} |`);
+  }
+  md.push('');
+}
 
 const table = (title, sc, cols, note) => {
   const cs = cases(sc);
@@ -179,6 +238,24 @@ table('S5 one slow consumer', 'S5', [['healthy deliveries/s', m.dps], ['healthy 
   ['slow: owed MB (firehose)', (r) => (get(r, 'firehose.bytes') || 0) / 1e6],
   ['slow: bytes in its socket at end', (r) => get(r, 'slow.bytes_pending_at_end')], ['slow: closed by server', (r) => get(r, 'slow.closed_by_server')]],
   'The slow consumer subscribes with a 4 KiB receive buffer and never reads again; besides the healthy stream it is sent a firehose only it subscribes to, so it is owed many MB. RSS is summed over the system\'s processes: whatever the kernel does not hold for the slow consumer, the system holds or drops.');
+
+// How connections ended.
+if (Object.keys(closing).length) {
+  md.push('## Connection close', '');
+  md.push('At the end of every run the load generator closes each connection as a client does — a WebSocket close frame with status 1000 ' +
+    '(MQTT targets: DISCONNECT first; plain TCP: DISCONNECT only) — and waits, at most 2 s for all of them, for the server to close. ' +
+    '`fallback resets` are the connections it then had to reset. `sessions after` is what the bridge\'s `/healthz` reported after each case ' +
+    '(a clean close ends the session; 0 expected).', '');
+  md.push('| system | runs | connections closed | clean | fallback resets | errors | longest close ms | sessions after (max) | cases with sessions left |');
+  md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const s of SYSTEMS) {
+    const k = closing[s];
+    if (!k) continue;
+    const bridgeLike = s === 'bridge' || s === 'bridge-lean';
+    md.push(`| ${LABEL[s]} | ${k.runs} | ${k.attempted} | ${k.clean} | ${k.fallback_resets} | ${k.errors} | ${fmt(k.max_ms)} | ${bridgeLike ? fmt(k.sessions_after_max) : '–'} | ${bridgeLike ? k.sessions_after_nonzero : '–'} |`);
+  }
+  md.push('');
+}
 
 // Load generator headroom.
 const shares = rows.filter((r) => !r.failed && r.scenario !== 'S3').map((r) => ({ r, lg: m.lgcpu(r), share: m.lgshare(r) }))

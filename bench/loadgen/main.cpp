@@ -15,6 +15,15 @@
 // controller: it runs the phases (setup, warm-up, measurement, drain), samples CPU and RSS at
 // the window's edges and prints the result.
 //
+// At the end every connection is closed the way a real client closes it: a WebSocket close
+// frame with status 1000 (after an MQTT DISCONNECT on MQTT targets; plain TCP gets only the
+// DISCONNECT), then the shard keeps reading — and discarding — until the server has closed
+// the connection, for at most --close-timeout seconds for all of its connections together. A
+// clean 1000 close ends the client's session on mqttws; a reset would leave it waiting to be
+// resumed. Only what is still open at the deadline is reset (SO_LINGER 0), and counted.
+// SIGTERM/SIGINT cut the phases short and go straight to that close (bench/run stops the S4
+// background load that way), then the result is printed and the exit status is 3.
+//
 // Thread safety: a connection is touched only by its shard's thread; cross-thread state is in
 // `shared_state` (atomics) and read by the controller.
 
@@ -69,6 +78,9 @@ struct config {
     std::uint64_t window = 0;  // closed loop: messages in flight end to end (0 = auto)
     int inflight = 64;         // QoS 1: unacknowledged publishes per publisher
     double duration = 5, warmup = 1, drain = 3, hold = 0, setup_timeout = 30;
+    // End of run: how long all of a shard's connections together may take to close cleanly
+    // before the rest are reset. 0 = reset at once.
+    double close_timeout = 2;
     // Mosquitto listens with a backlog of 100: more SYNs at once overflow it and cost a 1 s
     // retransmission, which would measure the kernel's timer rather than the server.
     int connect_concurrency = 64;
@@ -124,6 +136,9 @@ void usage() {
         "  --duration S --warmup S --drain S   measurement window, warm-up, drain (5, 1, 3)\n"
         "  --hold S               idle seconds after setup before publishing (memory probes)\n"
         "  --setup-timeout S      give up on connections not set up by then (default 30)\n"
+        "  --close-timeout S      at the end: close frame 1000 (MQTT: DISCONNECT first), then\n"
+        "                         wait up to S for the server to close; reset the rest\n"
+        "                         (default 2; 0 = reset every connection at once)\n"
         "  --connect-concurrency K  setups in progress at once (default 64)\n"
         "  --src-addrs N          bind sockets round-robin to 127.0.0.1..127.0.0.N (default auto)\n"
         "  --threads T            I/O threads (default 1)\n"
@@ -137,7 +152,8 @@ void usage() {
         "  --label TEXT           copied into the output\n"
         "  --max-conns N          refuse to open more connections (default 20000)\n"
         "  --self-test            check the codecs and the histogram, then exit\n"
-        "Prints one JSON object on stdout; progress on stderr (\"phase=measure\" when measuring).");
+        "Prints one JSON object on stdout; progress on stderr (\"phase=measure\" when measuring).\n"
+        "SIGTERM/SIGINT: stop early, close the connections, print the result, exit 3.");
 }
 
 config parse_args(int argc, char** argv) {
@@ -201,6 +217,8 @@ config parse_args(int argc, char** argv) {
             c.hold = std::atof(need(i).c_str());
         } else if (a == "--setup-timeout") {
             c.setup_timeout = std::atof(need(i).c_str());
+        } else if (a == "--close-timeout") {
+            c.close_timeout = std::atof(need(i).c_str());
         } else if (a == "--connect-concurrency") {
             c.connect_concurrency = std::atoi(need(i).c_str());
         } else if (a == "--src-addrs") {
@@ -246,8 +264,8 @@ config parse_args(int argc, char** argv) {
     if (c.inflight < 1 || c.inflight > 30000) die("--inflight must be 1..30000");
     if (c.duration <= 0 || c.duration > 3600 || c.warmup < 0 || c.warmup > 600 || c.drain < 0 ||
         c.drain > 600 || c.hold < 0 || c.hold > 3600 || c.setup_timeout <= 0 ||
-        c.setup_timeout > 600)
-        die("durations out of range (duration 0..3600 s, others 0..600 s)");
+        c.setup_timeout > 600 || c.close_timeout < 0 || c.close_timeout > 60)
+        die("durations out of range (duration 0..3600 s, close timeout 0..60 s, others 0..600 s)");
     if (c.connect_concurrency < 1) c.connect_concurrency = 1;
     const long total =
         static_cast<long>(c.subscribers) + c.publishers + c.slow + (c.firehose_rate > 0 ? 1 : 0);
@@ -281,7 +299,19 @@ enum class phase : int { setup, publishing, stopped };
 struct shard;
 
 struct conn {
-    enum class st { idle, connecting, upgrading, handshaking, subscribing, ready, failed, closed };
+    // closing: our goodbye (close frame / DISCONNECT) is sent; reading on until the server
+    // closes the connection.
+    enum class st {
+        idle,
+        connecting,
+        upgrading,
+        handshaking,
+        subscribing,
+        ready,
+        closing,
+        failed,
+        closed
+    };
 
     explicit conn(shard& s) : sh(s) {}
 
@@ -294,6 +324,7 @@ struct conn {
     bool read_posted = false;  // a burst continues in a posted handler
     bool writing = false;      // waiting for EPOLLOUT to send the rest of `out`
     bool dirty = false;        // has output to flush at the end of the current batch
+    bool close_seen = false;   // closing: the server's close frame has arrived
     std::uint32_t global_id = 0;
     std::uint32_t sub_index = 0;  // row in the shard's sequence table
     std::uint32_t pub_index = 0;  // publisher number embedded in payloads
@@ -397,6 +428,13 @@ struct shard {
     std::uint64_t fire_start = 0, fire_sent = 0, fire_bytes = 0;
     std::vector<sockaddr_in> src;
     sockaddr_in remote{};
+    // end of run
+    asio::steady_timer close_timer{io};
+    int closing_left = 0;
+    bool close_armed = false;  // every close started; the last one to finish stops the shard
+    bool close_over = false;
+    std::uint64_t close_attempted = 0, close_clean = 0, close_fallback = 0, close_errors = 0;
+    std::uint64_t close_t0 = 0, close_ns = 0;
 
     void note_error(const std::string& e) {
         if (first_error.empty()) first_error = e;
@@ -440,6 +478,11 @@ struct shard {
     void on_fire_tick();
     // -- end --
     void finish();
+    void start_close(conn* cn);
+    std::size_t skim_closing(conn* cn, char* p, std::size_t n);
+    void close_done(conn* cn);
+    void close_deadline();
+    void end_close();
     void publish_counters() {
         c.delivered.store(delivered_local, std::memory_order_relaxed);
         c.sent.store(sent_local, std::memory_order_relaxed);
@@ -631,6 +674,11 @@ void shard::close_fd(conn* cn, bool reset) {
 
 void shard::fail(conn* cn, const char* why) {
     if (cn->state == conn::st::closed || cn->state == conn::st::failed) return;
+    if (cn->state == conn::st::closing) {  // an error, not the server's orderly close
+        ++close_errors;
+        note_error(std::string("while closing: ") + why);
+        return close_done(cn);
+    }
     if (cn->state != conn::st::ready) {
         setup_done(cn, false, why);
         return;
@@ -660,6 +708,10 @@ void shard::on_readable(conn* cn) {
         const ssize_t r = ::recv(cn->fd, base + have, room, 0);
         if (r == 0) {
             if (have) cn->carry.assign(base, have);
+            if (cn->state == conn::st::closing) {  // the server closed after our goodbye
+                ++close_clean;
+                return close_done(cn);
+            }
             return fail(cn, "closed by peer");
         }
         if (r < 0) {
@@ -679,7 +731,9 @@ void shard::on_readable(conn* cn) {
         }
         if (cn->state == conn::st::closed || cn->state == conn::st::failed) return;
         if (cn->slow && cn->state == conn::st::ready) return;
-        if (got < room) return;  // drained, as above
+        // Drained, as above; but while closing read on to EAGAIN: a FIN that came with the
+        // last bytes raises no edge of its own.
+        if (got < room && cn->state != conn::st::closing) return;
     }
     // A long burst: let the other connections have a turn, then read on without an edge.
     cn->read_posted = true;
@@ -699,6 +753,11 @@ void shard::process_bytes(conn* cn, char* p, std::size_t n, std::uint64_t now) {
     if (cn->state == conn::st::upgrading) {
         cn->carry.append(p, n);
         on_upgrade_response(cn, now);
+        return;
+    }
+    if (cn->state == conn::st::closing) {
+        const std::size_t used = is_ws(g.cfg) ? skim_closing(cn, p, n) : n;
+        if (cn->state == conn::st::closing && used < n) cn->carry.assign(p + used, n - used);
         return;
     }
     std::size_t used = is_ws(g.cfg) ? parse_ws(cn, p, n, now) : parse_mqtt(cn, p, n, now);
@@ -907,10 +966,17 @@ void shard::on_json(conn* cn, const char* p, std::size_t n, std::uint64_t now) {
         if (cn->state != conn::st::ready || cn->is_pub) return;
         deliver(cn, p, n, now);
         if (g.cfg.qos == 1) {
+            // mqttws writes the recipient's fields (msgid, seq) before "topic"; the node bridge
+            // after the payload. Either way, never look for it inside the payload.
             std::uint64_t id;
-            static constexpr char key[] = "\"payload\":";
-            const void* m = memmem(p, n, key, sizeof key - 1);
-            if (json_msgid(p, n, m ? static_cast<const char*>(m) : p, id)) {
+            static constexpr char topic_key[] = "\"topic\":";
+            static constexpr char payload_key[] = "\"payload\":";
+            const void* t = memmem(p, n, topic_key, sizeof topic_key - 1);
+            const void* m = memmem(p, n, payload_key, sizeof payload_key - 1);
+            const std::size_t head =
+                t ? static_cast<std::size_t>(static_cast<const char*>(t) - p) : 0;
+            if (json_msgid(p, head, p, id) ||
+                json_msgid(p, n, m ? static_cast<const char*>(m) : p, id)) {
                 char buf[64];
                 const int len =
                     std::snprintf(buf, sizeof buf, "{\"type\":\"ack\",\"msgid\":%" PRIu64 "}", id);
@@ -1258,7 +1324,6 @@ void shard::schedule_pings() {
 }
 
 void shard::finish() {
-    asio::error_code ec;
     timer.cancel();
     ping_timer.cancel();
     fire_timer.cancel();
@@ -1277,12 +1342,94 @@ void shard::finish() {
             break;
         }
     }
-    // Reset every connection (SO_LINGER 0): no TIME_WAIT left behind to exhaust ports for the
-    // next run.
-    for (auto& cn : conns) {
-        close_fd(cn.get(), true);
+    // Close every connection as a client does (see the top of this file); the server closes
+    // the TCP connection first, so no TIME_WAIT is left on this side to use up ports.
+    close_t0 = now_ns();
+    for (auto& cn : conns)
+        start_close(cn.get());
+    flush_dirty();
+    close_armed = true;
+    if (closing_left == 0) return end_close();
+    close_timer.expires_after(
+        std::chrono::microseconds(static_cast<std::int64_t>(g.cfg.close_timeout * 1e6)));
+    close_timer.async_wait([this](const asio::error_code& e) {
+        if (!e) close_deadline();
+    });
+}
+
+void shard::start_close(conn* cn) {
+    if (cn->fd < 0 || cn->state == conn::st::closed || cn->state == conn::st::failed) return;
+    ++close_attempted;
+    const bool open = cn->state == conn::st::handshaking || cn->state == conn::st::subscribing ||
+                      cn->state == conn::st::ready;
+    if (!open || g.cfg.close_timeout <= 0) {
+        // Not yet a WebSocket / MQTT connection (a setup that never finished), or asked to.
+        ++close_fallback;
+        close_fd(cn, true);
+        cn->state = conn::st::closed;
+        return;
+    }
+    if (is_mqtt(g.cfg)) queue_app(cn, mqtt::disconnect_packet(), ws::binary);
+    if (is_ws(g.cfg)) {
+        ws::append_client_close(cn->out, 1000, "", ms);
+        mark_dirty(cn);
+    }
+    cn->state = conn::st::closing;
+    ++closing_left;
+    flush(cn);
+    // Pick up what is already waiting (a slow consumer's backlog, a read that was cut short):
+    // no new edge may come for it.
+    if (cn->state == conn::st::closing && !cn->read_posted) on_readable(cn);
+}
+
+// Closing: frames are only skimmed for the server's close frame; deliveries no longer count.
+std::size_t shard::skim_closing(conn* cn, char* p, std::size_t n) {
+    std::size_t off = 0;
+    while (off < n) {
+        ws::frame f;
+        const auto r = ws::parse_frame(p + off, n - off, std::size_t{64} << 20, f);
+        if (r == ws::parse_result::need_more) break;
+        if (r != ws::parse_result::ok) {
+            fail(cn, "bad WebSocket frame");
+            return n;
+        }
+        off += f.consumed;
+        if (f.op == ws::close) cn->close_seen = true;  // now wait for the server's TCP close
+    }
+    return off;
+}
+
+void shard::close_done(conn* cn) {
+    close_fd(cn, false);
+    cn->state = conn::st::closed;
+    if (--closing_left == 0 && close_armed) end_close();
+}
+
+// The wait is over: what answered with a close frame is closed normally, the rest reset.
+void shard::close_deadline() {
+    if (close_over) return;
+    for (auto& up : conns) {
+        conn* cn = up.get();
+        if (cn->state != conn::st::closing) continue;
+        if (cn->close_seen) {
+            ++close_clean;
+            close_fd(cn, false);
+        } else {
+            ++close_fallback;
+            close_fd(cn, true);
+        }
         cn->state = conn::st::closed;
     }
+    closing_left = 0;
+    end_close();
+}
+
+void shard::end_close() {
+    if (close_over) return;
+    close_over = true;
+    close_ns = now_ns() - close_t0;
+    asio::error_code ec;
+    close_timer.cancel();
     poller.cancel(ec);
     io.stop();
 }
@@ -1331,6 +1478,46 @@ int self_test() {
         check(ws::parse_frame(fr.data(), fr.size(), 100, f) == ws::parse_result::ok && !f.fin &&
                   f.op == ws::binary && f.length == 3,
               "64-bit length, not final");
+    }
+    // the client's goodbye: a masked close frame with status 1000, and what a server answers
+    {
+        std::string out;
+        ws::append_client_close(out, 1000, "", ms);
+        ws::frame f;
+        check(out.size() == 8 && static_cast<unsigned char>(out[0]) == 0x88 &&
+                  (static_cast<unsigned char>(out[1]) & 0x80) && (out[1] & 0x7F) == 2,
+              "client close frame: final, opcode 8, masked, 2-byte body");
+        check(ws::parse_frame(out.data(), out.size(), 125, f) == ws::parse_result::ok && f.fin &&
+                  f.op == ws::close && ws::close_code(f) == 1000 && f.consumed == out.size(),
+              "client close frame round trip, status 1000");
+        std::string two;
+        ws::append_client_frame(two, ws::text, "{\"type\":\"ping\"}", ms);
+        const std::size_t first = two.size();
+        ws::append_client_close(two, 1001, "going away", ms);
+        check(ws::parse_frame(two.data(), two.size(), 125, f) == ws::parse_result::ok &&
+                  f.consumed == first &&
+                  ws::parse_frame(two.data() + first, two.size() - first, 125, f) ==
+                      ws::parse_result::ok &&
+                  ws::close_code(f) == 1001 &&
+                  std::string(f.payload + 2, f.length - 2) == "going away",
+              "close frame after a data frame, with a reason");
+        std::string reply("\x88\x02\x03\xe8", 4);  // unmasked server close, 1000
+        check(ws::parse_frame(reply.data(), reply.size(), 125, f) == ws::parse_result::ok &&
+                  ws::close_code(f) == 1000,
+              "server close frame, status 1000");
+        std::string bare("\x88\x00", 2);
+        check(ws::parse_frame(bare.data(), bare.size(), 125, f) == ws::parse_result::ok &&
+                  ws::close_code(f) == 1005,
+              "close frame without a status is 1005");
+        std::string text("\x81\x02hi", 4);
+        check(ws::parse_frame(text.data(), text.size(), 125, f) == ws::parse_result::ok &&
+                  ws::close_code(f) == 1005,
+              "close_code of a non-close frame");
+        const std::string d = mqtt::disconnect_packet();
+        mqtt::packet pk;
+        check(mqtt::parse_packet(d.data(), d.size(), pk) == mqtt::parse_result::ok &&
+                  pk.type == 14 && pk.flags == 0 && pk.body_len == 0 && pk.consumed == 2,
+              "MQTT DISCONNECT");
     }
     // MQTT publish round trip
     {
@@ -1446,6 +1633,23 @@ void sleep_s(double s) {
     std::this_thread::sleep_for(std::chrono::microseconds(static_cast<std::int64_t>(s * 1e6)));
 }
 
+// SIGTERM / SIGINT: the controller stops waiting and goes on to the close and the result.
+std::atomic<bool> interrupted{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "set from a signal handler");
+extern "C" void on_stop_signal(int) {
+    interrupted.store(true, std::memory_order_relaxed);
+}
+bool stopping() {
+    return interrupted.load(std::memory_order_relaxed);
+}
+
+// A phase's wait: sleeps s seconds in short steps, less if a stop signal comes.
+void pause_s(double s) {
+    const std::uint64_t end = now_ns() + static_cast<std::uint64_t>(std::max(0.0, s) * 1e9);
+    for (std::uint64_t t = now_ns(); t < end && !stopping(); t = now_ns())
+        sleep_s(std::min(0.01, static_cast<double>(end - t) / 1e9));
+}
+
 struct watched {
     std::string name;
     int pid;
@@ -1461,6 +1665,13 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i)
         if (std::string(argv[i]) == "--self-test") return self_test();
     signal(SIGPIPE, SIG_IGN);
+    {
+        struct sigaction sa {};
+        sa.sa_handler = on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, nullptr);
+        sigaction(SIGINT, &sa, nullptr);
+    }
     shared_state g;
     g.cfg = parse_args(argc, argv);
     const config& cfg = g.cfg;
@@ -1577,7 +1788,7 @@ int main(int argc, char** argv) {
     auto wait_setup = [&](auto ready, auto failed, int want, double timeout) {
         const std::uint64_t t0 = now_ns();
         while (count(ready) + count(failed) < want &&
-               static_cast<double>(now_ns() - t0) / 1e9 < timeout)
+               static_cast<double>(now_ns() - t0) / 1e9 < timeout && !stopping())
             sleep_s(0.005);
     };
 
@@ -1607,7 +1818,7 @@ int main(int argc, char** argv) {
     wait_setup(&shard_counters::pubs_ready, &shard_counters::pubs_failed,
                cfg.publishers + (cfg.firehose_rate > 0 ? 1 : 0), cfg.setup_timeout);
     // Let in-flight setup results (late SUBACKs etc.) settle and the processes go idle.
-    sleep_s(0.3);
+    pause_s(0.3);
     sample_all(&watched::setup);
     const proc_sample self_setup = sample_self();
     for (auto& sh : shards)
@@ -1615,7 +1826,7 @@ int main(int argc, char** argv) {
 
     if (cfg.hold > 0) {
         std::fprintf(stderr, "phase=hold seconds=%.1f\n", cfg.hold);
-        sleep_s(cfg.hold);
+        pause_s(cfg.hold);
         sample_all(&watched::setup);  // idle memory after the hold
     }
 
@@ -1641,7 +1852,7 @@ int main(int argc, char** argv) {
             s->start_firehose();
         });
     std::fprintf(stderr, "phase=warmup seconds=%.1f\n", cfg.warmup);
-    sleep_s(cfg.warmup);
+    pause_s(cfg.warmup);
 
     sample_all(&watched::m0);
     const proc_sample self_m0 = sample_self();
@@ -1652,8 +1863,8 @@ int main(int argc, char** argv) {
     const std::uint64_t t_m0 = now_ns();
     g.measuring.store(true);
     std::fprintf(stderr, "phase=measure seconds=%.1f\n", cfg.duration);
-    while (static_cast<double>(now_ns() - t_m0) / 1e9 < cfg.duration) {
-        sleep_s(std::min(0.25, cfg.duration - static_cast<double>(now_ns() - t_m0) / 1e9 + 0.001));
+    while (static_cast<double>(now_ns() - t_m0) / 1e9 < cfg.duration && !stopping()) {
+        pause_s(std::min(0.25, cfg.duration - static_cast<double>(now_ns() - t_m0) / 1e9 + 0.001));
         for (auto& w : watch)
             w.rss_max = std::max(w.rss_max, sample_pid(w.pid).rss_kb);
     }
@@ -1671,7 +1882,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "phase=drain\n");
     const std::uint64_t t_d0 = now_ns();
     const bool track_tail = cfg.tgt != target::b1 && cfg.publishers > 0;
-    while (static_cast<double>(now_ns() - t_d0) / 1e9 < cfg.drain) {
+    while (static_cast<double>(now_ns() - t_d0) / 1e9 < cfg.drain && !stopping()) {
         if (track_tail && g.total_delivered() >= g.total_sent() * g.fanout) break;
         sleep_s(0.01);
     }
@@ -1685,6 +1896,8 @@ int main(int argc, char** argv) {
         while (!done)
             sleep_s(0.001);
     }
+    // Phase 4: close every connection (bounded by --close-timeout; see the top of the file).
+    std::fprintf(stderr, "phase=close timeout=%.1f\n", cfg.close_timeout);
     for (auto& sh : shards)
         asio::post(sh->io, [s = sh.get()] { s->finish(); });
     for (auto& t : threads)
@@ -1694,7 +1907,8 @@ int main(int argc, char** argv) {
     histogram lat, ack_lat, setup_lat;
     std::uint64_t gaps = 0, late = 0, bad = 0, errors = 0, other = 0, pub_err = 0, lost_conns = 0,
                   proto = 0, blocked = 0, throttled = 0, stalls = 0, unmatched = 0, overwrites = 0,
-                  slow_bytes = 0, slow_closed = 0, tail = 0;
+                  slow_bytes = 0, slow_closed = 0, tail = 0, close_attempted = 0, close_clean = 0,
+                  close_fallback = 0, close_errors = 0, close_ns = 0;
     std::string first_error;
     std::vector<std::uint64_t> sent_by_pub(static_cast<std::size_t>(std::max(1, cfg.publishers)),
                                            0);
@@ -1719,6 +1933,11 @@ int main(int argc, char** argv) {
         unmatched += sh->ack_unmatched;
         overwrites += sh->ring_overwrites;
         if (first_error.empty()) first_error = sh->first_error;
+        close_attempted += sh->close_attempted;
+        close_clean += sh->close_clean;
+        close_fallback += sh->close_fallback;
+        close_errors += sh->close_errors;
+        close_ns = std::max(close_ns, sh->close_ns);
         for (conn* s : sh->slows) {
             slow_bytes += s->slow_bytes;
             slow_closed += s->slow_eof ? 1 : 0;
@@ -1810,6 +2029,18 @@ int main(int argc, char** argv) {
     j.num("closed_by_server", static_cast<double>(slow_closed));
     j.str("filter", cfg.slow_filter);
     j.close();
+    // How the connections ended: `clean` = the server closed after our goodbye (or answered it
+    // with a close frame before the deadline); `fallback_resets` = reset at the deadline (or
+    // never set up, or --close-timeout 0); `errors` = a socket error while closing.
+    j.open("close");
+    j.num("timeout_s", cfg.close_timeout);
+    j.num("attempted", static_cast<double>(close_attempted));
+    j.num("clean", static_cast<double>(close_clean));
+    j.num("fallback_resets", static_cast<double>(close_fallback));
+    j.num("errors", static_cast<double>(close_errors));
+    j.num("ms", std::round(static_cast<double>(close_ns) / 1e5) / 10);
+    j.close();
+    j.boolean("interrupted", stopping());
     j.open("firehose");
     j.str("topic", cfg.firehose_topic);
     j.num("rate", cfg.firehose_rate);
@@ -1873,9 +2104,11 @@ int main(int argc, char** argv) {
     j.o << "}\n";
     std::fputs(j.o.str().c_str(), stdout);
     std::fflush(stdout);
-    std::fprintf(stderr, "phase=done delivered/s=%.0f p99=%.1fus lost=%" PRIu64 "\n",
+    std::fprintf(stderr,
+                 "phase=done delivered/s=%.0f p99=%.1fus lost=%" PRIu64
+                 " close_fallback_resets=%" PRIu64 "\n",
                  deliveries_w / win_s, static_cast<double>(lat.percentile(0.99)) / 1e3,
-                 track_tail ? gaps + tail : gaps);
+                 track_tail ? gaps + tail : gaps, close_fallback);
     guards.clear();
-    return 0;
+    return stopping() ? 3 : 0;
 }

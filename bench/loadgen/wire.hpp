@@ -1,7 +1,9 @@
 // Wire codecs of the load generator, I/O-free so the self-test can check them:
-// - RFC 6455 client frames (masked) and a parser for server frames (7/16/64-bit lengths,
-//   masked or not, any opcode; the caller handles fragmentation);
-// - a minimal MQTT 3.1.1 codec: CONNECT, SUBSCRIBE, PUBLISH (QoS 0/1), PUBACK, PINGREQ out;
+// - RFC 6455 client frames (masked), among them the close frame a client ends with, and a
+//   parser for server frames (7/16/64-bit lengths, masked or not, any opcode; the caller
+//   handles fragmentation) with the status code of a close frame;
+// - a minimal MQTT 3.1.1 codec: CONNECT, SUBSCRIBE, PUBLISH (QoS 0/1), PUBACK, PINGREQ,
+//   DISCONNECT out;
 //   a packet splitter for what comes back (CONNACK, SUBACK, PUBLISH, PUBACK, PINGRESP).
 //
 // Thread safety: stateless functions; a mask_source belongs to one thread.
@@ -91,6 +93,17 @@ inline void append_client_frame(std::string& out, opcode op, std::string_view pa
     apply_mask(out.data() + at, payload.size(), key);
 }
 
+// A close frame (masked, as a client's must be): the status code, big-endian, then an optional
+// UTF-8 reason (at most 123 bytes, so the frame stays a control frame of <= 125 bytes).
+inline void append_client_close(std::string& out, std::uint16_t code, std::string_view reason,
+                                mask_source& ms) {
+    std::string body;
+    body += static_cast<char>(code >> 8);
+    body += static_cast<char>(code & 0xFF);
+    body.append(reason.substr(0, 123));
+    append_client_frame(out, close, body, ms);
+}
+
 struct frame {
     bool fin = false;
     opcode op = continuation;
@@ -136,6 +149,13 @@ inline parse_result parse_frame(char* p, std::size_t n, std::size_t max_len, fra
     f.payload = p + hdr;
     f.consumed = hdr + f.length;
     return parse_result::ok;
+}
+
+// The status code of a close frame's payload: 1005 ("no status") when it carries none.
+inline std::uint16_t close_code(const frame& f) {
+    if (f.op != close || f.length < 2) return 1005;
+    return static_cast<std::uint16_t>((static_cast<unsigned char>(f.payload[0]) << 8) |
+                                      static_cast<unsigned char>(f.payload[1]));
 }
 
 }  // namespace ws
@@ -212,6 +232,11 @@ inline void append_puback(std::string& out, std::uint16_t packet_id) {
 
 inline std::string pingreq_packet() {
     return std::string("\xC0\x00", 2);
+}
+
+// DISCONNECT: the client's clean goodbye; the broker closes the connection.
+inline std::string disconnect_packet() {
+    return std::string("\xE0\x00", 2);
 }
 
 struct packet {

@@ -61,6 +61,7 @@ function findMosquitto() {
 const children = new Set(); // ChildProcess objects still running
 const tempDirs = new Set();
 const sockets = new Set(); // Client wrappers
+const rawSockets = new Set(); // RawSockets of lib/raw-socket.js (anything with destroy() and `closed`)
 const oracles = new Set(); // Oracle wrappers
 const logSources = []; // {name, lines} for MQTTWS_KEEP_LOGS
 
@@ -109,6 +110,7 @@ async function cleanup() {
         }
     }
     for (const client of [...sockets]) client.terminate();
+    destroyRawSockets();
     await Promise.all([...oracles].map((o) => o.end(true).catch(() => {})));
     const waits = [];
     for (const child of [...children]) {
@@ -126,10 +128,23 @@ async function cleanup() {
     }
 }
 
-// Closes every WebSocket client still open (e.g. from an `afterEach` hook, so that a failed test
-// does not leave clients and their subscriptions behind for the next one).
+// Closes every WebSocket client still open and destroys every raw socket (e.g. from an
+// `afterEach` hook, so that a failed test does not leave clients and their subscriptions behind
+// for the next one).
 async function closeClients() {
+    destroyRawSockets();
     await Promise.all([...sockets].map((c) => c.close()));
+}
+
+// lib/raw-socket.js registers every RawSocket here; closeClients() and cleanup() destroy them.
+function trackRawSocket(raw) {
+    rawSockets.add(raw);
+    raw.closed.then(() => rawSockets.delete(raw));
+}
+
+function destroyRawSockets() {
+    for (const raw of [...rawSockets]) raw.destroy();
+    rawSockets.clear();
 }
 
 function makeTempDir(prefix) {
@@ -1115,7 +1130,7 @@ function brief(list, n = 10) {
     return `[${head.join(',')}${list.length > n ? `,…(${list.length - n} more)` : ''}]`;
 }
 
-// ------------------------------------------------------------------ binary frames, metrics, raw sockets
+// ------------------------------------------------------------------ binary frames, metrics
 
 // A client's binary publish (docs/protocol.md, "Binary frames"): byte 0 = 0x01, byte 1 = flags
 // (bits 0-1 qos, bit 2 retain, bit 3 dup), bytes 2-5 = msgid (u32 big-endian; 0 for none),
@@ -1215,148 +1230,6 @@ function parseMetrics(text) {
     };
 }
 
-// A WebSocket client done by hand on a raw TCP socket: the upgrade request, masked text frames
-// out, and a minimal reader of the bridge's (unmasked) frames. For clients no library would
-// make: one that goes silent without closing — `pause()` stops reading and answering anything,
-// as a peer that vanished (half-open TCP) looks to the bridge until its buffers fill.
-// Resolves once the 101 response was read. Frames: {opcode, payload: Buffer, text?, json?,
-// code?, reason?} (code/reason for a close frame, opcode 8).
-function rawWebSocket(port, urlPath = '/', { timeout = LONG } = {}) {
-    return new Promise((resolve, reject) => {
-        const socket = net.connect({ port, host: '127.0.0.1' });
-        const key = crypto.randomBytes(16).toString('base64');
-        let buffered = Buffer.alloc(0);
-        let upgraded = false;
-        const inbox = new Inbox((f) => (f.text !== undefined ? truncate(f.text) : `opcode ${f.opcode}`));
-        const timer = setTimeout(() => {
-            socket.destroy();
-            reject(new Error(`raw WebSocket upgrade to port ${port} timed out after ${timeout} ms`));
-        }, timeout);
-        let endedResolve;
-        const ended = new Promise((r) => { endedResolve = r; });
-        socket.setNoDelay(true);
-        socket.on('error', () => {});
-        socket.on('close', () => {
-            inbox.fail(new Error('the raw socket closed'));
-            endedResolve();
-            if (!upgraded) {
-                clearTimeout(timer);
-                reject(new Error('the raw socket closed before the upgrade completed'));
-            }
-        });
-        const client = {
-            socket,
-            frames: inbox.all,
-            ended,
-            get paused() { return socket.isPaused(); },
-            pause() { socket.pause(); },
-            resume() { socket.resume(); },
-            destroy() { socket.destroy(); },
-            // Sends one masked frame (opcode 1: text, 2: binary, 9: ping, 10: pong, 8: close).
-            sendFrame(opcode, payload) {
-                const data = Buffer.isBuffer(payload) ? payload : Buffer.from(String(payload), 'utf8');
-                let header;
-                if (data.length < 126) {
-                    header = Buffer.from([0x80 | opcode, 0x80 | data.length]);
-                } else if (data.length < 65536) {
-                    header = Buffer.alloc(4);
-                    header[0] = 0x80 | opcode;
-                    header[1] = 0x80 | 126;
-                    header.writeUInt16BE(data.length, 2);
-                } else {
-                    header = Buffer.alloc(10);
-                    header[0] = 0x80 | opcode;
-                    header[1] = 0x80 | 127;
-                    header.writeBigUInt64BE(BigInt(data.length), 2);
-                }
-                const mask = crypto.randomBytes(4);
-                const masked = Buffer.alloc(data.length);
-                for (let i = 0; i < data.length; i++) masked[i] = data[i] ^ mask[i & 3];
-                socket.write(Buffer.concat([header, mask, masked]));
-            },
-            send(obj) { this.sendFrame(1, JSON.stringify(obj)); },
-            next(pred = () => true, t = SHORT) {
-                const [fn, what] = predicate(pred);
-                return inbox.next(fn, t, what);
-            },
-            // JSON text frames only.
-            nextJson(pred = () => true, t = SHORT) {
-                const [fn, what] = predicate(pred);
-                return inbox.next((f) => f.json !== undefined && fn(f.json), t, what).then((f) => f.json);
-            },
-        };
-        const parseFrames = () => {
-            for (;;) {
-                if (buffered.length < 2) return;
-                const opcode = buffered[0] & 0x0f;
-                let length = buffered[1] & 0x7f;
-                let offset = 2;
-                if (length === 126) {
-                    if (buffered.length < 4) return;
-                    length = buffered.readUInt16BE(2);
-                    offset = 4;
-                } else if (length === 127) {
-                    if (buffered.length < 10) return;
-                    length = Number(buffered.readBigUInt64BE(2));
-                    offset = 10;
-                }
-                if (buffered.length < offset + length) return;
-                const payload = Buffer.from(buffered.subarray(offset, offset + length));
-                buffered = buffered.subarray(offset + length);
-                const frame = { opcode, payload };
-                if (opcode === 1) {
-                    frame.text = payload.toString('utf8');
-                    try {
-                        frame.json = JSON.parse(frame.text);
-                    } catch {
-                        // left as text
-                    }
-                } else if (opcode === 8 && payload.length >= 2) {
-                    frame.code = payload.readUInt16BE(0);
-                    frame.reason = payload.subarray(2).toString('utf8');
-                }
-                inbox.push(frame);
-            }
-        };
-        socket.on('data', (chunk) => {
-            buffered = Buffer.concat([buffered, chunk]);
-            if (!upgraded) {
-                const end = buffered.indexOf('\r\n\r\n');
-                if (end < 0) return;
-                const head = buffered.subarray(0, end).toString('latin1');
-                buffered = buffered.subarray(end + 4);
-                clearTimeout(timer);
-                if (!/^HTTP\/1\.1 101 /.test(head)) {
-                    socket.destroy();
-                    reject(new Error(`raw WebSocket upgrade refused: ${head.split('\r\n')[0]}`));
-                    return;
-                }
-                const accept = crypto.createHash('sha1')
-                    .update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-                if (!head.toLowerCase().includes(`sec-websocket-accept: ${accept.toLowerCase()}`)) {
-                    socket.destroy();
-                    reject(new Error('raw WebSocket upgrade: wrong Sec-WebSocket-Accept'));
-                    return;
-                }
-                upgraded = true;
-                resolve(client);
-            }
-            parseFrames();
-        });
-        socket.once('connect', () => {
-            socket.write([
-                `GET ${urlPath} HTTP/1.1`,
-                `Host: 127.0.0.1:${port}`,
-                'Upgrade: websocket',
-                'Connection: Upgrade',
-                `Sec-WebSocket-Key: ${key}`,
-                'Sec-WebSocket-Version: 13',
-                '', '',
-            ].join('\r\n'));
-        });
-    });
-}
-
 // Makes sure the bridge's earlier upstream operations reached the broker: subscribes `client` to
 // a fresh filter (the bridge's SUBSCRIBE is queued behind any earlier SUBSCRIBE/UNSUBSCRIBE on
 // its one MQTT connection), waits for the suback and for the broker to have logged it, then
@@ -1405,5 +1278,9 @@ module.exports = {
     encodeBinaryPublish,
     decodeBinaryDelivery,
     parseMetrics,
-    rawWebSocket,
+    // for lib/raw-socket.js
+    Inbox,
+    predicate,
+    truncate,
+    trackRawSocket,
 };

@@ -1,9 +1,8 @@
 'use strict';
 // Helpers for the security tests (docs/security.md): certificates and keys made with the
 // `openssl` CLI, JWTs signed with node's built-in `crypto`, Mosquitto password files made with
-// `mosquitto_passwd`, ACL files, the audit log, and a minimal hand-written WebSocket client
-// (`RawSocket`) for what a well-behaved client library refuses to send: invalid UTF-8 in a text
-// frame, unmasked or reserved frames, a client that never reads, a connection that goes silent.
+// `mosquitto_passwd`, ACL files, the audit log and nginx in front. (The hand-written WebSocket
+// client for what a client library refuses to send is lib/raw-socket.js.)
 //
 // Every file goes into a temp dir made by harness.makeTempDir (removed by harness.cleanup()).
 // Every wait has a timeout.
@@ -13,7 +12,6 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
-const tls = require('node:tls');
 
 const h = require('./harness');
 
@@ -191,236 +189,6 @@ function waitAudit(file, pred, { from = 0, timeout = h.LONG } = {}) {
     });
 }
 
-// ------------------------------------------------------------------ a raw WebSocket client
-
-// RFC 6455 from scratch over a net.Socket (or a TLS socket): the handshake, then frames exactly
-// as the test writes them. Incoming frames are parsed; `closed` resolves with the server's close
-// frame {code, reason}, or {code: 1006} when the TCP connection ended without one.
-class RawSocket {
-    constructor(socket) {
-        this.socket = socket;
-        this.buffer = Buffer.alloc(0);
-        this.frames = []; // {opcode, payload: Buffer}
-        this.texts = []; // text frames as strings
-        this.closeFrame = null;
-        this.ended = false;
-        this.waiters = new Set();
-        this.closed = new Promise((resolve) => {
-            this.resolveClosed = resolve;
-        });
-        socket.on('error', () => {});
-        socket.on('close', () => {
-            this.ended = true;
-            this.resolveClosed(this.closeFrame || { code: 1006, reason: '' });
-            this.notify();
-        });
-    }
-
-    // Opens a TCP connection and does the upgrade. Options: path, headers (extra request
-    // headers), version (Sec-WebSocket-Version, default 13), localAddress, tls (options for
-    // tls.connect; any certificate is accepted unless they say otherwise), timeout.
-    // Resolves with {status, headers, raw: RawSocket|null}; `raw` is set when the upgrade
-    // succeeded (101).
-    static async open(port, { path: urlPath = '/', headers = {}, version = 13, localAddress, tls: tlsOptions,
-        timeout = h.LONG } = {}) {
-        const socket = await h.withTimeout(new Promise((resolve, reject) => {
-            const opts = { host: '127.0.0.1', port, localAddress };
-            const s = tlsOptions
-                ? tls.connect({ ...opts, rejectUnauthorized: false, ...tlsOptions }, () => resolve(s))
-                : net.connect(opts, () => resolve(s));
-            s.once('error', reject);
-        }), timeout, `a TCP connection to port ${port}`);
-        socket.setNoDelay(true);
-        const key = crypto.randomBytes(16).toString('base64');
-        const lines = [
-            `GET ${urlPath} HTTP/1.1`,
-            `Host: 127.0.0.1:${port}`,
-            'Upgrade: websocket',
-            'Connection: Upgrade',
-            `Sec-WebSocket-Key: ${key}`,
-            `Sec-WebSocket-Version: ${version}`,
-            ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
-        ];
-        socket.write(`${lines.join('\r\n')}\r\n\r\n`);
-        const head = await h.withTimeout(new Promise((resolve, reject) => {
-            let data = Buffer.alloc(0);
-            const onData = (chunk) => {
-                data = Buffer.concat([data, chunk]);
-                const end = data.indexOf('\r\n\r\n');
-                if (end < 0) return;
-                socket.off('data', onData);
-                socket.off('close', onClose);
-                resolve({ text: data.subarray(0, end).toString('latin1'), rest: data.subarray(end + 4) });
-            };
-            const onClose = () => reject(new Error('the connection closed during the handshake'));
-            socket.on('data', onData);
-            socket.once('close', onClose);
-        }), timeout, 'the HTTP upgrade response');
-        const [statusLine, ...headerLines] = head.text.split('\r\n');
-        const status = Number(statusLine.split(' ')[1]);
-        const responseHeaders = {};
-        for (const l of headerLines) {
-            const i = l.indexOf(':');
-            if (i > 0) responseHeaders[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
-        }
-        if (status !== 101) {
-            socket.destroy();
-            return { status, headers: responseHeaders, raw: null };
-        }
-        const expected = crypto.createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-        if (responseHeaders['sec-websocket-accept'] !== expected) {
-            socket.destroy();
-            throw new Error(`bad Sec-WebSocket-Accept ${responseHeaders['sec-websocket-accept']}`);
-        }
-        const raw = new RawSocket(socket);
-        socket.on('data', (chunk) => raw.receive(chunk));
-        if (head.rest.length) raw.receive(head.rest);
-        return { status, headers: responseHeaders, raw };
-    }
-
-    // A frame exactly as asked: opcode (1 text, 2 binary, 8 close, 9 ping, 0 continuation, ...),
-    // payload (Buffer or string), fin, rsv (bits 4..6 of the first byte, 0-7), mask (true: a
-    // random masking key, as clients must).
-    static frame({ opcode = 1, payload = Buffer.alloc(0), fin = true, rsv = 0, mask = true } = {}) {
-        const data = Buffer.isBuffer(payload) ? payload : Buffer.from(payload, 'utf8');
-        const first = (fin ? 0x80 : 0) | ((rsv & 7) << 4) | (opcode & 0x0f);
-        let header;
-        if (data.length < 126) {
-            header = Buffer.from([first, (mask ? 0x80 : 0) | data.length]);
-        } else if (data.length <= 0xffff) {
-            header = Buffer.alloc(4);
-            header[0] = first;
-            header[1] = (mask ? 0x80 : 0) | 126;
-            header.writeUInt16BE(data.length, 2);
-        } else {
-            header = Buffer.alloc(10);
-            header[0] = first;
-            header[1] = (mask ? 0x80 : 0) | 127;
-            header.writeBigUInt64BE(BigInt(data.length), 2);
-        }
-        if (!mask) return Buffer.concat([header, data]);
-        const key = crypto.randomBytes(4);
-        const masked = Buffer.alloc(data.length);
-        for (let i = 0; i < data.length; i++) masked[i] = data[i] ^ key[i & 3];
-        return Buffer.concat([header, key, masked]);
-    }
-
-    send(options) {
-        if (!this.socket.destroyed) this.socket.write(RawSocket.frame(options));
-    }
-
-    sendText(text) {
-        this.send({ opcode: 1, payload: text });
-    }
-
-    sendJson(obj) {
-        this.sendText(JSON.stringify(obj));
-    }
-
-    // Bytes written as they are (several frames at once, or a partial frame).
-    write(bytes) {
-        if (!this.socket.destroyed) this.socket.write(bytes);
-    }
-
-    receive(chunk) {
-        this.buffer = Buffer.concat([this.buffer, chunk]);
-        for (;;) {
-            const b = this.buffer;
-            if (b.length < 2) return;
-            const opcode = b[0] & 0x0f;
-            let len = b[1] & 0x7f;
-            let offset = 2;
-            if (len === 126) {
-                if (b.length < 4) return;
-                len = b.readUInt16BE(2);
-                offset = 4;
-            } else if (len === 127) {
-                if (b.length < 10) return;
-                len = Number(b.readBigUInt64BE(2));
-                offset = 10;
-            }
-            if (b[1] & 0x80) offset += 4; // servers do not mask, but be lenient
-            if (b.length < offset + len) return;
-            const payload = b.subarray(offset, offset + len);
-            this.buffer = b.subarray(offset + len);
-            this.frames.push({ opcode, payload });
-            if (opcode === 1) this.texts.push(payload.toString('utf8'));
-            if (opcode === 8 && !this.closeFrame) {
-                this.closeFrame = {
-                    code: payload.length >= 2 ? payload.readUInt16BE(0) : 1005,
-                    reason: payload.subarray(2).toString('utf8'),
-                };
-                // Answer the close as a client does, then let the server end TCP.
-                this.send({ opcode: 8, payload: payload.subarray(0, 2) });
-            }
-            this.notify();
-        }
-    }
-
-    notify() {
-        for (const w of [...this.waiters]) w();
-    }
-
-    // Resolves with the next parsed JSON text frame matching `pred` (a function of the parsed
-    // object), from text frame index `from` on.
-    nextJson(pred = () => true, { from = 0, timeout = h.SHORT } = {}) {
-        return h.withTimeout(new Promise((resolve, reject) => {
-            let scanned = from;
-            const check = () => {
-                for (; scanned < this.texts.length; scanned++) {
-                    let obj;
-                    try {
-                        obj = JSON.parse(this.texts[scanned]);
-                    } catch {
-                        continue;
-                    }
-                    if (pred(obj)) {
-                        this.waiters.delete(check);
-                        resolve(obj);
-                        return;
-                    }
-                }
-                if (this.ended) {
-                    this.waiters.delete(check);
-                    reject(new Error('the connection closed'));
-                }
-            };
-            this.waiters.add(check);
-            check();
-        }), timeout, 'a JSON text frame');
-    }
-
-    // Stops reading from the socket: the kernel buffers fill and TCP flow control stops the
-    // bridge's writes, like a client that never reads.
-    stopReading() {
-        this.socket.pause();
-    }
-
-    // The close the server sent (or 1006), within `timeout`.
-    waitClosed(timeout = h.SHORT) {
-        return h.withTimeout(this.closed, timeout, 'the server to close the connection');
-    }
-
-    destroy() {
-        this.socket.destroy();
-    }
-}
-
-// Every RawSocket opened through `openRaw` is destroyed by `closeRaw()` (call it from after()).
-const rawSockets = new Set();
-async function openRaw(port, options) {
-    const result = await RawSocket.open(port, options);
-    if (result.raw) {
-        rawSockets.add(result.raw);
-        result.raw.closed.then(() => rawSockets.delete(result.raw));
-    }
-    return result;
-}
-function closeRaw() {
-    for (const r of rawSockets) r.destroy();
-    rawSockets.clear();
-}
-
 // ------------------------------------------------------------------ nginx in front
 
 const nginxChildren = new Set();
@@ -566,9 +334,6 @@ module.exports = {
     aclFile,
     readAudit,
     waitAudit,
-    RawSocket,
-    openRaw,
-    closeRaw,
     closeOf,
     authAndClose,
     nginxServerBlock,

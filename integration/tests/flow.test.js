@@ -257,3 +257,60 @@ describe('slow consumers (QoS 1)', () => {
             { what: 'every QoS 1 delivery to be acknowledged' });
     });
 });
+
+// Each on a bridge of its own (so that its close is the bridge's first): a QoS 1 slow consumer that
+// never answers the close keeps its session; maxRate never delivers an older value after a newer
+// one. Guards for bugs that were fixed.
+describe('slow consumers that never read again, and maxRate order', () => {
+    const T = { timeout: 60000 };
+    let broker;
+    let oracle;
+    before(async () => {
+        broker = await h.startBroker();
+        oracle = await h.oracle(broker.port);
+    });
+    afterEach(h.closeClients);
+    after(h.cleanup);
+
+    it('a QoS 1 slow consumer that never reads again is closed with 4008 and can resume without loss', T, async () => {
+        const bridge = await h.startBridge({ brokerPort: broker.port, args: ['--max-queued-bytes', '8192', '--slow-consumer-timeout', '0.5', '--inflight-window', '8'] });
+        await bridge.waitHealthy();
+        const id = h.uniqueId('slow');
+        const c = await h.connectClient(bridge.url);
+        c.autoAck = true;
+        const auth = await c.auth(id);
+        await c.subscribe('flow/q1-never-reads', 1);
+        c.pauseReading();
+        await h.publishMany(oracle, 'flow/q1-never-reads', 100, { qos: 1, payload: (i) => JSON.stringify({ n: i, pad: 'y'.repeat(1000) }) });
+        await bridge.waitMetrics((m) => m.get('mqttws_slow_consumers_total') >= 1);
+        await bridge.waitStats({ clients: 0 }, { timeout: h.LONG * 2 }); // gives up on the close handshake
+        assert.equal((await bridge.health()).json.sessions, 1, 'the session waits for a resume');
+        const c2 = await h.connectClient(bridge.url);
+        c2.autoAck = true;
+        const r = await c2.resume(id, auth.session, 0);
+        assert.equal(r.sessionPresent, true, JSON.stringify(r));
+        assert.equal(r.resumed, true);
+        await h.waitUntil(() => new Set(c2.deliveries().map((f) => f.payload.n)).size >= 100, { what: 'all 100 QoS 1 messages' });
+        const close = bridge.log.lines.find((l) => / client close /.test(l));
+        assert.match(close, /code=4008 by=bridge reason=Slow consumer$/);
+    });
+
+    it('with "maxRate", an older value is never delivered after a newer one of the same topic', T, async () => {
+        const bridge = await h.startBridge({ brokerPort: broker.port });
+        await bridge.waitHealthy();
+        const c = await h.connectClient(bridge.url);
+        await c.auth(h.uniqueId('rated'));
+        await c.request({ type: 'subscribe', topic: 'flow/rate-order/#', qos: 0, maxRate: 4, msgid: 's' });
+        for (let i = 1; i <= 40; i++) {
+            for (const t of ['flow/rate-order/a', 'flow/rate-order/b']) await oracle.publish(t, String(i), { qos: 0 });
+            await h.delay(25);
+        }
+        await h.waitUntil(() => ['a', 'b'].every((t) => c.deliveries().some((f) => f.topic === `flow/rate-order/${t}` && f.payload === 40)));
+        await bridge.waitMetrics((m) => m.get('mqttws_held_messages') === 0);
+        for (const t of ['flow/rate-order/a', 'flow/rate-order/b']) {
+            const ns = c.deliveries().filter((f) => f.topic === t).map((f) => f.payload);
+            assert.ok(ns.every((n, i) => i === 0 || n > ns[i - 1]), `${t}: ${JSON.stringify(ns)}`);
+            assert.equal(ns[ns.length - 1], 40, `${t}: the last value delivered is the newest`);
+        }
+    });
+});

@@ -12,6 +12,7 @@
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('../lib/harness');
+const rs = require('../lib/raw-socket');
 
 const T = { timeout: 60000 };
 
@@ -93,7 +94,7 @@ describe('heartbeat', () => {
         await healthy.subscribe('live/halfopen', 1);
 
         // A WebSocket made by hand on a raw socket, so that nothing answers for it once paused.
-        const raw = await h.rawWebSocket(bridge.port);
+        const raw = await rs.connectRaw(bridge.port);
         raw.send({ type: 'auth', clientId: h.uniqueId('half-open'), msgid: 'a' });
         assert.equal((await raw.nextJson({ msgid: 'a' })).type, 'auth_response');
         raw.send({ type: 'subscribe', topic: 'live/halfopen', qos: 1, msgid: 's' });
@@ -101,7 +102,7 @@ describe('heartbeat', () => {
         await bridge.waitStats({ clients: 2 });
         const before = await timeouts();
 
-        raw.pause(); // from now on the peer looks gone: no reads, no pongs, no close
+        raw.pauseReading(); // from now on the peer looks gone: no reads, no pongs, no close
 
         await bridge.waitMetrics((m) => m.get('mqttws_heartbeat_timeouts_total') >= before + 1,
             { what: 'the bridge to close the half-open connection for heartbeat timeout' });
@@ -114,11 +115,11 @@ describe('heartbeat', () => {
         assert.ok(healthy.isOpen, 'the healthy client was not timed out');
 
         // What the bridge wrote before giving up is still in the socket: its close frame.
-        raw.resume();
+        raw.resumeReading();
         const close = await raw.next({ opcode: 8 });
         assert.equal(close.code, 4001);
         assert.equal(close.reason, 'Heartbeat timeout');
-        await h.withTimeout(raw.ended, h.LONG, 'the bridge to have closed the TCP connection');
+        await h.withTimeout(raw.closed, h.LONG, 'the bridge to have closed the TCP connection');
     });
 
     it('a client closed for heartbeat timeout can resume its session and gets what it missed', T, async () => {
@@ -149,5 +150,54 @@ describe('heartbeat', () => {
         assert.equal(m.seq, seen + 1);
         await oracle.publish('live/resume', '3', { qos: 1 });
         assert.equal((await again.next({ type: 'message', topic: 'live/resume' })).payload, 3);
+    });
+});
+
+// Half-open clients closed for heartbeat timeout, each on a bridge of its own (so that its close
+// is the bridge's first and its counter starts at 0): the session stays resumable, and the close
+// is counted once. Guards for bugs that were fixed.
+describe('heartbeat timeouts of half-open clients', () => {
+    let broker;
+    let oracle;
+    before(async () => {
+        broker = await h.startBroker();
+        oracle = await h.oracle(broker.port);
+    });
+    afterEach(h.closeClients);
+    after(h.cleanup);
+
+    it('the session of a half-open client closed with 4001 stays resumable', T, async () => {
+        const bridge = await h.startBridge({ brokerPort: broker.port, args: ['--ping-interval', '0.2', '--idle-timeout', '0.6'] });
+        await bridge.waitHealthy();
+        const id = h.uniqueId('half-open');
+        const raw = await rs.connectRaw(bridge.port);
+        raw.send({ type: 'auth', clientId: id, msgid: 'a' });
+        const auth = await raw.nextJson({ msgid: 'a' });
+        raw.send({ type: 'subscribe', topic: 'live/halfopen-resume', qos: 1, msgid: 's' });
+        await raw.nextJson({ msgid: 's' });
+        raw.pauseReading();
+        await bridge.waitMetrics((m) => m.get('mqttws_heartbeat_timeouts_total') >= 1);
+        await oracle.publish('live/halfopen-resume', '1', { qos: 1 });
+        await bridge.waitStats({ clients: 0 }, { timeout: h.LONG * 2 }); // the close handshake timed out
+        assert.equal((await bridge.health()).json.sessions, 1, 'the session waits for a resume');
+        const c = await h.connectClient(bridge.url);
+        const r = await c.resume(id, auth.session, 0);
+        assert.equal(r.sessionPresent, true, JSON.stringify(r));
+        assert.equal(r.resumed, true);
+        assert.equal((await c.next({ type: 'message', topic: 'live/halfopen-resume' })).payload, 1);
+        const close = bridge.log.lines.find((l) => / client close /.test(l));
+        assert.match(close, /code=4001 by=bridge reason=Heartbeat timeout$/);
+    });
+
+    it('one half-open client counts as one heartbeat timeout (and one slow consumer as one)', T, async () => {
+        const bridge = await h.startBridge({ brokerPort: broker.port, args: ['--ping-interval', '0.2', '--idle-timeout', '0.6'] });
+        await bridge.waitHealthy();
+        const raw = await rs.connectRaw(bridge.port);
+        raw.send({ type: 'ping', msgid: 'p' });
+        await raw.nextJson({ msgid: 'p' });
+        raw.pauseReading();
+        await bridge.waitMetrics((m) => m.get('mqttws_heartbeat_timeouts_total') >= 1);
+        await bridge.waitStats({ clients: 0 }, { timeout: h.LONG * 2 });
+        assert.equal((await bridge.metrics()).get('mqttws_heartbeat_timeouts_total'), 1);
     });
 });

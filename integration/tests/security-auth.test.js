@@ -69,10 +69,7 @@ describe('authentication', () => {
         await bridge.waitHealthy();
         await esBridge.waitHealthy();
     });
-    afterEach(async () => {
-        s.closeRaw();
-        await h.closeClients();
-    });
+    afterEach(h.closeClients);
     after(h.cleanup);
 
     async function authOk(url, frame, options) {

@@ -14,12 +14,13 @@
 //   an HTTP status);
 // - behaviour: floods, a client that never reads, a connection gone silent.
 // Invalid UTF-8 in text frames and WebSocket protocol violations are written with the raw frame
-// writer of lib/security.js (a WebSocket library refuses to send them).
+// writer of lib/raw-socket.js (a WebSocket library refuses to send them).
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('../lib/harness');
 const s = require('../lib/security');
+const rs = require('../lib/raw-socket');
 
 const T = { timeout: 60000 };
 const HS_SECRET = 'catalogue-hs256-secret-at-least-32-bytes';
@@ -97,10 +98,7 @@ describe('bad-input catalogue', () => {
         // The stream is flowing before the first bad input.
         await healthy.next((f) => f.type === 'message' && f.payload && f.payload.seq >= 3, h.LONG);
     });
-    after(async () => {
-        s.closeRaw();
-        await h.cleanup();
-    });
+    after(h.cleanup);
 
     // ---------------------------------------------------------------- helpers
 
@@ -118,8 +116,8 @@ describe('bad-input catalogue', () => {
     }
 
     async function rawAuthed(user = 'attacker', options = {}) {
-        const { raw } = await s.openRaw(bridge.port, options);
-        raw.sendJson({ type: 'auth', clientId: user, token: USERS[user], msgid: 'auth' });
+        const { raw } = await rs.openRaw(bridge.port, options);
+        raw.send({ type: 'auth', clientId: user, token: USERS[user], msgid: 'auth' });
         await raw.nextJson((f) => f.type === 'auth_response');
         return raw;
     }
@@ -304,7 +302,7 @@ describe('bad-input catalogue', () => {
             it(`${name} (text frame) → close 1007`, T, async () => {
                 catalogued += 1;
                 const raw = await rawAuthed();
-                raw.send({ opcode: 1, payload: bytes });
+                raw.sendFrame({ opcode: 1, payload: bytes });
                 assert.deepEqual(await raw.waitClosed(), { code: 1007, reason: 'Invalid UTF8 encoding' });
             });
         }
@@ -321,10 +319,10 @@ describe('bad-input catalogue', () => {
             it(`${name} → error bad_request, the connection stays open`, T, async () => {
                 catalogued += 1;
                 const raw = await rawAuthed();
-                raw.send({ opcode: 2, payload });
+                raw.sendFrame({ opcode: 2, payload });
                 const e = await raw.nextJson((f) => f.type === 'error');
                 assert.equal(e.code, 'bad_request');
-                raw.sendJson({ type: 'ping', msgid: 'after' });
+                raw.send({ type: 'ping', msgid: 'after' });
                 assert.equal((await raw.nextJson((f) => f.type === 'pong')).msgid, 'after');
             });
         }
@@ -342,7 +340,7 @@ describe('bad-input catalogue', () => {
             it(`${name} → close ${code}`, T, async () => {
                 catalogued += 1;
                 const raw = await rawAuthed();
-                raw.send(frame);
+                raw.sendFrame(frame);
                 const closed = await raw.waitClosed();
                 assert.equal(closed.code, code, JSON.stringify(closed));
             });
@@ -351,8 +349,8 @@ describe('bad-input catalogue', () => {
         it('a new text message inside an unfinished fragmented one → close 1002', T, async () => {
             catalogued += 1;
             const raw = await rawAuthed();
-            raw.send({ opcode: 1, payload: '{"type":"pi', fin: false });
-            raw.send({ opcode: 1, payload: 'ng"}' });
+            raw.sendFrame({ opcode: 1, payload: '{"type":"pi', fin: false });
+            raw.sendFrame({ opcode: 1, payload: 'ng"}' });
             assert.equal((await raw.waitClosed()).code, 1002);
         });
 
@@ -360,7 +358,7 @@ describe('bad-input catalogue', () => {
             catalogued += 1;
             const raw = await rawAuthed();
             // The header announces 2 MiB; the bridge refuses on the header, before the data.
-            raw.write(s.RawSocket.frame({ opcode: 1, payload: Buffer.alloc(2 << 20, 0x61) }).subarray(0, 4096));
+            raw.write(rs.RawSocket.frame({ opcode: 1, payload: Buffer.alloc(2 << 20, 0x61) }).subarray(0, 4096));
             assert.deepEqual(await raw.waitClosed(), { code: 1009, reason: 'A message was too large' });
         });
 
@@ -397,7 +395,7 @@ describe('bad-input catalogue', () => {
 
         it('an upgrade with Sec-WebSocket-Version 8 → HTTP 400', T, async () => {
             catalogued += 1;
-            const r = await s.openRaw(bridge.port, { version: 8 });
+            const r = await rs.openRaw(bridge.port, { version: 8 });
             assert.equal(r.status, 400);
         });
     });
@@ -411,9 +409,9 @@ describe('bad-input catalogue', () => {
         it('a client that never reads (with a backlog of megabytes) does not hold the others up', T, async () => {
             catalogued += 1;
             neverReads = await rawAuthed();
-            neverReads.sendJson({ type: 'subscribe', topics: ['healthy/stream', 'bulk/#'], qos: 1, msgid: 'nr' });
+            neverReads.send({ type: 'subscribe', topics: ['healthy/stream', 'bulk/#'], qos: 1, msgid: 'nr' });
             await neverReads.nextJson((f) => f.type === 'suback' && f.topic === 'bulk/#');
-            neverReads.stopReading();
+            neverReads.pauseReading();
             const big = 'b'.repeat(64 * 1024);
             for (let i = 0; i < 100; i++) await oracle.publish(`bulk/${i}`, big, { qos: 0 });
             // Everyone else is served at once.
@@ -426,9 +424,9 @@ describe('bad-input catalogue', () => {
         it('a connection gone silent (half-open: never reads, never writes) does not disturb the others', T, async () => {
             catalogued += 1;
             silent = await rawAuthed('attacker', { localAddress: '127.0.4.1' });
-            silent.sendJson({ type: 'subscribe', topic: 'healthy/stream', qos: 1, msgid: 'half' });
+            silent.send({ type: 'subscribe', topic: 'healthy/stream', qos: 1, msgid: 'half' });
             await silent.nextJson((f) => f.type === 'suback');
-            silent.stopReading();
+            silent.pauseReading();
             const seen = healthy.frames.length;
             await healthy.next((f) => healthy.frames.indexOf(f) >= seen && f.type === 'message', h.LONG);
             await atk.ping();
@@ -439,10 +437,10 @@ describe('bad-input catalogue', () => {
             async () => {
                 // A short heartbeat: pinged after 0.2 s of silence, closed (4001) after 0.6 s.
                 const b = await h.startBridge({ brokerPort: broker.port, args: ['--ping-interval', '0.2', '--idle-timeout', '0.6'] });
-                const { raw } = await s.openRaw(b.port);
-                raw.sendJson({ type: 'ping' });
+                const { raw } = await rs.openRaw(b.port);
+                raw.send({ type: 'ping' });
                 await raw.nextJson((f) => f.type === 'pong');
-                raw.stopReading();
+                raw.pauseReading();
                 await b.waitHealth((json) => json.clients === 0, { what: 'the silent connection to be closed' });
             });
 

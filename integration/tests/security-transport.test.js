@@ -15,6 +15,7 @@ const path = require('node:path');
 const tls = require('node:tls');
 const h = require('../lib/harness');
 const s = require('../lib/security');
+const rs = require('../lib/raw-socket');
 
 const T = { timeout: 60000 };
 
@@ -51,10 +52,7 @@ describe('transport and limits', () => {
         oracle = await h.oracle(broker.port);
         await oracle.subscribe('#', { qos: 1 });
     });
-    afterEach(async () => {
-        s.closeRaw();
-        await h.closeClients();
-    });
+    afterEach(h.closeClients);
     after(h.cleanup);
 
     // ---------------------------------------------------------------- TLS
@@ -250,7 +248,7 @@ describe('transport and limits', () => {
             await b.waitHealthy();
             const clients = await h.connectClients(b.url, 3);
             await assert.rejects(h.connectClient(b.url), (e) => e.status === 503);
-            const raw = await s.openRaw(b.port);
+            const raw = await rs.openRaw(b.port);
             assert.equal(raw.status, 503);
             assert.equal((await b.health()).status, 200);
             for (const c of clients) await c.ping();
