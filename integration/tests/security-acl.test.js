@@ -376,7 +376,7 @@ describe('ACL', () => {
             // The upstream connection never dropped.
             assert.equal(broker.connectionsOf(rb.clientId), 1);
             const rec = await s.waitAudit(rAudit, { event: 'denied', clientId: 'alice', topic: 'shared/#' });
-            assert.match(rec.detail, /after reload/);
+            assert.match(rec.detail, /^after an ACL reload: denied/);
         });
 
         it('the last holder losing a filter unsubscribes it upstream at the reload', T, async () => {
