@@ -21,7 +21,7 @@ const SUBSCRIPTION_OPTION_KEYS = ['maxRate', 'conflate', 'batch', 'binary'];
 /** Options that reach the core (serialisable: they cross to a SharedWorker too). */
 export function coreOptionsOf(options) {
     const keys = ['clientId', 'deviceId', 'token', 'username', 'password', 'resume', 'heartbeat', 'backoff',
-        'connectTimeout', 'livenessGrace', 'offlineQueue', 'queueQos0', 'dedupWindow', 'persistDelay', 'maxFrameBytes'];
+        'connectTimeout', 'livenessGrace', 'offlineQueue', 'queueQos0', 'dedupWindow', 'persistDelay', 'maxFrameBytes', 'maxBatch'];
     const out = {};
     for (const key of keys) if (options[key] !== undefined) out[key] = options[key];
     return out;
@@ -79,6 +79,7 @@ export class DirectBackend {
     subscribe(filter, qos, options) { this.driver.dispatch({ type: 'subscribe', filter, qos, options }); }
     unsubscribe(filter) { this.driver.dispatch({ type: 'unsubscribe', filter }); }
     publish(ref, request) { this.driver.dispatch({ type: 'publish', ref, ...request }); }
+    publishBatch(entries) { this.driver.dispatch({ type: 'publish_batch', entries }); }
     report(ref, kind, data) { this.driver.dispatch({ type: 'report', ref, kind, data }); }
     handled(id) { this.driver.dispatch({ type: 'handled', id }); }
     close() { this.driver.dispatch({ type: 'close' }); }
@@ -153,7 +154,7 @@ export class Subscription extends Emitter {
 
 /**
  * An mqttws client. Events: 'state', 'connected', 'disconnected', 'closed', 'message',
- * 'control', 'resync', 'upstream', 'subscription', 'token_expiring', 'error'.
+ * 'control', 'resync', 'upstream', 'subscription', 'token_expiring', 'token_refreshed', 'error'.
  */
 export class Client extends Emitter {
     /**
@@ -272,6 +273,34 @@ export class Client extends Emitter {
             encoding: options.encoding,
         };
         return this._track((ref) => this._backend.publish(ref, request));
+    }
+
+    /**
+     * Publishes several messages at once: while connected they travel in `batch` frames (at most
+     * `maxBatch` entries each), and each is acknowledged on its own. Resolves when every one of
+     * them is confirmed (as publish() would); rejects with the first failure.
+     * @param {Array<{topic: string, payload?: unknown, qos?: 0|1|2, retain?: boolean, encoding?: 'utf8'|'base64'}>} messages
+     */
+    publishBatch(messages) {
+        const entries = [];
+        const promises = [];
+        for (const m of messages) {
+            promises.push(new Promise((resolve, reject) => {
+                this._refCounter += 1;
+                const ref = this._refCounter;
+                this._pending.set(ref, { resolve, reject });
+                entries.push({
+                    ref,
+                    topic: m.topic,
+                    payload: m.payload,
+                    qos: m.qos === undefined ? 0 : m.qos,
+                    retain: !!m.retain,
+                    encoding: m.encoding,
+                });
+            }));
+        }
+        if (entries.length > 0) this._backend.publishBatch(entries);
+        return Promise.all(promises).then(() => undefined);
     }
 
     /** Device dialect: reports the device's status (published retained, QoS 1). */

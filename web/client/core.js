@@ -94,6 +94,8 @@ export class ClientCore {
      * @param {number} [options.persistDelay] coalesce lastSeq writes (ms, default 1000)
      * @param {number} [options.maxFrameBytes] refuse publishes whose frame is larger (the bridge's
      *                                        --max-frame-bytes, default 1 MiB: it would close with 1009)
+     * @param {number} [options.maxBatch]     most entries in one `batch` publish frame (the bridge's
+     *                                        --max-batch, default 100)
      * @param {{clientId?: string, session?: string, lastSeq?: number}} [options.restored]
      */
     constructor(options) {
@@ -120,6 +122,7 @@ export class ClientCore {
         this.persistence = !!options.persistence;
         this.persistDelay = options.persistDelay !== undefined ? options.persistDelay : 1000;
         this.maxFrameBytes = options.maxFrameBytes !== undefined ? options.maxFrameBytes : 1024 * 1024;
+        this.maxBatch = options.maxBatch !== undefined ? Math.max(1, Math.floor(options.maxBatch)) : 100;
 
         this.outbox = new Outbox(options.offlineQueue);
         this.tracker = new DeliveryTracker({ window: options.dedupWindow });
@@ -161,6 +164,7 @@ export class ClientCore {
         this.deliveryCounter = 0;
         this.lastPersisted = undefined;
         this.refreshUnsupported = false; // this bridge answered `refresh` with unsupported
+        this.tokenExpiresAt = null; // when the connection's token expires (ms), if the bridge said
         this.out = null;
     }
 
@@ -211,6 +215,7 @@ export class ClientCore {
             case 'subscribe': return this.onSubscribeCall(event);
             case 'unsubscribe': return this.onUnsubscribeCall(event);
             case 'publish': return this.onPublishCall(event);
+            case 'publish_batch': return this.onPublishBatchCall(event);
             case 'report': return this.onReportCall(event);
             case 'handled': return this.onHandled(event.id);
             case 'abandon': return this.onAbandon(event.id);
@@ -345,7 +350,12 @@ export class ClientCore {
             this.forgetDeliveries();
             this.subs.freshSession();
         } else if (!this.resumed) {
-            this.tracker.rebase();
+            // The session is there but its history did not reach back to our lastSeq. A bridge
+            // that says where its numbering stands (`lastSeq`: the seq of the session's last
+            // delivery so far) gives the new resume point exactly; without it, the point moves
+            // to just before the first new delivery.
+            if (Number.isSafeInteger(frame.lastSeq) && frame.lastSeq >= 0) this.tracker.rebaseTo(frame.lastSeq);
+            else this.tracker.rebase();
         }
         this.attempts = 0;
         this.everConnected = true;
@@ -504,6 +514,21 @@ export class ClientCore {
         }
     }
 
+    /** The bridge accepted the token sent with `refresh`. */
+    onRefreshResponse(frame) {
+        const key = frame.msgid !== undefined ? String(frame.msgid) : undefined;
+        const request = key !== undefined ? this.requests.get(key) : undefined;
+        if (!request || request.kind !== 'refresh') return;
+        this.requests.delete(key);
+        if (frame.status !== undefined && frame.status !== 'success') {
+            this.emit('error', { code: frame.code || 'forbidden', message: `the refreshed token was refused: ${frame.message || frame.status}`, refresh: true });
+            return;
+        }
+        // No expiresAt: the new token does not expire.
+        this.tokenExpiresAt = typeof frame.expiresAt === 'number' ? frame.expiresAt : null;
+        this.emit('token_refreshed', { expiresAt: this.tokenExpiresAt });
+    }
+
     onTokenError({ reqId, error }) {
         const request = this.tokenRequest;
         if (!request || request.reqId !== reqId) return;
@@ -564,10 +589,16 @@ export class ClientCore {
                 }
                 break;
             case 'token_expiring':
+                if (typeof frame.expiresAt === 'number') this.tokenExpiresAt = frame.expiresAt;
                 if (this.hasTokenProvider && this.phase === 'connected' && !this.tokenRequest && !this.refreshUnsupported) {
-                    this.emit('token_expiring', { in: frame.in });
+                    const data = { in: frame.in };
+                    if (typeof frame.expiresAt === 'number') data.expiresAt = frame.expiresAt;
+                    this.emit('token_expiring', data);
                     this.requestToken('refresh');
                 }
+                break;
+            case 'refresh_response':
+                this.onRefreshResponse(frame);
                 break;
             case 'pong':
                 this.requests.delete(String(frame.msgid));
@@ -672,6 +703,15 @@ export class ClientCore {
                 return;
             }
         }
+        if (request && request.kind === 'batch') {
+            // Refused whole (more entries than the bridge's --max-batch): nothing was published.
+            this.requests.delete(key);
+            for (const id of request.msgids) {
+                const entry = this.outbox.settle(id);
+                if (entry) this.settle(entry.ref, error);
+            }
+            return;
+        }
         if (request && request.kind === 'refresh') {
             this.requests.delete(key);
             if (error.code === 'unsupported') {
@@ -680,6 +720,11 @@ export class ClientCore {
                 this.refreshUnsupported = true;
                 return;
             }
+            // The bridge refused the new token (`forbidden`: invalid, revoked, another
+            // identity). The connection keeps the old token until it expires; then the bridge
+            // closes with 4401 and the reconnect asks getToken() again.
+            this.emit('error', { ...error, code: error.code, message: `the refreshed token was refused: ${error.message}`, refresh: true });
+            return;
         }
         if (key !== undefined) {
             const entry = this.outbox.settle(key);
@@ -755,20 +800,76 @@ export class ClientCore {
 
     // ------------------------------------------------------------------ publishing
 
-    onPublishCall({ ref, topic, payload, qos = 0, retain = false, encoding }) {
+    onPublishCall(request) {
+        const entry = this.publishEntry(request);
+        if (entry) this.submit(entry);
+    }
+
+    /** A checked outbox entry for one publish request, or null (its promise already settled). */
+    publishEntry({ ref, topic, payload, qos = 0, retain = false, encoding }) {
         if (this.phase === 'closed') {
             this.settle(ref, { code: 'client_closed', message: 'the client is closed' });
-            return;
+            return null;
         }
         const problem = topicNameProblem(topic);
         if (problem || ![0, 1, 2].includes(qos)) {
             this.settle(ref, { code: 'bad_request', message: problem || 'qos must be 0, 1 or 2', topic });
-            return;
+            return null;
         }
         const frame = { type: 'publish', topic, ...encodePayload(payload, encoding), qos };
         if (retain) frame.retain = true;
         if (qos > 0) frame.msgid = this.nextId('p');
-        this.submit({ ref, frame, qos, msgid: frame.msgid, bytes: frameBytes(frame), resend: false });
+        return { ref, frame, qos, msgid: frame.msgid, bytes: frameBytes(frame), resend: false };
+    }
+
+    /**
+     * Several publishes at once. While connected they go out in `batch` frames (at most
+     * `maxBatch` entries and `maxFrameBytes` each); every entry keeps its own msgid, ack and
+     * promise. While offline each entry is queued like a single publish (and a resend after a
+     * reconnect goes out on its own, with dup).
+     */
+    onPublishBatchCall({ entries }) {
+        const ready = [];
+        for (const request of entries || []) {
+            const entry = this.publishEntry(request);
+            if (!entry) continue;
+            if (entry.bytes > this.maxFrameBytes) {
+                this.submit(entry); // refused as too_large there
+                continue;
+            }
+            ready.push(entry);
+        }
+        if (this.phase !== 'connected') {
+            for (const entry of ready) this.submit(entry);
+            return;
+        }
+        const overhead = 64; // {"type":"batch","msgid":"…","messages":[…]} around the entries
+        let chunk = [];
+        let bytes = overhead;
+        for (const entry of ready) {
+            if (chunk.length > 0 && (chunk.length >= this.maxBatch || bytes + entry.bytes + 1 > this.maxFrameBytes)) {
+                this.sendBatch(chunk);
+                chunk = [];
+                bytes = overhead;
+            }
+            chunk.push(entry);
+            bytes += entry.bytes + 1;
+        }
+        if (chunk.length > 0) this.sendBatch(chunk);
+    }
+
+    sendBatch(chunk) {
+        if (chunk.length === 1) {
+            this.sendEntry(chunk[0]);
+            return;
+        }
+        const msgid = this.nextId('b');
+        this.requests.set(msgid, { kind: 'batch', msgids: chunk.filter((e) => e.qos > 0).map((e) => e.msgid) });
+        this.send({ type: 'batch', msgid, messages: chunk.map((e) => e.frame) });
+        for (const entry of chunk) {
+            if (entry.qos > 0) this.outbox.markInflight(entry);
+            else this.settle(entry.ref);
+        }
     }
 
     /** Device dialect: a `status` (retained) or `event` report, QoS 1 with an ack. */

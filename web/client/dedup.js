@@ -40,6 +40,19 @@ export class DeliveryTracker {
         this.rebasePending = true;
     }
 
+    /**
+     * Like rebase(), when the bridge told where the session's numbering stands (`lastSeq` in
+     * a resumed session's `auth_response`): every delivery up to `seq` was either seen or is
+     * lost for good (QoS 1/2 ones among them are resent with their old seq and still accepted
+     * when not seen), so the watermark moves straight to it.
+     */
+    rebaseTo(seq) {
+        this.rebasePending = false;
+        this.watermark = seq;
+        for (const s of this.above) if (s <= seq) this.above.delete(s);
+        this.fill();
+    }
+
     /** The resume point to send as `lastSeq`. */
     get lastSeq() {
         return this.watermark;

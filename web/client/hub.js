@@ -108,6 +108,9 @@ export class Hub {
             case 'subscribe': this.onTabSubscribe(tab, message); break;
             case 'unsubscribe': this.onTabUnsubscribe(tab, message.filter, true); break;
             case 'publish': this.dispatch({ type: 'publish', ...message.request, ref: `${tab.id}:${message.ref}` }); break;
+            case 'publish_batch':
+                this.dispatch({ type: 'publish_batch', entries: (message.entries || []).map((e) => ({ ...e, ref: `${tab.id}:${e.ref}` })) });
+                break;
             case 'report': this.dispatch({ type: 'report', ref: `${tab.id}:${message.ref}`, kind: message.kind, data: message.data }); break;
             case 'handled': this.onTabHandled(tab.id, message.id); break;
             case 'token': this.onTokenAnswer(message.reqId, null, message.token); break;

@@ -101,6 +101,8 @@ export interface ClientOptions {
     queueQos0?: boolean;
     /** Publishes whose frame is larger are refused with 'too_large' (default 1 MiB, the bridge's --max-frame-bytes). */
     maxFrameBytes?: number;
+    /** Most entries in one `batch` frame of publishBatch() (default 100, the bridge's --max-batch). */
+    maxBatch?: number;
     /** How many seqs and msgids are remembered to drop repeats (default 2048). */
     dedupWindow?: number;
     /** Called with each filter to re-read after a reconnect that could not resume (also the 'resync' event). */
@@ -233,7 +235,9 @@ export type ClientEvents = {
     resync: (event: ResyncEvent) => void;
     upstream: (event: UpstreamEvent) => void;
     subscription: (event: SubscriptionEvent) => void;
-    token_expiring: (event: { in: number }) => void;
+    token_expiring: (event: { in: number; expiresAt?: number }) => void;
+    /** The bridge accepted the refreshed token; expiresAt null: it does not expire. */
+    token_refreshed: (event: { expiresAt: number | null }) => void;
     error: (error: MqttwsError) => void;
 };
 
@@ -294,6 +298,8 @@ export class Client extends TypedEmitter<ClientEvents> {
      * MqttwsError whose `code` says why.
      */
     publish(topic: string, payload?: unknown, options?: PublishOptions): Promise<void>;
+    /** Several publishes in `batch` frames; resolves when all are confirmed, rejects with the first failure. */
+    publishBatch(messages: Array<{ topic: string; payload?: unknown } & PublishOptions>): Promise<void>;
     /** Device dialect: the device's status (retained, QoS 1). */
     reportStatus(data: unknown): Promise<void>;
     /** Device dialect: an event (QoS 1). */

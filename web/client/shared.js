@@ -10,7 +10,7 @@
 
 import { DirectBackend, coreOptionsOf, defaultStorage, defaultStorageKey } from './client.js';
 
-const REPLAYED_COMMANDS = new Set(['subscribe', 'unsubscribe', 'publish', 'report']);
+const REPLAYED_COMMANDS = new Set(['subscribe', 'unsubscribe', 'publish', 'publish_batch', 'report']);
 
 export class SharedBackend {
     /**
@@ -67,6 +67,7 @@ export class SharedBackend {
     subscribe(filter, qos, options) { this.command({ type: 'subscribe', filter, qos, options }); }
     unsubscribe(filter) { this.command({ type: 'unsubscribe', filter }); }
     publish(ref, request) { this.command({ type: 'publish', ref, request }); }
+    publishBatch(entries) { this.command({ type: 'publish_batch', entries }); }
     report(ref, kind, data) { this.command({ type: 'report', ref, kind, data }); }
     handled(id) { this.post({ type: 'handled', id }); }
 
@@ -221,6 +222,7 @@ export class SharedBackend {
             if (m.type === 'subscribe') direct.subscribe(m.filter, m.qos, m.options);
             else if (m.type === 'unsubscribe') direct.unsubscribe(m.filter);
             else if (m.type === 'publish') direct.publish(m.ref, m.request);
+            else if (m.type === 'publish_batch') direct.publishBatch(m.entries);
             else if (m.type === 'report') direct.report(m.ref, m.kind, m.data);
         }
         if (this.started) direct.start();

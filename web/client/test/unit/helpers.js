@@ -211,7 +211,7 @@ export function setup(options = {}) {
         ...rest,
     });
     const events = [];
-    for (const name of ['state', 'connected', 'disconnected', 'closed', 'resync', 'upstream', 'error', 'subscription', 'token_expiring']) {
+    for (const name of ['state', 'connected', 'disconnected', 'closed', 'resync', 'upstream', 'error', 'subscription', 'token_expiring', 'token_refreshed']) {
         client.on(name, (data) => {
             events.push({ name, data });
         });

@@ -189,3 +189,46 @@ test('after resumed:false the next resume starts from the first new delivery, no
     const auth = await handshake(t, { session: 'S1', resumed: true, sessionPresent: true });
     assert.equal(auth.lastSeq, 42);
 });
+
+test('resumed:false with the bridge\'s lastSeq: the resume point moves to it at once', async () => {
+    const t = setup();
+    await connectedWithSubscriptions(t); // seqs 1..3 seen
+    await dropAndReopen(t);
+    const auth = await handshake(t, { session: 'S1', resumed: false, sessionPresent: true, lastSeq: 40 });
+    assert.equal(auth.lastSeq, 3);
+    assert.equal(t.client.lastSeq, 40, 'the watermark follows the bridge, before any new delivery');
+    const got = [];
+    t.client.on('message', (m) => got.push(m.seq));
+    // A QoS 1 delivery below the bridge's lastSeq that was never seen is resent with dup: still delivered.
+    t.socket.receive(message({ seq: 12, qos: 1, msgid: 5, dup: true }));
+    t.socket.receive(message({ seq: 41 }));
+    t.socket.receive(message({ seq: 42 }));
+    assert.deepEqual(got, [12, 41, 42]);
+    assert.equal(t.client.lastSeq, 42);
+    await dropAndReopen(t);
+    const next = await handshake(t, { session: 'S1', resumed: true, sessionPresent: true, lastSeq: 42 });
+    assert.equal(next.lastSeq, 42);
+});
+
+test('without the bridge\'s lastSeq, resumed:false still rebases on the first new delivery', async () => {
+    const t = setup();
+    await connectedWithSubscriptions(t);
+    await dropAndReopen(t);
+    await handshake(t, { session: 'S1', resumed: false, sessionPresent: true });
+    assert.equal(t.client.lastSeq, 3);
+    t.socket.receive(message({ seq: 57 }));
+    assert.equal(t.client.lastSeq, 57);
+});
+
+test('lastSeq in a resumed:true answer does not move the resume point (the replay follows)', async () => {
+    const t = setup();
+    await connectedWithSubscriptions(t);
+    await dropAndReopen(t);
+    await handshake(t, { session: 'S1', resumed: true, sessionPresent: true, lastSeq: 9 });
+    assert.equal(t.client.lastSeq, 3);
+    const got = [];
+    t.client.on('message', (m) => got.push(m.seq));
+    for (let seq = 4; seq <= 9; seq++) t.socket.receive(message({ seq }));
+    assert.deepEqual(got, [4, 5, 6, 7, 8, 9]);
+    assert.equal(t.client.lastSeq, 9);
+});

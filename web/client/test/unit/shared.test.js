@@ -219,6 +219,25 @@ test('publishes from a tab are settled in that tab; a refusal reaches it with it
     assert.equal(a1.reason.code, 'forbidden');
 });
 
+test('a batch publish from a tab goes out as one batch frame; its entries are settled in that tab', async () => {
+    const w = world();
+    const a = w.tab('A');
+    const b = w.tab('B');
+    a.client.connect();
+    b.client.connect();
+    await w.accept();
+    const fromA = a.client.publishBatch([{ topic: 't/1', payload: 1, qos: 1 }, { topic: 't/2', payload: 2, qos: 1 }]);
+    const batch = await eventually(() => w.socket.last('batch'), 'a batch frame');
+    assert.deepEqual(batch.messages.map((m) => m.topic), ['t/1', 't/2']);
+    for (const m of batch.messages) w.socket.receive({ type: 'ack', msgid: m.msgid, status: 'ok' });
+    await fromA;
+    const refused = b.client.publishBatch([{ topic: 't/3', payload: 3, qos: 1 }, { topic: 't/4', payload: 4, qos: 1 }]);
+    const second = await eventually(() => w.socket.frames('batch')[1], 'a second batch frame');
+    w.socket.receive({ type: 'ack', msgid: second.messages[0].msgid, status: 'ok' });
+    w.socket.receive({ type: 'ack', msgid: second.messages[1].msgid, status: 'error', code: 'forbidden', message: 'no' });
+    await assert.rejects(refused, (e) => e.code === 'forbidden');
+});
+
 test('the worker asks a tab for the token; UnauthorizedError from it closes every tab', async () => {
     const w = world();
     let calls = 0;

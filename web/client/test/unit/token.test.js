@@ -112,3 +112,48 @@ test('a token arriving after its attempt was abandoned is ignored', async () => 
     await flush();
     assert.equal(t.sockets.length, 0, 'no socket for a stale token');
 });
+
+test('refresh_response: the token_refreshed event carries the new expiry; no error', async () => {
+    let calls = 0;
+    const t = setup({ getToken: async () => { calls += 1; return `tok-${calls}`; } });
+    await handshake(t);
+    const expiresAt = t.clock.now() + 30000;
+    t.socket.receive({ type: 'token_expiring', in: 30000, expiresAt });
+    await flush();
+    assert.deepEqual(t.eventsNamed('token_expiring'), [{ in: 30000, expiresAt }]);
+    const refresh = t.socket.last('refresh');
+    assert.equal(refresh.token, 'tok-2');
+    const newExpiry = t.clock.now() + 3_600_000;
+    t.socket.receive({ type: 'refresh_response', status: 'success', expiresAt: newExpiry, msgid: refresh.msgid });
+    assert.deepEqual(t.eventsNamed('token_refreshed'), [{ expiresAt: newExpiry }]);
+    assert.deepEqual(t.eventsNamed('error'), []);
+    // The next warning (for the new token) is answered with another refresh.
+    t.socket.receive({ type: 'token_expiring', in: 20000, expiresAt: newExpiry });
+    await flush();
+    assert.equal(t.socket.frames('refresh').length, 2);
+    assert.equal(t.socket.last('refresh').token, 'tok-3');
+    // A refresh_response for no request of ours changes nothing.
+    t.socket.receive({ type: 'refresh_response', status: 'success', expiresAt: 1, msgid: 'not-ours' });
+    assert.equal(t.eventsNamed('token_refreshed').length, 1);
+});
+
+test('a refused refresh (error forbidden with its msgid) is an error event; the connection stays and 4401 later reconnects with a fresh token', async () => {
+    let calls = 0;
+    const t = setup({ getToken: async () => { calls += 1; return `tok-${calls}`; } });
+    await handshake(t);
+    t.socket.receive({ type: 'token_expiring', in: 5000, expiresAt: t.clock.now() + 5000 });
+    await flush();
+    const refresh = t.socket.last('refresh');
+    t.socket.receive({ type: 'error', code: 'forbidden', message: 'the new token was refused', msgid: refresh.msgid });
+    const errors = t.eventsNamed('error');
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0].code, 'forbidden');
+    assert.equal(errors[0].refresh, true);
+    assert.equal(t.client.state, 'connected');
+    assert.deepEqual(t.eventsNamed('token_refreshed'), []);
+    await dropAndReopen(t, 4401);
+    assert.equal(t.eventsNamed('disconnected').pop().reason, 'token_expired');
+    const auth = await handshake(t, { resumed: true, sessionPresent: true });
+    assert.equal(auth.token, `tok-${calls}`);
+    assert.equal(calls, 3);
+});
