@@ -8,8 +8,10 @@
 // socket's buffer, which is what the fake platform reports to the engine. Nothing sleeps.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/engine.hpp"
 #include "engine_fixture.hpp"
@@ -185,6 +187,47 @@ TEST_CASE("engine flow: no QoS 1 delivery enters the window while the client is 
     CHECK(total == 10);
     CHECK(f.stats().backlog == 0);
     CHECK(f.stats().inflight == 10);
+}
+
+TEST_CASE("engine flow: a QoS 1 backlog over budget closes a client only when it stops acking") {
+    // A burst larger than the budget waits in the backlog; a client that keeps acknowledging
+    // is working through it and is not a slow consumer, however long that takes.
+    engine_config config = small_budget();
+    config.outbox.window = 2;
+    config.flow.max_backlog_bytes = 16 * 1024;
+    engine_fixture f(config);
+    f.upstream_connected();
+    auto c = f.subscribed(1, "q/#", 1);
+    const std::uint32_t sid = f.subscription_id("q/#");
+    const std::string big(300, 'x');
+    for (int i = 0; i < 16; ++i)  // 2 in flight, ~5 KiB waiting: over the 1 KiB budget
+        f.upstream_message(broker_msg("q/a", big, 1, false, {sid}));
+    REQUIRE(f.stats().backlog == 14);
+    std::vector<std::int64_t> unacked;  // in the order received; resends (dup) not again
+    const auto receive = [&] {
+        for (const auto& m : of_type(c.take(), "message"))
+            if (std::find(unacked.begin(), unacked.end(), m.num("msgid")) == unacked.end())
+                unacked.push_back(m.num("msgid"));
+    };
+    receive();
+    for (int step = 0; step < 8; ++step) {  // 8 × 600 ms: far past the 1 s timeout
+        f.advance(600);
+        REQUIRE_FALSE(unacked.empty());
+        c.send(R"({"type":"ack","msgid":)" + std::to_string(unacked.front()) + "}");
+        unacked.erase(unacked.begin());
+        f.tick();
+        receive();
+        CHECK(f.closes().empty());
+    }
+    REQUIRE(f.stats().backlog == 6);  // still over budget
+    REQUIRE(f.stats().backlog_bytes > 1024);
+    // Now it stops acknowledging: closed once the timeout passes without progress.
+    f.advance(900);
+    f.tick();
+    CHECK(f.closes().empty());
+    f.advance(200);
+    f.tick();
+    CHECK(count_closes(f, close_code::slow_consumer) == 1);
 }
 
 TEST_CASE("engine flow: a resend waits until the earlier copy has left the socket") {

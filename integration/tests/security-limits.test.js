@@ -60,7 +60,11 @@ describe('connection limits', () => {
     });
     after(h.cleanup);
 
-    it('out of file descriptors: the accept loop backs off instead of spinning; /healthz answers again', T, async () => {
+    // Not under a sanitizer: its runtime needs descriptors of its own for its checks (UBSan's
+    // vptr check opens a pipe to probe memory), so a process at its descriptor limit trips them
+    // with false reports. The plain build runs it.
+    it('out of file descriptors: the accept loop backs off instead of spinning; /healthz answers again',
+        { ...T, skip: process.env.MQTTWS_SANITIZER ? `not with ${process.env.MQTTWS_SANITIZER}` : false }, async () => {
         const bridge = await h.startBridge({ brokerPort: broker.port, args: ['--max-pending-connections', '0'] });
         await bridge.waitHealthy();
         const limited = spawnSync('prlimit', ['--pid', String(bridge.pid), '--nofile=128:128']);

@@ -92,8 +92,12 @@ describe('a client that sends and never reads', () => {
                 `the bridge did not close the client after ${peak.steps} ${kind}`);
             // Twice the budget of answers, one answer more, and what other clients hold (none).
             assert.ok(peak.queued <= 2 * BUDGET + 4096, `queued ${peak.queued} bytes for one client`);
-            assert.ok(peak.rssKiB - rssBefore < 32 * 1024,
-                `RSS grew by ${peak.rssKiB - rssBefore} KiB`);
+            // A sanitizer's allocator keeps freed memory in quarantine (256 MiB for ASan): its RSS
+            // says nothing about what the bridge holds. The queued bytes above still do.
+            if (!process.env.MQTTWS_SANITIZER) {
+                assert.ok(peak.rssKiB - rssBefore < 32 * 1024,
+                    `RSS grew by ${peak.rssKiB - rssBefore} KiB`);
+            }
             await bridge.waitMetrics((m) => m.get('mqttws_connections') === 0,
                 { what: 'the flooder to be gone' });
         });

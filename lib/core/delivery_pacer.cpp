@@ -260,6 +260,9 @@ void delivery_pacer::ack(session& s, std::uint64_t msgid, action_list& out) {
     session_sink sink(*this, s, out);
     const auto waited = s.deliveries().ack(msgid, ctx_.env.steady_ms(), sink);
     if (!waited) return;
+    // Progress: a client over budget only for its QoS 1/2 backlog is working through it, and
+    // the slow-consumer timeout starts again (the backlog itself is bounded: bound_backlog).
+    if (!s.pacing().budget.congested()) s.pacing().budget.set_over_since(0);
     std::size_t bucket = 0;
     while (bucket + 1 < ack_latency_buckets && *waited > ack_latency_bounds_ms[bucket])
         ++bucket;
