@@ -5,6 +5,8 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "core/presence.hpp"
+#include "core/text.hpp"
 #include "io/log.hpp"
 
 namespace mqttws {
@@ -89,6 +91,54 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     cli.add_option("--device-topic-prefix", out.engine.device_topic_prefix,
                    "Topic prefix of the device dialect: <prefix>/<id>/status|event|control")
         ->group(proto);
+    auto* devices = "Devices and commands";
+    double idempotency_window_h =
+        static_cast<double>(out.engine.devices.idempotency_window_ms) / 3600000.0;
+    const auto topic_template = [](const std::string& value) -> std::string {
+        if (value.empty()) return {};
+        if (value.find_first_of("+#") != std::string::npos) return "no wildcards in a template";
+        return {};
+    };
+    cli.add_option("--presence-topic", out.engine.devices.presence_topic,
+                   "Retained presence of each device; {id} is the device id (empty: no presence)")
+        ->check(CLI::Validator(
+            [&](std::string& v) {
+                if (v.empty()) return std::string();
+                if (v.find("{id}") == std::string::npos) return std::string("needs {id}");
+                return topic_template(v);
+            },
+            "TEMPLATE"))
+        ->group(devices);
+    cli.add_option("--bridge-status-topic", out.engine.devices.bridge_status_topic,
+                   "Retained status of this bridge, also its MQTT will; {bridge} is --client-id "
+                   "(empty: none)")
+        ->check(CLI::Validator(topic_template, "TEMPLATE"))
+        ->group(devices);
+    cli.add_option("--response-topic", out.engine.devices.response_topic,
+                   "Where devices answer this bridge's commands; {bridge} is --client-id")
+        ->check(CLI::Validator(
+            [&](std::string& v) {
+                if (v.empty()) return std::string("must not be empty");
+                return topic_template(v);
+            },
+            "TEMPLATE"))
+        ->group(devices);
+    cli.add_option("--max-commands", out.engine.devices.max_commands,
+                   "Commands in flight on the bridge, all clients together")
+        ->check(CLI::PositiveNumber)
+        ->group(devices);
+    cli.add_option("--idempotency-keys", out.engine.devices.idempotency_keys,
+                   "Outcomes of commands with an idempotencyKey remembered")
+        ->check(CLI::PositiveNumber)
+        ->group(devices);
+    cli.add_option("--idempotency-window", idempotency_window_h,
+                   "How long (hours) a command's idempotencyKey is remembered")
+        ->check(CLI::Range(0.001, 24.0 * 30))
+        ->group(devices);
+    cli.add_option("--state-dir", out.state_dir,
+                   "Keep idempotency keys and reported presence across restarts in this directory")
+        ->group(devices);
+
     cli.add_option("--max-frame-bytes", out.server.max_frame_bytes,
                    "Largest WebSocket message accepted (close 1009 above)")
         ->check(CLI::Range(std::size_t{256}, std::size_t{256} << 20))
@@ -343,6 +393,19 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     out.upstream.reconnect_max = std::chrono::milliseconds(reconnect_max_ms);
     out.upstream.session_expiry = std::chrono::seconds(session_expiry_s);
     out.engine.decode.max_payload_bytes = out.server.max_frame_bytes;
+    out.engine.devices.idempotency_window_ms =
+        static_cast<std::int64_t>(idempotency_window_h * 3600000.0);
+    // The bridge's name in presence, status and response topics is its MQTT client id; its MQTT
+    // will marks it lost on its status topic.
+    out.engine.devices.bridge_id = out.upstream.client_id;
+    if (!out.engine.devices.bridge_status_topic.empty()) {
+        out.upstream.will_topic =
+            fill_topic(out.engine.devices.bridge_status_topic, "", out.upstream.client_id);
+        std::string will = R"({"online":false,"reason":"bridge-lost","bridge":)";
+        append_json_string(will, out.upstream.client_id);
+        will += '}';
+        out.upstream.will_payload = std::move(will);
+    }
     log_level level = log_level::info;
     logging::parse_level(log_level_name, level);
     logging::configure(level,

@@ -229,7 +229,11 @@ class client_handle {
 
 class engine_fixture {
   public:
-    explicit engine_fixture(engine_config config = {}) : eng(std::move(config), env) {}
+    // Presence and the bridge's status publishes are off unless a test asks for them
+    // (`with_presence`): the other tests count the publishes and filters of their clients only.
+    enum presence_mode { without_presence, with_presence };
+    explicit engine_fixture(engine_config config = {}, presence_mode presence = without_presence)
+        : eng(with_mode(std::move(config), presence), env) {}
     engine_fixture(const engine_fixture&) = delete;
     engine_fixture& operator=(const engine_fixture&) = delete;
 
@@ -368,6 +372,8 @@ class engine_fixture {
     std::vector<publish_upstream> publishes() const { return of_kind<publish_upstream>(); }
     std::vector<send_frame> sends() const { return of_kind<send_frame>(); }
     std::vector<close_client> closes() const { return of_kind<close_client>(); }
+    std::vector<state_record> states() const { return of_kind<state_record>(); }
+    std::vector<audit_record> audits() const { return of_kind<audit_record>(); }
     // Upstream actions of any kind (subscribe, unsubscribe, publish).
     std::size_t upstream_action_count() const {
         return subscribes().size() + unsubscribes().size() + publishes().size();
@@ -396,6 +402,14 @@ class engine_fixture {
     frame_list& inbox(connection_id id) { return inboxes_[id]; }
 
   private:
+    static engine_config with_mode(engine_config config, presence_mode presence) {
+        if (presence == without_presence) {
+            config.devices.presence_topic.clear();
+            config.devices.bridge_status_topic.clear();
+        }
+        return config;
+    }
+
     const action_list& record(action_list out) {
         for (const auto& a : out) {
             if (const auto* s = std::get_if<send_frame>(&a)) {

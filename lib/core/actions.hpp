@@ -67,6 +67,10 @@ struct publish_upstream {
     std::string payload;
     std::uint8_t qos = 0;
     bool retain = false;
+    // MQTT v5 request/response properties of a command (commands.hpp); ignored with 3.1.1,
+    // where the payload carries them.
+    std::string response_topic;
+    std::string correlation_data;
 };
 
 // One line of the audit trail (--audit-log): authentications, refusals, control publishes.
@@ -85,8 +89,18 @@ struct log_line {
     std::string text;
 };
 
+// What the bridge keeps across restarts when --state-dir is set (idempotency keys, the devices
+// it reported online): one line appended to a file of the state directory, or the file's whole
+// content replaced (`replace`: after a restart, to compact it). The engine owns the format.
+struct state_record {
+    std::string file;  // a plain name: "commands.jsonl", "presence.jsonl"
+    std::string text;  // one line (without '\n'), or with `replace` the whole content
+    bool replace = false;
+};
+
 using action = std::variant<send_frame, ping_client, close_client, subscribe_upstream,
-                            unsubscribe_upstream, publish_upstream, log_line, audit_record>;
+                            unsubscribe_upstream, publish_upstream, log_line, audit_record,
+                            state_record>;
 using action_list = std::vector<action>;
 
 }  // namespace mqttws

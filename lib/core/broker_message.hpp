@@ -16,6 +16,9 @@ struct broker_message {
     bool retained = false;
     bool duplicate = false;  // the broker sent it again after a reconnect (MQTT DUP flag)
     std::vector<std::uint32_t> subscription_ids;  // MQTT v5; empty with 3.1.1
+    // MQTT v5 request/response properties (empty when absent, and always with 3.1.1).
+    std::string response_topic;
+    std::string correlation_data;
 };
 
 }  // namespace mqttws

@@ -256,18 +256,20 @@ void delivery_pacer::release_held(session& s, std::int64_t now, action_list& out
     }
 }
 
-void delivery_pacer::ack(session& s, std::uint64_t msgid, action_list& out) {
+std::shared_ptr<const message_body> delivery_pacer::ack(session& s, std::uint64_t msgid,
+                                                       action_list& out) {
     session_sink sink(*this, s, out);
-    const auto waited = s.deliveries().ack(msgid, ctx_.env.steady_ms(), sink);
-    if (!waited) return;
+    auto acked = s.deliveries().ack(msgid, ctx_.env.steady_ms(), sink);
+    if (!acked) return nullptr;
     // Progress: a client over budget only for its QoS 1/2 backlog is working through it, and
     // the slow-consumer timeout starts again (the backlog itself is bounded: bound_backlog).
     if (!s.pacing().budget.congested()) s.pacing().budget.set_over_since(0);
     std::size_t bucket = 0;
-    while (bucket + 1 < ack_latency_buckets && *waited > ack_latency_bounds_ms[bucket])
+    while (bucket + 1 < ack_latency_buckets && acked->waited_ms > ack_latency_bounds_ms[bucket])
         ++bucket;
     ++ctx_.stats.ack_latency[bucket];
-    ctx_.stats.ack_latency_sum_ms += *waited;
+    ctx_.stats.ack_latency_sum_ms += acked->waited_ms;
+    return std::move(acked->body);
 }
 
 void delivery_pacer::reconnect(session& s, std::optional<std::uint64_t> last_seq,

@@ -68,8 +68,9 @@ class delivery_pacer {
     // One broker message to `s`, under the options of the subscription it came through.
     void deliver(session& s, const std::shared_ptr<const message_body>& body, std::uint8_t qos,
                  const subscription_options& options, action_list& out);
-    // The client acknowledged delivery `msgid`: the window moves on.
-    void ack(session& s, std::uint64_t msgid, action_list& out);
+    // The client acknowledged delivery `msgid`: the window moves on. Returns the message it
+    // acknowledged (nullptr for an unknown msgid).
+    std::shared_ptr<const message_body> ack(session& s, std::uint64_t msgid, action_list& out);
     // A new connection took `s` over (after its budget was reset): resends what is unacked and,
     // with a `last_seq` the history reaches, replays everything after it (outbox::reconnect).
     void reconnect(session& s, std::optional<std::uint64_t> last_seq, action_list& out);

@@ -1,5 +1,7 @@
 #include "core/engine.hpp"
 
+#include <utility>
+
 #include <algorithm>
 
 #include "core/replies.hpp"
@@ -12,8 +14,11 @@ const msg_id& request_id(const client_request& request) {
     static const msg_id none;
     return std::visit(
         [](const auto& r) -> const msg_id& {
-            if constexpr (std::is_same_v<std::decay_t<decltype(r)>, ack_request>) {
+            using kind = std::decay_t<decltype(r)>;
+            if constexpr (std::is_same_v<kind, ack_request>) {
                 return none;
+            } else if constexpr (std::is_same_v<kind, command_result_request>) {
+                return r.msgid;
             } else {
                 return r.id;
             }
@@ -32,8 +37,10 @@ engine::engine(engine_config config, platform& env, std::shared_ptr<const securi
       pacer_(ctx_),
       gate_(ctx_, pacer_),
       subscriptions_(ctx_, sessions_, pacer_),
-      router_(ctx_, subscriptions_, pacer_),
-      relay_(ctx_, sessions_, pacer_) {}
+      relay_(ctx_, sessions_, pacer_),
+      presence_(ctx_, relay_),
+      commands_(ctx_, sessions_, pacer_, relay_, presence_),
+      router_(ctx_, subscriptions_, pacer_, commands_) {}
 
 engine::~engine() = default;
 
@@ -129,10 +136,20 @@ void engine::client_closed(connection_id id, std::uint16_t code, bool by_peer, a
     session* s = sessions_.by_connection(id);
     if (s == nullptr) return;  // e.g. a connection whose session was taken over
     pacer_.forget(*s);
+    // Only the client's own clean close drops its last will (the bridge's closes do not).
+    const bool client_clean = by_peer && (code == 1000 || code == 1005);
+    const std::int64_t now = ctx_.env.steady_ms();
+    presence_.connection_ended(*s, client_clean, now);
     if (clean || !s->authenticated() || !s->resumable() || ctx_.config.resume_window_ms <= 0) {
-        end_session(*s, out);
+        using why = presence_keeper::end_reason;
+        end_session(*s, client_clean ? why::closed
+                        : ctx_.shutting_down ? why::bridge_stopped
+                        : bridge_closed_for(close_code::auth_failed) ? why::revoked
+                                                                       : why::timeout,
+                    out);
     } else {
-        sessions_.detach(*s, ctx_.env.steady_ms() + ctx_.config.resume_window_ms);
+        sessions_.detach(*s, now + ctx_.config.resume_window_ms);
+        presence_.tick(*s, now, out);  // a will without delay goes out now
     }
 }
 
@@ -154,7 +171,8 @@ void engine::poll_congested(action_list& out) {
     pacer_.poll_congested(out);
 }
 
-void engine::end_session(session& s, action_list& out) {
+void engine::end_session(session& s, presence_keeper::end_reason why, action_list& out) {
+    presence_.session_ended(s, why, out);
     subscriptions_.unsubscribe_all(s, out);
     gate_.forget_session_token(s);
     pacer_.forget(s);
@@ -179,8 +197,9 @@ void engine::handle(session& s, auth_request& r, action_list& out) {
         }
         // Unknown, expired, or another client's: a new session (sessionPresent:false).
     }
-    const std::string client_id = checked->client_id;
     gate_.admit(s, std::move(*checked), r.is_device, out);
+    if (!accept_will(s, r, out)) return;
+    s.device().takes_commands = r.commands;
     if (r.resume && ctx_.config.resume_window_ms > 0) gate_.issue_session_token(s);
     s.live().app_pings = r.heartbeat;
     // The response goes first: frames caused by authenticating (a device's retained control
@@ -193,10 +212,14 @@ void engine::handle(session& s, auth_request& r, action_list& out) {
         const acl_decision allowed = ctx_.security().rules.check_subscribe(
             s.client_id(), s.username(), s.control_topic(), s.grant());
         if (allowed.allowed) {
-            subscriptions_.subscribe(s, s.control_topic(), 0, {}, std::nullopt, out);
+            // QoS 1 for a device that takes commands: its ack is the command's `delivered`.
+            subscriptions_.subscribe(s, s.control_topic(), r.commands ? 1 : 0, {}, std::nullopt,
+                                     out);
         } else {
             ctx_.audit(s, "denied", s.control_topic(), allowed.reason, out);
         }
+        presence_.authenticated(s, out);
+        commands_.device_online(s.client_id(), out);
     }
     if (!ctx_.upstream_up)
         pacer_.send(s, out_kind::status, encode_upstream_status(false, ctx_.env.wall_ms()), out);
@@ -216,6 +239,8 @@ void engine::resume(session& fresh, session& old, const auth_request& r, identit
     }
     sessions_.attach(old, conn);       // a new connection: a new budget, whatever the old one's was
     gate_.take_credentials(old, who);  // the new token's expiry and claims are the session's
+    presence_.resumed(old);            // its will stays, unpublished
+    if (r.will) old.device().will = r.will;
     liveness& live = old.live();
     live.last_alive_ms = fresh_alive;
     live.app_pings = r.heartbeat;
@@ -265,7 +290,41 @@ void engine::handle(session& s, device_report_request& r, action_list& out) {
 }
 
 void engine::handle(session& s, ack_request& r, action_list& out) {
-    pacer_.ack(s, r.delivery_id, out);
+    const auto acked = pacer_.ack(s, r.delivery_id, out);
+    if (acked && !acked->command_id().empty()) commands_.delivered(s, acked->command_id(), out);
+}
+
+void engine::handle(session& s, command_request& r, action_list& out) {
+    // The answers come on the bridge's response topic, subscribed with the first command (and,
+    // like every held filter, again after a reconnect).
+    subscriptions_.subscribe_own(commands_.response_topic(), out);
+    commands_.handle(s, r, out);
+}
+
+void engine::handle(session& s, command_result_request& r, action_list& out) {
+    commands_.handle(s, r, out);
+}
+
+bool engine::accept_will(session& s, const auth_request& r, action_list& out) {
+    if (!r.will) return true;
+    std::optional<std::string> problem;
+    if (auto bad = topic::check_name(r.will->topic, ctx_.config.topic_limits)) {
+        problem = bad->message;
+    } else if (const acl_decision allowed = ctx_.security().rules.check_publish(
+                   s.client_id(), s.username(), r.will->topic, s.grant());
+               !allowed.allowed) {
+        ++ctx_.stats.denied;
+        ctx_.audit(s, "denied", r.will->topic, "last will: " + allowed.reason, out);
+        problem = allowed.reason;
+    }
+    if (!problem) {
+        s.device().will = r.will;
+        return true;
+    }
+    pacer_.send_error(s, errc::forbidden, "last will refused: " + *problem, r.id, out);
+    s.live().closing = true;
+    out.push_back(close_client{s.connection(), close_code::auth_failed, "Last will refused"});
+    return false;
 }
 
 void engine::handle(session& s, ping_request& r, action_list& out) {
@@ -280,7 +339,10 @@ void engine::upstream_connected(bool session_present, action_list& out) {
     ++ctx_.stats.upstream_connects;
     const bool kept = session_present && ctx_.config.broker.persistent_session;
     subscriptions_.upstream_connected(kept, !connected_before_, out);
+    // The bridge's own subscription to every device's presence (for commands' offline check).
+    if (!connected_before_) subscriptions_.subscribe_own(presence_.presence_filter(), out);
     connected_before_ = true;
+    presence_.upstream_connected(out);
     relay_.flush(out);
     pacer_.broadcast(sessions_, out_kind::status,
                      make_frame(encode_upstream_status(true, ctx_.env.wall_ms())), out);
@@ -298,18 +360,28 @@ void engine::upstream_lost(std::string_view reason, action_list& out) {
 
 void engine::upstream_message(const broker_message& m, action_list& out) {
     begin_event();
-    router_.route(m, out);
+    if (router_.route(m, out)) own_message(m, out);
+}
+
+void engine::own_message(const broker_message& m, action_list& out) {
+    const std::string now_online = presence_.heard(m);
+    if (!now_online.empty()) commands_.device_online(now_online, out);
+    commands_.heard(m, out);
 }
 
 void engine::upstream_subscribed(op_id op, int granted, action_list& out) {
     begin_event();
     subscriptions_.upstream_subscribed(op, granted, out);
+    // Retained messages the bridge's own subscriptions were given from the store.
+    for (const auto& m : std::exchange(subscriptions_.own_retained(), {}))
+        own_message(m, out);
 }
 
 void engine::upstream_published(op_id op, std::optional<errc> error, std::string_view message,
                                 action_list& out) {
     begin_event();
-    relay_.upstream_published(op, error, message, out);
+    if (auto done = relay_.upstream_published(op, error, message, out))
+        commands_.published(done->tag, done->error, done->message, out);
 }
 
 // ---------------------------------------------------------------- time and lifecycle
@@ -325,6 +397,7 @@ void engine::tick(action_list& out) {
     sessions_.for_each([&](session& s) {
         liveness& live = s.live();
         if (s.connection() == 0) {
+            presence_.tick(s, now, out);  // a will whose delay is over
             if (s.detached_until_ms() <= now) expired.push_back(&s);
         } else if (live.closing) {
             return;
@@ -348,9 +421,10 @@ void engine::tick(action_list& out) {
         }
     });
     for (session* s : expired)
-        end_session(*s, out);
+        end_session(*s, presence_keeper::end_reason::timeout, out);
 
     gate_.tick(now, wall);
+    commands_.tick(now, out);
     // Retries held for a connection loss that Paho then did not report (upstream_published).
     if (ctx_.upstream_up) relay_.flush(out);
     subscriptions_.tick(now);
@@ -359,6 +433,9 @@ void engine::tick(action_list& out) {
 void engine::shutdown(action_list& out) {
     begin_event();
     ctx_.shutting_down = true;
+    std::vector<session*> all;
+    sessions_.for_each([&](session& s) { all.push_back(&s); });
+    presence_.shutdown(all, out);  // its devices go offline, and the bridge says it stopped
     sessions_.for_each_connected([&](session& s) {
         out.push_back(close_client{s.connection(), close_code::going_away, "Bridge shutting down"});
     });
@@ -385,7 +462,7 @@ void engine::set_security(std::shared_ptr<const security_policy> policy, action_
         subscriptions_.recheck(s, "after an ACL reload", out);
     });
     for (session* s : revoked_detached)
-        end_session(*s, out);
+        end_session(*s, presence_keeper::end_reason::revoked, out);
     out.push_back(log_line{log_level::info, "security policy reloaded"});
 }
 
@@ -427,6 +504,7 @@ engine_stats engine::stats() const {
     s.retained_cached = subscriptions_.retained_count();
     s.parked = subscriptions_.parked_count();
     s.congested = pacer_.congested_count();
+    s.commands_in_flight = commands_.in_flight();
     sessions_.for_each([&](const session& x) {
         s.inflight += x.deliveries().inflight();
         s.backlog += x.deliveries().backlog();
@@ -437,17 +515,25 @@ engine_stats engine::stats() const {
     return s;
 }
 
+void engine::restore_state(std::string_view file, const std::vector<std::string>& lines,
+                           action_list& out) {
+    if (file == "presence.jsonl") presence_.restore(lines, out);
+    if (file == "commands.jsonl") commands_.restore(lines, out);
+}
+
 std::string_view name(out_kind k) {
     static constexpr std::string_view names[] = {
         "auth_response", "suback",  "unsuback", "ack",  "error",          "pong",
-        "status",        "message", "batch",    "ping", "token_expiring", "refresh_response"};
+        "status",        "message", "batch",    "ping", "token_expiring", "refresh_response",
+        "command_status", "command_summary"};
     return names[static_cast<std::size_t>(k)];
 }
 
 std::string_view name(in_kind k) {
     static constexpr std::string_view names[] = {"auth",    "subscribe", "unsubscribe",   "publish",
                                                  "ack",     "ping",      "device_report", "batch",
-                                                 "refresh", "binary",    "invalid"};
+                                                 "refresh", "command",   "command_result",
+                                                 "binary",  "invalid"};
     return names[static_cast<std::size_t>(k)];
 }
 

@@ -13,6 +13,8 @@
 //   router                  broker messages to the clients they are for
 //   publish_relay           client publishes to the broker, acks, the offline queue
 //   delivery_pacer          every frame to a client, flow control, heartbeat pings
+//   presence_keeper         device presence, last wills, the bridge's own status
+//   command_desk            commands and their lifecycle, idempotency
 //   session_directory       the sessions, by key and by connection
 // It keeps for itself what spans them: a session's life (opened, authenticated, resumed,
 // detached, ended) and the tick that times them out.
@@ -35,11 +37,13 @@
 #include "core/actions.hpp"
 #include "core/auth_gate.hpp"
 #include "core/broker_message.hpp"
+#include "core/commands.hpp"
 #include "core/delivery_pacer.hpp"
 #include "core/engine_config.hpp"
 #include "core/engine_context.hpp"
 #include "core/engine_stats.hpp"
 #include "core/platform.hpp"
+#include "core/presence.hpp"
 #include "core/publish_relay.hpp"
 #include "core/requests.hpp"
 #include "core/router.hpp"
@@ -99,6 +103,10 @@ class engine {
     // and their clients told with an `error` frame.
     void set_security(std::shared_ptr<const security_policy> policy, action_list& out);
 
+    // --state-dir: the lines a previous run wrote to `file` (state_record), read back at start.
+    void restore_state(std::string_view file, const std::vector<std::string>& lines,
+                       action_list& out);
+
     engine_stats stats() const;
     // Authenticated sessions, those with the most conflated + dropped messages first.
     std::vector<session_summary> sessions(std::size_t limit) const;
@@ -117,6 +125,11 @@ class engine {
     void handle(session& s, device_report_request& r, action_list& out);
     void handle(session& s, batch_request& r, action_list& out);
     void handle(session& s, refresh_request& r, action_list& out);
+    void handle(session& s, command_request& r, action_list& out);
+    void handle(session& s, command_result_request& r, action_list& out);
+    // The `will` of an auth frame, for the authenticated `s`: valid and allowed by its ACL (then
+    // kept), or refused with an error frame and a 4403 close (false).
+    bool accept_will(session& s, const auth_request& r, action_list& out);
     // For a device with a key: the frame is signed (or need not be), its signature verifies,
     // and it is not a replay; otherwise it is refused and false returned.
     bool signature_accepted(session& s, std::string_view frame, const client_request& request,
@@ -126,7 +139,9 @@ class engine {
     // fresh's connection and sends what the client missed.
     void resume(session& fresh, session& old, const auth_request& r, identity who,
                 action_list& out);
-    void end_session(session& s, action_list& out);
+    void end_session(session& s, presence_keeper::end_reason why, action_list& out);
+    // A message for the bridge's own subscriptions (presence, answers to its commands).
+    void own_message(const broker_message& m, action_list& out);
 
     engine_context ctx_;
     frame_decoder decoder_;
@@ -134,8 +149,10 @@ class engine {
     delivery_pacer pacer_;
     auth_gate gate_;
     upstream_subscriptions subscriptions_;
-    router router_;
     publish_relay relay_;
+    presence_keeper presence_;
+    command_desk commands_;
+    router router_;
     bool connected_before_ = false;  // the broker connection has been up before
 };
 

@@ -88,8 +88,25 @@ struct subscription_config {
     std::size_t restart_hold_messages = 100000;
 };
 
+// presence_keeper and command_desk: devices and commands (docs/protocol.md, "Devices and
+// commands"). In topic templates `{id}` is a device id and `{bridge}` the bridge's id.
+struct device_config {
+    std::string bridge_id = "mqttws-bridge";  // names this bridge (its MQTT client id)
+    // Retained {"online":…} per device; empty: no presence.
+    std::string presence_topic = "devices/{id}/presence";
+    // Retained {"online":…} of the bridge itself; its MQTT will says "bridge-lost".
+    std::string bridge_status_topic = "mqttws/{bridge}/status";
+    // Where devices answer this bridge's commands (MQTT v5 Response Topic).
+    std::string response_topic = "mqttws/{bridge}/responses";
+    std::size_t max_commands = 10000;      // commands in flight (all clients)
+    std::size_t known_devices = 100000;    // presence remembered for the offline check
+    std::size_t idempotency_keys = 100000;  // remembered results of commands with a key
+    std::int64_t idempotency_window_ms = 24LL * 3600 * 1000;
+};
+
 struct engine_config {
     broker_session broker;
+    device_config devices;
     topic::limits topic_limits;
     decode_limits decode;
     // Seed dialect: <prefix>/<id>/status|event|control.

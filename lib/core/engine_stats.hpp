@@ -27,6 +27,8 @@ enum class out_kind : std::uint8_t {
     ping,
     token_expiring,
     refresh_response,
+    command_status,
+    command_summary,
     count
 };
 // Frames clients send, by type: the request kinds in client_request order, then these.
@@ -40,6 +42,8 @@ enum class in_kind : std::uint8_t {
     device_report,
     batch,
     refresh,
+    command,
+    command_result,
     binary,
     invalid,
     count
@@ -81,6 +85,13 @@ struct engine_stats {
     std::uint64_t revoked = 0;             // clients closed (or sessions ended) on revocation
     std::uint64_t signatures_refused = 0;  // device frames refused: bad or missing signature
     std::uint64_t replays_refused = 0;     // signed device frames refused as replays
+    std::uint64_t wills_published = 0;    // last wills the bridge published for its clients
+    std::uint64_t commands = 0;           // commands accepted (each target counts once)
+    std::uint64_t command_retries = 0;    // answered from the idempotency store
+    // Outcomes of command targets: succeeded, failed, rejected, timed_out (the first of them).
+    std::uint64_t command_outcomes[4] = {};
+    std::uint64_t command_latency[ack_latency_buckets] = {};  // to a final state, ms buckets
+    std::int64_t command_latency_sum_ms = 0;
     std::uint64_t frames_in[static_cast<std::size_t>(in_kind::count)] = {};
     std::uint64_t frames_out[static_cast<std::size_t>(out_kind::count)] = {};
     std::uint64_t ack_latency[ack_latency_buckets] = {};  // counts per bucket (last: +Inf)
@@ -95,6 +106,7 @@ struct engine_stats {
     std::size_t offline_queued = 0;
     std::size_t retained_cached = 0;
     std::size_t parked = 0;
+    std::size_t commands_in_flight = 0;
 };
 
 // One client's session as operators see it (GET /clients).

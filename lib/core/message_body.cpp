@@ -43,7 +43,9 @@ bool is_json_text(std::string_view s, std::size_t max_depth) {
 message_body::message_body(std::string_view frame_type, std::string topic, std::string payload,
                            bool retain, std::int64_t timestamp_ms, std::size_t max_embed_depth,
                            bool redelivered)
-    : control_(frame_type == "control"),
+    : kind_(frame_type == "control"   ? kind::control
+            : frame_type == "command" ? kind::command
+                                      : kind::message),
       topic_(std::move(topic)),
       payload_(std::move(payload)),
       retain_(retain),
@@ -54,7 +56,10 @@ message_body::message_body(std::string_view frame_type, std::string topic, std::
 std::string message_body::json_head(const delivery_fields& fields) const {
     std::string out;
     out.reserve(80);
-    out += control_ ? R"({"type":"control","qos":)" : R"({"type":"message","qos":)";
+    static constexpr const char* starts[] = {R"({"type":"message","qos":)",
+                                             R"({"type":"control","qos":)",
+                                             R"({"type":"command","qos":)"};
+    out += starts[static_cast<int>(kind_)];
     append_uint(out, fields.qos);
     if (fields.qos > 0) {
         out += ",\"msgid\":";
@@ -69,9 +74,27 @@ std::string message_body::json_head(const delivery_fields& fields) const {
     return out;
 }
 
+std::shared_ptr<const message_body> message_body::command(std::string topic, std::string members,
+                                                         std::int64_t timestamp_ms,
+                                                         std::string command_id) {
+    auto body = std::make_shared<message_body>("command", std::move(topic), std::move(members),
+                                               false, timestamp_ms);
+    body->command_id_ = std::move(command_id);
+    return body;
+}
+
 const std::shared_ptr<const std::string>& message_body::json_rest() const {
     if (json_rest_) return json_rest_;
     std::string rest;
+    if (kind_ == kind::command) {
+        rest.reserve(payload_.size() + 40);
+        rest += payload_;
+        rest += ",\"timestamp\":";
+        append_int(rest, timestamp_ms_);
+        rest += '}';
+        json_rest_ = std::make_shared<const std::string>(std::move(rest));
+        return json_rest_;
+    }
     rest.reserve(payload_.size() + topic_.size() + 64);
     rest += "\"topic\":";
     append_json_string(rest, topic_);
@@ -120,7 +143,7 @@ split_frame message_body::binary(const delivery_fields& fields) const {
     }
     std::string head;
     head.reserve(14);
-    put(head, control_ ? 0x03 : 0x02, 1);
+    put(head, kind_ == kind::message ? 0x02 : 0x03, 1);
     put(head, (fields.qos & 3u) | (retain_ ? 4u : 0u) | ((fields.dup || redelivered_) ? 8u : 0u),
         1);
     put(head, fields.qos > 0 ? fields.msgid : 0, 4);

@@ -47,6 +47,15 @@ class message_body {
     message_body(std::string_view frame_type, std::string topic, std::string payload, bool retain,
                  std::int64_t timestamp_ms, std::size_t max_embed_depth = 32,
                  bool redelivered = false);
+    // A command as a device receives it (commands.hpp): {"type":"command",<per-recipient
+    // fields>,<members>,"timestamp":…} where `members` is the command's own members as JSON text
+    // without braces; `command_id` its id, for matching the device's ack.
+    static std::shared_ptr<const message_body> command(std::string topic, std::string members,
+                                                       std::int64_t timestamp_ms,
+                                                       std::string command_id);
+    // The command id of a `command` body; empty for other messages.
+    const std::string& command_id() const { return command_id_; }
+
     split_frame json(const delivery_fields& fields) const;
     split_frame binary(const delivery_fields& fields) const;
     // The whole JSON frame in one string (an entry of a `batch` frame).
@@ -62,7 +71,9 @@ class message_body {
     std::string json_head(const delivery_fields& fields) const;
     const std::shared_ptr<const std::string>& json_rest() const;
 
-    bool control_;
+    enum class kind : std::uint8_t { message, control, command };
+    kind kind_;
+    std::string command_id_;
     std::string topic_;
     std::string payload_;
     bool retain_;

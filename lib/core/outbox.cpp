@@ -20,14 +20,14 @@ void outbox::push(std::shared_ptr<const message_body> body, std::uint8_t qos, de
     fill_window(now, sink);
 }
 
-std::optional<std::int64_t> outbox::ack(std::uint64_t msgid, std::int64_t now,
-                                        delivery_sink& sink) {
+std::optional<outbox::acked> outbox::ack(std::uint64_t msgid, std::int64_t now,
+                                         delivery_sink& sink) {
     const auto it = inflight_.find(msgid);
     if (it == inflight_.end()) return std::nullopt;
-    const std::int64_t waited = now - it->second.sent_at;
+    acked done{std::move(it->second.what.body), now - it->second.sent_at};
     inflight_.erase(it);
     fill_window(now, sink);
-    return waited;
+    return done;
 }
 
 void outbox::resend_due(std::int64_t now, delivery_sink& sink) {

@@ -78,10 +78,15 @@ class outbox {
     void push(std::shared_ptr<const message_body> body, std::uint8_t qos, delivery_style style,
               std::int64_t now, delivery_sink& sink);
 
-    // The client acknowledged `msgid`; sends what waited for room. Returns how long the
-    // delivery waited for its ack (ms, from its last sending), or nullopt for an unknown id
+    // What an ack acknowledged: the delivery's message, and how long it waited for its ack (ms,
+    // from its last sending).
+    struct acked {
+        std::shared_ptr<const message_body> body;
+        std::int64_t waited_ms = 0;
+    };
+    // The client acknowledged `msgid`; sends what waited for room. nullopt for an unknown id
     // (already acknowledged, or never sent) — harmless, e.g. an ack of a resent copy.
-    std::optional<std::int64_t> ack(std::uint64_t msgid, std::int64_t now, delivery_sink& sink);
+    std::optional<acked> ack(std::uint64_t msgid, std::int64_t now, delivery_sink& sink);
 
     // Resends, with dup, what has waited `retry_ms` for its ack and whose earlier copy has left;
     // then fills the window from the backlog as far as the sink has room.

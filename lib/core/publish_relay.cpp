@@ -94,8 +94,10 @@ void publish_relay::publish(session& s, std::string topic, std::string payload, 
     }
     if (audited_topic(topic)) ctx_.audit(s, "publish", topic, {}, out);
     ++s.counters().publishes;
-    pending_publish p{s.key(), reply_to,
-                      publish_upstream{0, std::move(topic), std::move(payload), qos, retain}, 0, 0};
+    pending_publish p;
+    p.owner = s.key();
+    p.reply_to = reply_to;
+    p.request = publish_upstream{0, std::move(topic), std::move(payload), qos, retain, {}, {}};
     // QoS 1/2 wait behind publishes held for a retry, so that they reach the broker in order.
     if (ctx_.upstream_up && (qos == 0 || offline_queue_.empty())) {
         publish_now(std::move(p), out);
@@ -200,10 +202,10 @@ void publish_relay::publish_now(pending_publish p, action_list& out) {
     pending_publishes_.emplace(op, std::move(p));
 }
 
-void publish_relay::upstream_published(op_id op, std::optional<errc> error,
-                                       std::string_view message, action_list& out) {
+std::optional<publish_relay::bridge_publish_done> publish_relay::upstream_published(
+    op_id op, std::optional<errc> error, std::string_view message, action_list& out) {
     const auto it = pending_publishes_.find(op);
-    if (it == pending_publishes_.end()) return;
+    if (it == pending_publishes_.end()) return std::nullopt;
     pending_publish p = std::move(it->second);
     pending_publishes_.erase(it);
     if (error == errc::unavailable && p.attempts < max_publish_attempts) {
@@ -217,10 +219,11 @@ void publish_relay::upstream_published(op_id op, std::optional<errc> error,
         } else {
             queue_retry(std::move(p));
         }
-        return;
+        return std::nullopt;
     }
+    if (p.tag != 0) return bridge_publish_done{p.tag, error, std::string(message)};
     session* s = sessions_.by_key(p.owner);
-    if (s == nullptr || p.reply_to.empty()) return;
+    if (s == nullptr || p.reply_to.empty()) return std::nullopt;
     if (p.request.qos == 2) {
         if (publish_memory* m = settle_qos2(*s, p.reply_to, error, message)) {
             for (; m->extra_acks > 0; --m->extra_acks)
@@ -228,6 +231,21 @@ void publish_relay::upstream_published(op_id op, std::optional<errc> error,
         }
     }
     answer(*s, p.reply_to, error, message, out);
+    return std::nullopt;
+}
+
+void publish_relay::publish_for_bridge(publish_upstream request, std::uint64_t tag,
+                                       action_list& out) {
+    pending_publish p;
+    p.request = std::move(request);
+    p.tag = tag;
+    if (ctx_.upstream_up && (p.request.qos == 0 || offline_queue_.empty())) {
+        publish_now(std::move(p), out);
+    } else if (p.request.qos > 0) {
+        queue_offline(std::move(p));  // not bounded by the clients' offline queue: few and small
+    } else {
+        ++ctx_.stats.publishes_dropped;
+    }
 }
 
 }  // namespace mqttws

@@ -40,9 +40,22 @@ class publish_relay {
     void refuse(session& s, std::uint8_t qos, const msg_id& reply_to, errc code,
                 std::string_view message, action_list& out);
 
-    // qos >= 1 publish confirmed (PUBACK / PUBCOMP: no error) or failed.
-    void upstream_published(op_id op, std::optional<errc> error, std::string_view message,
-                            action_list& out);
+    // A publish of the bridge's own — a last will, presence, a command, a device's answer to
+    // one — decided elsewhere (no client ACL or rate limit here), with the same offline queue
+    // and retries as a client's. `tag` (non-zero) comes back from upstream_published.
+    void publish_for_bridge(publish_upstream request, std::uint64_t tag, action_list& out);
+
+    // What became of a tagged publish of the bridge's own.
+    struct bridge_publish_done {
+        std::uint64_t tag = 0;
+        std::optional<errc> error;
+        std::string message;
+    };
+    // qos >= 1 publish confirmed (PUBACK / PUBCOMP: no error) or failed. Returns the outcome
+    // when it was a tagged publish of the bridge's own.
+    std::optional<bridge_publish_done> upstream_published(op_id op, std::optional<errc> error,
+                                                          std::string_view message,
+                                                          action_list& out);
     // The broker connection is (still, or again) up: what waited goes out, in order.
     void flush(action_list& out);
 
@@ -55,6 +68,7 @@ class publish_relay {
         publish_upstream request;
         int attempts = 0;                      // how many broker connections it was sent on
         std::uint64_t sent_on_connection = 0;  // upstream_connects when last sent
+        std::uint64_t tag = 0;                 // a publish of the bridge's own (see above)
     };
 
     void publish(session& s, std::string topic, std::string payload, std::uint8_t qos, bool retain,

@@ -137,4 +137,45 @@ std::string encode_app_ping(std::int64_t timestamp_ms) {
     return out;
 }
 
+std::string encode_command_status(const msg_id& id, std::string_view target,
+                                  std::string_view state, std::int64_t at_ms,
+                                  std::string_view result_json, std::string_view reason) {
+    std::string out = R"({"type":"command_status","id":)";
+    out += id.json;
+    out += R"(,"target":)";
+    append_json_string(out, target);
+    out += R"(,"state":)";
+    append_json_string(out, state);
+    out += R"(,"at":)";
+    append_int(out, at_ms);
+    if (!result_json.empty()) {
+        out += R"(,"result":)";
+        out += result_json;
+    }
+    if (!reason.empty()) {
+        out += R"(,"reason":)";
+        append_json_string(out, reason);
+    }
+    out += '}';
+    return out;
+}
+
+std::string encode_command_summary(const msg_id& id, std::size_t targets,
+                                   const std::size_t (&counts)[4], std::int64_t at_ms) {
+    static constexpr const char* names[] = {R"(,"succeeded":)", R"(,"failed":)",
+                                            R"(,"rejected":)", R"(,"timed_out":)"};
+    std::string out = R"({"type":"command_summary","id":)";
+    out += id.json;
+    out += R"(,"targets":)";
+    append_uint(out, targets);
+    for (std::size_t i = 0; i < 4; ++i) {
+        out += names[i];
+        append_uint(out, counts[i]);
+    }
+    out += R"(,"at":)";
+    append_int(out, at_ms);
+    out += '}';
+    return out;
+}
+
 }  // namespace mqttws

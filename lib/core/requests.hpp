@@ -29,9 +29,24 @@ struct msg_id {
     bool operator==(const msg_id& other) const { return json == other.json; }
 };
 
+// MQTT's Last Will for one WebSocket client (`will` in auth): published by the bridge when the
+// client's connection ends without a clean close and it does not resume within `delay_ms`
+// (docs/protocol.md, "Devices and commands").
+struct last_will {
+    std::string topic;
+    std::string payload;
+    std::uint8_t qos = 0;
+    bool retain = false;
+    std::int64_t delay_ms = 0;
+};
+
 struct auth_request {
     std::string client_id;   // `clientId`, or `deviceId` (then `is_device` is set)
     bool is_device = false;  // seed device dialect: auto-subscribe to its control topic
+    // A device that takes `command` frames (and answers with `command_result`); without it,
+    // commands reach it as `control` frames whose payload is the command.
+    bool commands = false;
+    std::optional<last_will> will;
     std::string token;       // opaque token or JWT
     std::string username;    // explicit user for a password file; defaults to client_id
     std::string password;    // defaults to token
@@ -123,9 +138,33 @@ struct batch_request {
     msg_id id;               // the batch's own: in the error refusing it whole (e.g. unsigned)
 };
 
+// {"type":"command","id":…,"target":…|"targets":[…],"name":…,"params":…,…}: a command to one
+// device or several, with a lifecycle reported in `command_status` frames (commands.hpp).
+struct command_request {
+    msg_id id;                         // the sender's id for it (required), echoed in every status
+    std::vector<std::string> targets;  // device ids: `target`, or each of `targets`
+    std::string name;
+    std::string params_json = "{}";  // `params`, as compact JSON
+    std::int64_t timeout_ms = 30000;
+    std::string idempotency_key;  // `idempotencyKey`: a retry with the same key is not run again
+    bool queue = false;           // an offline device gets it when it comes back, within ttl_ms
+    std::int64_t ttl_ms = 60000;
+};
+
+// A device's answer to a command it received: {"type":"command_result","id":…,"status":…,
+// "result":…}, or {"type":"command_progress","id":…,"progress":…} while it works.
+struct command_result_request {
+    enum class outcome { succeeded, failed, rejected, in_progress };
+    std::string id;  // the `id` of the command frame the device received
+    outcome status = outcome::succeeded;
+    std::string result_json;  // `result` (or `progress`), compact JSON; empty when absent
+    msg_id msgid;
+};
+
 using client_request =
     std::variant<auth_request, subscribe_request, unsubscribe_request, publish_request, ack_request,
-                 ping_request, device_report_request, batch_request, refresh_request>;
+                 ping_request, device_report_request, batch_request, refresh_request,
+                 command_request, command_result_request>;
 
 // Decodes a binary frame: a publish with a raw payload (layout in docs/protocol.md, "Binary
 // frames"). Its msgid is a number, echoed in the JSON `ack`.

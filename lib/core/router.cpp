@@ -4,7 +4,7 @@
 
 namespace mqttws {
 
-void router::route(const broker_message& m, action_list& out) {
+bool router::route(const broker_message& m, action_list& out) {
     ++ctx_.stats.messages_in;
     const bool by_id = !m.subscription_ids.empty();
     const bool v3_replay = !by_id && !ctx_.v5() && m.retained;
@@ -13,8 +13,13 @@ void router::route(const broker_message& m, action_list& out) {
     routed_filters_.clear();
     subscriptions_.routed_filters(m, routed_filters_);
 
+    bool own = false;
     // `via` is the filter through which `who` was reached.
     const auto consider = [&](session* who, const upstream_filter* via) {
+        if (subscriptions_.is_own(who)) {
+            own = true;
+            return;
+        }
         if (who->last_fanout == serial) return;
         who->last_fanout = serial;
         const auto& subs = who->subscriptions();
@@ -53,10 +58,15 @@ void router::route(const broker_message& m, action_list& out) {
                                                      timestamp, depth, m.duplicate);
     // Queued by the broker for a filter of the bridge's previous run: held for the clients that
     // subscribe again shortly.
-    if (routed_filters_.empty() && subscriptions_.park(m, body)) return;
+    if (routed_filters_.empty() && subscriptions_.park(m, body)) return false;
     std::shared_ptr<const message_body> control_body;
     for (const auto& t : targets_) {
         if (t.who->is_device() && m.topic == t.who->control_topic()) {
+            if (auto command = commands_.command_for(*t.who, m)) {
+                pacer_.deliver(*t.who, command, std::max<std::uint8_t>(t.qos, 1), *t.options,
+                               out);
+                continue;
+            }
             if (!control_body) {
                 control_body = std::make_shared<const message_body>(
                     "control", m.topic, m.payload, m.retained, timestamp, depth, m.duplicate);
@@ -66,6 +76,7 @@ void router::route(const broker_message& m, action_list& out) {
             pacer_.deliver(*t.who, body, t.qos, *t.options, out);
         }
     }
+    return own;
 }
 
 }  // namespace mqttws

@@ -10,7 +10,9 @@
 //   filter (topic_trie). A retained message goes only to the clients in the filter's replay
 //   window (upstream_subscriptions.hpp).
 // A message is rendered once (message_body) and shared by its recipients; a device's own
-// control topic is rendered as a `control` frame.
+// control topic is rendered as a `control` frame, or a `command` frame for a command
+// (command_desk). A message for the bridge's own subscriptions is not delivered: route() says so
+// and the engine takes it (presence, answers to commands).
 //
 // Thread safety: none; the engine's thread.
 #pragma once
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "core/broker_message.hpp"
+#include "core/commands.hpp"
 #include "core/delivery_pacer.hpp"
 #include "core/engine_context.hpp"
 #include "core/upstream_subscriptions.hpp"
@@ -27,10 +30,12 @@ namespace mqttws {
 
 class router {
   public:
-    router(engine_context& ctx, upstream_subscriptions& subscriptions, delivery_pacer& pacer)
-        : ctx_(ctx), subscriptions_(subscriptions), pacer_(pacer) {}
+    router(engine_context& ctx, upstream_subscriptions& subscriptions, delivery_pacer& pacer,
+           command_desk& commands)
+        : ctx_(ctx), subscriptions_(subscriptions), pacer_(pacer), commands_(commands) {}
 
-    void route(const broker_message& m, action_list& out);
+    // Delivers `m` to its clients; true when it is (also) for the bridge's own subscriptions.
+    bool route(const broker_message& m, action_list& out);
 
   private:
     struct target {
@@ -42,6 +47,7 @@ class router {
     engine_context& ctx_;
     upstream_subscriptions& subscriptions_;
     delivery_pacer& pacer_;
+    command_desk& commands_;
     std::uint64_t fanout_serial_ = 0;
     // Scratch, kept to avoid reallocating per message.
     std::vector<target> targets_;

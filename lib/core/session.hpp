@@ -124,6 +124,21 @@ struct pacing_state {
     std::int64_t batch_due_ms = 0;
 };
 
+// What the bridge keeps for a client as a device and for its last will (presence.hpp,
+// commands.hpp).
+struct device_state {
+    bool takes_commands = false;    // `commands:true` in auth: `command` frames, not `control`
+    std::optional<last_will> will;  // published if the session ends other than cleanly
+    std::int64_t will_due_ms = 0;   // after a drop: when the will goes out (0: not scheduled)
+    // Commands this device was given and has not answered, by id: where the answer goes.
+    struct open_command {
+        std::string response_topic;
+        std::string correlation;
+    };
+    std::unordered_map<std::string, open_command> open_commands;
+    fifo<std::string> open_order;  // oldest first, to bound open_commands
+};
+
 class session {
   public:
     using subscription_map = std::map<std::string, client_subscription, std::less<>>;
@@ -171,6 +186,8 @@ class session {
         }
     }
 
+    device_state& device() { return device_; }
+    const device_state& device() const { return device_; }
     liveness& live() { return liveness_; }
     const liveness& live() const { return liveness_; }
     pacing_state& pacing() { return pacing_; }
@@ -252,6 +269,7 @@ class session {
     std::unique_ptr<handshake_credentials> handshake_;
     liveness liveness_;
     pacing_state pacing_;
+    device_state device_;
     std::optional<token_bucket> publish_bucket_;  // created by the first publish
     std::string token_;
     connection_id connection_ = 0;

@@ -163,6 +163,12 @@ void upstream_subscriptions::recheck(session& s, std::string_view why, action_li
     }
 }
 
+void upstream_subscriptions::subscribe_own(const std::string& filter, action_list& out) {
+    if (filter.empty() || self_.subscriptions().count(filter) > 0) return;
+    if (!self_.authenticated()) self_.authenticate("bridge", false, {});
+    subscribe(self_, filter, 1, {}, std::nullopt, out);
+}
+
 void upstream_subscriptions::resend_retained(session& s, action_list& out) {
     for (const auto& [filter, sub] : s.subscriptions())
         send_retained(s, filter, sub, out);
@@ -218,6 +224,17 @@ void upstream_subscriptions::send_retained(session& s, const std::string& filter
         return;
     }
     if (!entry->state.confirmed) return;  // the broker's replay is still to come
+    if (is_own(&s)) {
+        retained_.for_each_matching(filter, [&](const retained_message& m) {
+            broker_message copy;
+            copy.topic = m.topic;
+            copy.payload = m.payload;
+            copy.qos = m.qos;
+            copy.retained = true;
+            own_retained_.push_back(std::move(copy));
+        });
+        return;
+    }
     retained_.for_each_matching(filter, [&](const retained_message& m) {
         pacer_.deliver(s, retained_body(s, m), std::min(sub.qos, m.qos), sub.options, out);
     });
@@ -225,6 +242,7 @@ void upstream_subscriptions::send_retained(session& s, const std::string& filter
 
 void upstream_subscriptions::deliver_parked(session& s, std::string_view filter,
                                             const client_subscription& sub, action_list& out) {
+    if (is_own(&s)) return;
     for (const auto& p : parked_) {
         if (topic::matches(filter, p.topic))
             pacer_.deliver(s, p.body, std::min(sub.qos, p.qos), sub.options, out);
@@ -253,7 +271,7 @@ void upstream_subscriptions::upstream_subscribed(op_id op, int granted, action_l
         // until the next SUBACK for this filter, retained messages go to who caused this one.
         state.replay_targets.clear();
         for (const session_key key : replay_to) {
-            session* who = sessions_.by_key(key);
+            session* who = key == self_.key() ? &self_ : sessions_.by_key(key);
             if (who != nullptr && who->subscriptions().count(filter) > 0)
                 state.replay_targets.push_back(who);
         }

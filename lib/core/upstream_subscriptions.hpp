@@ -91,6 +91,15 @@ class upstream_subscriptions {
     // again shortly (restart_hold_ms). True when held.
     bool park(const broker_message& m, const std::shared_ptr<const message_body>& body);
 
+    // ---- the bridge's own subscriptions (presence, answers to its commands) ----
+    // Held like a client's, by a session of the bridge's own that no connection ever has, so
+    // that a client holding the same filter shares one upstream subscription with it and
+    // leaving it does not unsubscribe the bridge. What it receives is for the engine, not for a
+    // client: the router says so, and retained messages it is given wait in own_retained().
+    void subscribe_own(const std::string& filter, action_list& out);
+    bool is_own(const session* s) const { return s == &self_; }
+    std::vector<broker_message>& own_retained() { return own_retained_; }
+
     std::size_t filter_count() const { return registry_.filter_count(); }
     std::size_t retained_count() const { return retained_.size(); }
     std::size_t parked_count() const { return parked_.size(); }
@@ -134,6 +143,8 @@ class upstream_subscriptions {
     std::vector<std::string> open_replay_windows_;  // MQTT 3.1.1: filters with replay targets
     std::unordered_set<std::string> released_while_down_;  // persistent session: to unsubscribe
     std::deque<parked_message> parked_;
+    session self_{session_key{0}, "bridge"};
+    std::vector<broker_message> own_retained_;
     std::int64_t parked_until_ms_ = 0;  // 0: not holding (see restart_hold_ms)
 };
 

@@ -1,6 +1,6 @@
 // Carries out the engine's actions: frames, pings and closes go to the clients' connections,
 // subscribes and publishes to the broker, log lines to the log, audit records to the audit
-// trail. The only place where an action becomes I/O, so that a test can run the engine against
+// trail, state records to the state directory. The only place where an action becomes I/O, so that a test can run the engine against
 // fake edges (tests/test_action_runner.cpp) and see what would have been written.
 //
 // Thread safety: the app's thread only, after the engine returned (nothing here re-enters it).
@@ -10,14 +10,16 @@
 #include "core/platform.hpp"
 #include "io/audit_log.hpp"
 #include "io/client_links.hpp"
+#include "io/state_dir.hpp"
 #include "io/upstream.hpp"
 
 namespace mqttws {
 
 class action_runner {
   public:
-    action_runner(client_links& clients, upstream& broker, audit_log& audit, const platform& clock)
-        : clients_(clients), broker_(broker), audit_(audit), clock_(clock) {}
+    action_runner(client_links& clients, upstream& broker, audit_log& audit, state_dir& state,
+                  const platform& clock)
+        : clients_(clients), broker_(broker), audit_(audit), state_(state), clock_(clock) {}
 
     // Carries out every action in order, then clears the list.
     void run(action_list& actions);
@@ -31,10 +33,12 @@ class action_runner {
     void carry_out(publish_upstream& a) { broker_.publish(std::move(a)); }
     void carry_out(log_line& a);
     void carry_out(audit_record& a) { audit_.write(a, clock_.wall_ms()); }
+    void carry_out(state_record& a) { state_.write(a); }
 
     client_links& clients_;
     upstream& broker_;
     audit_log& audit_;
+    state_dir& state_;
     const platform& clock_;
 };
 

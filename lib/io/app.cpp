@@ -14,6 +14,7 @@
 #include "io/audit_log.hpp"
 #include "io/log.hpp"
 #include "io/memory.hpp"
+#include "io/state_dir.hpp"
 #include "io/metrics.hpp"
 #include "io/static_files.hpp"
 
@@ -100,13 +101,17 @@ struct app::impl {
                                         execute();
                                     })),
           audit(config.audit_log),
-          runner(server, *broker, audit, env) {
+          state(config.state_dir),
+          runner(server, *broker, audit, state, env) {
         env.set_server(&server);
         if (!config.web_root.empty()) web = std::make_unique<static_files>(config.web_root);
     }
 
     int run() {
         audit.reopen();
+        for (const char* file : {"presence.jsonl", "commands.jsonl"})
+            core.restore_state(file, state.read(file), actions);
+        execute();
         server.listen();
         const auto bound = server.local_endpoint();
         logging::write(log_level::info, "listening",
@@ -279,6 +284,7 @@ struct app::impl {
     asio::steady_timer shutdown_timer;
     std::unique_ptr<mqttws::upstream> broker;
     audit_log audit;
+    state_dir state;
     action_runner runner;  // carries out `actions` on server, broker, the log and `audit`
     std::chrono::steady_clock::time_point shutdown_deadline;
     action_list actions;

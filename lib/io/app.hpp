@@ -25,6 +25,7 @@ struct app_config {
     security_files security;  // reloaded on SIGHUP
     std::string audit_log;    // JSON lines; empty: no audit trail
     std::string web_root;     // static files served on the WebSocket port (empty: none)
+    std::string state_dir;    // kept across restarts (io/state_dir.hpp); empty: nothing kept
     std::string version = "dev";
     std::chrono::milliseconds tick{100};             // engine clock resolution
     std::chrono::milliseconds shutdown_grace{2000};  // for close handshakes on SIGTERM

@@ -36,6 +36,26 @@ class exposition {
         family(name, type, help);
         sample(name, value);
     }
+    // A histogram over the engine's ms buckets (ack_latency_bounds_ms), in seconds.
+    void histogram(const char* name, const char* help,
+                   const std::uint64_t (&counts)[ack_latency_buckets], std::int64_t sum_ms) {
+        family(name, "histogram", help);
+        const std::string bucket = std::string(name) + "_bucket";
+        std::uint64_t cumulative = 0;
+        for (std::size_t b = 0; b < ack_latency_buckets; ++b) {
+            cumulative += counts[b];
+            char le[32];
+            if (b + 1 < ack_latency_buckets) {
+                std::snprintf(le, sizeof le, "le=\"%g\"",
+                              static_cast<double>(ack_latency_bounds_ms[b]) / 1000.0);
+            } else {
+                std::snprintf(le, sizeof le, "le=\"+Inf\"");
+            }
+            sample(bucket.c_str(), static_cast<double>(cumulative), le);
+        }
+        sample((std::string(name) + "_sum").c_str(), static_cast<double>(sum_ms) / 1000.0);
+        sample((std::string(name) + "_count").c_str(), static_cast<double>(cumulative));
+    }
     std::string take() { return std::move(out_); }
 
   private:
@@ -160,22 +180,27 @@ std::string render_metrics(const engine_stats& e, const ws_server::counters& ser
              "Resident memory given back to the system by those trims.",
              num(memory.returned_bytes));
 
-    x.family("ack_latency_seconds", "histogram",
-             "From sending a QoS 1/2 delivery to the client's ack.");
-    std::uint64_t cumulative = 0;
-    for (std::size_t b = 0; b < ack_latency_buckets; ++b) {
-        cumulative += e.ack_latency[b];
-        char le[32];
-        if (b + 1 < ack_latency_buckets) {
-            std::snprintf(le, sizeof le, "le=\"%g\"",
-                          static_cast<double>(ack_latency_bounds_ms[b]) / 1000.0);
-        } else {
-            std::snprintf(le, sizeof le, "le=\"+Inf\"");
-        }
-        x.sample("ack_latency_seconds_bucket", num(cumulative), le);
+    x.single("wills_published_total", "counter", "Last wills published for clients.",
+             num(e.wills_published));
+    x.single("commands_total", "counter", "Command targets accepted (a command to 40 devices: 40).",
+             num(e.commands));
+    x.single("command_retries_total", "counter",
+             "Commands answered from the idempotency store instead of being run again.",
+             num(e.command_retries));
+    x.single("commands_in_flight", "gauge", "Commands waiting for an outcome.",
+             num(e.commands_in_flight));
+    x.family("command_outcomes_total", "counter",
+             "Command targets by outcome (timed_out counts when the timeout is reached).");
+    static constexpr const char* outcomes[] = {"succeeded", "failed", "rejected", "timed_out"};
+    for (std::size_t i = 0; i < 4; ++i) {
+        x.sample("command_outcomes_total", num(e.command_outcomes[i]),
+                 std::string("outcome=\"") + outcomes[i] + "\"");
     }
-    x.sample("ack_latency_seconds_sum", static_cast<double>(e.ack_latency_sum_ms) / 1000.0);
-    x.sample("ack_latency_seconds_count", num(cumulative));
+    x.histogram("ack_latency_seconds", "From sending a QoS 1/2 delivery to the client's ack.",
+                e.ack_latency, e.ack_latency_sum_ms);
+    x.histogram("command_duration_seconds",
+                "From sending a command to a device to its final state.", e.command_latency,
+                e.command_latency_sum_ms);
     return x.take();
 }
 

@@ -189,6 +189,12 @@ class paho_upstream final : public upstream {
                 copy.subscription_ids.push_back(static_cast<std::uint32_t>(
                     mqtt::get<int>(props, mqtt::property::SUBSCRIPTION_IDENTIFIER, i)));
             }
+            if (props.contains(mqtt::property::RESPONSE_TOPIC))
+                copy.response_topic = mqtt::get<std::string>(props, mqtt::property::RESPONSE_TOPIC);
+            if (props.contains(mqtt::property::CORRELATION_DATA)) {
+                copy.correlation_data =
+                    mqtt::get<std::string>(props, mqtt::property::CORRELATION_DATA);
+            }
             push(std::move(copy));
         });
     }
@@ -210,6 +216,10 @@ class paho_upstream final : public upstream {
             }
         } else {
             builder.mqtt_version(MQTTVERSION_3_1_1).clean_session(!session_.persistent_session);
+        }
+        if (!options_.will_topic.empty()) {
+            builder.will(mqtt::message(options_.will_topic, options_.will_payload.data(),
+                                       options_.will_payload.size(), 1, true));
         }
         try {
             // Paho's automatic reconnect also retries a broker that is down at start-up.
@@ -252,6 +262,24 @@ class paho_upstream final : public upstream {
 
     void publish(publish_upstream&& r) override {
         try {
+            if (session_.mqtt_version >= 5 &&
+                (!r.response_topic.empty() || !r.correlation_data.empty())) {
+                // A command (or an answer to one): MQTT 5 request/response properties.
+                auto msg = mqtt::make_message(r.topic, r.payload.data(), r.payload.size(), r.qos,
+                                              r.retain);
+                mqtt::properties props;
+                if (!r.response_topic.empty())
+                    props.add({mqtt::property::RESPONSE_TOPIC, r.response_topic});
+                if (!r.correlation_data.empty())
+                    props.add({mqtt::property::CORRELATION_DATA, r.correlation_data});
+                msg->set_properties(std::move(props));
+                if (r.qos == 0) {
+                    client_.publish(msg);
+                } else {
+                    client_.publish(msg, to_context(r.op), published_);
+                }
+                return;
+            }
             if (r.qos == 0) {
                 client_.publish(r.topic, r.payload.data(), r.payload.size(), 0, r.retain);
             } else {

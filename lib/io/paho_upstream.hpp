@@ -29,6 +29,10 @@ struct upstream_options {
     // With broker_session::persistent_session, how long the broker keeps the session (v5).
     std::chrono::seconds session_expiry{3600};
     std::chrono::seconds keepalive{30};
+    // The bridge's MQTT will (retained, QoS 1): its status topic says it was lost if it dies
+    // without disconnecting (presence.hpp). Empty topic: no will.
+    std::string will_topic;
+    std::string will_payload;
     std::chrono::milliseconds reconnect_min{250};
     std::chrono::milliseconds reconnect_max{10000};
 };

@@ -47,7 +47,7 @@ struct edge_fixture {
               pass_to_engine(e, core, actions);
               runner.run(actions);
           }),
-          runner(links, broker, audit, env) {}
+          runner(links, broker, audit, state, env) {}
 
     void open(connection_id id) {
         core.client_opened(id, "127.0.0.1:5000", {}, actions);
@@ -64,6 +64,7 @@ struct edge_fixture {
     fake_links links;
     fake_upstream broker;
     audit_log audit{""};  // no file: records are dropped
+    state_dir state{""};  // no directory: nothing kept
     action_runner runner;
 };
 
@@ -72,14 +73,20 @@ struct edge_fixture {
 TEST_CASE("action_runner: subscribe, the broker's SUBACK, a message and a publish round trip") {
     edge_fixture f;
     f.broker.emit(upstream_connected_event{false});
+    // The bridge's own: its presence subscription and its retained status (presence.hpp).
+    REQUIRE(f.broker.subscribes.size() == 1);
+    CHECK(f.broker.subscribes[0].filter == "devices/+/presence");
+    REQUIRE(f.broker.publishes.size() == 1);
+    CHECK(f.broker.publishes[0].topic == "mqttws/mqttws-bridge/status");
+    CHECK(f.broker.publishes[0].retain);
     f.open(1);
     f.text(1, R"({"type":"auth","clientId":"c1","msgid":"a"})");
     REQUIRE(f.links.sent[1].size() == 1);
     CHECK(f.links.sent[1][0].str("type") == "auth_response");
 
     f.text(1, R"({"type":"subscribe","topic":"room/+","qos":1,"msgid":"s"})");
-    REQUIRE(f.broker.subscribes.size() == 1);
-    const subscribe_upstream sub = f.broker.subscribes[0];
+    REQUIRE(f.broker.subscribes.size() == 2);
+    const subscribe_upstream sub = f.broker.subscribes[1];
     CHECK(sub.filter == "room/+");
     CHECK(sub.qos == 1);
     CHECK(f.links.sent[1].size() == 1);  // the suback waits for the broker's
@@ -101,10 +108,10 @@ TEST_CASE("action_runner: subscribe, the broker's SUBACK, a message and a publis
     CHECK(f.links.sent[1][2].json("payload") == R"({"t":21})");
 
     f.text(1, R"({"type":"publish","topic":"room/2","payload":"on","qos":1,"msgid":"p"})");
-    REQUIRE(f.broker.publishes.size() == 1);
-    CHECK(f.broker.publishes[0].topic == "room/2");
-    CHECK(f.broker.publishes[0].payload == "on");
-    f.broker.emit(upstream_published_event{f.broker.publishes[0].op, std::nullopt, {}});
+    REQUIRE(f.broker.publishes.size() == 2);
+    CHECK(f.broker.publishes[1].topic == "room/2");
+    CHECK(f.broker.publishes[1].payload == "on");
+    f.broker.emit(upstream_published_event{f.broker.publishes[1].op, std::nullopt, {}});
     REQUIRE(f.links.sent[1].size() == 4);
     CHECK(f.links.sent[1][3].str("type") == "ack");
     CHECK(f.links.sent[1][3].str("status") == "ok");

@@ -1,0 +1,137 @@
+// Commands with a lifecycle (docs/protocol.md, "Devices and commands"): a client sends
+// {"type":"command","id":…,"target":…,"name":…,"params":…} and is told each step in
+// {"type":"command_status","id":…,"target":…,"state":…} frames, as AWS IoT Commands does.
+//
+// The sender's side:
+// - Each target is checked against the sender's publish ACL (on the device's control topic),
+//   and against what the bridge knows of the device's presence: an offline device is
+//   `rejected` (`device_offline`) at once, or with "queue":true waits up to ttlMs for it.
+// - The command is published, QoS 1, to <prefix>/<target>/control as an MQTT 5 request: the
+//   bridge's response topic and a correlation id as properties, and in the payload too (MQTT
+//   3.1.1 has no properties). So a plain MQTT device can answer as well as a WebSocket one.
+// - `queued` once the broker took it; then `delivered`, `in_progress`, and one of `succeeded`,
+//   `failed`, `rejected` as the device (or its bridge) reports on the response topic. Without an
+//   outcome within timeoutMs: `timed_out`, which is not final — a late outcome is still told.
+//   With several targets, a `command_summary` follows once each has an outcome or timed out.
+// - With an idempotencyKey, a second command with the same key from the same sender (user, or
+//   client id) is not run again: it is answered with the stored states (idempotency.hpp).
+//
+// The device's side (a device connected to this bridge, whichever bridge sent the command):
+// - A command on a device's control topic reaches it as a `command` frame (a device that asked
+//   for `commands`) or as the seed's `control` frame; the bridge remembers where its answer goes.
+// - The device's ack of the frame (QoS 1) is reported as `delivered`; its `command_progress` and
+//   `command_result` frames are published to the command's response topic.
+//
+// Thread safety: none; the engine's thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/broker_message.hpp"
+#include "core/delivery_pacer.hpp"
+#include "core/engine_context.hpp"
+#include "core/idempotency.hpp"
+#include "core/presence.hpp"
+#include "core/publish_relay.hpp"
+#include "core/session_directory.hpp"
+
+namespace mqttws {
+
+class command_desk {
+  public:
+    command_desk(engine_context& ctx, session_directory& sessions, delivery_pacer& pacer,
+                 publish_relay& relay, presence_keeper& presence);
+
+    // The topic devices answer this bridge's commands on (the bridge subscribes to it).
+    const std::string& response_topic() const { return response_topic_; }
+
+    // ---- the sender's side ----
+    void handle(session& s, command_request& r, action_list& out);
+    // The broker confirmed (or refused) the publish of a command to one target.
+    void published(std::uint64_t tag, std::optional<errc> error, std::string_view message,
+                   action_list& out);
+    // A message on the response topic: a device's (or its bridge's) report.
+    void heard(const broker_message& m, action_list& out);
+    // `device` is online now: commands waiting for it go out.
+    void device_online(const std::string& device, action_list& out);
+    void tick(std::int64_t now, action_list& out);
+    std::size_t in_flight() const { return commands_.size(); }
+
+    // ---- the device's side ----
+    // The command in `m`, a message on the control topic of device `s`, as the body to deliver
+    // to it; nullptr when `m` is not a command (or `s` takes `control` frames).
+    std::shared_ptr<const message_body> command_for(session& s, const broker_message& m);
+    // Device `s` took command `command_id` (acked it, or was handed it at QoS 0).
+    void delivered(session& s, const std::string& command_id, action_list& out);
+    void handle(session& s, command_result_request& r, action_list& out);
+
+    // --state-dir: what the previous run wrote (commands.jsonl).
+    void restore(const std::vector<std::string>& lines, action_list& out);
+
+  private:
+    struct target_run {
+        std::string device;
+        std::string correlation;  // set when published
+        command_state state = command_state::queued;
+        bool waiting = false;    // for the device to come online (queue:true)
+        bool timed_out = false;  // `timed_out` was told (not final)
+        std::string result_json;
+        std::string reason;
+        std::int64_t sent_ms = 0;
+        std::int64_t deadline_ms = 0;  // timed out after this (0: not sent yet)
+        std::int64_t wait_until_ms = 0;
+    };
+    struct command {
+        std::uint64_t number = 0;
+        session_key owner{};
+        msg_id id;  // the sender's
+        std::string sender;
+        std::string remote_address;  // for the audit log
+        std::string idempotency_key;  // idempotency_store::key_of, or empty
+        std::string name;
+        std::string params_json;
+        std::int64_t timeout_ms = 0;
+        std::vector<target_run> targets;
+        bool summarized = false;
+        std::int64_t forget_at_ms = 0;  // set once every target is final or timed out
+    };
+    struct target_ref {
+        std::uint64_t command = 0;
+        std::size_t index = 0;
+    };
+
+    void send_to_device(command& c, std::size_t i, action_list& out);
+    // Moves target `i` of `c` to `state` (ignoring a step back) and tells the sender.
+    void advance(command& c, std::size_t i, command_state state, std::string result_json,
+                 std::string reason, action_list& out);
+    void tell(const command& c, std::size_t i, action_list& out);
+    void summarize_if_done(command& c, action_list& out);
+    void remember(const command& c, action_list& out);
+    void answer_retry(session& s, const msg_id& id, const remembered_command& stored,
+                      action_list& out);
+    void report(session& s, const std::string& command_id, std::string_view status,
+                const std::string& result_json, action_list& out);
+    target_run* find(const target_ref& ref);
+
+    engine_context& ctx_;
+    session_directory& sessions_;
+    delivery_pacer& pacer_;
+    publish_relay& relay_;
+    presence_keeper& presence_;
+    std::string response_topic_;
+    std::uint64_t next_number_ = 1;
+    std::uint64_t next_tag_ = 1;
+    std::map<std::uint64_t, command> commands_;  // in flight, by number
+    std::unordered_map<std::string, target_ref> by_correlation_;
+    std::unordered_map<std::uint64_t, target_ref> by_tag_;  // publishes awaiting the broker
+    idempotency_store remembered_;
+};
+
+}  // namespace mqttws

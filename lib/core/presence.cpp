@@ -1,0 +1,224 @@
+#include "core/presence.hpp"
+
+#include <rapidjson/document.h>
+
+#include "core/text.hpp"
+#include "core/topic.hpp"
+
+namespace mqttws {
+namespace {
+
+constexpr const char* presence_file = "presence.jsonl";
+
+std::string_view reason_name(presence_keeper::end_reason why) {
+    switch (why) {
+        case presence_keeper::end_reason::closed:
+            return "closed";
+        case presence_keeper::end_reason::timeout:
+            return "timeout";
+        case presence_keeper::end_reason::revoked:
+            return "revoked";
+        case presence_keeper::end_reason::bridge_stopped:
+            return "bridge-stopped";
+    }
+    return "closed";
+}
+
+void replace_all(std::string& s, std::string_view what, std::string_view with) {
+    for (std::size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + with.size()))
+        s.replace(at, what.size(), with);
+}
+
+}  // namespace
+
+std::string fill_topic(std::string_view tmpl, std::string_view id, std::string_view bridge) {
+    std::string out(tmpl);
+    replace_all(out, "{id}", id);
+    replace_all(out, "{bridge}", bridge);
+    return out;
+}
+
+presence_keeper::presence_keeper(engine_context& ctx, publish_relay& relay)
+    : ctx_(ctx), relay_(relay) {
+    const std::string& tmpl = ctx_.config.devices.presence_topic;
+    if (tmpl.empty()) return;
+    presence_filter_ = fill_topic(tmpl, "+", ctx_.config.devices.bridge_id);
+    std::size_t level = 0;
+    for (std::size_t at = 0; at < tmpl.size(); ++at) {
+        if (tmpl.compare(at, 4, "{id}") == 0) break;
+        if (tmpl[at] == '/') ++level;
+    }
+    id_level_ = level;
+}
+
+// ---------------------------------------------------------------- the broker
+
+void presence_keeper::upstream_connected(action_list& out) {
+    const device_config& config = ctx_.config.devices;
+    if (!config.bridge_status_topic.empty()) {
+        std::string status = R"({"online":true,"since":)";
+        append_int(status, ctx_.env.wall_ms());
+        status += R"(,"bridge":)";
+        append_json_string(status, config.bridge_id);
+        status += '}';
+        relay_.publish_for_bridge(
+            publish_upstream{0, fill_topic(config.bridge_status_topic, "", config.bridge_id),
+                             std::move(status), 1, true, {}, {}},
+            0, out);
+    }
+    for (const auto& device : left_online_) {
+        if (local_.count(device) > 0) continue;  // back already
+        publish_presence(device, false, "bridge-lost", out);
+        out.push_back(state_record{presence_file, "-" + device});
+    }
+    left_online_.clear();
+}
+
+std::string presence_keeper::presence_of(std::string_view topic) const {
+    if (presence_filter_.empty() || !topic::matches(presence_filter_, topic)) return {};
+    std::size_t level = 0;
+    std::size_t start = 0;
+    for (std::size_t at = 0; at <= topic.size(); ++at) {
+        if (at == topic.size() || topic[at] == '/') {
+            if (level == id_level_) return std::string(topic.substr(start, at - start));
+            ++level;
+            start = at + 1;
+        }
+    }
+    return {};
+}
+
+std::string presence_keeper::heard(const broker_message& m) {
+    std::string device = presence_of(m.topic);
+    if (device.empty()) return {};
+    if (m.payload.empty()) {  // the retained presence was cleared
+        heard_.erase(device);
+        return {};
+    }
+    rapidjson::Document doc;
+    doc.Parse(m.payload.data(), m.payload.size());
+    if (doc.HasParseError() || !doc.IsObject()) return {};
+    const auto online = doc.FindMember("online");
+    if (online == doc.MemberEnd() || !online->value.IsBool()) return {};
+    const auto known = heard_.find(device);
+    if (known != heard_.end()) {
+        known->second = online->value.GetBool();
+    } else if (heard_.size() < ctx_.config.devices.known_devices) {
+        heard_.emplace(device, online->value.GetBool());
+    }
+    return online->value.GetBool() ? device : std::string();
+}
+
+std::optional<bool> presence_keeper::online(const std::string& device) const {
+    if (local_.count(device) > 0) return true;
+    const auto known = heard_.find(device);
+    if (known != heard_.end()) return known->second;
+    return std::nullopt;
+}
+
+// ---------------------------------------------------------------- sessions
+
+void presence_keeper::authenticated(session& s, action_list& out) {
+    if (!s.is_device()) return;
+    if (++local_[s.client_id()] > 1) return;
+    left_online_.erase(s.client_id());
+    publish_presence(s.client_id(), true, {}, out);
+    out.push_back(state_record{presence_file, "+" + s.client_id()});
+}
+
+void presence_keeper::connection_ended(session& s, bool clean, std::int64_t now) {
+    device_state& d = s.device();
+    if (clean) {
+        d.will.reset();
+    } else if (d.will) {
+        d.will_due_ms = now + d.will->delay_ms;
+    }
+}
+
+void presence_keeper::session_ended(session& s, end_reason why, action_list& out) {
+    if (why != end_reason::closed && why != end_reason::bridge_stopped && s.device().will)
+        publish_will(s, out);
+    s.device().will.reset();
+    if (!s.is_device()) return;
+    const auto it = local_.find(s.client_id());
+    if (it == local_.end() || --it->second > 0) return;
+    local_.erase(it);
+    publish_presence(s.client_id(), false, reason_name(why), out);
+    out.push_back(state_record{presence_file, "-" + s.client_id()});
+}
+
+void presence_keeper::tick(session& s, std::int64_t now, action_list& out) {
+    device_state& d = s.device();
+    if (s.connection() != 0 || d.will_due_ms == 0 || d.will_due_ms > now) return;
+    if (d.will) publish_will(s, out);
+    d.will.reset();
+    d.will_due_ms = 0;
+}
+
+void presence_keeper::shutdown(const std::vector<session*>& sessions, action_list& out) {
+    for (session* s : sessions) {
+        if (s->authenticated()) session_ended(*s, end_reason::bridge_stopped, out);
+    }
+    const device_config& config = ctx_.config.devices;
+    if (config.bridge_status_topic.empty()) return;
+    std::string status = R"({"online":false,"reason":"stopped","since":)";
+    append_int(status, ctx_.env.wall_ms());
+    status += R"(,"bridge":)";
+    append_json_string(status, config.bridge_id);
+    status += '}';
+    relay_.publish_for_bridge(
+        publish_upstream{0, fill_topic(config.bridge_status_topic, "", config.bridge_id),
+                         std::move(status), 1, true, {}, {}},
+        0, out);
+}
+
+void presence_keeper::restore(const std::vector<std::string>& lines, action_list& out) {
+    for (const auto& line : lines) {
+        if (line.size() < 2) continue;
+        if (line[0] == '+') left_online_.insert(line.substr(1));
+        if (line[0] == '-') left_online_.erase(line.substr(1));
+    }
+    std::string compact;
+    for (const auto& device : left_online_)
+        compact += "+" + device + "\n";
+    out.push_back(state_record{presence_file, std::move(compact), true});
+}
+
+// ---------------------------------------------------------------- publishing
+
+void presence_keeper::publish_presence(const std::string& device, bool online,
+                                       std::string_view reason, action_list& out) {
+    const device_config& config = ctx_.config.devices;
+    if (config.presence_topic.empty()) return;
+    std::string payload = online ? R"({"online":true,"since":)" : R"({"online":false,"since":)";
+    append_int(payload, ctx_.env.wall_ms());
+    if (!reason.empty()) {
+        payload += R"(,"reason":)";
+        append_json_string(payload, reason);
+    }
+    payload += R"(,"bridge":)";
+    append_json_string(payload, config.bridge_id);
+    payload += '}';
+    relay_.publish_for_bridge(
+        publish_upstream{0, fill_topic(config.presence_topic, device, config.bridge_id),
+                         std::move(payload), 1, true, {}, {}},
+        0, out);
+}
+
+void presence_keeper::publish_will(session& s, action_list& out) {
+    const last_will& will = *s.device().will;
+    // The rules may have changed since the client declared it.
+    const acl_decision allowed = ctx_.security().rules.check_publish(s.client_id(), s.username(),
+                                                                     will.topic, s.grant());
+    if (!allowed.allowed) {
+        ++ctx_.stats.denied;
+        ctx_.audit(s, "denied", will.topic, "last will: " + allowed.reason, out);
+        return;
+    }
+    ++ctx_.stats.wills_published;
+    ctx_.audit(s, "will", will.topic, {}, out);
+    relay_.publish_for_bridge(
+        publish_upstream{0, will.topic, will.payload, will.qos, will.retain, {}, {}}, 0, out);
+}
+
+}  // namespace mqttws
