@@ -19,48 +19,9 @@ using namespace std::string_literals;
 using mqttws::test::json_frame;
 using mqttws::test::nested_arrays;
 
-namespace {
-
-template <class T>
-T decode_as(frame_decoder& dec, std::string_view text) {
-    auto result = dec.decode(text);
-    if (auto* failure = std::get_if<decode_failure>(&result)) {
-        FAIL("expected a request, got " << wire_name(failure->code) << ": " << failure->message
-                                        << "\n  frame: " << text);
-    }
-    auto& request = std::get<client_request>(result);
-    REQUIRE_MESSAGE(std::holds_alternative<T>(request), "wrong request kind for " << text);
-    return std::get<T>(std::move(request));
-}
-
-template <class T>
-T decode_as(std::string_view text) {
-    frame_decoder dec;
-    return decode_as<T>(dec, text);
-}
-
-decode_failure decode_fails(frame_decoder& dec, std::string_view text) {
-    auto result = dec.decode(text);
-    REQUIRE_MESSAGE(std::holds_alternative<decode_failure>(result), "accepted: " << text);
-    decode_failure failure = std::get<decode_failure>(std::move(result));
-    CHECK_FALSE(failure.message.empty());
-    return failure;
-}
-
-decode_failure decode_fails(std::string_view text) {
-    frame_decoder dec;
-    return decode_fails(dec, text);
-}
-
-// The failure is a bad_request (the default answer to a malformed frame).
-void expect_bad_request(std::string_view text, std::string_view msgid_json = {}) {
-    INFO("frame: " << text);
-    const auto failure = decode_fails(text);
-    CHECK(failure.code == errc::bad_request);
-    CHECK(failure.id.json == msgid_json);
-}
-
-}  // namespace
+using mqttws::test::decode_as;
+using mqttws::test::decode_fails;
+using mqttws::test::expect_bad_request;
 
 // ============================== publish ==============================
 

@@ -29,6 +29,11 @@ int rank(command_state s) {
     }
 }
 
+// What the broker delivers comes from anyone who may publish there: parse it strictly (valid
+// UTF-8), and pass on text only when it is valid UTF-8 still (a \u escape can decode to a lone
+// surrogate).
+constexpr unsigned strict = rapidjson::kParseValidateEncodingFlag;
+
 std::string compact(const rapidjson::Value& v) {
     rapidjson::StringBuffer buffer;
     rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
@@ -191,7 +196,7 @@ void command_desk::published(std::uint64_t tag, std::optional<errc> error,
 void command_desk::heard(const broker_message& m, action_list& out) {
     if (m.topic != response_topic_) return;
     rapidjson::Document doc;
-    doc.Parse(m.payload.data(), m.payload.size());
+    doc.Parse<strict>(m.payload.data(), m.payload.size());
     if (doc.HasParseError() || !doc.IsObject()) return;
     const std::string correlation =
         !m.correlation_data.empty() ? m.correlation_data : string_member(doc, "correlationData");
@@ -206,8 +211,10 @@ void command_desk::heard(const broker_message& m, action_list& out) {
         const auto it = doc.FindMember(field);
         if (it != doc.MemberEnd()) result = compact(it->value);
     }
-    advance(c->second, ref->second.index, *state, std::move(result), string_member(doc, "reason"),
-            out);
+    std::string reason = string_member(doc, "reason");
+    if (!is_valid_utf8(result)) result.clear();
+    if (!is_valid_utf8(reason)) reason.clear();
+    advance(c->second, ref->second.index, *state, std::move(result), std::move(reason), out);
 }
 
 void command_desk::device_online(const std::string& device, action_list& out) {
@@ -362,7 +369,7 @@ void command_desk::restore(const std::vector<std::string>& lines, action_list& o
 std::shared_ptr<const message_body> command_desk::command_for(session& s, const broker_message& m) {
     if (!s.is_device() || m.topic != s.control_topic()) return nullptr;
     rapidjson::Document doc;
-    doc.Parse(m.payload.data(), m.payload.size());
+    doc.Parse<strict>(m.payload.data(), m.payload.size());
     if (doc.HasParseError() || !doc.IsObject() || string_member(doc, "type") != "command")
         return nullptr;
     const std::string id = string_member(doc, "id");
@@ -393,6 +400,7 @@ std::shared_ptr<const message_body> command_desk::command_for(session& s, const 
         members += ':';
         members += compact(member.value);
     }
+    if (!is_valid_utf8(members)) return nullptr;  // delivered as the `control` frame it is
     return message_body::command(m.topic, std::move(members), ctx_.env.wall_ms(), id);
 }
 
