@@ -53,6 +53,9 @@ struct subscribe_upstream {
     // MQTT v5 retain handling: true = the broker replays retained messages (0), false = only if
     // the subscription is new (1), used when only the QoS of a held filter changes.
     bool replay_retained = true;
+    // MQTT v5 No Local: the broker does not send the bridge its own publishes back; the bridge
+    // delivers them to its own clients itself (publish_relay, "local fan-out").
+    bool no_local = false;
 };
 
 struct unsubscribe_upstream {

@@ -56,6 +56,11 @@ void engine::client_opened(connection_id id, std::string remote_address,
 
 void engine::client_text(connection_id id, std::string_view frame, action_list& out) {
     begin_event();
+    read_text(id, frame, out);
+    end_event(out);
+}
+
+void engine::read_text(connection_id id, std::string_view frame, action_list& out) {
     session* s = sessions_.by_connection(id);
     if (s == nullptr) return;
     ++s->counters().frames_in;
@@ -78,6 +83,11 @@ void engine::client_text(connection_id id, std::string_view frame, action_list& 
 
 void engine::client_binary(connection_id id, std::string_view frame, action_list& out) {
     begin_event();
+    read_binary(id, frame, out);
+    end_event(out);
+}
+
+void engine::read_binary(connection_id id, std::string_view frame, action_list& out) {
     session* s = sessions_.by_connection(id);
     if (s == nullptr) return;
     ++s->counters().frames_in;
@@ -151,6 +161,7 @@ void engine::client_closed(connection_id id, std::uint16_t code, bool by_peer, a
         sessions_.detach(*s, now + ctx_.config.resume_window_ms);
         presence_.tick(*s, now, out);  // a will without delay goes out now
     }
+    end_event(out);
 }
 
 void engine::client_alive(connection_id id) {
@@ -346,6 +357,7 @@ void engine::upstream_connected(bool session_present, action_list& out) {
     relay_.flush(out);
     pacer_.broadcast(sessions_, out_kind::status,
                      make_frame(encode_upstream_status(true, ctx_.env.wall_ms())), out);
+    end_event(out);
 }
 
 void engine::upstream_lost(std::string_view reason, action_list& out) {
@@ -361,6 +373,17 @@ void engine::upstream_lost(std::string_view reason, action_list& out) {
 void engine::upstream_message(const broker_message& m, action_list& out) {
     begin_event();
     if (router_.route(m, out)) own_message(m, out);
+    end_event(out);
+}
+
+void engine::end_event(action_list& out) {
+    // Routing a looped-back message can publish again (a command's answer, a will): drain until
+    // nothing is left, in order.
+    for (std::size_t i = 0; i < ctx_.loopback.size(); ++i) {
+        const broker_message m = std::move(ctx_.loopback[i]);
+        if (router_.route(m, out)) own_message(m, out);
+    }
+    ctx_.loopback.clear();
 }
 
 void engine::own_message(const broker_message& m, action_list& out) {
@@ -375,6 +398,7 @@ void engine::upstream_subscribed(op_id op, int granted, action_list& out) {
     // Retained messages the bridge's own subscriptions were given from the store.
     for (const auto& m : std::exchange(subscriptions_.own_retained(), {}))
         own_message(m, out);
+    end_event(out);
 }
 
 void engine::upstream_published(op_id op, std::optional<errc> error, std::string_view message,
@@ -382,6 +406,7 @@ void engine::upstream_published(op_id op, std::optional<errc> error, std::string
     begin_event();
     if (auto done = relay_.upstream_published(op, error, message, out))
         commands_.published(done->tag, done->error, done->message, out);
+    end_event(out);
 }
 
 // ---------------------------------------------------------------- time and lifecycle
@@ -428,6 +453,7 @@ void engine::tick(action_list& out) {
     // Retries held for a connection loss that Paho then did not report (upstream_published).
     if (ctx_.upstream_up) relay_.flush(out);
     subscriptions_.tick(now);
+    end_event(out);
 }
 
 void engine::shutdown(action_list& out) {
@@ -439,6 +465,7 @@ void engine::shutdown(action_list& out) {
     sessions_.for_each_connected([&](session& s) {
         out.push_back(close_client{s.connection(), close_code::going_away, "Bridge shutting down"});
     });
+    end_event(out);
 }
 
 void engine::set_security(std::shared_ptr<const security_policy> policy, action_list& out) {
@@ -464,6 +491,7 @@ void engine::set_security(std::shared_ptr<const security_policy> policy, action_
     for (session* s : revoked_detached)
         end_session(*s, presence_keeper::end_reason::revoked, out);
     out.push_back(log_line{log_level::info, "security policy reloaded"});
+    end_event(out);
 }
 
 // ---------------------------------------------------------------- for operators

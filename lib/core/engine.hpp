@@ -115,6 +115,11 @@ class engine {
   private:
     // Every public event handler starts here (send_budget::measure needs to tell events apart).
     void begin_event() { pacer_.begin_event(); }
+    // ... and those that may publish end here: what they published through this bridge goes to
+    // its own subscribers (engine_context::loopback).
+    void end_event(action_list& out);
+    void read_text(connection_id id, std::string_view frame, action_list& out);
+    void read_binary(connection_id id, std::string_view frame, action_list& out);
 
     void handle(session& s, auth_request& r, action_list& out);
     void handle(session& s, subscribe_request& r, action_list& out);

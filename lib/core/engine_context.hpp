@@ -6,8 +6,10 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/actions.hpp"
+#include "core/broker_message.hpp"
 #include "core/engine_config.hpp"
 #include "core/engine_stats.hpp"
 #include "core/platform.hpp"
@@ -30,6 +32,11 @@ struct engine_context {
     const security_policy& security() const { return *policy; }
     op_id new_op() { return next_op++; }
     bool v5() const { return config.broker.mqtt_version >= 5; }
+    // With MQTT 5 the bridge subscribes with No Local and delivers what is published through it
+    // to its own clients itself: `loopback` holds those messages until the engine routes them,
+    // at the end of the event that published them.
+    bool local_fanout() const { return v5(); }
+    std::vector<broker_message> loopback;
 
     // One line of the audit trail about `s`.
     void audit(const session& s, std::string event, std::string topic, std::string detail,

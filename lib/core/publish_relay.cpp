@@ -194,6 +194,7 @@ void publish_relay::publish_now(pending_publish p, action_list& out) {
     p.sent_on_connection = ctx_.stats.upstream_connects;
     ++ctx_.stats.publishes;
     if (p.request.qos == 0) {
+        loop_back(p.request);  // QoS 0: to this bridge's clients at once
         out.push_back(std::move(p.request));
         return;
     }
@@ -221,6 +222,9 @@ std::optional<publish_relay::bridge_publish_done> publish_relay::upstream_publis
         }
         return std::nullopt;
     }
+    // QoS 1/2: to this bridge's clients once the broker has accepted it, so that they never see
+    // a message the broker refused.
+    if (!error) loop_back(p.request);
     if (p.tag != 0) return bridge_publish_done{p.tag, error, std::string(message)};
     session* s = sessions_.by_key(p.owner);
     if (s == nullptr || p.reply_to.empty()) return std::nullopt;
@@ -232,6 +236,18 @@ std::optional<publish_relay::bridge_publish_done> publish_relay::upstream_publis
     }
     answer(*s, p.reply_to, error, message, out);
     return std::nullopt;
+}
+
+void publish_relay::loop_back(const publish_upstream& p) {
+    if (!ctx_.local_fanout()) return;
+    broker_message m;
+    m.topic = p.topic;
+    m.payload = p.payload;
+    m.qos = p.qos;
+    m.retained = p.retain;
+    m.response_topic = p.response_topic;
+    m.correlation_data = p.correlation_data;
+    ctx_.loopback.push_back(std::move(m));
 }
 
 void publish_relay::publish_for_bridge(publish_upstream request, std::uint64_t tag,

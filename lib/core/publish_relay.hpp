@@ -6,6 +6,9 @@
 //   one `ack` once the broker confirmed (PUBACK / PUBCOMP) or failed.
 // - QoS 2 exactly once: a resend of a QoS 2 publish (same msgid, `dup`) is answered, not
 //   published again (the session's publish memory).
+// - Local fan-out: with MQTT 5 the bridge subscribes with No Local, so the broker does not send
+//   back what the bridge published; a copy goes to the bridge's own subscribers instead (QoS 0 at
+//   once, QoS 1/2 once the broker accepted it) — one trip through Paho instead of two.
 // - While the broker is unreachable QoS 1/2 publishes wait in a bounded offline queue and go out
 //   in order when it is back; QoS 0 ones are dropped. A publish in flight when the broker
 //   connection went away is sent again on the next one, ahead of later publishes; in flight on
@@ -74,6 +77,8 @@ class publish_relay {
     void publish(session& s, std::string topic, std::string payload, std::uint8_t qos, bool retain,
                  const msg_id& reply_to, action_list& out);
     void publish_now(pending_publish p, action_list& out);
+    // Local fan-out (MQTT 5, No Local): a copy of `p` for this bridge's own subscribers.
+    void loop_back(const publish_upstream& p);
     void queue_offline(pending_publish p);
     // A publish whose broker connection went away before the broker confirmed it: held with the
     // offline queue, in front of everything published after it, until the next connection.

@@ -179,7 +179,8 @@ op_id upstream_subscriptions::subscribe_upstream_now(upstream_filter& entry, boo
                                                      action_list& out) {
     const op_id op = ctx_.new_op();
     out.push_back(subscribe_upstream{op, entry.filter, entry.upstream_qos,
-                                     entry.state.subscription_id, replay_retained});
+                                     entry.state.subscription_id, replay_retained,
+                                     ctx_.local_fanout()});
     pending_subscribes_[op] = pending_subscribe{entry.filter, std::move(replay_to)};
     entry.state.last_subscribe_op = op;
     return op;

@@ -233,7 +233,8 @@ class paho_upstream final : public upstream {
         try {
             if (session_.mqtt_version >= 5) {
                 mqtt::subscribe_options opts(
-                    mqtt::subscribe_options::SUBSCRIBE_LOCAL,
+                    r.no_local ? mqtt::subscribe_options::SUBSCRIBE_NO_LOCAL
+                               : mqtt::subscribe_options::SUBSCRIBE_LOCAL,
                     mqtt::subscribe_options::RETAIN_AS_PUBLISHED,
                     r.replay_retained ? mqtt::subscribe_options::SEND_RETAINED_ON_SUBSCRIBE
                                       : mqtt::subscribe_options::SEND_RETAINED_ON_NEW);
