@@ -105,8 +105,8 @@ TEST_CASE("decode command_result and command_progress") {
     CHECK(done.status == command_result_request::outcome::failed);
     CHECK(done.result_json == R"({"e":1})");
     CHECK(done.msgid.json == R"("m")");
-    const auto bare =
-        decode_as<command_result_request>(R"({"type":"command_result","id":"abc","status":"rejected"})");
+    const auto bare = decode_as<command_result_request>(
+        R"({"type":"command_result","id":"abc","status":"rejected"})");
     CHECK(bare.result_json.empty());
     const auto progress = decode_as<command_result_request>(
         R"({"type":"command_progress","id":"abc","progress":50})");

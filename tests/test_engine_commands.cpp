@@ -53,9 +53,8 @@ broker_message device_report(engine_fixture& f, const std::string& correlation,
 
 // A connected engine whose broker confirms every subscribe at once.
 struct command_fixture {
-    explicit command_fixture(
-        engine_config config = {},
-        engine_fixture::presence_mode presence = engine_fixture::without_presence)
+    explicit command_fixture(engine_config config = {}, engine_fixture::presence_mode presence =
+                                                            engine_fixture::without_presence)
         : f(config, presence) {
         f.upstream_connected();
         sender = f.auth(1, "dashboard");
@@ -161,9 +160,9 @@ TEST_CASE("engine commands: timed_out is not final; a late outcome is still told
 TEST_CASE("engine commands: an offline device is rejected, or waits for it with queue") {
     command_fixture c(engine_config{}, engine_fixture::with_presence);
     // What the bridge heard on its presence subscription.
-    broker_message offline = broker_msg("devices/lamp/presence",
-                                        R"({"online":false,"since":1,"reason":"closed"})", 1,
-                                        true, {c.f.subscription_id("devices/+/presence")});
+    broker_message offline =
+        broker_msg("devices/lamp/presence", R"({"online":false,"since":1,"reason":"closed"})", 1,
+                   true, {c.f.subscription_id("devices/+/presence")});
     c.f.upstream_message(offline);
 
     c.command(R"({"type":"command","id":"a","target":"lamp","name":"on"})");
@@ -175,7 +174,8 @@ TEST_CASE("engine commands: an offline device is rejected, or waits for it with 
     }
     CHECK(publishes_to(c.f, "devices/lamp/control").empty());
 
-    c.command(R"({"type":"command","id":"b","target":"lamp","name":"on","queue":true,"ttlMs":60000})");
+    c.command(
+        R"({"type":"command","id":"b","target":"lamp","name":"on","queue":true,"ttlMs":60000})");
     {
         const frame_list got = c.statuses();
         REQUIRE(got.size() == 1);
@@ -211,7 +211,8 @@ TEST_CASE("engine commands: a retry with the same idempotencyKey is not run agai
     // the current state; and what follows is told to the retry's id.
     c.f.clear();
     auto again = c.f.auth(2, "dashboard");
-    again.send(R"({"type":"command","id":"retry","target":"door","name":"unlock","idempotencyKey":"k-1"})");
+    again.send(
+        R"({"type":"command","id":"retry","target":"door","name":"unlock","idempotencyKey":"k-1"})");
     CHECK(publishes_to(c.f, "devices/door/control").empty());
     {
         const frame_list got = of_type(again.take(), "command_status");
@@ -228,7 +229,8 @@ TEST_CASE("engine commands: a retry with the same idempotencyKey is not run agai
     }
     CHECK(c.f.stats().command_retries == 1);
     // After the outcome: answered from the store, with the result.
-    again.send(R"({"type":"command","id":"third","target":"door","name":"unlock","idempotencyKey":"k-1"})");
+    again.send(
+        R"({"type":"command","id":"third","target":"door","name":"unlock","idempotencyKey":"k-1"})");
     {
         const frame_list got = of_type(again.take(), "command_status");
         REQUIRE(got.size() == 1);
@@ -238,12 +240,14 @@ TEST_CASE("engine commands: a retry with the same idempotencyKey is not run agai
     CHECK(publishes_to(c.f, "devices/door/control").empty());
     // Another key, or another sender with the same key, runs it.
     auto other = c.f.auth(3, "other-user");
-    other.send(R"({"type":"command","id":"x","target":"door","name":"unlock","idempotencyKey":"k-1"})");
+    other.send(
+        R"({"type":"command","id":"x","target":"door","name":"unlock","idempotencyKey":"k-1"})");
     CHECK(publishes_to(c.f, "devices/door/control").size() == 1);
     // And the state file has one line per change of the keyed command.
     bool stored = false;
     for (const auto& r : c.f.states())
-        stored = stored || (r.file == "commands.jsonl" && r.text.find("succeeded") != std::string::npos);
+        stored =
+            stored || (r.file == "commands.jsonl" && r.text.find("succeeded") != std::string::npos);
     CHECK(stored);
 }
 
@@ -270,7 +274,8 @@ TEST_CASE("engine commands: the idempotency store survives a restart (state dir)
 
 TEST_CASE("engine commands: a command to several devices ends with a summary") {
     command_fixture c;
-    c.command(R"({"type":"command","id":"scene","targets":["d1","d2","d3"],"name":"away","timeoutMs":2000})");
+    c.command(
+        R"({"type":"command","id":"scene","targets":["d1","d2","d3"],"name":"away","timeoutMs":2000})");
     CHECK(c.statuses().size() == 3);
     c.f.upstream_message(device_report(c.f, c.sent_to("d1").correlation_data, "succeeded"));
     c.f.upstream_message(device_report(c.f, c.sent_to("d2").correlation_data, "failed",
@@ -323,7 +328,8 @@ TEST_CASE("engine commands: a WebSocket device takes command frames and answers 
     CHECK(c.f.subscribes().back().qos == 1);  // its ack is the command's `delivered`
     c.f.confirm("devices/sensor-001/control", 1);
 
-    c.command(R"({"type":"command","id":"c1","target":"sensor-001","name":"switch","params":{"on":1}})");
+    c.command(
+        R"({"type":"command","id":"c1","target":"sensor-001","name":"switch","params":{"on":1}})");
     const publish_upstream p = c.sent_to("sensor-001");
     c.f.upstream_message(as_broker_copy(c.f, p, "devices/sensor-001/control"));
     const frame_list got = device.take();
@@ -347,7 +353,8 @@ TEST_CASE("engine commands: a WebSocket device takes command frames and answers 
     CHECK(c.statuses().back().str("state") == "delivered");
 
     // ... and so are its progress and result.
-    device.send(R"({"type":"command_progress","id":")" + p.correlation_data + R"(","progress":{"pct":50}})");
+    device.send(R"({"type":"command_progress","id":")" + p.correlation_data +
+                R"(","progress":{"pct":50}})");
     device.send(R"({"type":"command_result","id":")" + p.correlation_data +
                 R"(","status":"succeeded","result":{"on":true}})");
     answers = publishes_to(c.f, responses);
@@ -385,18 +392,19 @@ TEST_CASE("engine commands: a device in the seed's dialect gets the command as a
     CHECK(envelope.str("name") == "blink");
     // It can answer all the same.
     c.f.clear();
-    device.send(R"({"type":"command_result","id":")" + envelope.str("id") + R"(","status":"rejected"})");
+    device.send(R"({"type":"command_result","id":")" + envelope.str("id") +
+                R"(","status":"rejected"})");
     REQUIRE(publishes_to(c.f, responses).size() == 1);
 }
 
 TEST_CASE("engine commands: bad command frames are refused with a clear error") {
     command_fixture c;
     for (const char* bad : {
-             R"({"type":"command","target":"d","name":"x"})",                    // no id
-             R"({"type":"command","id":"a","name":"x"})",                        // no target
-             R"({"type":"command","id":"a","target":"a/b","name":"x"})",         // not an id
-             R"({"type":"command","id":"a","targets":["d","d"],"name":"x"})",    // twice
-             R"({"type":"command","id":"a","target":"d"})",                      // no name
+             R"({"type":"command","target":"d","name":"x"})",                  // no id
+             R"({"type":"command","id":"a","name":"x"})",                      // no target
+             R"({"type":"command","id":"a","target":"a/b","name":"x"})",       // not an id
+             R"({"type":"command","id":"a","targets":["d","d"],"name":"x"})",  // twice
+             R"({"type":"command","id":"a","target":"d"})",                    // no name
              R"({"type":"command","id":"a","target":"d","name":"x","timeoutMs":1})",
          }) {
         c.sender.send(bad);
@@ -406,4 +414,80 @@ TEST_CASE("engine commands: bad command frames are refused with a clear error") 
         CHECK_MESSAGE(got[0].str("code") == "bad_request", bad);
     }
     CHECK(c.f.publishes().empty());
+}
+
+TEST_CASE(
+    "engine commands: after timed_out only an outcome is told; a retry gets the current step") {
+    command_fixture c;
+    c.command(
+        R"({"type":"command","id":"t","target":"d","name":"n","timeoutMs":1000,"idempotencyKey":"k"})");
+    const publish_upstream p = c.sent_to("d");
+    c.f.upstream_message(device_report(c.f, p.correlation_data, "delivered"));
+    c.statuses();
+    // A retry while in flight is told where it stands now (not the `queued` it was sent with).
+    auto again = c.f.auth(2, "dashboard");
+    again.send(R"({"type":"command","id":"t2","target":"d","name":"n","idempotencyKey":"k"})");
+    CHECK(of_type(again.take(), "command_status").at(0).str("state") == "delivered");
+
+    c.f.advance(1000);
+    c.f.tick();
+    CHECK(of_type(again.take(), "command_status").at(0).str("state") == "timed_out");
+    c.f.upstream_message(device_report(c.f, p.correlation_data, "in_progress"));
+    CHECK(of_type(again.take(), "command_status").empty());  // not a second timed_out
+    c.f.upstream_message(device_report(c.f, p.correlation_data, "failed", R"(,"reason":"jammed")"));
+    const frame_list done = of_type(again.take(), "command_status");
+    REQUIRE(done.size() == 1);
+    CHECK(done[0].str("state") == "failed");
+    CHECK(done[0].str("reason") == "jammed");
+}
+
+TEST_CASE("engine commands: this bridge's own device is offline as soon as its session ends") {
+    command_fixture c(engine_config{}, engine_fixture::with_presence);
+    auto device = c.f.device(5, "lamp");
+    device.close();
+    c.command(R"({"type":"command","id":"a","target":"lamp","name":"on"})");
+    const frame_list got = c.statuses();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].str("state") == "rejected");
+    CHECK(got[0].str("reason") == "device_offline");
+}
+
+TEST_CASE(
+    "engine commands: a queued target rejected after ttlMs is not sent when the device returns") {
+    command_fixture c(engine_config{}, engine_fixture::with_presence);
+    broker_message offline = broker_msg("devices/away/presence", R"({"online":false})", 1, true,
+                                        {c.f.subscription_id("devices/+/presence")});
+    c.f.upstream_message(offline);
+    c.command(
+        R"({"type":"command","id":"q","targets":["away","busy"],"name":"n","queue":true,"ttlMs":300})");
+    c.f.advance(300);
+    c.f.tick();
+    c.f.clear();
+    broker_message online = offline;
+    online.payload = R"({"online":true})";
+    c.f.upstream_message(online);
+    CHECK(publishes_to(c.f, "devices/away/control").empty());
+}
+
+TEST_CASE("engine commands: a WebSocket device's reason reaches the sender") {
+    command_fixture c;
+    auto device = c.f.client(5);
+    device.send(R"({"type":"auth","deviceId":"d","commands":true})");
+    device.take();
+    c.f.confirm("devices/d/control", 1);
+    c.command(R"({"type":"command","id":"r","target":"d","name":"n"})");
+    const publish_upstream p = c.sent_to("d");
+    c.f.upstream_message(as_broker_copy(c.f, p, "devices/d/control"));
+    const std::string id = device.take().at(0).str("id");
+    c.f.clear();
+    device.send(R"({"type":"command_result","id":")" + id +
+                R"(","status":"rejected","reason":"busy"})");
+    const auto answers = publishes_to(c.f, responses);
+    REQUIRE(answers.size() == 1);
+    CHECK(json_frame(answers[0].payload).str("reason") == "busy");
+    c.f.upstream_message(as_broker_copy(c.f, answers[0], responses));
+    const frame_list got = c.statuses();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].str("state") == "rejected");
+    CHECK(got[0].str("reason") == "busy");
 }

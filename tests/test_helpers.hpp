@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "core/config_text.hpp"
-#include "core/requests.hpp"
 #include "core/error.hpp"
+#include "core/requests.hpp"
 
 namespace mqttws::test {
 
@@ -77,6 +77,5 @@ inline void expect_bad_request(std::string_view text, std::string_view msgid_jso
     CHECK(failure.code == errc::bad_request);
     CHECK(failure.id.json == msgid_json);
 }
-
 
 }  // namespace mqttws::test

@@ -101,9 +101,9 @@ struct state_record {
     bool replace = false;
 };
 
-using action = std::variant<send_frame, ping_client, close_client, subscribe_upstream,
-                            unsubscribe_upstream, publish_upstream, log_line, audit_record,
-                            state_record>;
+using action =
+    std::variant<send_frame, ping_client, close_client, subscribe_upstream, unsubscribe_upstream,
+                 publish_upstream, log_line, audit_record, state_record>;
 using action_list = std::vector<action>;
 
 }  // namespace mqttws

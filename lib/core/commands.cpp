@@ -63,14 +63,15 @@ std::size_t outcome_index(command_state s) {
 
 }  // namespace
 
-command_desk::command_desk(engine_context& ctx, session_directory& sessions,
-                           delivery_pacer& pacer, publish_relay& relay, presence_keeper& presence)
+command_desk::command_desk(engine_context& ctx, session_directory& sessions, delivery_pacer& pacer,
+                           publish_relay& relay, presence_keeper& presence)
     : ctx_(ctx),
       sessions_(sessions),
       pacer_(pacer),
       relay_(relay),
       presence_(presence),
-      response_topic_(fill_topic(ctx.config.devices.response_topic, "", ctx.config.devices.bridge_id)),
+      response_topic_(
+          fill_topic(ctx.config.devices.response_topic, "", ctx.config.devices.bridge_id)),
       remembered_(ctx.config.devices.idempotency_keys, ctx.config.devices.idempotency_window_ms) {}
 
 // ---------------------------------------------------------------- the sender's side
@@ -83,8 +84,8 @@ void command_desk::handle(session& s, command_request& r, action_list& out) {
         key = idempotency_store::key_of(sender, r.idempotency_key);
         if (remembered_command* stored = remembered_.find(key, now_wall)) {
             ++ctx_.stats.command_retries;
-            ctx_.audit(s, "command_retry", {}, r.name + " (idempotencyKey " + r.idempotency_key + ")",
-                       out);
+            ctx_.audit(s, "command_retry", {},
+                       r.name + " (idempotencyKey " + r.idempotency_key + ")", out);
             if (const auto running = commands_.find(stored->running); running != commands_.end()) {
                 // Still in flight: the retry takes over what is still to be told.
                 running->second.owner = s.key();
@@ -180,8 +181,8 @@ void command_desk::send_to_device(command& c, std::size_t i, action_list& out) {
         tag, out);
 }
 
-void command_desk::published(std::uint64_t tag, std::optional<errc> error,
-                             std::string_view message, action_list& out) {
+void command_desk::published(std::uint64_t tag, std::optional<errc> error, std::string_view message,
+                             action_list& out) {
     const auto it = by_tag_.find(tag);
     if (it == by_tag_.end()) return;
     const target_ref ref = it->second;
@@ -220,7 +221,8 @@ void command_desk::heard(const broker_message& m, action_list& out) {
 void command_desk::device_online(const std::string& device, action_list& out) {
     for (auto& [number, c] : commands_) {
         for (std::size_t i = 0; i < c.targets.size(); ++i) {
-            if (c.targets[i].waiting && c.targets[i].device == device) send_to_device(c, i, out);
+            const target_run& t = c.targets[i];
+            if (t.waiting && !is_final(t.state) && t.device == device) send_to_device(c, i, out);
         }
     }
 }
@@ -242,7 +244,8 @@ void command_desk::tick(std::int64_t now, action_list& out) {
             for (const auto& t : c.targets)
                 by_correlation_.erase(t.correlation);
             if (!c.idempotency_key.empty()) {
-                if (remembered_command* stored = remembered_.find(c.idempotency_key, ctx_.env.wall_ms()))
+                if (remembered_command* stored =
+                        remembered_.find(c.idempotency_key, ctx_.env.wall_ms()))
                     stored->running = 0;
             }
             it = commands_.erase(it);
@@ -265,6 +268,12 @@ void command_desk::advance(command& c, std::size_t i, command_state state, std::
         t.state = state;
         t.result_json = std::move(result_json);
         t.reason = std::move(reason);
+        t.waiting = false;
+        // After `timed_out` only an outcome is told: a late step is remembered, not repeated.
+        if (t.timed_out && !is_final(state)) {
+            remember(c, out);
+            return;
+        }
     }
     if (is_final(t.state)) {
         if (!t.timed_out) ++ctx_.stats.command_outcomes[outcome_index(t.state)];
@@ -280,7 +289,7 @@ void command_desk::advance(command& c, std::size_t i, command_state state, std::
                                    c.remote_address, t.device, c.name});
     }
     tell(c, i, out);
-    if (is_final(t.state)) remember(c, out);
+    remember(c, out);  // a retry (or the next run) is told the current state, not a stale one
     summarize_if_done(c, out);
 }
 
@@ -309,8 +318,13 @@ void command_desk::summarize_if_done(command& c, action_list& out) {
             return;  // still waiting for an outcome
         }
     }
-    // Every target is over, or timed out: a late outcome is still told until the next timeout.
-    c.forget_at_ms = ctx_.env.steady_ms() + (all_final ? 0 : c.timeout_ms);
+    // Every target is over, or timed out: a late outcome is still told until one more timeout
+    // has passed (counted from the first time it came to this).
+    if (all_final) {
+        c.forget_at_ms = ctx_.env.steady_ms();
+    } else if (c.forget_at_ms == 0) {
+        c.forget_at_ms = ctx_.env.steady_ms() + c.timeout_ms;
+    }
     if (c.summarized || c.targets.size() < 2) return;
     c.summarized = true;
     if (session* s = sessions_.by_key(c.owner)) {
@@ -405,7 +419,7 @@ std::shared_ptr<const message_body> command_desk::command_for(session& s, const 
 }
 
 void command_desk::delivered(session& s, const std::string& command_id, action_list& out) {
-    report(s, command_id, "delivered", {}, out);
+    report(s, command_id, "delivered", {}, {}, out);
 }
 
 void command_desk::handle(session& s, command_result_request& r, action_list& out) {
@@ -419,12 +433,13 @@ void command_desk::handle(session& s, command_result_request& r, action_list& ou
     using outcome = command_result_request::outcome;
     static constexpr std::string_view statuses[] = {"succeeded", "failed", "rejected",
                                                     "in_progress"};
-    report(s, r.id, statuses[static_cast<std::size_t>(r.status)], r.result_json, out);
+    report(s, r.id, statuses[static_cast<std::size_t>(r.status)], r.result_json, r.reason, out);
     if (r.status != outcome::in_progress) s.device().open_commands.erase(r.id);
 }
 
 void command_desk::report(session& s, const std::string& command_id, std::string_view status,
-                          const std::string& result_json, action_list& out) {
+                          const std::string& result_json, const std::string& reason,
+                          action_list& out) {
     const auto open = s.device().open_commands.find(command_id);
     if (open == s.device().open_commands.end()) return;
     std::string payload = R"({"correlationData":)";
@@ -437,11 +452,20 @@ void command_desk::report(session& s, const std::string& command_id, std::string
         payload += status == "in_progress" ? R"(,"progress":)" : R"(,"result":)";
         payload += result_json;
     }
+    if (!reason.empty()) {
+        payload += R"(,"reason":)";
+        append_json_string(payload, reason);
+    }
     payload += R"(,"at":)";
     append_int(payload, ctx_.env.wall_ms());
     payload += '}';
-    relay_.publish_for_bridge(publish_upstream{0, open->second.response_topic, std::move(payload),
-                                               1, false, {}, open->second.correlation},
+    relay_.publish_for_bridge(publish_upstream{0,
+                                               open->second.response_topic,
+                                               std::move(payload),
+                                               1,
+                                               false,
+                                               {},
+                                               open->second.correlation},
                               0, out);
 }
 

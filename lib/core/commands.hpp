@@ -93,7 +93,7 @@ class command_desk {
         session_key owner{};
         msg_id id;  // the sender's
         std::string sender;
-        std::string remote_address;  // for the audit log
+        std::string remote_address;   // for the audit log
         std::string idempotency_key;  // idempotency_store::key_of, or empty
         std::string name;
         std::string params_json;
@@ -117,7 +117,7 @@ class command_desk {
     void answer_retry(session& s, const msg_id& id, const remembered_command& stored,
                       action_list& out);
     void report(session& s, const std::string& command_id, std::string_view status,
-                const std::string& result_json, action_list& out);
+                const std::string& result_json, const std::string& reason, action_list& out);
     target_run* find(const target_ref& ref);
 
     engine_context& ctx_;

@@ -26,7 +26,8 @@ std::optional<field_error> read_will(const value& obj, const decode_limits& limi
     last_will will;
     const value* topic = find(*v, "topic");
     if (topic == nullptr || !topic->IsString() || topic->GetStringLength() == 0) {
-        return field_error{errc::bad_request, "the will's 'topic' is required and must be a string"};
+        return field_error{errc::bad_request,
+                           "the will's 'topic' is required and must be a string"};
     }
     will.topic.assign(topic->GetString(), topic->GetStringLength());
     if (auto e = read_payload(*v, limits, will.payload)) return e;
@@ -48,10 +49,9 @@ std::variant<client_request, field_error> decode_command(const value& obj, msg_i
         } else if (v->IsUint64()) {
             r.id.json = compact_json(*v);
         } else {
-            return field_error{errc::bad_request,
-                               "a command's 'id' must be a string of 1 to " +
-                                   std::to_string(limits.max_msgid_bytes) +
-                                   " bytes or an integer"};
+            return field_error{errc::bad_request, "a command's 'id' must be a string of 1 to " +
+                                                      std::to_string(limits.max_msgid_bytes) +
+                                                      " bytes or an integer"};
         }
     } else if (!id.empty()) {
         r.id = std::move(id);
@@ -81,9 +81,9 @@ std::variant<client_request, field_error> decode_command(const value& obj, msg_i
             return field_error{errc::bad_request, "'targets' must be a non-empty array"};
         }
         if (many->Size() > max_command_targets) {
-            return field_error{errc::too_large, "a command has at most " +
-                                                    std::to_string(max_command_targets) +
-                                                    " targets"};
+            return field_error{
+                errc::too_large,
+                "a command has at most " + std::to_string(max_command_targets) + " targets"};
         }
         for (const auto& t : many->GetArray()) {
             if (auto e = add_target(t)) return *e;
@@ -104,9 +104,9 @@ std::variant<client_request, field_error> decode_command(const value& obj, msg_i
     if (const value* params = find(obj, "params")) {
         r.params_json = compact_json(*params);
         if (r.params_json.size() > limits.max_payload_bytes) {
-            return field_error{errc::too_large, "'params' is over " +
-                                                    std::to_string(limits.max_payload_bytes) +
-                                                    " bytes"};
+            return field_error{
+                errc::too_large,
+                "'params' is over " + std::to_string(limits.max_payload_bytes) + " bytes"};
         }
     }
     if (auto e = read_int(obj, "timeoutMs", 100, max_command_ms, r.timeout_ms)) return *e;
@@ -114,9 +114,9 @@ std::variant<client_request, field_error> decode_command(const value& obj, msg_i
     if (auto e = read_bool(obj, "queue", r.queue)) return *e;
     if (auto e = read_string(obj, "idempotencyKey", r.idempotency_key)) return *e;
     if (r.idempotency_key.size() > max_idempotency_key_bytes) {
-        return field_error{errc::bad_request, "'idempotencyKey' is over " +
-                                                  std::to_string(max_idempotency_key_bytes) +
-                                                  " bytes"};
+        return field_error{
+            errc::bad_request,
+            "'idempotencyKey' is over " + std::to_string(max_idempotency_key_bytes) + " bytes"};
     }
     return client_request{std::move(r)};
 }
@@ -150,6 +150,8 @@ std::variant<client_request, field_error> decode_command_result(const value& obj
                            "'status' must be \"succeeded\", \"failed\" or \"rejected\""};
     }
     if (const value* result = find(obj, "result")) r.result_json = compact_json(*result);
+    if (auto e = read_string(obj, "reason", r.reason)) return *e;
+    if (r.reason.size() > 1024) return field_error{errc::too_large, "'reason' is over 1024 bytes"};
     return client_request{std::move(r)};
 }
 

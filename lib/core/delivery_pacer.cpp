@@ -257,7 +257,7 @@ void delivery_pacer::release_held(session& s, std::int64_t now, action_list& out
 }
 
 std::shared_ptr<const message_body> delivery_pacer::ack(session& s, std::uint64_t msgid,
-                                                       action_list& out) {
+                                                        action_list& out) {
     session_sink sink(*this, s, out);
     auto acked = s.deliveries().ack(msgid, ctx_.env.steady_ms(), sink);
     if (!acked) return nullptr;

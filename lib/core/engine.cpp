@@ -1,8 +1,7 @@
 #include "core/engine.hpp"
 
-#include <utility>
-
 #include <algorithm>
+#include <utility>
 
 #include "core/replies.hpp"
 
@@ -152,10 +151,11 @@ void engine::client_closed(connection_id id, std::uint16_t code, bool by_peer, a
     presence_.connection_ended(*s, client_clean, now);
     if (clean || !s->authenticated() || !s->resumable() || ctx_.config.resume_window_ms <= 0) {
         using why = presence_keeper::end_reason;
-        end_session(*s, client_clean ? why::closed
-                        : ctx_.shutting_down ? why::bridge_stopped
-                        : bridge_closed_for(close_code::auth_failed) ? why::revoked
-                                                                       : why::timeout,
+        end_session(*s,
+                    client_clean                                 ? why::closed
+                    : ctx_.shutting_down                         ? why::bridge_stopped
+                    : bridge_closed_for(close_code::auth_failed) ? why::revoked
+                                                                 : why::timeout,
                     out);
     } else {
         sessions_.detach(*s, now + ctx_.config.resume_window_ms);
@@ -381,7 +381,7 @@ void engine::end_event(action_list& out) {
     // nothing is left, in order.
     for (std::size_t i = 0; i < ctx_.loopback.size(); ++i) {
         const broker_message m = std::move(ctx_.loopback[i]);
-        if (router_.route(m, out)) own_message(m, out);
+        if (router_.route(m, out, /*local=*/true)) own_message(m, out);
     }
     ctx_.loopback.clear();
 }
@@ -551,17 +551,17 @@ void engine::restore_state(std::string_view file, const std::vector<std::string>
 
 std::string_view name(out_kind k) {
     static constexpr std::string_view names[] = {
-        "auth_response", "suback",  "unsuback", "ack",  "error",          "pong",
-        "status",        "message", "batch",    "ping", "token_expiring", "refresh_response",
+        "auth_response",  "suback",         "unsuback",       "ack",
+        "error",          "pong",           "status",         "message",
+        "batch",          "ping",           "token_expiring", "refresh_response",
         "command_status", "command_summary"};
     return names[static_cast<std::size_t>(k)];
 }
 
 std::string_view name(in_kind k) {
-    static constexpr std::string_view names[] = {"auth",    "subscribe", "unsubscribe",   "publish",
-                                                 "ack",     "ping",      "device_report", "batch",
-                                                 "refresh", "command",   "command_result",
-                                                 "binary",  "invalid"};
+    static constexpr std::string_view names[] = {
+        "auth",  "subscribe", "unsubscribe", "publish",        "ack",    "ping",   "device_report",
+        "batch", "refresh",   "command",     "command_result", "binary", "invalid"};
     return names[static_cast<std::size_t>(k)];
 }
 

@@ -98,8 +98,8 @@ struct device_config {
     std::string bridge_status_topic = "mqttws/{bridge}/status";
     // Where devices answer this bridge's commands (MQTT v5 Response Topic).
     std::string response_topic = "mqttws/{bridge}/responses";
-    std::size_t max_commands = 10000;      // commands in flight (all clients)
-    std::size_t known_devices = 100000;    // presence remembered for the offline check
+    std::size_t max_commands = 10000;       // commands in flight (all clients)
+    std::size_t known_devices = 100000;     // presence remembered for the offline check
     std::size_t idempotency_keys = 100000;  // remembered results of commands with a key
     std::int64_t idempotency_window_ms = 24LL * 3600 * 1000;
 };

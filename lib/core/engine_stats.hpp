@@ -64,6 +64,7 @@ struct engine_stats {
     bool upstream_up = false;
     std::uint64_t upstream_connects = 0;
     std::uint64_t messages_in = 0;         // from the broker
+    std::uint64_t messages_local = 0;      // published through this bridge (local fan-out)
     std::uint64_t deliveries = 0;          // deliveries to clients for those messages
     std::uint64_t redeliveries = 0;        // QoS >= 1 deliveries resent for want of an ack
     std::uint64_t publishes = 0;           // client publishes relayed upstream
@@ -85,9 +86,9 @@ struct engine_stats {
     std::uint64_t revoked = 0;             // clients closed (or sessions ended) on revocation
     std::uint64_t signatures_refused = 0;  // device frames refused: bad or missing signature
     std::uint64_t replays_refused = 0;     // signed device frames refused as replays
-    std::uint64_t wills_published = 0;    // last wills the bridge published for its clients
-    std::uint64_t commands = 0;           // commands accepted (each target counts once)
-    std::uint64_t command_retries = 0;    // answered from the idempotency store
+    std::uint64_t wills_published = 0;     // last wills the bridge published for its clients
+    std::uint64_t commands = 0;            // commands accepted (each target counts once)
+    std::uint64_t command_retries = 0;     // answered from the idempotency store
     // Outcomes of command targets: succeeded, failed, rejected, timed_out (the first of them).
     std::uint64_t command_outcomes[4] = {};
     std::uint64_t command_latency[ack_latency_buckets] = {};  // to a final state, ms buckets

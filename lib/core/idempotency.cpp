@@ -9,8 +9,8 @@
 namespace mqttws {
 namespace {
 
-constexpr std::string_view state_names[] = {"queued",    "delivered", "in_progress", "succeeded",
-                                            "failed",    "rejected",  "timed_out"};
+constexpr std::string_view state_names[] = {"queued", "delivered", "in_progress", "succeeded",
+                                            "failed", "rejected",  "timed_out"};
 
 std::string compact(const rapidjson::Value& v) {
     rapidjson::StringBuffer buffer;

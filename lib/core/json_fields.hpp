@@ -52,7 +52,8 @@ inline std::string compact_json(const value& v) {
 }
 
 // Optional string field; error when present with another type.
-inline std::optional<field_error> read_string(const value& obj, const char* name, std::string& out) {
+inline std::optional<field_error> read_string(const value& obj, const char* name,
+                                              std::string& out) {
     const value* v = find(obj, name);
     if (v == nullptr) return std::nullopt;
     if (!v->IsString())
@@ -82,7 +83,7 @@ inline std::optional<field_error> read_qos(const value& obj, std::uint8_t& out) 
 
 // `topic` (one) or `topics` (a non-empty array of strings); exactly one of them.
 inline std::optional<field_error> read_filters(const value& obj, const decode_limits& limits,
-                                        std::vector<std::string>& out) {
+                                               std::vector<std::string>& out) {
     const value* one = find(obj, "topic");
     const value* many = find(obj, "topics");
     if ((one == nullptr) == (many == nullptr)) {
@@ -127,7 +128,8 @@ inline bool strings_are_utf8(const value& v) {
 }
 
 // The optional `msgid` of a request, as JSON text.
-inline std::optional<field_error> read_msgid(const value& obj, const decode_limits& limits, msg_id& out) {
+inline std::optional<field_error> read_msgid(const value& obj, const decode_limits& limits,
+                                             msg_id& out) {
     const value* v = find(obj, "msgid");
     if (v == nullptr) return std::nullopt;
     if (v->IsString() && v->GetStringLength() <= limits.max_msgid_bytes &&
@@ -144,7 +146,8 @@ inline std::optional<field_error> read_msgid(const value& obj, const decode_limi
     return std::nullopt;
 }
 
-inline std::optional<field_error> read_subscription_options(const value& obj, subscription_options& o) {
+inline std::optional<field_error> read_subscription_options(const value& obj,
+                                                            subscription_options& o) {
     if (const value* v = find(obj, "maxRate")) {
         if (!v->IsNumber() || v->GetDouble() <= 0 || v->GetDouble() > 1e6) {
             return field_error{errc::bad_request,
@@ -185,7 +188,6 @@ inline std::optional<field_error> read_signature_fields(const value& obj, signat
     return std::nullopt;
 }
 
-
 // `payload` (any JSON: a string is sent as its text, anything else as compact JSON) with its
 // optional `encoding` ("base64": the string is base64 of the bytes), at most max_payload_bytes.
 inline std::optional<field_error> read_payload(const value& obj, const decode_limits& limits,
@@ -223,9 +225,9 @@ inline std::optional<field_error> read_int(const value& obj, const char* name, s
     const value* v = find(obj, name);
     if (v == nullptr) return std::nullopt;
     if (!v->IsInt64() || v->GetInt64() < min || v->GetInt64() > max) {
-        return field_error{errc::bad_request, std::string("'") + name + "' must be an integer from " +
-                                                  std::to_string(min) + " to " +
-                                                  std::to_string(max)};
+        return field_error{errc::bad_request,
+                           std::string("'") + name + "' must be an integer from " +
+                               std::to_string(min) + " to " + std::to_string(max)};
     }
     out = v->GetInt64();
     return std::nullopt;

@@ -75,8 +75,8 @@ std::string message_body::json_head(const delivery_fields& fields) const {
 }
 
 std::shared_ptr<const message_body> message_body::command(std::string topic, std::string members,
-                                                         std::int64_t timestamp_ms,
-                                                         std::string command_id) {
+                                                          std::int64_t timestamp_ms,
+                                                          std::string command_id) {
     auto body = std::make_shared<message_body>("command", std::move(topic), std::move(members),
                                                false, timestamp_ms);
     body->command_id_ = std::move(command_id);

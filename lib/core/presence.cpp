@@ -25,7 +25,8 @@ std::string_view reason_name(presence_keeper::end_reason why) {
 }
 
 void replace_all(std::string& s, std::string_view what, std::string_view with) {
-    for (std::size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + with.size()))
+    for (std::size_t at = s.find(what); at != std::string::npos;
+         at = s.find(what, at + with.size()))
         s.replace(at, what.size(), with);
 }
 
@@ -62,8 +63,13 @@ void presence_keeper::upstream_connected(action_list& out) {
         append_json_string(status, config.bridge_id);
         status += '}';
         relay_.publish_for_bridge(
-            publish_upstream{0, fill_topic(config.bridge_status_topic, "", config.bridge_id),
-                             std::move(status), 1, true, {}, {}},
+            publish_upstream{0,
+                             fill_topic(config.bridge_status_topic, "", config.bridge_id),
+                             std::move(status),
+                             1,
+                             true,
+                             {},
+                             {}},
             0, out);
     }
     for (const auto& device : left_online_) {
@@ -122,6 +128,7 @@ void presence_keeper::authenticated(session& s, action_list& out) {
     if (!s.is_device()) return;
     if (++local_[s.client_id()] > 1) return;
     left_online_.erase(s.client_id());
+    heard_[s.client_id()] = true;  // what the bridge says itself, before the broker echoes it
     publish_presence(s.client_id(), true, {}, out);
     out.push_back(state_record{presence_file, "+" + s.client_id()});
 }
@@ -143,6 +150,7 @@ void presence_keeper::session_ended(session& s, end_reason why, action_list& out
     const auto it = local_.find(s.client_id());
     if (it == local_.end() || --it->second > 0) return;
     local_.erase(it);
+    heard_[s.client_id()] = false;  // offline from now, not from when the broker echoes it
     publish_presence(s.client_id(), false, reason_name(why), out);
     out.push_back(state_record{presence_file, "-" + s.client_id()});
 }
@@ -167,8 +175,13 @@ void presence_keeper::shutdown(const std::vector<session*>& sessions, action_lis
     append_json_string(status, config.bridge_id);
     status += '}';
     relay_.publish_for_bridge(
-        publish_upstream{0, fill_topic(config.bridge_status_topic, "", config.bridge_id),
-                         std::move(status), 1, true, {}, {}},
+        publish_upstream{0,
+                         fill_topic(config.bridge_status_topic, "", config.bridge_id),
+                         std::move(status),
+                         1,
+                         true,
+                         {},
+                         {}},
         0, out);
 }
 
@@ -200,16 +213,21 @@ void presence_keeper::publish_presence(const std::string& device, bool online,
     append_json_string(payload, config.bridge_id);
     payload += '}';
     relay_.publish_for_bridge(
-        publish_upstream{0, fill_topic(config.presence_topic, device, config.bridge_id),
-                         std::move(payload), 1, true, {}, {}},
+        publish_upstream{0,
+                         fill_topic(config.presence_topic, device, config.bridge_id),
+                         std::move(payload),
+                         1,
+                         true,
+                         {},
+                         {}},
         0, out);
 }
 
 void presence_keeper::publish_will(session& s, action_list& out) {
     const last_will& will = *s.device().will;
     // The rules may have changed since the client declared it.
-    const acl_decision allowed = ctx_.security().rules.check_publish(s.client_id(), s.username(),
-                                                                     will.topic, s.grant());
+    const acl_decision allowed =
+        ctx_.security().rules.check_publish(s.client_id(), s.username(), will.topic, s.grant());
     if (!allowed.allowed) {
         ++ctx_.stats.denied;
         ctx_.audit(s, "denied", will.topic, "last will: " + allowed.reason, out);

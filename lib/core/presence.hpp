@@ -83,9 +83,9 @@ class presence_keeper {
 
     engine_context& ctx_;
     publish_relay& relay_;
-    std::string presence_filter_;   // the template with `+` for the id
-    std::size_t id_level_ = 0;      // the level of the template that holds the id
-    std::unordered_map<std::string, int> local_;  // devices with sessions here, and how many
+    std::string presence_filter_;                  // the template with `+` for the id
+    std::size_t id_level_ = 0;                     // the level of the template that holds the id
+    std::unordered_map<std::string, int> local_;   // devices with sessions here, and how many
     std::unordered_map<std::string, bool> heard_;  // presence heard on the broker (bounded)
     std::unordered_set<std::string> left_online_;  // by a previous run (--state-dir)
 };

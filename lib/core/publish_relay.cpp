@@ -192,7 +192,7 @@ void publish_relay::publish_now(pending_publish p, action_list& out) {
     p.request.op = ctx_.new_op();
     ++p.attempts;
     p.sent_on_connection = ctx_.stats.upstream_connects;
-    ++ctx_.stats.publishes;
+    if (p.tag == 0 && p.owner != session_key{}) ++ctx_.stats.publishes;  // a client's
     if (p.request.qos == 0) {
         loop_back(p.request);  // QoS 0: to this bridge's clients at once
         out.push_back(std::move(p.request));

@@ -137,9 +137,9 @@ std::string encode_app_ping(std::int64_t timestamp_ms) {
     return out;
 }
 
-std::string encode_command_status(const msg_id& id, std::string_view target,
-                                  std::string_view state, std::int64_t at_ms,
-                                  std::string_view result_json, std::string_view reason) {
+std::string encode_command_status(const msg_id& id, std::string_view target, std::string_view state,
+                                  std::int64_t at_ms, std::string_view result_json,
+                                  std::string_view reason) {
     std::string out = R"({"type":"command_status","id":)";
     out += id.json;
     out += R"(,"target":)";
@@ -162,8 +162,8 @@ std::string encode_command_status(const msg_id& id, std::string_view target,
 
 std::string encode_command_summary(const msg_id& id, std::size_t targets,
                                    const std::size_t (&counts)[4], std::int64_t at_ms) {
-    static constexpr const char* names[] = {R"(,"succeeded":)", R"(,"failed":)",
-                                            R"(,"rejected":)", R"(,"timed_out":)"};
+    static constexpr const char* names[] = {R"(,"succeeded":)", R"(,"failed":)", R"(,"rejected":)",
+                                            R"(,"timed_out":)"};
     std::string out = R"({"type":"command_summary","id":)";
     out += id.json;
     out += R"(,"targets":)";

@@ -39,9 +39,9 @@ std::string encode_refresh_response(std::optional<std::int64_t> expires_at_ms, c
 
 // {"type":"command_status","id":…,"target":…,"state":…,"at":…[,"result":…][,"reason":…]}
 // (`result_json` is JSON text, written as it is).
-std::string encode_command_status(const msg_id& id, std::string_view target,
-                                  std::string_view state, std::int64_t at_ms,
-                                  std::string_view result_json, std::string_view reason);
+std::string encode_command_status(const msg_id& id, std::string_view target, std::string_view state,
+                                  std::int64_t at_ms, std::string_view result_json,
+                                  std::string_view reason);
 // {"type":"command_summary","id":…,"targets":N,"succeeded":…,"failed":…,"rejected":…,
 // "timed_out":…,"at":…}: counts[] in that order.
 std::string encode_command_summary(const msg_id& id, std::size_t targets,

@@ -47,10 +47,10 @@ struct auth_request {
     // commands reach it as `control` frames whose payload is the command.
     bool commands = false;
     std::optional<last_will> will;
-    std::string token;       // opaque token or JWT
-    std::string username;    // explicit user for a password file; defaults to client_id
-    std::string password;    // defaults to token
-    std::string session;     // resume token from an earlier auth_response
+    std::string token;     // opaque token or JWT
+    std::string username;  // explicit user for a password file; defaults to client_id
+    std::string password;  // defaults to token
+    std::string session;   // resume token from an earlier auth_response
     std::optional<std::uint64_t> last_seq;  // last `seq` the client saw in that session
     bool resume = true;  // false: no session token, no `seq`, nothing kept after a drop
     // true: the client cannot see WebSocket pings (a browser) and wants `ping` frames instead
@@ -158,6 +158,7 @@ struct command_result_request {
     std::string id;  // the `id` of the command frame the device received
     outcome status = outcome::succeeded;
     std::string result_json;  // `result` (or `progress`), compact JSON; empty when absent
+    std::string reason;       // `reason`, for people (e.g. why it was rejected)
     msg_id msgid;
 };
 

@@ -4,8 +4,8 @@
 
 namespace mqttws {
 
-bool router::route(const broker_message& m, action_list& out) {
-    ++ctx_.stats.messages_in;
+bool router::route(const broker_message& m, action_list& out, bool local) {
+    ++(local ? ctx_.stats.messages_local : ctx_.stats.messages_in);
     const bool by_id = !m.subscription_ids.empty();
     const bool v3_replay = !by_id && !ctx_.v5() && m.retained;
     const std::uint64_t serial = ++fanout_serial_;
@@ -63,8 +63,7 @@ bool router::route(const broker_message& m, action_list& out) {
     for (const auto& t : targets_) {
         if (t.who->is_device() && m.topic == t.who->control_topic()) {
             if (auto command = commands_.command_for(*t.who, m)) {
-                pacer_.deliver(*t.who, command, std::max<std::uint8_t>(t.qos, 1), *t.options,
-                               out);
+                pacer_.deliver(*t.who, command, std::max<std::uint8_t>(t.qos, 1), *t.options, out);
                 continue;
             }
             if (!control_body) {

@@ -35,7 +35,8 @@ class router {
         : ctx_(ctx), subscriptions_(subscriptions), pacer_(pacer), commands_(commands) {}
 
     // Delivers `m` to its clients; true when it is (also) for the bridge's own subscriptions.
-    bool route(const broker_message& m, action_list& out);
+    // `local`: published through this bridge (local fan-out), not received from the broker.
+    bool route(const broker_message& m, action_list& out, bool local = false);
 
   private:
     struct target {

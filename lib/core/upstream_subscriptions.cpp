@@ -169,6 +169,14 @@ void upstream_subscriptions::subscribe_own(const std::string& filter, action_lis
     subscribe(self_, filter, 1, {}, std::nullopt, out);
 }
 
+std::size_t upstream_subscriptions::filter_count() const {
+    std::size_t own_only = 0;
+    for (const auto& [filter, sub] : self_.subscriptions()) {
+        if (sub.upstream != nullptr && sub.upstream->subscribers.size() == 1) ++own_only;
+    }
+    return registry_.filter_count() - own_only;
+}
+
 void upstream_subscriptions::resend_retained(session& s, action_list& out) {
     for (const auto& [filter, sub] : s.subscriptions())
         send_retained(s, filter, sub, out);

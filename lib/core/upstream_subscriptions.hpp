@@ -100,7 +100,9 @@ class upstream_subscriptions {
     bool is_own(const session* s) const { return s == &self_; }
     std::vector<broker_message>& own_retained() { return own_retained_; }
 
-    std::size_t filter_count() const { return registry_.filter_count(); }
+    // Filters held for clients (the bridge's own subscriptions not counted unless a client
+    // holds the same filter).
+    std::size_t filter_count() const;
     std::size_t retained_count() const { return retained_.size(); }
     std::size_t parked_count() const { return parked_.size(); }
 

@@ -1,7 +1,8 @@
 // Carries out the engine's actions: frames, pings and closes go to the clients' connections,
 // subscribes and publishes to the broker, log lines to the log, audit records to the audit
-// trail, state records to the state directory. The only place where an action becomes I/O, so that a test can run the engine against
-// fake edges (tests/test_action_runner.cpp) and see what would have been written.
+// trail, state records to the state directory. The only place where an action becomes I/O, so that
+// a test can run the engine against fake edges (tests/test_action_runner.cpp) and see what would
+// have been written.
 //
 // Thread safety: the app's thread only, after the engine returned (nothing here re-enters it).
 #pragma once

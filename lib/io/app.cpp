@@ -14,8 +14,8 @@
 #include "io/audit_log.hpp"
 #include "io/log.hpp"
 #include "io/memory.hpp"
-#include "io/state_dir.hpp"
 #include "io/metrics.hpp"
+#include "io/state_dir.hpp"
 #include "io/static_files.hpp"
 
 namespace mqttws {

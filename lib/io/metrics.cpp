@@ -108,10 +108,14 @@ std::string render_metrics(const engine_stats& e, const ws_server::counters& ser
     x.single("upstream_up", "gauge", "1 while the broker connection is up.", e.upstream_up ? 1 : 0);
     x.single("upstream_connects_total", "counter",
              "Broker connections made (the first and reconnects).", num(e.upstream_connects));
-    x.single("filters", "gauge", "Filters subscribed at the broker.", num(e.filters));
+    x.single("filters", "gauge", "Filters subscribed at the broker for clients.", num(e.filters));
     x.single("messages_in_total", "counter", "Messages received from the broker.",
              num(e.messages_in));
-    x.single("messages_out_total", "counter", "Deliveries of broker messages to clients.",
+    x.single("messages_local_total", "counter",
+             "Messages published through this bridge and delivered to its own clients directly "
+             "(MQTT 5 local fan-out).",
+             num(e.messages_local));
+    x.single("messages_out_total", "counter", "Deliveries of messages to clients.",
              num(e.deliveries));
     x.single("messages_redelivered_total", "counter",
              "QoS 1/2 deliveries resent for want of an ack.", num(e.redeliveries));

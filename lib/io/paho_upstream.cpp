@@ -296,6 +296,8 @@ class paho_upstream final : public upstream {
         if (stopped_.exchange(true)) return;
         try {
             if (client_.is_connected()) {
+                // Paho waits up to timeout_ms for publishes still in flight (the bridge's last
+                // presence and status among them) before it disconnects.
                 disconnect_token_ = client_.disconnect(timeout_ms);
                 disconnect_token_->wait_for(std::chrono::milliseconds(timeout_ms + 500));
             } else {
@@ -304,7 +306,12 @@ class paho_upstream final : public upstream {
         } catch (const mqtt::exception&) {
             // Already down; nothing to close.
         }
-        client_.disable_callbacks();
+        try {
+            client_.disable_callbacks();
+        } catch (const mqtt::exception&) {
+            // Paho refuses while a disconnect is still in progress; no event is handled after
+            // stop() anyway (push() checks stopped_).
+        }
     }
 
   private:

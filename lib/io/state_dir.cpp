@@ -15,8 +15,8 @@ namespace mqttws {
 state_dir::state_dir(std::string path) : path_(std::move(path)) {
     if (path_.empty()) return;
     if (::mkdir(path_.c_str(), 0700) != 0 && errno != EEXIST) {
-        throw std::runtime_error("cannot create --state-dir '" + path_ + "': " +
-                                 std::strerror(errno));
+        throw std::runtime_error("cannot create --state-dir '" + path_ +
+                                 "': " + std::strerror(errno));
     }
     struct stat st {};
     if (::stat(path_.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))

@@ -9,11 +9,17 @@
 //
 // Acknowledgements are automatic: a QoS ≥ 1 delivery is acknowledged once every listener it was
 // handed to has returned — and, for a listener that returned a promise, once that promise
-// settled. The app never acks by hand.
+// settled. The app never acks by hand. (A device's `command` is acknowledged as soon as it is
+// handed to the command handler: the ack is what tells the sender `delivered`.)
+//
+// Commands (docs/protocol.md, "Devices and commands"): `client.command()` returns a `Command`
+// handle that reports each target's steps and settles `done` with the outcome; a device answers
+// the commands it is sent with `client.onCommand(handler)`.
 
 import { Driver } from './driver.js';
 import { Emitter, reportUncaught } from './emitter.js';
-import { MqttwsError, toError } from './errors.js';
+import { FINAL_COMMAND_STATES } from './commands.js';
+import { MqttwsError, isCommandRejected, toError } from './errors.js';
 import { topicMatches } from './topic.js';
 
 const SUBSCRIPTION_OPTION_KEYS = ['maxRate', 'conflate', 'batch', 'binary'];
@@ -21,7 +27,8 @@ const SUBSCRIPTION_OPTION_KEYS = ['maxRate', 'conflate', 'batch', 'binary'];
 /** Options that reach the core (serialisable: they cross to a SharedWorker too). */
 export function coreOptionsOf(options) {
     const keys = ['clientId', 'deviceId', 'token', 'username', 'password', 'resume', 'heartbeat', 'backoff',
-        'connectTimeout', 'livenessGrace', 'offlineQueue', 'queueQos0', 'dedupWindow', 'persistDelay', 'maxFrameBytes', 'maxBatch'];
+        'connectTimeout', 'livenessGrace', 'offlineQueue', 'queueQos0', 'dedupWindow', 'persistDelay', 'maxFrameBytes', 'maxBatch',
+        'will', 'commands', 'commandGrace'];
     const out = {};
     for (const key of keys) if (options[key] !== undefined) out[key] = options[key];
     return out;
@@ -70,7 +77,7 @@ export class DirectBackend {
         }, coreOptionsOf(options), {
             emit: (event, data) => client._onEmit(event, data),
             deliver: (id, message, needsAck) => client._onDeliver(id, message, needsAck),
-            settle: (ref, error) => client._onSettle(ref, error),
+            settle: (ref, error, value) => client._onSettle(ref, error, value),
         });
     }
 
@@ -81,6 +88,8 @@ export class DirectBackend {
     publish(ref, request) { this.driver.dispatch({ type: 'publish', ref, ...request }); }
     publishBatch(entries) { this.driver.dispatch({ type: 'publish_batch', entries }); }
     report(ref, kind, data) { this.driver.dispatch({ type: 'report', ref, kind, data }); }
+    sendCommand(ref, command) { this.driver.dispatch({ type: 'command', ref, command }); }
+    commandAnswer(answer) { this.driver.dispatch({ type: 'command_answer', ...answer }); }
     handled(id) { this.driver.dispatch({ type: 'handled', id }); }
     close() { this.driver.dispatch({ type: 'close' }); }
 }
@@ -152,9 +161,95 @@ export class Subscription extends Emitter {
     }
 }
 
+
+const FINAL_STATES = new Set(FINAL_COMMAND_STATES);
+
+/**
+ * A command sent with `client.command()`. Emits 'status' (each step of each target, as the
+ * bridge tells it: {id, target, state, at, result?, reason?, local?}) and 'summary' (the bridge's
+ * `command_summary` of a command to several targets). `done` resolves with the outcome once
+ * every target has a final state or timed out (docs/client.md, "Commands"); statuses keep coming
+ * after that for targets that timed out, until the bridge stops waiting for them.
+ */
+export class Command extends Emitter {
+    constructor(client, request) {
+        super();
+        this.client = client;
+        /** the command's id (every status names it) */
+        this.id = request.id;
+        this.name = request.name;
+        /** @type {string[]} */
+        this.targets = Array.isArray(request.targets) ? [...request.targets] : [];
+        /** the idempotencyKey it was sent with, if any */
+        this.idempotencyKey = request.idempotencyKey;
+        /** the bridge's command_summary, once it came (several targets only) */
+        this.summary = null;
+        /** what `done` resolved with, once it did */
+        this.outcome = null;
+        /** @type {MqttwsError|null} why `done` rejected, if it did */
+        this.error = null;
+        /** @type {Map<string, object>} target → where it stands */
+        this._states = new Map(this.targets.map((target) => [target, { target, state: 'pending' }]));
+        this.done = new Promise((resolve, reject) => {
+            this._resolve = resolve;
+            this._reject = reject;
+        });
+        // A rejection nobody awaits (the app follows the events only) must not be an unhandled one.
+        this.done.catch(() => {});
+    }
+
+    /** Where `target` stands: {target, state, at?, result?, reason?, progress?, reached?, local?}. */
+    status(target) {
+        const view = this._states.get(target);
+        return view ? { ...view } : undefined;
+    }
+
+    /** Where every target stands, by target. */
+    get states() {
+        return Object.fromEntries([...this._states].map(([target, view]) => [target, { ...view }]));
+    }
+
+    _onStatus(status) {
+        const previous = this._states.get(status.target) || { target: status.target, state: 'pending' };
+        const view = { target: status.target, state: status.state };
+        if (status.at !== undefined) view.at = status.at;
+        if (status.state === 'in_progress' && status.result !== undefined) view.progress = status.result;
+        else if (previous.progress !== undefined) view.progress = previous.progress;
+        if (FINAL_STATES.has(status.state) && status.result !== undefined) view.result = status.result;
+        if (status.reason !== undefined) view.reason = status.reason;
+        if (status.state === 'timed_out') {
+            if (previous.state !== 'pending') view.reached = previous.state;
+            if (status.local) view.local = true;
+        }
+        this._states.set(status.target, view);
+        this.emit('status', status);
+    }
+
+    _onSummary(summary) {
+        this.summary = summary;
+        this.emit('summary', summary);
+    }
+
+    _settle(error, value) {
+        if (this.outcome || this.error) return;
+        if (error) {
+            this.error = toError(error);
+            this._reject(this.error);
+        } else {
+            this.outcome = value;
+            this._resolve(value);
+        }
+    }
+
+    onListenerError(error, event) {
+        this.client._reportListenerError(error, event);
+    }
+}
+
 /**
  * An mqttws client. Events: 'state', 'connected', 'disconnected', 'closed', 'message',
- * 'control', 'resync', 'upstream', 'subscription', 'token_expiring', 'token_refreshed', 'error'.
+ * 'control', 'resync', 'upstream', 'subscription', 'token_expiring', 'token_refreshed',
+ * 'command_status', 'command_summary', 'error'.
  */
 export class Client extends Emitter {
     /**
@@ -165,6 +260,7 @@ export class Client extends Emitter {
     constructor(url, options = {}, backendFactory) {
         super();
         if (typeof url !== 'string' || !url) throw new TypeError('Client needs the bridge URL');
+        if (options.commands && !options.deviceId) throw new TypeError('the commands option needs deviceId (a device takes commands)');
         this.url = url;
         this.options = options;
         /** 'disconnected' | 'connecting' | 'connected' | 'closed' */
@@ -183,6 +279,12 @@ export class Client extends Emitter {
         this._pending = new Map();
         this._refCounter = 0;
         this._onResync = typeof options.onResync === 'function' ? options.onResync : null;
+        /** @type {Map<number, Command>} commands sent, by ref, until the core forgets them */
+        this._commands = new Map();
+        this._commandCounter = 0;
+        const random = typeof options.random === 'function' ? options.random : Math.random;
+        this._commandPrefix = Array.from({ length: 8 }, () => Math.floor(random() * 36).toString(36)).join('');
+        this._commandHandler = null;
         this._backend = backendFactory ? backendFactory(this) : new DirectBackend(url, options, this);
         this._adopt(this._backend.snapshot());
     }
@@ -313,6 +415,65 @@ export class Client extends Emitter {
         return this._track((ref) => this._backend.report(ref, 'event', data));
     }
 
+    /**
+     * Sends a command to one device (`target`) or several (`targets`) and follows it
+     * (docs/protocol.md, "Commands"). Returns a Command handle at once; `handle.done` resolves
+     * with the outcome once every target has a final state or timed out, and rejects (an
+     * MqttwsError) only when the command did not reach the bridge: `bad_request`, `too_large`,
+     * `unavailable`, `timeout` (no connection within timeoutMs), `client_closed`.
+     * @param {{id?: string|number, target?: string, targets?: string[], name: string, params?: unknown,
+     *   timeoutMs?: number, idempotencyKey?: string, idempotent?: boolean, queue?: boolean, ttlMs?: number}} options
+     * @returns {Command}
+     */
+    command(options = {}) {
+        const id = options.id !== undefined ? options.id : this._nextCommandId();
+        const single = options.targets === undefined;
+        let targets;
+        if (single) targets = options.target !== undefined ? [options.target] : [];
+        else targets = Array.isArray(options.targets) ? [...options.targets] : options.targets;
+        const request = { id, targets, single, name: options.name };
+        for (const key of ['params', 'timeoutMs', 'queue', 'ttlMs', 'idempotencyKey']) {
+            if (options[key] !== undefined) request[key] = options[key];
+        }
+        // idempotent: the id is the key, so command() again with the same id is a safe retry.
+        if (request.idempotencyKey === undefined && options.idempotent) request.idempotencyKey = String(id);
+        const handle = new Command(this, request);
+        this._refCounter += 1;
+        const ref = this._refCounter;
+        this._pending.set(ref, { resolve: (value) => handle._settle(null, value), reject: (error) => handle._settle(error) });
+        if (options.target !== undefined && options.targets !== undefined) {
+            this._onSettle(ref, { code: 'bad_request', message: "give either 'target' or 'targets', not both" });
+            return handle;
+        }
+        if (this.state === 'closed') {
+            this._onSettle(ref, { code: 'client_closed', message: 'the client is closed' });
+            return handle;
+        }
+        this._commands.set(ref, handle);
+        this._backend.sendCommand(ref, request);
+        return handle;
+    }
+
+    /**
+     * Device side (`deviceId` and `commands: true`): `handler(command, ctx)` answers each
+     * command sent to this device. What it returns (or resolves with) is the result of a
+     * `succeeded` outcome; an error it throws makes it `failed` — or `rejected` when it is a
+     * CommandRejectedError. `ctx.progress(value)` reports `in_progress`. One handler at a time;
+     * returns a function that removes it.
+     * @param {(command: {id: string, name: string, params: unknown, timeoutMs?: number, from?: string, timestamp?: number, dup?: boolean},
+     *          ctx: {progress: (value: unknown) => void, deadline: number|undefined}) => unknown} handler
+     */
+    onCommand(handler) {
+        if (typeof handler !== 'function') throw new TypeError('onCommand needs a function');
+        if (!this.options.commands || !this.options.deviceId) {
+            throw new TypeError('onCommand needs the deviceId and commands: true options (the bridge then sends this device command frames)');
+        }
+        this._commandHandler = handler;
+        return () => {
+            if (this._commandHandler === handler) this._commandHandler = null;
+        };
+    }
+
     /** Closes for good: ends the bridge session, rejects what is still queued. */
     close() {
         if (this.state !== 'closed') this._backend.close();
@@ -324,6 +485,11 @@ export class Client extends Emitter {
     }
 
     // ------------------------------------------------------------------ backend callbacks
+
+    _nextCommandId() {
+        this._commandCounter += 1;
+        return `c-${this._commandPrefix}-${this._commandCounter}`;
+    }
 
     _track(start) {
         return new Promise((resolve, reject) => {
@@ -370,6 +536,20 @@ export class Client extends Emitter {
             case 'closed':
                 this._adopt({ session: null });
                 break;
+            case 'command_status':
+            case 'command_summary': {
+                const { ref, ...status } = data;
+                const handle = this._commands.get(ref);
+                if (handle) {
+                    if (event === 'command_status') handle._onStatus(status);
+                    else handle._onSummary(status);
+                }
+                this.emit(event, status);
+                return;
+            }
+            case 'command_end':
+                this._commands.delete(data.ref);
+                return;
             case 'error':
                 this.emit('error', toError(data));
                 return;
@@ -388,6 +568,10 @@ export class Client extends Emitter {
     }
 
     _onDeliver(id, message, needsAck) {
+        if (message.command) {
+            this._runCommand(id, message.command, needsAck);
+            return;
+        }
         const results = this.emit('message', message);
         if (message.control) results.push(...this.emit('control', message));
         for (const sub of this._subs.values()) {
@@ -406,12 +590,52 @@ export class Client extends Emitter {
         });
     }
 
-    _onSettle(ref, error) {
+    _onSettle(ref, error, value) {
         const pending = this._pending.get(ref);
         if (!pending) return;
         this._pending.delete(ref);
         if (error) pending.reject(toError(error));
-        else pending.resolve();
+        else pending.resolve(value);
+    }
+
+    /** A command for this device: acknowledged now (`delivered`), then answered by the handler. */
+    _runCommand(id, command, needsAck) {
+        if (needsAck) this._backend.handled(id);
+        const answer = (status, result) => {
+            let value;
+            try {
+                value = jsonCopy(result);
+            } catch (error) {
+                if (status === 'in_progress') return; // a progress report that cannot be sent is dropped
+                status = 'failed';
+                value = { message: `the result is not JSON: ${error && error.message}` };
+            }
+            this._backend.commandAnswer({ commandId: command.id, status, result: value });
+        };
+        const handler = this._commandHandler;
+        if (!handler) {
+            answer('rejected', { code: 'no_handler', message: 'this device has no command handler' });
+            return;
+        }
+        let finished = false;
+        const ctx = {
+            progress: (value) => {
+                if (!finished) answer('in_progress', value);
+            },
+            deadline: typeof command.timestamp === 'number' && typeof command.timeoutMs === 'number' ? command.timestamp + command.timeoutMs : undefined,
+        };
+        Promise.resolve()
+            .then(() => handler(command, ctx))
+            .then(
+                (result) => {
+                    finished = true;
+                    answer('succeeded', result);
+                },
+                (error) => {
+                    finished = true;
+                    answer(isCommandRejected(error) ? 'rejected' : 'failed', resultOfError(error));
+                },
+            );
     }
 
     _closedError() {
@@ -430,4 +654,19 @@ export class Client extends Emitter {
     onListenerError(error, event) {
         this._reportListenerError(error, event);
     }
+}
+
+/** The result a thrown error gives a command: its `result`, else {message, code?}. */
+function resultOfError(error) {
+    if (error && typeof error === 'object' && error.result !== undefined) return error.result;
+    const result = { message: error && error.message ? String(error.message) : String(error) };
+    if (error && typeof error.code === 'string') result.code = error.code;
+    return result;
+}
+
+/** A JSON value's copy (what the bridge will see); undefined stays undefined; throws if it is not JSON. */
+function jsonCopy(value) {
+    if (value === undefined) return undefined;
+    const text = JSON.stringify(value);
+    return text === undefined ? undefined : JSON.parse(text);
 }

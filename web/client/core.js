@@ -4,9 +4,9 @@
 // It takes events — the app's calls, what happened on the socket, a timer that fired, a token
 // the provider returned, the network going on/offline — through `handle(event)` and returns the
 // actions to carry out, in order: open/close a socket, send a frame, arm/cancel a named timer,
-// ask for a token, emit an event, hand a delivery to the app, settle a publish, persist the
-// resume state. The wrappers (driver.js for a page or Node, hub.js in a SharedWorker) perform
-// them and feed the results back as events.
+// ask for a token, emit an event, hand a delivery (or a command, to a device) to the app, settle
+// a publish or a command, persist the resume state. The wrappers (driver.js for a page or Node,
+// hub.js in a SharedWorker) perform them and feed the results back as events.
 //
 // Time and randomness are injected (`now`, `random`): nothing here calls setTimeout, Date.now
 // or Math.random, so the unit tests drive the clock by hand and every decision is reproducible.
@@ -27,6 +27,7 @@ import { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 import { parseFrame, toMessage, encodePayload } from './codec.js';
 import { DeliveryTracker } from './dedup.js';
 import { isUnauthorized } from './errors.js';
+import { CommandRecord, commandProblem } from './commands.js';
 import { Outbox } from './outbox.js';
 import { SubscriptionRegistry } from './subscriptions.js';
 import { filterProblem, topicNameProblem } from './topic.js';
@@ -97,6 +98,11 @@ export class ClientCore {
      * @param {number} [options.maxBatch]     most entries in one `batch` publish frame (the bridge's
      *                                        --max-batch, default 100)
      * @param {{clientId?: string, session?: string, lastSeq?: number}} [options.restored]
+     * @param {{topic: string, payload?: unknown, encoding?: string, qos?: number, retain?: boolean, delayMs?: number}} [options.will]
+     *                                        a last will, sent in every `auth` (resumes too)
+     * @param {boolean} [options.commands]    with deviceId: take `command` frames (`"commands":true`)
+     * @param {number} [options.commandGrace] ms a command's verdict may take beyond its timeoutMs
+     *                                        before its open targets count as timed out here (3000)
      */
     constructor(options) {
         if (!options || typeof options.now !== 'function' || typeof options.random !== 'function') {
@@ -123,6 +129,9 @@ export class ClientCore {
         this.persistDelay = options.persistDelay !== undefined ? options.persistDelay : 1000;
         this.maxFrameBytes = options.maxFrameBytes !== undefined ? options.maxFrameBytes : 1024 * 1024;
         this.maxBatch = options.maxBatch !== undefined ? Math.max(1, Math.floor(options.maxBatch)) : 100;
+        this.willFrame = options.will !== undefined && options.will !== null ? willFrameOf(options.will) : null;
+        this.takesCommands = !!(options.commands && options.deviceId);
+        this.commandGrace = options.commandGrace !== undefined ? options.commandGrace : 3000;
 
         this.outbox = new Outbox(options.offlineQueue);
         this.tracker = new DeliveryTracker({ window: options.dedupWindow });
@@ -165,6 +174,12 @@ export class ClientCore {
         this.lastPersisted = undefined;
         this.refreshUnsupported = false; // this bridge answered `refresh` with unsupported
         this.tokenExpiresAt = null; // when the connection's token expires (ms), if the bridge said
+        /** @type {Map<string, CommandRecord>} commands sent (or waiting to be), by String(id) */
+        this.commands = new Map();
+        /** device side: answers (`command_progress`/`command_result`) waiting for a connection */
+        this.answers = [];
+        /** device side: msgid of a recent answer → the command it answered (to name it in an error) */
+        this.answerIds = new Map();
         this.out = null;
     }
 
@@ -217,6 +232,8 @@ export class ClientCore {
             case 'publish': return this.onPublishCall(event);
             case 'publish_batch': return this.onPublishBatchCall(event);
             case 'report': return this.onReportCall(event);
+            case 'command': return this.onCommandCall(event);
+            case 'command_answer': return this.onCommandAnswer(event);
             case 'handled': return this.onHandled(event.id);
             case 'abandon': return this.onAbandon(event.id);
             case 'online': return this.onOnline();
@@ -327,6 +344,8 @@ export class ClientCore {
             frame.lastSeq = this.tracker.lastSeq;
         }
         if (this.heartbeat) frame.heartbeat = true;
+        if (this.willFrame) frame.will = this.willFrame;
+        if (this.takesCommands) frame.commands = true;
         frame.msgid = msgid;
         this.send(frame);
     }
@@ -395,6 +414,8 @@ export class ClientCore {
             for (const filter of this.subs.pendingUnsubscribes) this.sendUnsubscribe(filter);
         }
         for (const entry of this.outbox.takeQueued()) this.sendEntry(entry);
+        this.sendCommandsAfterConnect();
+        this.sendAnswersAfterConnect();
         this.persistNow();
     }
 
@@ -472,6 +493,13 @@ export class ClientCore {
         this.requests.clear();
         const rejection = { code: reason, message: message || `the client is closed (${reason})` };
         for (const entry of this.outbox.takeAll()) this.settle(entry.ref, rejection);
+        for (const record of [...this.commands.values()]) {
+            this.commands.delete(record.key);
+            if (!record.settled) this.settle(record.ref, { ...rejection, id: record.id, outcome: record.outcome() });
+            this.emit('command_end', { ref: record.ref, id: record.id });
+        }
+        this.answers = [];
+        this.answerIds.clear();
         for (const entry of this.subs.entries.values()) {
             entry.state = 'unsubscribed';
             entry.code = reason;
@@ -560,14 +588,21 @@ export class ClientCore {
                 break;
             case 'message':
             case 'control':
+            case 'command':
                 this.onDelivery(frame);
                 break;
             case 'batch':
                 if (Array.isArray(frame.messages)) {
                     for (const entry of frame.messages) {
-                        if (entry && (entry.type === 'message' || entry.type === 'control')) this.onDelivery(entry);
+                        if (entry && (entry.type === 'message' || entry.type === 'control' || entry.type === 'command')) this.onDelivery(entry);
                     }
                 }
+                break;
+            case 'command_status':
+                this.onCommandStatus(frame);
+                break;
+            case 'command_summary':
+                this.onCommandSummary(frame);
                 break;
             case 'suback':
                 this.onSuback(frame);
@@ -634,7 +669,8 @@ export class ClientCore {
             this.deliveries.set(id, { conn: this.conn, msgid: frame.msgid, seq: frame.seq });
             this.awaitingAck.set(String(frame.msgid), id);
         }
-        this.push({ type: 'deliver', id, message: toMessage(frame), needsAck });
+        const message = frame.type === 'command' ? { command: commandOf(frame) } : toMessage(frame);
+        this.push({ type: 'deliver', id, message, needsAck });
     }
 
     /** The app's handlers for delivery `id` have run: acknowledge it (QoS ≥ 1). */
@@ -710,6 +746,23 @@ export class ClientCore {
                 const entry = this.outbox.settle(id);
                 if (entry) this.settle(entry.ref, error);
             }
+            return;
+        }
+        if (key !== undefined && this.commands.has(key)) {
+            const record = this.commands.get(key);
+            if (!record.accepted && record.sent) {
+                // Refused whole (a bad frame, or too many commands in flight on the bridge).
+                this.commands.delete(key);
+                this.settle(record.ref, { ...error, id: record.id });
+                this.emit('command_end', { ref: record.ref, id: record.id });
+                this.armCommandTimer();
+                return;
+            }
+        }
+        if (key !== undefined && this.answerIds.has(key)) {
+            const commandId = this.answerIds.get(key);
+            this.answerIds.delete(key);
+            this.emit('error', { ...error, commandId, message: `the answer to command ${commandId} was refused: ${error.message}` });
             return;
         }
         if (request && request.kind === 'refresh') {
@@ -910,6 +963,179 @@ export class ClientCore {
         else this.settle(entry.ref);
     }
 
+    // ------------------------------------------------------------------ commands: the sender's side
+
+    /**
+     * `command`: {ref, command: {id, targets, single, name, params, timeoutMs, idempotencyKey,
+     * queue, ttlMs}}. Sent at once while connected, else when connected (at most timeoutMs
+     * later). Its statuses are emitted as `command_status`/`command_summary` (with `ref`); its
+     * promise settles with the outcome once every target has one or timed out.
+     */
+    onCommandCall({ ref, command }) {
+        if (this.phase === 'closed') {
+            this.settle(ref, { code: 'client_closed', message: 'the client is closed' });
+            return;
+        }
+        const problem = commandProblem(command);
+        if (problem) {
+            this.settle(ref, { code: 'bad_request', message: problem, id: command && command.id });
+            return;
+        }
+        const record = new CommandRecord(ref, command);
+        if (this.commands.has(record.key)) {
+            this.settle(ref, { code: 'bad_request', message: `a command with id ${record.key} is still in flight`, id: command.id });
+            return;
+        }
+        const bytes = frameBytes(record.frame);
+        if (bytes > this.maxFrameBytes) {
+            this.settle(ref, { code: 'too_large', message: `the command frame is ${bytes} bytes; the limit is ${this.maxFrameBytes} (maxFrameBytes)`, id: command.id });
+            return;
+        }
+        this.commands.set(record.key, record);
+        if (this.phase === 'connected') this.sendCommand(record);
+        else record.sendBy = this.now() + record.timeoutMs;
+        this.armCommandTimer();
+    }
+
+    sendCommand(record) {
+        this.send(record.frame);
+        record.markSent(this.now(), this.commandGrace);
+    }
+
+    /**
+     * After (re)connecting: commands made while offline go out. After a resume of the same
+     * session (so the same bridge process, whose idempotency store has the keys), commands
+     * with an idempotencyKey that have targets without an outcome are sent again, with the same
+     * id and key: the bridge does not run them again and answers with what it knows, which
+     * recovers the statuses told while we were away (the bridge does not keep those for a
+     * detached session). Not after a fresh session — the bridge may have restarted without
+     * --state-dir, or be another instance, and would run the command again — and never for
+     * commands without a key (they might run twice).
+     */
+    sendCommandsAfterConnect() {
+        for (const record of this.commands.values()) {
+            if (!record.sent) this.sendCommand(record);
+            else if (this.sessionPresent && record.idempotencyKey !== undefined && !record.allFinal()) this.sendCommand(record);
+        }
+        this.armCommandTimer();
+    }
+
+    onCommandStatus(frame) {
+        const record = frame.id !== undefined ? this.commands.get(String(frame.id)) : undefined;
+        if (!record) return; // long over, or another client's (a resumed session of an older page)
+        const status = record.apply(frame);
+        if (!status) return;
+        this.emit('command_status', { ref: record.ref, ...status });
+        this.commandProgressed(record);
+    }
+
+    onCommandSummary(frame) {
+        const record = frame.id !== undefined ? this.commands.get(String(frame.id)) : undefined;
+        if (!record) return;
+        const summary = { id: record.id };
+        for (const key of ['targets', 'succeeded', 'failed', 'rejected', 'timed_out', 'at']) {
+            if (frame[key] !== undefined) summary[key] = frame[key];
+        }
+        record.summary = summary;
+        this.emit('command_summary', { ref: record.ref, ...summary });
+    }
+
+    /** After a status: settle the promise once the command is over; forget it once nothing more can come. */
+    commandProgressed(record) {
+        const now = this.now();
+        if (!record.settled && record.isOver()) {
+            record.settled = true;
+            this.push({ type: 'settle', ref: record.ref, value: record.outcome() });
+        }
+        if (record.settled) {
+            // Every outcome is in: a moment for the summary. Timed out targets: the bridge still
+            // tells a late outcome until another timeoutMs has passed.
+            record.forgetAt = record.allFinal()
+                ? now + this.commandGrace
+                : Math.max(now, record.firstSentAt + record.waitMs + 2 * record.timeoutMs) + this.commandGrace;
+        }
+        this.armCommandTimer();
+    }
+
+    checkCommands() {
+        const now = this.now();
+        for (const record of [...this.commands.values()]) {
+            if (!record.sent) {
+                if (now >= record.sendBy) {
+                    this.commands.delete(record.key);
+                    this.settle(record.ref, { code: 'timeout', message: `not sent: no connection to the bridge within ${record.timeoutMs} ms (timeoutMs)`, id: record.id });
+                    this.emit('command_end', { ref: record.ref, id: record.id });
+                }
+                continue;
+            }
+            if (!record.settled && now >= record.deadline) {
+                for (const status of record.timeOutLocally(now)) this.emit('command_status', { ref: record.ref, ...status });
+                this.commandProgressed(record);
+            }
+            if (record.settled && now >= record.forgetAt) {
+                this.commands.delete(record.key);
+                this.emit('command_end', { ref: record.ref, id: record.id });
+            }
+        }
+        this.armCommandTimer();
+    }
+
+    /** One timer for every command: at the earliest time one of them needs a look. */
+    armCommandTimer() {
+        let next = Infinity;
+        for (const record of this.commands.values()) {
+            if (!record.sent) next = Math.min(next, record.sendBy);
+            else if (!record.settled) next = Math.min(next, record.deadline);
+            else next = Math.min(next, record.forgetAt);
+        }
+        if (next === Infinity) {
+            this.clearTimer('commands');
+            return;
+        }
+        const due = this.timers.get('commands');
+        if (due === next) return;
+        this.setTimer('commands', next - this.now());
+    }
+
+    // ------------------------------------------------------------------ commands: the device's side
+
+    /**
+     * `command_answer`: {commandId, status: 'in_progress'|'succeeded'|'failed'|'rejected', result}
+     * from the app's command handler. Sent now, or after the reconnect if the session survives
+     * (the bridge keeps the open command in the session); a new session has forgotten it.
+     */
+    onCommandAnswer({ commandId, status, result }) {
+        if (this.phase === 'closed' || typeof commandId !== 'string') return;
+        const frame = status === 'in_progress'
+            ? { type: 'command_progress', id: commandId }
+            : { type: 'command_result', id: commandId, status };
+        if (result !== undefined) frame[status === 'in_progress' ? 'progress' : 'result'] = result;
+        if (this.phase === 'connected') {
+            this.sendAnswer(frame);
+            return;
+        }
+        this.answers.push(frame);
+        // Bounded: progress reports go first, then the oldest answers.
+        while (this.answers.length > 256) {
+            const progress = this.answers.findIndex((f) => f.type === 'command_progress');
+            this.answers.splice(progress >= 0 ? progress : 0, 1);
+        }
+    }
+
+    sendAnswer(frame) {
+        const msgid = this.nextId('x');
+        this.answerIds.set(msgid, frame.id);
+        if (this.answerIds.size > 256) this.answerIds.delete(this.answerIds.keys().next().value);
+        this.send({ ...frame, msgid });
+    }
+
+    sendAnswersAfterConnect() {
+        const answers = this.answers;
+        this.answers = [];
+        if (!this.sessionPresent) return; // a new session: the bridge no longer waits for them
+        for (const frame of answers) this.sendAnswer(frame);
+    }
+
     // ------------------------------------------------------------------ timers
 
     onTimer(name) {
@@ -931,6 +1157,9 @@ export class ClientCore {
                 break;
             case 'persist':
                 this.persistNow();
+                break;
+            case 'commands':
+                this.checkCommands();
                 break;
             default:
                 break;
@@ -1030,4 +1259,32 @@ export class ClientCore {
         this.lastPersisted = text;
         this.push({ type: 'persist', data });
     }
+}
+
+/** The `will` member of `auth` for the `will` option (bytes as base64, like a publish). */
+export function willFrameOf(will) {
+    if (!will || typeof will !== 'object' || typeof will.topic !== 'string' || will.topic === '') {
+        throw new TypeError("the will option is {topic, payload?, qos?, retain?, delayMs?} with a topic");
+    }
+    const problem = topicNameProblem(will.topic);
+    if (problem) throw new TypeError(`the will's topic: ${problem}`);
+    const frame = { topic: will.topic, ...encodePayload(will.payload, will.encoding) };
+    if (will.qos !== undefined) frame.qos = will.qos;
+    if (will.retain !== undefined) frame.retain = !!will.retain;
+    if (will.delayMs !== undefined) frame.delayMs = will.delayMs;
+    return frame;
+}
+
+/** What a device's command handler is given for a `command` frame. */
+function commandOf(frame) {
+    const command = {
+        id: frame.id,
+        name: frame.name,
+        params: frame.params === undefined ? {} : frame.params,
+        timeoutMs: frame.timeoutMs,
+        from: frame.from,
+        timestamp: frame.timestamp,
+    };
+    if (frame.dup === true) command.dup = true;
+    return command;
 }

@@ -15,7 +15,7 @@ import { ClientCore } from './core.js';
  * @typedef {object} DriverSink
  * @property {(event: string, data: any) => void} emit
  * @property {(id: number, message: object, needsAck: boolean) => void} deliver
- * @property {(ref: unknown, error?: object) => void} settle
+ * @property {(ref: unknown, error?: object, value?: unknown) => void} settle  (value: a command's outcome)
  * @property {(data: object|null) => void} [persist]  where persisted state goes when there is no storage
  */
 
@@ -100,7 +100,7 @@ export class Driver {
             case 'persist': return this.persist(action.data);
             case 'emit': return this.sink.emit(action.event, action.data);
             case 'deliver': return this.sink.deliver(action.id, action.message, action.needsAck);
-            case 'settle': return this.sink.settle(action.ref, action.error);
+            case 'settle': return this.sink.settle(action.ref, action.error, action.value);
             default: throw new TypeError(`unknown core action '${action.type}'`);
         }
     }

@@ -12,7 +12,7 @@ export const SDK_ERROR_CODES = Object.freeze([
     'not_connected', // a QoS 0 publish while offline, without queueQos0
     'client_closed', // the client was closed (by the app, or for good after a refusal)
     'unauthorized', // the token provider threw UnauthorizedError, or the bridge closed with 4403
-    'timeout', // ready({ timeout }) ran out
+    'timeout', // ready({ timeout }) ran out; a command found no connection within its timeoutMs
     'handler_error', // a message listener threw; reported on the client's 'error' event
     'protocol_error', // the bridge sent something this SDK cannot read
     'token_error', // the token provider failed (not with UnauthorizedError); the SDK retries
@@ -48,6 +48,28 @@ export class UnauthorizedError extends Error {
         super(message || 'unauthorized');
         this.name = 'UnauthorizedError';
     }
+}
+
+/**
+ * Thrown by a device's command handler (`client.onCommand`) to refuse a command: it is answered
+ * `rejected` instead of `failed`. The result is `result` when given, else {message, code?}.
+ */
+export class CommandRejectedError extends Error {
+    /**
+     * @param {string} [message]
+     * @param {{code?: string, result?: unknown}} [details]
+     */
+    constructor(message, details = {}) {
+        super(message || 'rejected');
+        this.name = 'CommandRejectedError';
+        if (details.code !== undefined) this.code = details.code;
+        if (details.result !== undefined) this.result = details.result;
+    }
+}
+
+/** True for a CommandRejectedError (also from another copy of the SDK: by name). */
+export function isCommandRejected(error) {
+    return !!error && error.name === 'CommandRejectedError';
 }
 
 /** True for an UnauthorizedError, also one that crossed a MessagePort (only `name` survives). */

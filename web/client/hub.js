@@ -11,7 +11,8 @@
 //   only now, does);
 // - routes each delivery to the tabs whose filters match its topic, and acknowledges a QoS ≥ 1
 //   delivery once every one of those tabs has run its handlers (or went away);
-// - forwards publishes and routes their results back to the tab that made them;
+// - forwards publishes and commands and routes their results (a command's statuses, summary and
+//   outcome) back to the tab that made them;
 // - asks a live tab for a token when the connection needs one (getToken lives in the tabs);
 // - notices tabs that went away: a `bye` on pagehide, the MessagePort 'close' event where the
 //   browser has it, and as a fallback a ping the tab must answer (`tabTimeout`). A tab thought
@@ -112,6 +113,8 @@ export class Hub {
                 this.dispatch({ type: 'publish_batch', entries: (message.entries || []).map((e) => ({ ...e, ref: `${tab.id}:${e.ref}` })) });
                 break;
             case 'report': this.dispatch({ type: 'report', ref: `${tab.id}:${message.ref}`, kind: message.kind, data: message.data }); break;
+            case 'command': this.dispatch({ type: 'command', ref: `${tab.id}:${message.ref}`, command: message.command }); break;
+            case 'command_answer': this.dispatch({ type: 'command_answer', ...message.answer }); break;
             case 'handled': this.onTabHandled(tab.id, message.id); break;
             case 'token': this.onTokenAnswer(message.reqId, null, message.token); break;
             case 'token_error': this.onTokenAnswer(message.reqId, message.error); break;
@@ -157,7 +160,7 @@ export class Hub {
         }, hello.options || {}, {
             emit: (event, data) => this.onCoreEmit(event, data),
             deliver: (id, message, needsAck) => this.onCoreDeliver(id, message, needsAck),
-            settle: (ref, error) => this.onCoreSettle(ref, error),
+            settle: (ref, error, value) => this.onCoreSettle(ref, error, value),
             persist: (data) => {
                 this.lastPersist = data;
                 this.broadcast({ type: 'persist', data });
@@ -257,6 +260,12 @@ export class Hub {
     // ------------------------------------------------------------------ the core's output
 
     onCoreEmit(event, data) {
+        if (data && typeof data.ref === 'string' && event.startsWith('command_')) {
+            // A command's statuses, summary and end: to the tab that sent it only.
+            const colon = data.ref.indexOf(':');
+            this.postTo(data.ref.slice(0, colon), { type: 'emit', event, data: { ...data, ref: Number(data.ref.slice(colon + 1)) } });
+            return;
+        }
         if (event === 'subscription' || event === 'resync') {
             const joiners = this.joiners.get(data.filter);
             const to = event === 'subscription' && joiners && joiners.size > 0 ? joiners : this.holders.get(data.filter);
@@ -326,10 +335,12 @@ export class Hub {
         this.dispatch({ type: pending.handled > 0 ? 'handled' : 'abandon', id });
     }
 
-    onCoreSettle(ref, error) {
+    onCoreSettle(ref, error, value) {
         const colon = ref.indexOf(':');
         const tabId = ref.slice(0, colon);
-        this.postTo(tabId, { type: 'settle', ref: Number(ref.slice(colon + 1)), error });
+        const message = { type: 'settle', ref: Number(ref.slice(colon + 1)), error };
+        if (value !== undefined) message.value = value;
+        this.postTo(tabId, message);
     }
 
     // ------------------------------------------------------------------ tokens from tabs

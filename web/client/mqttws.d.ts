@@ -38,6 +38,10 @@ export type ErrorCode =
     | 'queue_full' | 'not_connected' | 'client_closed' | 'unauthorized' | 'timeout'
     | 'handler_error' | 'protocol_error' | 'token_error' | 'unsubscribed' | 'auth_refused';
 
+/** The protocol's command states (without the SDK's 'pending'). */
+export const COMMAND_STATES: readonly string[];
+export const FINAL_COMMAND_STATES: readonly string[];
+
 export type QoS = 0 | 1 | 2;
 
 export interface BackoffOptions {
@@ -129,7 +133,132 @@ export interface ClientOptions {
     protocols?: string | string[];
     /** Third argument of the WebSocket constructor (Node `ws`: headers, TLS options, …). */
     wsOptions?: Record<string, unknown>;
+    /** A last will, sent in every `auth` (resumes too): published if the connection ends without close(). */
+    will?: WillOptions;
+    /** With deviceId: take `command` frames (answer them with onCommand). Such a client never uses a SharedWorker. */
+    commands?: boolean;
+    /** ms a command's verdict may take beyond its timeoutMs (and ttlMs) before open targets count as timed out here (default 3000). */
+    commandGrace?: number;
 }
+
+export interface WillOptions {
+    /** A topic the client may publish to (checked at auth). */
+    topic: string;
+    /** Any JSON value (a string is sent as its text), or bytes (sent base64). */
+    payload?: unknown;
+    encoding?: 'utf8' | 'base64';
+    qos?: QoS;
+    retain?: boolean;
+    /** Wait this long after a drop before publishing it (a resume within it cancels it); 0 … 86400000. */
+    delayMs?: number;
+}
+
+/** A command's steps (docs/protocol.md, "Commands"); 'pending': no word from the bridge yet. */
+export type CommandState = 'pending' | 'queued' | 'delivered' | 'in_progress' | 'succeeded' | 'failed' | 'rejected' | 'timed_out';
+
+export interface CommandOptions {
+    /** The command's id (a string of 1–128 bytes or an integer). Default: generated, unique per client. */
+    id?: string | number;
+    /** One device… */
+    target?: string;
+    /** …or several (up to 1,000). */
+    targets?: string[];
+    name: string;
+    params?: unknown;
+    /** 100 … 86400000 (the bridge's default: 30000). */
+    timeoutMs?: number;
+    /** A second command with this key from the same sender is not run again (up to 256 bytes). */
+    idempotencyKey?: string;
+    /** Use the command's id as its idempotencyKey. */
+    idempotent?: boolean;
+    /** An offline device gets it when it comes back, within ttlMs. */
+    queue?: boolean;
+    /** With queue: how long the bridge waits for the device (default 60000). */
+    ttlMs?: number;
+}
+
+/** One command_status, as the bridge told it (local: the SDK's own timeout, no word from the bridge). */
+export interface CommandStatus {
+    id: string | number;
+    target: string;
+    state: Exclude<CommandState, 'pending'>;
+    at: number;
+    /** The device's result (final states) or progress (in_progress). */
+    result?: unknown;
+    /** e.g. 'device_offline', 'forbidden'; 'no_status' for a local timeout. */
+    reason?: string;
+    local?: true;
+}
+
+export interface CommandSummary {
+    id: string | number;
+    targets: number;
+    succeeded: number;
+    failed: number;
+    rejected: number;
+    timed_out: number;
+    at: number;
+}
+
+/** Where one target stands. */
+export interface CommandTargetState {
+    target: string;
+    state: CommandState;
+    at?: number;
+    /** The outcome's result (succeeded, failed, rejected). */
+    result?: unknown;
+    reason?: string;
+    /** The last in_progress report. */
+    progress?: unknown;
+    /** timed_out: the last step it reached before (queued, delivered, in_progress). */
+    reached?: 'queued' | 'delivered' | 'in_progress';
+    /** timed_out here: the bridge never said (e.g. statuses lost in a drop, without an idempotencyKey). */
+    local?: true;
+}
+
+/** What `command.done` resolves with: every target is succeeded, failed, rejected or timed_out. */
+export interface CommandOutcome {
+    id: string | number;
+    name: string;
+    /** Every target succeeded. */
+    ok: boolean;
+    targets: Record<string, CommandTargetState>;
+    succeeded: string[];
+    failed: string[];
+    rejected: string[];
+    timedOut: string[];
+    /** The bridge's command_summary, if it had come by then (several targets). */
+    summary?: CommandSummary;
+}
+
+export type CommandEvents = {
+    status: (status: CommandStatus) => void;
+    summary: (summary: CommandSummary) => void;
+};
+
+/** What a device's command handler is given. */
+export interface IncomingCommand {
+    /** The bridge's correlation id (not the sender's id). */
+    id: string;
+    name: string;
+    params: unknown;
+    timeoutMs?: number;
+    /** The sender's client id. */
+    from?: string;
+    /** When the bridge delivered it, ms since the epoch. */
+    timestamp?: number;
+    dup?: true;
+}
+
+export interface CommandContext {
+    /** Reports in_progress with this value (ignored once the handler has finished). */
+    progress(value: unknown): void;
+    /** About when the sender stops waiting (timestamp + timeoutMs), ms since the epoch. */
+    deadline: number | undefined;
+}
+
+/** Returns (or resolves with) the succeeded result; throws for failed, CommandRejectedError for rejected. */
+export type CommandHandler = (command: IncomingCommand, ctx: CommandContext) => unknown | Promise<unknown>;
 
 export interface SubscribeOptions {
     qos?: QoS;
@@ -238,6 +367,9 @@ export type ClientEvents = {
     token_expiring: (event: { in: number; expiresAt?: number }) => void;
     /** The bridge accepted the refreshed token; expiresAt null: it does not expire. */
     token_refreshed: (event: { expiresAt: number | null }) => void;
+    /** Every status of every command this client sent. */
+    command_status: (status: CommandStatus) => void;
+    command_summary: (summary: CommandSummary) => void;
     error: (error: MqttwsError) => void;
 };
 
@@ -269,6 +401,29 @@ export class Subscription extends TypedEmitter<SubscriptionEvents> {
     /** Resolves once subscribed; rejects (with `code`) if it fails or is unsubscribed. */
     ready(): Promise<Subscription>;
     unsubscribe(): void;
+}
+
+/** A command sent with client.command(). */
+export class Command extends TypedEmitter<CommandEvents> {
+    readonly client: Client;
+    readonly id: string | number;
+    readonly name: string;
+    readonly targets: string[];
+    readonly idempotencyKey: string | undefined;
+    /**
+     * Resolves once every target is succeeded, failed, rejected or timed_out. Rejects (an
+     * MqttwsError) only when the command did not reach the bridge: 'bad_request', 'too_large',
+     * 'unavailable', 'timeout' (no connection within timeoutMs), 'client_closed' (with `outcome`:
+     * what was known).
+     */
+    readonly done: Promise<CommandOutcome>;
+    readonly outcome: CommandOutcome | null;
+    readonly error: MqttwsError | null;
+    /** The bridge's command_summary, once it came. */
+    readonly summary: CommandSummary | null;
+    /** Where each target stands now. */
+    readonly states: Record<string, CommandTargetState>;
+    status(target: string): CommandTargetState | undefined;
 }
 
 export class Client extends TypedEmitter<ClientEvents> {
@@ -304,6 +459,10 @@ export class Client extends TypedEmitter<ClientEvents> {
     reportStatus(data: unknown): Promise<void>;
     /** Device dialect: an event (QoS 1). */
     reportEvent(data: unknown): Promise<void>;
+    /** Sends a command and follows it (docs/client.md, "Commands"). */
+    command(options: CommandOptions): Command;
+    /** Device side (deviceId + commands: true): answers each command; returns a function that removes the handler. */
+    onCommand(handler: CommandHandler): () => void;
     /** Closes for good: ends the bridge session, rejects what is still queued. */
     close(): void;
 }
@@ -319,6 +478,14 @@ export class MqttwsError extends Error {
 export class UnauthorizedError extends Error {
     constructor(message?: string);
     readonly name: 'UnauthorizedError';
+}
+
+/** Throw it from a command handler to answer 'rejected' (instead of 'failed'). */
+export class CommandRejectedError extends Error {
+    constructor(message?: string, details?: { code?: string; result?: unknown });
+    readonly name: 'CommandRejectedError';
+    readonly code?: string;
+    readonly result?: unknown;
 }
 
 export const SDK_ERROR_CODES: readonly string[];

@@ -11,8 +11,9 @@
 import { Client } from './client.js';
 import { SharedBackend } from './shared.js';
 
-export { Client, Subscription } from './client.js';
-export { MqttwsError, UnauthorizedError, SDK_ERROR_CODES } from './errors.js';
+export { Client, Subscription, Command } from './client.js';
+export { MqttwsError, UnauthorizedError, CommandRejectedError, SDK_ERROR_CODES } from './errors.js';
+export { COMMAND_STATES, FINAL_COMMAND_STATES } from './commands.js';
 export { topicMatches } from './topic.js';
 export { backoffDelay } from './backoff.js';
 export { ClientCore } from './core.js';
@@ -48,6 +49,8 @@ export function sharedWorkerName(url, options = {}) {
 
 function wantsSharedWorker(options) {
     if (options.shared === false) return false;
+    // A device taking commands runs its handler here: one tab answers, on its own connection.
+    if (options.commands) return false;
     if (typeof SharedWorker !== 'function') return false;
     // Things that cannot cross to a worker (a WebSocket class, an injected clock or storage…)
     // mean the app wants this thread.

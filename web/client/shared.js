@@ -10,7 +10,7 @@
 
 import { DirectBackend, coreOptionsOf, defaultStorage, defaultStorageKey } from './client.js';
 
-const REPLAYED_COMMANDS = new Set(['subscribe', 'unsubscribe', 'publish', 'publish_batch', 'report']);
+const REPLAYED_COMMANDS = new Set(['subscribe', 'unsubscribe', 'publish', 'publish_batch', 'report', 'command']);
 
 export class SharedBackend {
     /**
@@ -69,6 +69,8 @@ export class SharedBackend {
     publish(ref, request) { this.command({ type: 'publish', ref, request }); }
     publishBatch(entries) { this.command({ type: 'publish_batch', entries }); }
     report(ref, kind, data) { this.command({ type: 'report', ref, kind, data }); }
+    sendCommand(ref, command) { this.command({ type: 'command', ref, command }); }
+    commandAnswer(answer) { this.command({ type: 'command_answer', answer }); }
     handled(id) { this.post({ type: 'handled', id }); }
 
     /** This tab's client closes: it leaves the shared connection (the last one out ends it). */
@@ -85,6 +87,7 @@ export class SharedBackend {
         for (const ref of [...client._pending.keys()]) {
             client._onSettle(ref, { code: 'client_closed', message: 'the client is closed (client_closed)' });
         }
+        for (const ref of [...client._commands.keys()]) client._onEmit('command_end', { ref });
         this.snap = { ...this.snap, state: 'closed' };
         client._onEmit('state', { state: 'closed', previous: client.state, reason: 'client_closed' });
         client._onEmit('closed', { reason: 'client_closed' });
@@ -156,7 +159,7 @@ export class SharedBackend {
                 client._onDeliver(message.id, message.message, message.needsAck);
                 break;
             case 'settle':
-                client._onSettle(message.ref, message.error);
+                client._onSettle(message.ref, message.error, message.value);
                 break;
             case 'get_token':
                 this.answerTokenRequest(message.reqId);
@@ -224,6 +227,7 @@ export class SharedBackend {
             else if (m.type === 'publish') direct.publish(m.ref, m.request);
             else if (m.type === 'publish_batch') direct.publishBatch(m.entries);
             else if (m.type === 'report') direct.report(m.ref, m.kind, m.data);
+            else if (m.type === 'command') direct.sendCommand(m.ref, m.command);
         }
         if (this.started) direct.start();
     }

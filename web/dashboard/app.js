@@ -1,18 +1,20 @@
 // The fleet dashboard's entry point: connects to the bridge at the page's own origin through
 // the SDK (one connection shared by every tab via a SharedWorker), subscribes to the devices'
-// status, telemetry and events, feeds the store and redraws what changed, and publishes the
-// control commands a person sends from the detail panel.
+// status, presence, telemetry and events and to the bridges' own status, feeds the store and
+// redraws what changed, and sends the commands a person gives from the detail panel as
+// commands with a lifecycle (client.command()), showing each one's steps as the bridge tells them.
 //
 // Subscriptions (docs/dashboard.md): devices/+/status QoS 0 with maxRate and batch — the
-// newest value of each device, at most twice a second, in frames of up to 250; devices/+/event
-// QoS 1 in batches — alerts and command answers are never lost, also across a reload;
-// devices/+/telemetry QoS 0 at most twice a second per PLC.
+// newest value of each device, at most twice a second, in frames of up to 250;
+// devices/+/presence and mqttws/+/status QoS 1, retained — who is connected, by the bridges'
+// word; devices/+/event QoS 1 in batches — alerts and the commands devices ran are never lost,
+// also across a reload; devices/+/telemetry QoS 0 at most twice a second per PLC.
 //
 // URL parameters: ?ws=ws://host:port/ (another bridge than the page's origin), ?token=… (a
 // token for a bridge with credentials), #<device id> selects a device.
 
 import { connect } from '../client/mqttws.js';
-import { FleetStore } from './store.js';
+import { FleetStore, COMMAND_TIMEOUT_MS } from './store.js';
 import { DeviceTable, DetailPanel, EventFeed, TopBar } from './view.js';
 
 const params = new URLSearchParams(location.search);
@@ -61,11 +63,19 @@ const client = connect(wsUrl, { token, backoff: { min: 300, max: 5000 } });
 const status = client.subscribe('devices/+/status', { qos: 0, maxRate: 2, batch: { maxMessages: 250, maxDelayMs: 150 } });
 const events = client.subscribe('devices/+/event', { qos: 1, batch: { maxMessages: 100, maxDelayMs: 100 } });
 const telemetry = client.subscribe('devices/+/telemetry', { qos: 0, maxRate: 2, batch: { maxMessages: 100, maxDelayMs: 250 } });
+const presence = client.subscribe('devices/+/presence', { qos: 1, batch: { maxMessages: 250, maxDelayMs: 100 } });
+const bridges = client.subscribe('mqttws/+/status', { qos: 1 });
 
 status.on('message', (m) => {
     if (store.ingest(m)) scheduleRender();
 });
 telemetry.on('message', (m) => {
+    if (store.ingest(m)) scheduleRender();
+});
+presence.on('message', (m) => {
+    if (store.ingest(m)) scheduleRender();
+});
+bridges.on('message', (m) => {
     if (store.ingest(m)) scheduleRender();
 });
 events.on('message', (m) => {
@@ -82,17 +92,24 @@ client.on('connected', showConnection);
 client.on('error', (e) => console.warn('mqttws:', e.code, e.message));
 showConnection();
 
-// ---- control commands
+// ---- commands: sent with a lifecycle, each step shown as the bridge tells it
 
-function sendCommand(deviceId, command, commandParams) {
-    const entry = store.newCommand(deviceId, command, commandParams);
-    const payload = { commandId: entry.commandId, command, params: commandParams, issuedAt: entry.sentAt, from: client.clientId || 'dashboard' };
-    client.publish(`devices/${deviceId}/control`, payload, { qos: 1 }).then(
-        () => { store.commandPublished(entry.commandId); scheduleRender(); },
-        (error) => { store.commandPublished(entry.commandId, error); scheduleRender(); },
-    );
+/**
+ * Sends `command` to a device; returns the command's id. With an idempotencyKey (idempotent),
+ * so that the SDK can ask again after a resume without running it twice. `options.timeoutMs`:
+ * the bridge's timeout (default COMMAND_TIMEOUT_MS).
+ */
+function sendCommand(deviceId, command, commandParams = {}, options = {}) {
+    const handle = client.command({ target: deviceId, name: command, params: commandParams, timeoutMs: options.timeoutMs || COMMAND_TIMEOUT_MS, idempotent: true });
+    store.newCommand(deviceId, command, commandParams, handle.id);
+    handle.on('status', (status) => {
+        if (store.commandStatus(handle.id, status)) scheduleRender();
+    });
+    handle.done.catch((error) => {
+        if (store.commandFailed(handle.id, error)) scheduleRender();
+    });
     scheduleRender();
-    return entry.commandId;
+    return handle.id;
 }
 
 // ---- selection (#device-id in the URL)
@@ -142,7 +159,7 @@ function render() {
     topBar.counts(store.counts());
 }
 
-// Devices that went silent, commands that timed out, the message rate: once a second.
+// Devices that went silent, the message rate: once a second.
 let lastCount = 0;
 let rate = 0;
 setInterval(() => {

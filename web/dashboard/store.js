@@ -1,13 +1,16 @@
 // The dashboard's model of the fleet, with no DOM: what each device last reported, a short
-// history per device for its chart, which devices are online, their active alerts, the event
-// feed and the control commands awaiting an answer. app.js feeds it the SDK's messages; view.js
-// draws what it says changed. Plain data in, plain data out, so it is unit-tested in Node.
+// history per device for its chart, which devices are online (their presence, or silence), their
+// active alerts, the event feed and the commands sent from this page with each one's state. app.js
+// feeds it the SDK's messages and command statuses; view.js draws what it says changed. Plain data
+// in, plain data out, so it is unit-tested in Node.
 //
 // Messages it understands (docs/dashboard.md):
 //   devices/<id>/status     {type:'status', deviceId, timestamp, data:{temperature, humidity, battery, power, …}}
 //                           or, from a PLC, data:{values:[{tag, value, unit}], quality, power, …}
 //   devices/<id>/telemetry  the seed's tag format {deviceId, timestamp, values:[…], quality}
-//   devices/<id>/event      {type:'event', deviceId, timestamp, data:{event:'alert'|'alert_cleared'|'control_ack'|…}}
+//   devices/<id>/event      {type:'event', deviceId, timestamp, data:{event:'alert'|'alert_cleared'|'command'|'control_ack'|…}}
+//   devices/<id>/presence   the bridge's {online, since, reason?, bridge} (docs/protocol.md, "Presence")
+//   mqttws/<bridge>/status  a bridge's own {online, since?, reason?, bridge}
 
 /** Points kept per device for its chart (at 1 Hz: 5 minutes). */
 export const HISTORY_POINTS = 300;
@@ -16,8 +19,11 @@ export const EVENT_LOG_SIZE = 500;
 /** A device is offline after this many report periods of silence (and at least MIN_SILENCE_MS). */
 export const SILENT_PERIODS = 3;
 export const MIN_SILENCE_MS = 10000;
-/** A command without an answer after this long is marked as unanswered. */
-export const COMMAND_TIMEOUT_MS = 15000;
+/** The timeoutMs of the commands the dashboard sends: no outcome by then is timed_out. */
+export const COMMAND_TIMEOUT_MS = 10000;
+/** Command states in their order ('sending': the bridge has not answered yet; 'error': it never reached it). */
+export const COMMAND_STATES = Object.freeze(['sending', 'queued', 'delivered', 'in_progress', 'succeeded', 'failed', 'rejected', 'timed_out', 'error']);
+const FINAL_COMMAND = new Set(['succeeded', 'failed', 'rejected', 'error']);
 
 /** The chart's two series per kind of device: [key, label, unit]. */
 export const SERIES = Object.freeze({
@@ -56,11 +62,13 @@ export class History {
     }
 }
 
-/** The device id of a topic devices/<id>/<kind>, or null. */
+/** The device id of a topic devices/<id>/<kind> (or the bridge of mqttws/<bridge>/status), or null. */
 export function parseTopic(topic) {
     const parts = topic.split('/');
-    if (parts.length !== 3 || parts[0] !== 'devices' || !parts[1]) return null;
-    return { id: parts[1], kind: parts[2] };
+    if (parts.length !== 3 || !parts[1]) return null;
+    if (parts[0] === 'devices') return { id: parts[1], kind: parts[2] };
+    if (parts[0] === 'mqttws' && parts[2] === 'status') return { id: parts[1], kind: 'bridge' };
+    return null;
 }
 
 /** Numeric values of a report, whichever format: {name: {value, unit}}. */
@@ -92,6 +100,8 @@ export class FleetStore {
         this.eventKeys = new Set();
         /** @type {Map<string, object>} commandId → command */
         this.commands = new Map();
+        /** @type {Map<string, {online: boolean, since?: number, reason?: string}>} bridge → its last status */
+        this.bridges = new Map();
         this.received = 0; // messages taken in, for the rate
         this.dirty = new Set(); // device ids whose row must be redrawn
         this.newEvents = []; // events not drawn yet
@@ -113,6 +123,7 @@ export class FleetStore {
                 seenAt: 0, // when the dashboard last heard from it (its clock or ours)
                 intervalMs: 5000,
                 online: false,
+                presence: null, // the bridge's {online, since, reason, bridge}, when it publishes one
                 quality: 'good',
                 alerts: new Map(), // metric → alert event
                 history: new History(),
@@ -134,6 +145,8 @@ export class FleetStore {
             case 'status': return this.onStatus(where.id, payload, message) ? 'status' : null;
             case 'telemetry': return this.onTelemetry(where.id, payload) ? 'telemetry' : null;
             case 'event': return this.onEvent(where.id, payload, message) ? 'event' : null;
+            case 'presence': return this.onPresence(where.id, payload) ? 'presence' : null;
+            case 'bridge': return this.onBridgeStatus(where.id, payload) ? 'bridge' : null;
             default: return null;
         }
     }
@@ -183,8 +196,64 @@ export class FleetStore {
         return Math.max(MIN_SILENCE_MS, SILENT_PERIODS * device.intervalMs);
     }
 
+    /**
+     * Online: from its presence when the bridge publishes one (combined with the status of the
+     * bridge it names), else from silence (a device on no bridge of ours, or presence turned off).
+     */
     isOnline(device, now) {
+        if (device.presence) return this.presenceOf(device).online;
         return device.seenAt > 0 && now - device.seenAt <= this.silenceLimit(device);
+    }
+
+    /** A device's retained presence {online, since, reason, bridge}; returns true if it changed anything. */
+    onPresence(id, payload) {
+        if (typeof payload.online !== 'boolean') return false;
+        const device = this.device(id);
+        const previous = device.presence;
+        const since = typeof payload.since === 'number' ? payload.since : undefined;
+        // An older copy (a replay of the retained message) after a newer live one.
+        if (previous && since !== undefined && previous.since !== undefined && since < previous.since) return false;
+        device.presence = { online: payload.online, since, reason: typeof payload.reason === 'string' ? payload.reason : undefined, bridge: typeof payload.bridge === 'string' ? payload.bridge : undefined };
+        device.online = this.isOnline(device, this.now());
+        this.dirty.add(id);
+        return true;
+    }
+
+    /** A bridge's own status (mqttws/<bridge>/status): its devices' presence is only as good as it. */
+    onBridgeStatus(bridge, payload) {
+        if (typeof payload.online !== 'boolean') return false;
+        this.bridges.set(bridge, { online: payload.online, since: typeof payload.since === 'number' ? payload.since : undefined, reason: typeof payload.reason === 'string' ? payload.reason : undefined });
+        const now = this.now();
+        for (const device of this.devices.values()) {
+            if (device.presence && device.presence.bridge === bridge) {
+                device.online = this.isOnline(device, now);
+                this.dirty.add(device.id);
+            }
+        }
+        return true;
+    }
+
+    /**
+     * What the dashboard says of a device's presence (docs/protocol.md, "Combining the two"): its
+     * presence says online, the bridge it names says online, and that bridge's status is not
+     * newer than the presence (a newer one: the bridge restarted and the device has not come back
+     * yet). A bridge whose status is unknown is taken at its word. Returns {online, since, reason,
+     * bridge} or null without a presence.
+     */
+    presenceOf(device) {
+        const p = device.presence;
+        if (!p) return null;
+        const view = { ...p };
+        if (!p.online) return view;
+        const b = p.bridge !== undefined ? this.bridges.get(p.bridge) : undefined;
+        if (!b) return view;
+        if (!b.online) {
+            return { ...view, online: false, reason: b.reason === 'stopped' ? 'bridge-stopped' : (b.reason || 'bridge-lost'), since: b.since !== undefined ? b.since : p.since };
+        }
+        if (b.since !== undefined && p.since !== undefined && b.since > p.since) {
+            return { ...view, online: false, reason: 'bridge-restarted', since: b.since };
+        }
+        return view;
     }
 
     /** Re-checks who went silent; returns the ids whose online state changed. */
@@ -197,15 +266,6 @@ export class FleetStore {
                 device.online = online;
                 changed.push(device.id);
                 this.dirty.add(device.id);
-            }
-        }
-        for (const command of this.commands.values()) {
-            if (command.state === 'sent' || command.state === 'delivered') {
-                if (now - command.sentAt > COMMAND_TIMEOUT_MS) {
-                    command.state = 'timeout';
-                    command.message = 'no answer from the device';
-                    this.commandsChanged = true;
-                }
             }
         }
         return changed;
@@ -232,8 +292,6 @@ export class FleetStore {
             this.dirty.add(id);
         } else if (event.event === 'alert_cleared' && typeof data.metric === 'string') {
             if (device.alerts.delete(data.metric)) this.dirty.add(id);
-        } else if (event.event === 'control_ack') {
-            this.onControlAck(id, data);
         }
         return true;
     }
@@ -259,40 +317,48 @@ export class FleetStore {
         }
     }
 
-    // ---- control commands
+    // ---- commands (sent with the SDK's client.command(); their statuses come from the bridge)
 
-    /** Records a command the dashboard is about to publish; returns it. */
-    newCommand(deviceId, command, params) {
-        const commandId = `cmd-${this.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-        const entry = { commandId, deviceId, command, params, sentAt: this.now(), state: 'sent', message: 'sent', answer: null };
-        this.commands.set(commandId, entry);
+    /** Records a command the page has just sent (its id: the SDK's); returns it. */
+    newCommand(deviceId, command, params, commandId) {
+        const entry = {
+            commandId: String(commandId), deviceId, command, params, sentAt: this.now(), state: 'sending', message: 'sending…',
+            steps: [], result: undefined, progress: undefined, reason: undefined, at: undefined,
+        };
+        this.commands.set(entry.commandId, entry);
         while (this.commands.size > 200) this.commands.delete(this.commands.keys().next().value);
         this.commandsChanged = true;
         return entry;
     }
 
-    /** The bridge confirmed the publish (the broker has it), or refused it. */
-    commandPublished(commandId, error) {
-        const entry = this.commands.get(commandId);
-        if (!entry || (entry.state !== 'sent')) return;
-        if (error) {
-            entry.state = 'error';
-            entry.message = `not sent: ${error.code || error.message}`;
-        } else {
-            entry.state = 'delivered';
-            entry.message = 'waiting for the device';
-        }
+    /**
+     * A command_status for one of our commands (the SDK reports each step once, in order;
+     * `timed_out` may be followed by a late outcome). Returns true if the entry changed.
+     */
+    commandStatus(commandId, status) {
+        const entry = this.commands.get(String(commandId));
+        if (!entry || status.target !== entry.deviceId || !COMMAND_STATES.includes(status.state)) return false;
+        if (FINAL_COMMAND.has(entry.state)) return false;
+        entry.state = status.state;
+        entry.at = status.at;
+        entry.reason = status.reason;
+        entry.local = status.local === true;
+        if (status.state === 'in_progress') entry.progress = status.result;
+        else if (status.result !== undefined) entry.result = status.result;
+        entry.steps.push(status.state);
+        entry.message = commandMessage(entry);
         this.commandsChanged = true;
+        return true;
     }
 
-    onControlAck(deviceId, data) {
-        const entry = this.commands.get(data.commandId);
-        if (!entry || entry.deviceId !== deviceId) return;
-        entry.state = data.result === 'ok' ? 'ok' : 'error';
-        entry.message = typeof data.message === 'string' ? data.message : data.result;
-        entry.answer = data;
-        entry.answeredAt = this.now();
+    /** The command never reached the bridge (refused, no connection): the SDK's error. */
+    commandFailed(commandId, error) {
+        const entry = this.commands.get(String(commandId));
+        if (!entry || FINAL_COMMAND.has(entry.state)) return false;
+        entry.state = 'error';
+        entry.message = `not sent: ${(error && (error.message || error.code)) || 'error'}`;
         this.commandsChanged = true;
+        return true;
     }
 
     commandsFor(deviceId) {
@@ -311,9 +377,9 @@ export class FleetStore {
         return { total: this.devices.size, online, offline: this.devices.size - online, alerting };
     }
 
-    /** 'alert' | 'online' | 'offline' | 'waiting' (no report yet). */
+    /** 'alert' | 'online' | 'offline' | 'waiting' (no report and no presence yet). */
     stateOf(device) {
-        if (device.seenAt === 0) return 'waiting';
+        if (device.seenAt === 0 && !device.presence) return 'waiting';
         if (!device.online) return 'offline';
         return device.alerts.size > 0 ? 'alert' : 'online';
     }
@@ -336,4 +402,31 @@ function eventKey(id, timestamp, payload, data) {
     if (payload.msgid !== undefined) return `${id}|${timestamp}|${payload.msgid}`;
     if (data.commandId !== undefined && data.event === 'control_ack') return `${id}|ack|${data.commandId}`;
     return `${id}|${timestamp}|${data.event || ''}|${data.metric || ''}|${data.n ?? ''}`;
+}
+
+const REASON_TEXT = { device_offline: 'the device is offline', forbidden: 'not allowed to command this device' };
+
+/** One line for a person about where a command stands. */
+export function commandMessage(c) {
+    const r = c.result && typeof c.result === 'object' ? c.result : null;
+    switch (c.state) {
+        case 'sending': return 'sending…';
+        case 'queued': return c.reason === 'device_offline' ? 'waiting for the device to come online' : 'queued';
+        case 'delivered': return 'delivered to the device';
+        case 'in_progress': {
+            const p = c.progress && typeof c.progress === 'object' ? c.progress : null;
+            if (!p) return 'in progress';
+            const bits = [p.step, typeof p.percent === 'number' ? `${p.percent} %` : null].filter(Boolean);
+            return bits.length ? `in progress: ${bits.join(', ')}` : 'in progress';
+        }
+        case 'succeeded': return (r && typeof r.message === 'string' && r.message) || (c.result !== undefined ? JSON.stringify(c.result) : 'done');
+        case 'failed':
+        case 'rejected': {
+            const reason = c.reason ? (REASON_TEXT[c.reason] || c.reason) : undefined;
+            const why = (r && typeof r.message === 'string' && r.message) || reason || (c.result !== undefined ? JSON.stringify(c.result) : c.state);
+            return reason && why !== reason ? `${why} (${reason})` : why;
+        }
+        case 'timed_out': return c.local ? 'no answer (the status was lost)' : 'no answer in time';
+        default: return c.state;
+    }
 }

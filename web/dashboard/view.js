@@ -1,5 +1,5 @@
-// The dashboard's DOM: the device table, the detail panel (metrics, chart, controls, command
-// answers), the event feed and the top bar. Each part redraws only what the store reports as
+// The dashboard's DOM: the device table, the detail panel (presence, metrics, chart, controls,
+// the commands sent and where each stands), the event feed and the top bar. Each part redraws only what the store reports as
 // changed, writing text only when it differs, so 1,000 devices reporting every second stay
 // cheap (rows also skip rendering off screen: content-visibility in styles.css).
 //
@@ -55,6 +55,20 @@ function alertLevel(device) {
 }
 
 const STATE_LABEL = { online: 'Online', offline: 'Offline', alert: 'Alert', waiting: 'Waiting' };
+
+const PRESENCE_REASON = {
+    closed: 'closed its connection', timeout: 'connection lost', revoked: 'credentials revoked',
+    'bridge-stopped': 'its bridge stopped', 'bridge-lost': 'its bridge was lost', 'bridge-restarted': 'its bridge restarted; not back yet',
+};
+
+/** "Online since 12:03:04 (bridge edge-1)", "Offline since 12:05:00: closed its connection", or '' without a presence. */
+export function presenceText(presence) {
+    if (!presence) return '';
+    const since = presence.since ? ` since ${clock(presence.since)}` : '';
+    if (presence.online) return `Online${since}${presence.bridge ? ` (bridge ${presence.bridge})` : ''}`;
+    const reason = presence.reason ? `: ${PRESENCE_REASON[presence.reason] || presence.reason}` : '';
+    return `Offline${since}${reason}`;
+}
 
 // ------------------------------------------------------------------ device table
 
@@ -131,7 +145,14 @@ export class DeviceTable {
             cells.kind = device.kind;
             setText(cells.secondU, device.kind === 'plc' ? 'bar' : '%');
         }
-        setText(cells.model, [device.model, device.kind === 'plc' ? 'PLC' : ''].filter(Boolean).join(' · '));
+        const presence = store.presenceOf(device);
+        const left = presence && !presence.online ? `${presence.reason || 'offline'} ${clock(presence.since)}` : '';
+        setText(cells.model, [device.model, device.kind === 'plc' ? 'PLC' : '', left].filter(Boolean).join(' · '));
+        if (presence) {
+            setAttr(cells.row, 'data-presence', presence.online ? 'online' : 'offline');
+            setAttr(cells.row, 'data-presence-reason', presence.reason || '');
+            setAttr(cells.badge, 'title', presenceText(presence));
+        }
         if (cells.state !== state) {
             cells.state = state;
             cells.row.dataset.state = state;
@@ -224,6 +245,7 @@ export class DetailPanel {
         this.subEl = root.querySelector('#detail-sub');
         this.stateEl = root.querySelector('#detail-state');
         this.stateEl.classList.add('badge');
+        this.presenceEl = root.querySelector('#detail-presence');
         this.metricsEl = root.querySelector('#detail-metrics');
         this.commandsEl = root.querySelector('#command-list');
         this.setName = root.querySelector('#set-name');
@@ -237,6 +259,7 @@ export class DetailPanel {
         this.onButton.addEventListener('click', () => this.send('switch', { on: true }));
         this.offButton.addEventListener('click', () => this.send('switch', { on: false }));
         root.querySelector('#cmd-reboot').addEventListener('click', () => this.send('reboot', {}));
+        root.querySelector('#cmd-selftest').addEventListener('click', () => this.send('selftest', {}));
         root.querySelector('#set-form').addEventListener('submit', (event) => {
             event.preventDefault();
             const value = Number(this.setValue.value);
@@ -296,6 +319,10 @@ export class DetailPanel {
         const state = store.stateOf(device);
         this.stateEl.dataset.state = state;
         setText(this.stateEl, STATE_LABEL[state]);
+        const presence = store.presenceOf(device);
+        setText(this.presenceEl, presence ? presenceText(presence) : 'No presence from a bridge: online while it reports');
+        setAttr(this.presenceEl, 'data-presence', presence ? (presence.online ? 'online' : 'offline') : 'unknown');
+        setAttr(this.presenceEl, 'data-reason', (presence && presence.reason) || '');
         const level = alertLevel(device);
         if (level) this.stateEl.dataset.level = level;
         else delete this.stateEl.dataset.level;
@@ -316,10 +343,9 @@ export class DetailPanel {
             setText(tile.value, `${metric.value.toFixed(digits)} ${metric.unit}`.trim());
             setAttr(tile.box, 'data-alert', device.alerts.has(name));
         }
-        if (device.power !== null) {
-            setAttr(this.onButton, 'aria-pressed', device.power === true);
-            setAttr(this.offButton, 'aria-pressed', device.power === false);
-        }
+        // Not known yet (no status): neither is pressed.
+        setAttr(this.onButton, 'aria-pressed', device.power === true);
+        setAttr(this.offButton, 'aria-pressed', device.power === false);
         this.chart.show(device.history, SERIES[device.kind]);
     }
 
@@ -330,7 +356,7 @@ export class DetailPanel {
             li.dataset.state = c.state;
             li.dataset.commandId = c.commandId;
             li.append(el('span', 'time', clock(c.sentAt)), el('span', 'cmd', describeCommand(c)), el('span', 'cmd-state', stateText(c)));
-            li.title = c.message || '';
+            li.title = c.steps.length ? `${c.steps.join(' → ')}${c.message ? `: ${c.message}` : ''}` : c.message || '';
             return li;
         });
         this.commandsEl.replaceChildren(...items);
@@ -338,18 +364,25 @@ export class DetailPanel {
 }
 
 function describeCommand(c) {
-    if (c.command === 'switch') return `Switch ${c.params.on ? 'on' : 'off'}`;
-    if (c.command === 'set') return `Set ${c.params.name} = ${c.params.value}`;
+    const params = c.params || {};
+    if (c.command === 'switch') return `Switch ${params.on ? 'on' : 'off'}`;
+    if (c.command === 'set') return `Set ${params.name} = ${params.value}`;
+    if (c.command === 'selftest') return 'Self-test';
     return c.command[0].toUpperCase() + c.command.slice(1);
 }
 
-function stateText(c) {
+const STEP_LABEL = { sending: 'sending', queued: 'queued', delivered: 'delivered', in_progress: 'in progress', timed_out: 'timed out' };
+
+/** The state and what it says: "delivered", "in progress: restarting, 40 %", "✓ switched off", "✗ relay fault…". */
+export function stateText(c) {
     switch (c.state) {
-        case 'sent': return 'sending…';
-        case 'delivered': return 'waiting…';
-        case 'ok': return `✓ ${c.message}`;
-        case 'timeout': return 'no answer';
-        default: return `✗ ${c.message}`;
+        case 'succeeded': return `✓ ${c.message}`;
+        case 'failed': return `✗ failed: ${c.message}`;
+        case 'rejected': return `✗ rejected: ${c.message}`;
+        case 'error': return `✗ ${c.message}`;
+        case 'timed_out': return `timed out: ${c.message}`;
+        case 'in_progress': return c.message;
+        default: return `${STEP_LABEL[c.state] || c.state}…`;
     }
 }
 
@@ -394,6 +427,7 @@ export function describeEvent(event) {
         case 'alert': return `${event.message || `${d.metric} alert`}${typeof d.value === 'number' ? ` (${d.value} ${d.unit || ''})`.replace(' )', ')') : ''}`;
         case 'alert_cleared': return event.message || `${d.metric} back to normal`;
         case 'control_ack': return `answered ${d.command || 'a command'}: ${d.result === 'ok' ? '' : 'error, '}${d.message || d.result}`;
+        case 'command': return `${d.command || 'a command'}${d.from ? ` from ${d.from}` : ''} ${d.status || 'done'}${d.message ? `: ${d.message}` : ''}`;
         default: return event.message || `${event.event}${d.n !== undefined ? ` #${d.n}` : ''}`;
     }
 }

@@ -4,9 +4,16 @@
 // advanced by `step(now)` and returns what it has to report; simulator.js puts that on the wire
 // through the SDK. Randomness is injected (`random`), so a seeded run is reproducible.
 //
-// The control contract (docs/dashboard.md) is implemented by `applyCommand`: a command
-// {commandId, command, params} is applied and answered with a `control_ack` event
-// {event: 'control_ack', commandId, command, result: 'ok'|'error', error?, message, state}.
+// Commands come two ways (docs/dashboard.md):
+// - with a lifecycle (docs/protocol.md, "Commands"; the SDK's onCommand): `runCommand({name,
+//   params})` applies it and says how it ends — {status: 'succeeded'|'failed'|'rejected',
+//   result, steps?} — `steps` being the progress reports of a command that takes a while
+//   (`reboot`, `selftest`), which simulator.js spaces out before answering;
+// - the seed's control contract, on the control topic: `applyCommand` applies a command
+//   {commandId, command, params} and answers with a `control_ack` event
+//   {event: 'control_ack', commandId, command, result: 'ok'|'error', error?, message, state}.
+// A device built with `faulty: true` has a broken relay (a PLC: its motor contactor): `switch`
+// and `selftest` fail, deterministically, so that a dashboard shows failures.
 
 /** A seeded PRNG (mulberry32): uniform in [0, 1). */
 export function seededRandom(seed) {
@@ -75,9 +82,10 @@ export class ClimateDevice {
      * @param {{random: () => number, intervalMs: number, now: number, disturbanceRate?: number}} options
      *   disturbanceRate: the chance per report that a disturbance starts (default 1/400)
      */
-    constructor(id, { random, intervalMs, now, disturbanceRate = 1 / 400 }) {
+    constructor(id, { random, intervalMs, now, disturbanceRate = 1 / 400, faulty = false }) {
         this.id = id;
         this.kind = 'climate';
+        this.faulty = faulty;
         this.random = random;
         this.model = random() < 0.7 ? 'TH-200' : 'TH-300';
         this.firmware = random() < 0.8 ? '2.4.1' : '2.3.7';
@@ -172,10 +180,16 @@ export class ClimateDevice {
         return applyCommand(this, command, now, (cmd) => this.execute(cmd, now));
     }
 
+    /** A command with a lifecycle: {status, result, steps?} (see the top of this file). */
+    runCommand(command, now) {
+        return runCommand(this, command, now);
+    }
+
     execute({ command, params = {} }, now) {
         switch (command) {
             case 'switch':
                 if (typeof params.on !== 'boolean') return invalid("'switch' needs params.on: true or false");
+                if (this.faulty) return fault('relay fault: no feedback from the relay');
                 this.power = params.on;
                 return ok(`switched ${params.on ? 'on' : 'off'}`);
             case 'set':
@@ -212,9 +226,10 @@ export const PLC_PARAMETERS = Object.freeze({
  * command) stops or starts the motor; `speedSetpoint` (the `set` command) changes its speed.
  */
 export class PlcDevice {
-    constructor(id, { random, intervalMs, now, disturbanceRate = 1 / 20000 }) {
+    constructor(id, { random, intervalMs, now, disturbanceRate = 1 / 20000, faulty = false }) {
         this.id = id;
         this.kind = 'plc';
+        this.faulty = faulty;
         this.random = random;
         this.model = 'S7-1500';
         this.firmware = '3.1.0';
@@ -295,10 +310,15 @@ export class PlcDevice {
         return applyCommand(this, command, now, (cmd) => this.execute(cmd, now));
     }
 
+    runCommand(command, now) {
+        return runCommand(this, command, now);
+    }
+
     execute({ command, params = {} }, now) {
         switch (command) {
             case 'switch':
                 if (typeof params.on !== 'boolean') return invalid("'switch' needs params.on: true or false");
+                if (this.faulty) return fault('motor contactor fault: no feedback from the contactor');
                 this.power = params.on;
                 return ok(params.on ? 'motor started' : 'motor stopped');
             case 'set':
@@ -314,6 +334,47 @@ export class PlcDevice {
 
 const ok = (message) => ({ result: 'ok', message });
 const invalid = (message) => ({ result: 'error', error: 'invalid_params', message });
+const fault = (message) => ({ result: 'error', error: 'device_fault', message });
+
+/** Names of the commands with a lifecycle (runCommand), for help texts and the dashboard. */
+export const COMMAND_NAMES = Object.freeze(['switch', 'set', 'setInterval', 'reboot', 'selftest']);
+/** Progress reports of a reboot, spaced out by simulator.js (--step-ms). */
+export const REBOOT_STEPS = Object.freeze([
+    { percent: 0, step: 'shutting down' }, { percent: 40, step: 'restarting' }, { percent: 80, step: 'starting services' },
+]);
+
+/**
+ * A command with a lifecycle, for either model: {status, result, steps?}.
+ *   succeeded  result {message, state, …}: it was applied
+ *   rejected   result {code, message}: the device refused it (invalid_params, unknown_command) —
+ *              nothing changed
+ *   failed     result {code, message}: it was tried and did not work — device_fault (a faulty
+ *              device's switch or self-test), or simulated_failure when params.fail is true
+ * `steps`: progress reports to send before the answer (reboot, selftest).
+ */
+function runCommand(device, command, now) {
+    const name = command && typeof command.name === 'string' ? command.name : '';
+    const params = command && command.params && typeof command.params === 'object' ? command.params : {};
+    if (params.fail === true) {
+        return { status: 'failed', result: { code: 'simulated_failure', message: `${name || 'the command'} failed on request (params.fail)` } };
+    }
+    if (name === 'selftest') {
+        const checks = { sensors: 'ok', [device.kind === 'plc' ? 'contactor' : 'relay']: device.faulty ? 'fault' : 'ok', battery: device.kind === 'plc' ? 'mains' : 'ok' };
+        const steps = [{ percent: 0, step: 'sensors' }, { percent: 50, step: device.kind === 'plc' ? 'contactor' : 'relay' }];
+        if (device.faulty) return { status: 'failed', result: { code: 'device_fault', message: 'self-test failed: ' + (device.kind === 'plc' ? 'contactor' : 'relay') + ' fault', checks }, steps };
+        return { status: 'succeeded', result: { message: 'self-test passed', checks }, steps };
+    }
+    let outcome;
+    if (name === 'setInterval') outcome = device.execute({ command: 'set', params: { name: 'intervalMs', value: params.intervalMs } }, now);
+    else outcome = device.execute({ command: name, params }, now);
+    if (outcome.result === 'ok') {
+        const result = { message: outcome.message, state: device.state() };
+        if (name === 'reboot') return { status: 'succeeded', result: { ...result, uptimeS: 0 }, steps: REBOOT_STEPS };
+        return { status: 'succeeded', result };
+    }
+    const failed = outcome.error === 'device_fault';
+    return { status: failed ? 'failed' : 'rejected', result: { code: outcome.error, message: outcome.message } };
+}
 
 function setParameter(target, allowed, params, after) {
     const spec = allowed[params.name];

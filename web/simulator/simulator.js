@@ -5,11 +5,13 @@
 //   node web/simulator/simulator.js [--url ws://127.0.0.1:8080/] [--devices 5]
 //        [--interval-ms 5000] [--duration-s 300] [--iiot] …       (--help lists every flag)
 //
-// Climate devices (default) authenticate with `deviceId`/`token`, report a retained `status`
-// every --interval-ms with drifting values, an `event` when a value crosses a threshold, and
-// answer `control` commands (docs/dashboard.md: the control contract). With --iiot they are
-// PLCs sampled every --interval-ms (milliseconds) in the seed's tag format, sent in `batch`
-// publish frames to devices/<id>/telemetry, plus a status every --status-ms.
+// Climate devices (default) authenticate with `deviceId`/`token` and `"commands":true`, report a
+// retained `status` every --interval-ms with drifting values, an `event` when a value crosses a
+// threshold, answer commands with a lifecycle through the SDK's onCommand (switch, set,
+// setInterval, reboot and selftest with progress; every --faulty-every'th device has a broken
+// relay whose switch and self-test fail) and the seed's `control` commands (docs/dashboard.md).
+// With --iiot they are PLCs sampled every --interval-ms (milliseconds) in the seed's tag format,
+// sent in `batch` publish frames to devices/<id>/telemetry, plus a status every --status-ms.
 //
 // Every run is bounded: it stops by itself after --duration-s or --max-messages publishes
 // (whichever comes first), closes every connection and exits; SIGINT/SIGTERM stop it early the
@@ -19,7 +21,7 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { connect } from '../client/mqttws.js';
+import { connect, CommandRejectedError } from '../client/mqttws.js';
 import { ClimateDevice, PlcDevice, seededRandom } from './models.js';
 
 const HELP = `Usage: node web/simulator/simulator.js [flags]
@@ -39,6 +41,9 @@ const HELP = `Usage: node web/simulator/simulator.js [flags]
   --token TOKEN        the token every device authenticates with (default: none)
   --connect-rate N     devices connecting per second (default 200)
   --disturbance P      chance per report that a disturbance starts (climate; default 0.0025)
+  --faulty-every N     device numbers divisible by N have a broken relay: their switch and
+                       selftest commands fail (default 5: sensor-005, sensor-010, …; 0: none)
+  --step-ms MS         pause between the progress reports of reboot and selftest (default 400)
   --seed N             seed of the values (default: random)
   --stats-s S          print a stats line every S seconds (default 10; 0: never)
   --quiet              only the start and done lines
@@ -68,6 +73,8 @@ export function parseOptions(argv) {
             token: { type: 'string' },
             'connect-rate': { type: 'string', default: '200' },
             disturbance: { type: 'string', default: '0.0025' },
+            'faulty-every': { type: 'string', default: '5' },
+            'step-ms': { type: 'string', default: '400' },
             seed: { type: 'string' },
             'stats-s': { type: 'string', default: '10' },
             quiet: { type: 'boolean', default: false },
@@ -98,6 +105,8 @@ export function parseOptions(argv) {
         token: values.token,
         connectRate: num('connect-rate', values['connect-rate'], { min: 1, max: 100000 }),
         disturbance: num('disturbance', values.disturbance, { min: 0, max: 1, integer: false }),
+        faultyEvery: num('faulty-every', values['faulty-every'], { min: 0, max: 1e9 }),
+        stepMs: num('step-ms', values['step-ms'], { min: 0, max: 60000 }),
         seed: values.seed !== undefined ? num('seed', values.seed, { min: 0, max: 2 ** 32 - 1 }) : Math.floor(Math.random() * 2 ** 32),
         statsS: num('stats-s', values['stats-s'], { min: 0, max: 86400, integer: false }),
         quiet: values.quiet,
@@ -127,7 +136,7 @@ export function runFleet(options, { log = (line) => console.log(line), WebSocket
     const random = seededRandom(options.seed);
     const stats = {
         devices: options.devices, connected: 0, everConnected: 0, statuses: 0, events: 0, samples: 0,
-        batches: 0, controls: 0, acked: 0, failed: 0, errors: {},
+        batches: 0, controls: 0, commands: 0, commandOutcomes: { succeeded: 0, failed: 0, rejected: 0 }, acked: 0, failed: 0, errors: {},
     };
     const startedAt = Date.now();
     const deadline = startedAt + options.durationS * 1000;
@@ -170,6 +179,29 @@ export function runFleet(options, { log = (line) => console.log(line), WebSocket
         // The updated state, at once (not at the next period).
         report(dev, 'status', dev.model.status(Date.now()));
         if (dev.model.kind === 'climate') reschedule(dev);
+    }
+
+    // A command with a lifecycle (the SDK's onCommand): progress for the steps of a reboot or a
+    // self-test, then the outcome — the handler's return value (succeeded), a thrown
+    // CommandRejectedError (rejected) or Error (failed). The device also logs it as an event,
+    // which every dashboard's feed shows, and reports its new state at once.
+    async function onLifecycleCommand(dev, command, ctx) {
+        stats.commands += 1;
+        const outcome = dev.model.runCommand(command, Date.now());
+        for (const step of outcome.steps || []) {
+            ctx.progress(step);
+            await new Promise((resolve) => later(resolve, options.stepMs));
+        }
+        stats.commandOutcomes[outcome.status] += 1;
+        report(dev, 'event', {
+            event: 'command', command: command.name, commandId: command.id, from: command.from, status: outcome.status,
+            level: outcome.status === 'succeeded' ? 'info' : 'warning', message: outcome.result.message,
+        });
+        report(dev, 'status', dev.model.status(Date.now()));
+        if (dev.model.kind === 'climate') reschedule(dev);
+        if (outcome.status === 'succeeded') return outcome.result;
+        if (outcome.status === 'rejected') throw new CommandRejectedError(outcome.result.message, { result: outcome.result });
+        throw Object.assign(new Error(outcome.result.message), { result: outcome.result });
     }
 
     // ---- climate devices: one status per interval, events on threshold crossings
@@ -239,16 +271,19 @@ export function runFleet(options, { log = (line) => console.log(line), WebSocket
             if (stopping) return;
             const now = Date.now();
             const Model = options.iiot ? PlcDevice : ClimateDevice;
+            const number = options.start + index;
             const model = new Model(id, {
                 random: seededRandom(Math.floor(random() * 2 ** 32)),
                 intervalMs: options.intervalMs,
                 now,
+                faulty: options.faultyEvery > 0 && number % options.faultyEvery === 0,
                 ...(options.iiot ? {} : { disturbanceRate: options.disturbance }),
             });
             const client = connect(options.url, {
                 WebSocket: WebSocketImpl,
                 wsOptions: { perMessageDeflate: false },
                 deviceId: id,
+                commands: true,
                 token: options.token,
                 storage: null,
                 offlineQueue: { maxMessages: options.iiot ? 2000 : 50, drop: 'oldest' },
@@ -271,6 +306,7 @@ export function runFleet(options, { log = (line) => console.log(line), WebSocket
                 dev.connectedNow = false;
             });
             client.on('control', (message) => onControl(dev, message));
+            client.onCommand((command, ctx) => onLifecycleCommand(dev, command, ctx));
             client.on('error', (e) => { stats.errors[e.code || 'error'] = (stats.errors[e.code || 'error'] || 0) + 1; });
             // The first report at a random phase of the period, so that a fleet does not pulse.
             if (options.iiot) {
@@ -286,7 +322,7 @@ export function runFleet(options, { log = (line) => console.log(line), WebSocket
         ? setInterval(() => log(`simulator: ${line()}`), options.statsS * 1000)
         : null;
     const line = () => `${stats.connected}/${options.devices} connected, ${stats.statuses} statuses, ${stats.events} events, ` +
-        `${stats.samples} samples in ${stats.batches} batches, ${stats.controls} commands, ${stats.acked} acked, ${stats.failed} failed`;
+        `${stats.samples} samples in ${stats.batches} batches, ${stats.controls} control + ${stats.commands} commands, ${stats.acked} acked, ${stats.failed} failed`;
 
     const endTimer = setTimeout(() => stop('duration'), options.durationS * 1000);
     const budgetTimer = setInterval(() => { if (published >= options.maxMessages) stop('max-messages'); }, 200);

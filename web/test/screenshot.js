@@ -31,7 +31,7 @@ try {
     });
     await page.click(`.row[data-device="${pick}"]`);
     await page.evaluate((id) => window.dashboard.sendCommand(id, 'set', { name: 'setpoint', value: 21 }), pick);
-    await page.waitForSelector('#command-list li[data-state="ok"]', { timeout: 20000 });
+    await page.waitForSelector('#command-list li[data-state="succeeded"]', { timeout: 20000 });
     await page.waitForTimeout(1500);
     await page.screenshot({ path: values.out });
     console.log(`screenshot: ${values.out} (${pick} selected)`);

@@ -1,7 +1,9 @@
 // The dashboard against a real bridge, a real Mosquitto and the simulator: devices appear with
-// their values, the detail chart follows a device, a control command goes to the device and its
-// answer comes back to the page, and two tabs share one bridge connection (SharedWorker) while
-// both receive.
+// their values and their presence, the detail chart follows a device, commands go to devices
+// and the page shows every step the bridge tells (queued, delivered, in progress, and
+// succeeded, failed, rejected or timed out, with the device's result), a device that leaves is
+// shown offline with its reason and commands to it are rejected, and two tabs share one bridge
+// connection (SharedWorker) while both receive.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -27,12 +29,14 @@ after(async () => {
     await h.cleanup();
 });
 
-/** What the table shows: {id: {state, temperature, humidity, battery, power, ts}}. */
+/** What the table shows: {id: {state, presence, title, temperature, humidity, battery, power, ts}}. */
 function tableOf(p) {
     return p.evaluate(() => Object.fromEntries([...document.querySelectorAll('#device-list .row')].map((row) => {
         const cells = row.children;
         return [row.dataset.device, {
             state: row.dataset.state,
+            presence: row.dataset.presence,
+            title: cells[1].title,
             temperature: cells[2].querySelector('.v').textContent,
             humidity: cells[3].querySelector('.v').textContent,
             battery: cells[4].textContent,
@@ -52,7 +56,15 @@ test('the dashboard lists every simulated device with its latest values', { time
         assert.match(row.humidity, /^\d+\.\d$/, `${id} shows a humidity`);
         assert.match(row.battery, /\d+ %/, `${id} shows its battery`);
         assert.match(row.power, /^(On|Off)$/, `${id} shows its power state`);
+        // Its presence, from the bridge (devices/<id>/presence, retained): online, since when, through which bridge.
+        assert.equal(row.presence, 'online', `${id}'s presence`);
+        assert.match(row.title, /^Online since \d\d:\d\d:\d\d \(bridge web-it-/);
     }
+    const presence = await page.evaluate((d) => window.dashboard.store.devices.get(d).presence, deviceId(1));
+    assert.equal(presence.online, true);
+    assert.ok(presence.since > Date.now() - 120_000 && presence.since <= Date.now(), `since ${presence.since}`);
+    // The bridge's own status (mqttws/<bridge>/status) is known, and online.
+    assert.equal(await page.evaluate((b) => window.dashboard.store.bridges.get(b).online, presence.bridge), true);
     // The top bar counts them, and says the bridge and the broker are connected.
     assert.equal(await page.textContent('#kpi-total'), String(DEVICES));
     assert.equal(await page.getAttribute('#conn-pill', 'data-state'), 'connected');
@@ -86,35 +98,79 @@ test('the chart of the selected device updates as it reports', { timeout: T.bulk
     await screenshot(page, 'dashboard-chart');
 });
 
-test('a control command reaches the device and the page shows its answer', { timeout: T.bulk }, async () => {
+/** The command list entry of a command id, once it is in `state`: {state, text, title}. */
+async function commandReaches(p, commandId, state) {
+    await p.waitForFunction(([c, st]) => {
+        const li = document.querySelector(`#command-list li[data-command-id="${c}"]`);
+        return li && li.dataset.state === st;
+    }, [commandId, state], { timeout: T.long });
+    return p.$eval(`#command-list li[data-command-id="${commandId}"]`, (li) => ({ state: li.dataset.state, text: li.textContent, title: li.title }));
+}
+/** The id of the command the page sent last (recorded in the store as the button is clicked). */
+const newestCommandId = (p) => p.evaluate(() => [...window.dashboard.store.commands.values()].at(-1).commandId);
+
+test('commands from the page: every step the bridge tells, and the device\'s result', { timeout: T.bulk * 2 }, async () => {
     const id = deviceId(3);
     await page.click(`.row[data-device="${id}"]`);
     await page.waitForFunction((d) => document.getElementById('detail-id').textContent === d && window.dashboard.detail.device.power !== null, id);
+    assert.match(await page.textContent('#detail-presence'), /^Online since \d\d:\d\d:\d\d/);
     const powerBefore = await page.evaluate(() => window.dashboard.detail.device.power);
-    // Switch: the opposite of what the device reports.
+    // Switch: the opposite of what the device reports. queued → delivered → succeeded, with the device's result.
     await page.click(powerBefore ? '#cmd-off' : '#cmd-on');
-    const answered = await page.waitForSelector('#command-list li[data-state="ok"]', { timeout: T.long });
-    assert.match(await answered.textContent(), powerBefore ? /switched off/ : /switched on/);
+    const switched = await commandReaches(page, await newestCommandId(page), 'succeeded');
+    assert.match(switched.text, powerBefore ? /Switch off.*✓ switched off/ : /Switch on.*✓ switched on/);
+    assert.match(switched.title, /^queued → delivered → succeeded/);
+    const entry = await page.evaluate(() => [...window.dashboard.store.commands.values()].at(-1));
+    assert.equal(entry.deviceId, id);
+    assert.equal(entry.result.state.power, !powerBefore, 'the result carries the device\'s new state');
     // The device's updated status follows: the row shows the new power state.
     await page.waitForFunction(([d, on]) => document.querySelector(`.row[data-device="${d}"] .power`).textContent === (on ? 'On' : 'Off'),
         [id, !powerBefore], { timeout: T.long });
-    // Set a parameter: the answer names it, and the device reports it in its status.
+    // Set a parameter: succeeded, and the device reports it in its status.
     await page.selectOption('#set-name', 'setpoint');
     await page.fill('#set-value', '27');
     await page.click('#cmd-set');
-    await page.waitForFunction(() => [...document.querySelectorAll('#command-list li[data-state="ok"]')].some((li) => /setpoint set to 27/.test(li.textContent)),
-        null, { timeout: T.long });
+    assert.match((await commandReaches(page, await newestCommandId(page), 'succeeded')).text, /Set setpoint = 27.*setpoint set to 27/);
     await page.waitForFunction((d) => window.dashboard.store.devices.get(d).data.setpoint === 27, id, { timeout: T.long });
-    // An invalid value is refused by the device, and the page says so.
+    // An invalid value: the device rejects it, and the page says why.
     await page.fill('#set-value', '99');
     await page.evaluate(() => document.getElementById('set-value').removeAttribute('max'));
     await page.click('#cmd-set');
-    const refused = await page.waitForSelector('#command-list li[data-state="error"]', { timeout: T.long });
-    assert.match(await refused.textContent(), /setpoint must be a number from 5 to 35/);
-    // The answers are in the event feed too.
-    const feed = await page.$$eval('#event-list li[data-event="control_ack"]', (els) => els.map((e) => e.textContent));
-    assert.ok(feed.length >= 3 && feed.every((t) => t.includes(id)), feed.join('\n'));
-    await screenshot(page, 'dashboard-control');
+    assert.match((await commandReaches(page, await newestCommandId(page), 'rejected')).text, /✗ rejected: setpoint must be a number from 5 to 35/);
+    // Reboot takes a while: the page shows it in progress (the device's progress reports), then done.
+    await page.click('#cmd-reboot');
+    const reboot = await newestCommandId(page);
+    const progress = await commandReaches(page, reboot, 'in_progress');
+    assert.match(progress.text, /in progress: (shutting down|restarting|starting services), \d+ %/);
+    const rebooted = await commandReaches(page, reboot, 'succeeded');
+    assert.match(rebooted.title, /^queued → delivered → in_progress → succeeded: rebooted/);
+    assert.ok(await page.evaluate((c) => window.dashboard.store.commands.get(c).steps.filter((s) => s === 'in_progress').length === 1, reboot),
+        'in_progress is one step (later progress updates it)');
+    // The devices log what they ran: the feed shows it (the log is an event of its own, which may
+    // arrive after the command's outcome).
+    await page.waitForFunction(() => [...document.querySelectorAll('#event-list li[data-event="command"]')].some((li) => /reboot from/.test(li.textContent)),
+        null, { timeout: T.long });
+    const feed = await page.$$eval('#event-list li[data-event="command"]', (els) => els.map((e) => e.textContent));
+    assert.ok(feed.length >= 4 && feed.every((t) => t.includes(id)), feed.join('\n'));
+    assert.ok(feed.some((t) => /reboot from mqttws-\S+ succeeded: rebooted/.test(t)), feed.join('\n'));
+    await screenshot(page, 'dashboard-commands');
+});
+
+test('a faulty device fails its commands, and the page shows the failure', { timeout: T.bulk }, async () => {
+    const id = deviceId(5); // the simulator's --faulty-every 5: its relay is broken
+    await page.click(`.row[data-device="${id}"]`);
+    await page.waitForFunction((d) => document.getElementById('detail-id').textContent === d && window.dashboard.detail.device.power !== null, id);
+    const powerBefore = await page.evaluate(() => window.dashboard.detail.device.power);
+    await page.click(powerBefore ? '#cmd-off' : '#cmd-on');
+    const failed = await commandReaches(page, await newestCommandId(page), 'failed');
+    assert.match(failed.text, /✗ failed: relay fault: no feedback from the relay/);
+    assert.equal(await page.evaluate(() => [...window.dashboard.store.commands.values()].at(-1).result.code), 'device_fault');
+    await page.click('#cmd-selftest');
+    const selftest = await newestCommandId(page);
+    assert.match((await commandReaches(page, selftest, 'failed')).text, /Self-test.*self-test failed: relay fault/);
+    assert.deepEqual(await page.evaluate((c) => window.dashboard.store.commands.get(c).result.checks, selftest), { sensors: 'ok', relay: 'fault', battery: 'ok' });
+    assert.equal(await page.evaluate((d) => window.dashboard.store.devices.get(d).power, id), powerBefore, 'nothing changed');
+    await screenshot(page, 'dashboard-command-failed');
 });
 
 test('two tabs share one bridge connection (SharedWorker) and both receive', { timeout: T.bulk }, async () => {
@@ -130,12 +186,16 @@ test('two tabs share one bridge connection (SharedWorker) and both receive', { t
     await Promise.all([newer(page, a), newer(second, b)]);
     assert.equal(await connections(), DEVICES + 1, 'still one connection for both tabs');
     assert.equal(await second.evaluate(() => typeof SharedWorker), 'function');
-    // A command from the second tab is answered, and both tabs' feeds show the answer.
+    // A command from the second tab: its steps reach that tab (one connection, routed to the tab
+    // that sent it); the device's log of it reaches both tabs' feeds.
     const id = deviceId(4);
     const commandId = await second.evaluate((d) => window.dashboard.sendCommand(d, 'reboot', {}), id);
+    await second.waitForFunction((c) => window.dashboard.store.commands.get(c).state === 'succeeded', commandId, { timeout: T.long });
+    assert.deepEqual(await second.evaluate((c) => window.dashboard.store.commands.get(c).steps, commandId), ['queued', 'delivered', 'in_progress', 'succeeded']);
     for (const p of [page, second]) {
-        await p.waitForFunction((c) => window.dashboard.store.events.some((e) => e.event === 'control_ack' && e.data.commandId === c), commandId, { timeout: T.long });
+        await p.waitForFunction(([d, c]) => window.dashboard.store.events.some((e) => e.deviceId === d && e.event === 'command' && e.data.commandId), [id, commandId], { timeout: T.long });
     }
+    assert.equal(await page.evaluate((c) => window.dashboard.store.commands.has(c), commandId), false, 'the other tab did not send it');
     await screenshot(second, 'dashboard-second-tab');
     await second.close();
 });
@@ -170,4 +230,34 @@ test('IIoT mode: PLCs sample in the seed\'s tag format, sent in batch frames, an
     assert.equal(row.unit, 'bar');
     assert.match(row.value, /^\d+\.\d\d$/);
     await oracle.end();
+});
+
+// Last: the device it starts and stops stays in the table (offline), which the tests above do not expect.
+test('a device that leaves is shown offline with its reason; commands to it are rejected; silence times out', { timeout: T.bulk }, async () => {
+    const lone = await startSimulator(stack.wsUrl, ['--prefix', 'lone', '--interval-ms', '1000', '--duration-s', '60', '--seed', '9'], { devices: 1 });
+    const id = 'lone-001';
+    await page.waitForSelector(`.row[data-device="${id}"][data-presence="online"]`, { timeout: T.long });
+    // The simulator closes its devices' connections cleanly (1000): presence offline, reason closed.
+    await lone.stop();
+    const left = Date.now();
+    await page.waitForSelector(`.row[data-device="${id}"][data-presence="offline"]`, { timeout: T.long });
+    assert.equal(await page.getAttribute(`.row[data-device="${id}"]`, 'data-state'), 'offline');
+    assert.equal(await page.getAttribute(`.row[data-device="${id}"]`, 'data-presence-reason'), 'closed');
+    assert.match(await page.textContent(`.row[data-device="${id}"] .dev-model`), /closed \d\d:\d\d:\d\d/);
+    await page.click(`.row[data-device="${id}"]`);
+    await page.waitForFunction((d) => document.getElementById('detail-id').textContent === d, id);
+    assert.match(await page.textContent('#detail-presence'), /^Offline since \d\d:\d\d:\d\d: closed its connection/);
+    const since = await page.evaluate((d) => window.dashboard.store.devices.get(d).presence.since, id);
+    assert.ok(Math.abs(since - left) < 10_000, `since ${since} is when it left (${left})`);
+    // A command to it: the bridge knows it is offline and rejects it at once.
+    await page.click('#cmd-reboot');
+    assert.match((await commandReaches(page, await newestCommandId(page), 'rejected')).text, /✗ rejected: the device is offline/);
+    // A device of which no bridge knows anything is sent the command; nobody answers: timed out.
+    const ghost = await page.evaluate(() => window.dashboard.sendCommand('ghost-1', 'reboot', {}, { timeoutMs: 1000 }));
+    await page.waitForFunction((c) => window.dashboard.store.commands.get(c).state === 'timed_out', ghost, { timeout: T.long });
+    const timedOut = await page.evaluate((c) => window.dashboard.store.commands.get(c), ghost);
+    assert.deepEqual(timedOut.steps, ['queued', 'timed_out']);
+    assert.equal(timedOut.local, false, 'the bridge said so');
+    assert.equal(timedOut.message, 'no answer in time');
+    await screenshot(page, 'dashboard-offline');
 });

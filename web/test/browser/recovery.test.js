@@ -1,5 +1,6 @@
 // The dashboard through failures, against a real bridge, a real Mosquitto and the simulator:
-// a bridge restart (the page reconnects and shows live values again by itself), a broker
+// a bridge restart (the page reconnects and shows live values again by itself, and the devices'
+// presence through the new bridge, the old one's status saying it stopped), a broker
 // restart (the page shows the bridge's upstream going down and recovers), and a page reload in
 // the middle of a numbered QoS 1 event stream from an MQTT oracle (nothing is lost).
 
@@ -49,6 +50,9 @@ function valuesNewerThan(p, since) {
 
 test('after a bridge restart the page reconnects and shows live values by itself', { timeout: T.bulk * 2 }, async () => {
     await recordConnection(page);
+    const presenceBefore = await page.evaluate(() => Object.fromEntries([...window.dashboard.store.devices.values()].map((d) => [d.id, d.presence])));
+    const oldBridge = Object.values(presenceBefore)[0].bridge;
+    assert.ok(Object.values(presenceBefore).every((p) => p && p.online && p.bridge === oldBridge), JSON.stringify(presenceBefore));
     const stopped = stack.restartBridge('SIGTERM', { downMs: 1500 });
     await page.waitForSelector('#conn-pill:not([data-state="connected"])', { timeout: T.long });
     assert.equal(await page.isVisible('#banner'), true, 'a banner says the values are not live');
@@ -57,6 +61,14 @@ test('after a bridge restart the page reconnects and shows live values by itself
     const restartedAt = Date.now();
     await page.waitForSelector('#conn-pill[data-state="connected"]', { timeout: T.bulk });
     await valuesNewerThan(page, restartedAt);
+    // Presence: every device is back online through the new bridge (the harness gives each run
+    // its own --client-id); the old bridge's status says it stopped.
+    await page.waitForFunction(([n, old]) => {
+        const devices = [...window.dashboard.store.devices.values()];
+        return devices.length === n && devices.every((d) => d.presence && d.presence.online && d.presence.bridge !== old && window.dashboard.store.presenceOf(d).online);
+    }, [DEVICES, oldBridge], { timeout: T.long });
+    assert.equal(await page.evaluate((b) => window.dashboard.store.bridges.get(b).reason, oldBridge), 'stopped');
+    assert.equal(await page.$$eval('#device-list .row[data-presence="online"]', (rows) => rows.length), DEVICES);
     const recorded = await page.evaluate(() => window.recorded);
     assert.ok(recorded.states.includes('disconnected'), `states: ${recorded.states}`);
     assert.equal(recorded.states.at(-1), 'connected');

@@ -1,9 +1,10 @@
 // The dashboard's store (web/dashboard/store.js) without a browser: both report formats,
-// out-of-order retained copies, offline after silence, alerts raised and cleared, the event
-// feed's de-duplication and restore after a reload, and the control-command life cycle.
+// out-of-order retained copies, offline after silence, presence (and the bridges' status rule),
+// alerts raised and cleared, the event feed's de-duplication and restore after a reload, and the
+// life cycle of a command as the SDK reports it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FleetStore, History, metricsOf, parseTopic, MIN_SILENCE_MS, COMMAND_TIMEOUT_MS, EVENT_LOG_SIZE } from '../../dashboard/store.js';
+import { FleetStore, History, metricsOf, parseTopic, commandMessage, MIN_SILENCE_MS, EVENT_LOG_SIZE } from '../../dashboard/store.js';
 
 function clock(start = 1_800_000_000_000) {
     const c = { t: start, now: () => c.t };
@@ -16,6 +17,9 @@ test('topics and both report formats', () => {
     assert.deepEqual(parseTopic('devices/d1/status'), { id: 'd1', kind: 'status' });
     assert.equal(parseTopic('devices/d1'), null);
     assert.equal(parseTopic('other/d1/status'), null);
+    assert.deepEqual(parseTopic('devices/d1/presence'), { id: 'd1', kind: 'presence' });
+    assert.deepEqual(parseTopic('mqttws/edge-1/status'), { id: 'edge-1', kind: 'bridge' });
+    assert.equal(parseTopic('mqttws/edge-1/responses'), null);
     assert.deepEqual(metricsOf({ temperature: 21.5, battery: 80, power: true }), { temperature: { value: 21.5, unit: '°C' }, battery: { value: 80, unit: '%' } });
     assert.deepEqual(metricsOf({ values: [{ tag: 'pressure', value: 4.2, unit: 'bar' }, { tag: 'bad' }] }), { pressure: { value: 4.2, unit: 'bar' } });
 });
@@ -91,30 +95,95 @@ test('the feed is bounded and restores from a saved copy (a reload) without dupl
     assert.equal(reloaded.ingest(event('p', c.t + 99999, { event: 'probe', n: 99999 })), 'event');
 });
 
-test('a command goes sent → delivered → answered, or times out without an answer', () => {
+const presence = (id, payload) => ({ topic: `devices/${id}/presence`, payload, qos: 1, retain: true });
+const bridgeStatus = (bridge, payload) => ({ topic: `mqttws/${bridge}/status`, payload: { bridge, ...payload }, qos: 1, retain: true });
+
+test('presence decides online/offline (silence does not), with its reason and since; an older copy is ignored', () => {
     const c = clock();
     const store = new FleetStore({ now: c.now });
-    const a = store.newCommand('d1', 'switch', { on: false });
-    const b = store.newCommand('d1', 'set', { name: 'setpoint', value: 99 });
-    const lost = store.newCommand('d2', 'reboot', {});
-    store.commandPublished(a.commandId);
-    store.commandPublished(b.commandId);
-    store.commandPublished(lost.commandId);
-    assert.equal(store.commands.get(a.commandId).state, 'delivered');
-    store.ingest(event('d1', c.t, { event: 'control_ack', commandId: a.commandId, command: 'switch', result: 'ok', message: 'switched off' }));
-    store.ingest(event('d1', c.t, { event: 'control_ack', commandId: b.commandId, command: 'set', result: 'error', error: 'invalid_params', message: 'setpoint must be…' }));
-    // An answer from another device for the same id does not count.
-    store.ingest(event('d3', c.t, { event: 'control_ack', commandId: lost.commandId, result: 'ok' }));
-    assert.equal(store.commands.get(a.commandId).state, 'ok');
-    assert.equal(store.commands.get(b.commandId).state, 'error');
-    assert.equal(store.commands.get(lost.commandId).state, 'delivered');
-    c.t += COMMAND_TIMEOUT_MS + 1;
+    assert.equal(store.ingest(presence('d1', { online: true, since: c.t - 1000, bridge: 'edge-1' })), 'presence');
+    const d = store.devices.get('d1');
+    assert.equal(store.stateOf(d), 'online', 'online before its first status');
+    store.ingest(status('d1', c.t, { temperature: 20, intervalMs: 1000 }));
+    c.t += 60_000; // silent for a minute: its presence still says online
     store.sweep();
-    assert.equal(store.commands.get(lost.commandId).state, 'timeout');
-    assert.deepEqual(store.commandsFor('d1').map((x) => x.commandId), [b.commandId, a.commandId]);
-    const refused = store.newCommand('d1', 'reboot', {});
-    store.commandPublished(refused.commandId, { code: 'forbidden' });
-    assert.equal(store.commands.get(refused.commandId).state, 'error');
+    assert.equal(store.stateOf(d), 'online');
+    assert.equal(store.ingest(presence('d1', { online: false, since: c.t, reason: 'timeout', bridge: 'edge-1' })), 'presence');
+    assert.equal(store.stateOf(d), 'offline');
+    assert.deepEqual(store.presenceOf(d), { online: false, since: c.t, reason: 'timeout', bridge: 'edge-1' });
+    assert.equal(store.ingest(presence('d1', { online: true, since: c.t - 1000, bridge: 'edge-1' })), null, 'an older retained copy');
+    assert.equal(store.stateOf(d), 'offline');
+    assert.equal(store.ingest(presence('d1', { nonsense: 1 })), null);
+    // A device known only from an old retained presence is listed as offline, not waiting.
+    store.ingest(presence('gone', { online: false, since: c.t - 86_400_000, reason: 'closed', bridge: 'edge-1' }));
+    assert.equal(store.stateOf(store.devices.get('gone')), 'offline');
+    assert.deepEqual(store.counts(), { total: 2, online: 0, offline: 2, alerting: 0 });
+});
+
+test("the bridge's status: a device is online only while the bridge it names is, and not from before the bridge's restart", () => {
+    const c = clock();
+    const store = new FleetStore({ now: c.now });
+    store.ingest(bridgeStatus('edge-1', { online: true, since: c.t - 5000 }));
+    store.ingest(presence('d1', { online: true, since: c.t - 4000, bridge: 'edge-1' }));
+    store.ingest(presence('d2', { online: true, since: c.t - 4000, bridge: 'unknown-bridge' }));
+    const d1 = store.devices.get('d1');
+    assert.equal(store.presenceOf(d1).online, true);
+    store.takeDirty();
+    // The bridge died: its will says so; its devices are offline though their presence was never updated.
+    assert.equal(store.ingest(bridgeStatus('edge-1', { online: false, reason: 'bridge-lost' })), 'bridge');
+    assert.deepEqual([...store.takeDirty()], ['d1'], 'only the devices of that bridge are redrawn');
+    assert.equal(store.stateOf(d1), 'offline');
+    assert.equal(store.presenceOf(d1).reason, 'bridge-lost');
+    assert.equal(store.stateOf(store.devices.get('d2')), 'online', 'a bridge we have no status of is taken at its word');
+    // It restarted: its status is newer than the device's presence — not back yet.
+    store.ingest(bridgeStatus('edge-1', { online: true, since: c.t }));
+    assert.equal(store.stateOf(d1), 'offline');
+    assert.equal(store.presenceOf(d1).reason, 'bridge-restarted');
+    store.ingest(presence('d1', { online: true, since: c.t + 10, bridge: 'edge-1' }));
+    assert.equal(store.stateOf(d1), 'online');
+    // A stopped bridge says so itself.
+    store.ingest(bridgeStatus('edge-1', { online: false, since: c.t + 20, reason: 'stopped' }));
+    assert.deepEqual(store.presenceOf(d1), { online: false, since: c.t + 20, reason: 'bridge-stopped', bridge: 'edge-1' });
+});
+
+test('a command: sending → each step the SDK reports → its outcome and result; a late outcome after timed_out; never reaching the bridge', () => {
+    const c = clock();
+    const store = new FleetStore({ now: c.now });
+    const a = store.newCommand('d1', 'reboot', {}, 'c-1');
+    assert.equal(a.state, 'sending');
+    assert.equal(store.commandsChanged, true);
+    const st = (state, fields = {}) => ({ id: 'c-1', target: 'd1', state, at: c.t, ...fields });
+    assert.equal(store.commandStatus('c-1', st('queued')), true);
+    assert.equal(store.commandStatus('c-1', st('delivered')), true);
+    assert.equal(store.commandStatus('c-1', st('in_progress', { result: { percent: 40, step: 'restarting' } })), true);
+    assert.equal(a.message, 'in progress: restarting, 40 %');
+    assert.equal(store.commandStatus('c-1', { ...st('succeeded', { result: { message: 'rebooted', uptimeS: 0 } }), target: 'd9' }), false, 'another target');
+    assert.equal(store.commandStatus('c-1', st('succeeded', { result: { message: 'rebooted', uptimeS: 0 } })), true);
+    assert.equal(a.state, 'succeeded');
+    assert.equal(a.message, 'rebooted');
+    assert.deepEqual(a.result, { message: 'rebooted', uptimeS: 0 });
+    assert.deepEqual(a.steps, ['queued', 'delivered', 'in_progress', 'succeeded']);
+    assert.equal(store.commandStatus('c-1', st('failed')), false, 'an outcome is final');
+
+    store.newCommand('d1', 'switch', { on: true }, 'c-2');
+    store.commandStatus('c-2', { id: 'c-2', target: 'd1', state: 'failed', result: { code: 'device_fault', message: 'relay fault' } });
+    assert.equal(store.commands.get('c-2').message, 'relay fault');
+    store.newCommand('d2', 'switch', { on: true }, 'c-3');
+    store.commandStatus('c-3', { id: 'c-3', target: 'd2', state: 'rejected', reason: 'device_offline' });
+    assert.equal(store.commands.get('c-3').message, 'the device is offline');
+    store.newCommand('d1', 'selftest', {}, 'c-4');
+    store.commandStatus('c-4', { id: 'c-4', target: 'd1', state: 'timed_out' });
+    assert.equal(store.commands.get('c-4').message, 'no answer in time');
+    assert.equal(store.commandStatus('c-4', { id: 'c-4', target: 'd1', state: 'succeeded', result: { message: 'self-test passed' } }), true, 'a late outcome still counts');
+    assert.equal(store.commands.get('c-4').state, 'succeeded');
+    store.newCommand('d1', 'reboot', {}, 'c-5');
+    assert.equal(store.commandFailed('c-5', { code: 'unavailable', message: 'too many commands in flight' }), true);
+    assert.equal(store.commands.get('c-5').state, 'error');
+    assert.match(store.commands.get('c-5').message, /not sent: too many commands/);
+    assert.deepEqual(store.commandsFor('d1').map((x) => x.commandId), ['c-5', 'c-4', 'c-2', 'c-1']);
+    assert.equal(commandMessage({ state: 'queued', reason: 'device_offline' }), 'waiting for the device to come online');
+    assert.equal(commandMessage({ state: 'timed_out', local: true }), 'no answer (the status was lost)');
+    assert.equal(commandMessage({ state: 'succeeded', result: 42 }), '42');
 });
 
 test('History keeps the newest points in a ring', () => {

@@ -1,10 +1,13 @@
 // The simulator's models and flags (web/simulator/) without a network: values stay plausible
 // and drift, thresholds raise and clear alerts once (hysteresis), the control contract
-// (switch, set, reboot, errors, repeats), the PLC tag format, and bounded runs.
+// (switch, set, reboot, errors, repeats), commands with a lifecycle (outcomes, progress steps,
+// faulty devices, failures on request) and a device answering them through the SDK against a
+// fake bridge, the PLC tag format, and bounded runs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ClimateDevice, PlcDevice, Threshold, seededRandom } from '../../simulator/models.js';
-import { parseOptions, deviceIds } from '../../simulator/simulator.js';
+import { ClimateDevice, PlcDevice, Threshold, seededRandom, REBOOT_STEPS } from '../../simulator/models.js';
+import { parseOptions, deviceIds, runFleet } from '../../simulator/simulator.js';
+import { fakeWebSocketClass } from '../../client/test/unit/helpers.js';
 
 test('climate values drift within plausible bounds; the battery drains', () => {
     const d = new ClimateDevice('sensor-001', { random: seededRandom(1), intervalMs: 1000, now: 0 });
@@ -73,6 +76,92 @@ test('the control contract: switch, set, reboot, invalid and unknown commands, r
     assert.equal(d.status(100_000).uptimeS, 0);
 });
 
+test('commands with a lifecycle: succeeded with the new state, rejected when invalid, failed on a faulty device or on request', () => {
+    const d = new ClimateDevice('sensor-001', { random: seededRandom(2), intervalMs: 5000, now: 0 });
+    const off = d.runCommand({ name: 'switch', params: { on: false } }, 10);
+    assert.equal(off.status, 'succeeded');
+    assert.equal(off.result.message, 'switched off');
+    assert.equal(off.result.state.power, false);
+    assert.equal(off.steps, undefined);
+    assert.equal(d.runCommand({ name: 'setInterval', params: { intervalMs: 2000 } }, 10).status, 'succeeded');
+    assert.equal(d.intervalMs, 2000);
+    assert.equal(d.runCommand({ name: 'set', params: { name: 'setpoint', value: 25 } }, 10).result.state.setpoint, 25);
+    assert.deepEqual(d.runCommand({ name: 'set', params: { name: 'setpoint', value: 99 } }, 10),
+        { status: 'rejected', result: { code: 'invalid_params', message: 'setpoint must be a number from 5 to 35 °C' } });
+    assert.equal(d.runCommand({ name: 'dance' }, 10).result.code, 'unknown_command');
+    assert.equal(d.runCommand({ name: 'switch', params: {} }, 10).status, 'rejected');
+    const failed = d.runCommand({ name: 'switch', params: { on: true, fail: true } }, 10);
+    assert.deepEqual(failed, { status: 'failed', result: { code: 'simulated_failure', message: 'switch failed on request (params.fail)' } });
+    assert.equal(d.power, false, 'a failed command changes nothing');
+    const reboot = d.runCommand({ name: 'reboot', params: {} }, 100_000);
+    assert.equal(reboot.status, 'succeeded');
+    assert.deepEqual(reboot.steps, REBOOT_STEPS);
+    assert.equal(reboot.result.uptimeS, 0);
+    const selftest = d.runCommand({ name: 'selftest' }, 0);
+    assert.equal(selftest.status, 'succeeded');
+    assert.equal(selftest.steps.length, 2);
+    assert.deepEqual(selftest.result.checks, { sensors: 'ok', relay: 'ok', battery: 'ok' });
+
+    const faulty = new ClimateDevice('sensor-005', { random: seededRandom(2), intervalMs: 5000, now: 0, faulty: true });
+    const power = faulty.power;
+    assert.deepEqual(faulty.runCommand({ name: 'switch', params: { on: !power } }, 0),
+        { status: 'failed', result: { code: 'device_fault', message: 'relay fault: no feedback from the relay' } });
+    assert.equal(faulty.power, power);
+    const check = faulty.runCommand({ name: 'selftest' }, 0);
+    assert.equal(check.status, 'failed');
+    assert.equal(check.result.checks.relay, 'fault');
+    assert.equal(faulty.runCommand({ name: 'reboot' }, 0).status, 'succeeded', 'the rest works');
+    // The control contract of a faulty device says so too.
+    assert.equal(faulty.applyCommand({ commandId: 'f', command: 'switch', params: { on: true } }, 0).error, 'device_fault');
+    const plc = new PlcDevice('plc-105', { random: seededRandom(3), intervalMs: 10, now: 0, faulty: true });
+    assert.match(plc.runCommand({ name: 'switch', params: { on: false } }, 0).result.message, /contactor/);
+});
+
+test('a simulated device answers commands through the SDK: ack, progress, outcome, then an event and its new status', async () => {
+    const { FakeWebSocket, sockets } = fakeWebSocketClass();
+    const options = parseOptions(['--devices', '1', '--interval-ms', '60000', '--duration-s', '30', '--stats-s', '0', '--quiet', '--step-ms', '1', '--seed', '1', '--faulty-every', '1']);
+    const fleet = runFleet(options, { log: () => {}, WebSocketImpl: FakeWebSocket });
+    const until = async (fn, what) => {
+        for (let i = 0; i < 400; i++) {
+            const v = fn();
+            if (v) return v;
+            await new Promise((r) => setTimeout(r, 5));
+        }
+        throw new Error(`never: ${what}`);
+    };
+    try {
+        const socket = await until(() => sockets[0], 'a socket');
+        socket.accept();
+        const auth = await until(() => socket.last('auth'), 'auth');
+        assert.equal(auth.deviceId, 'sensor-001');
+        assert.equal(auth.commands, true);
+        socket.receive({ type: 'auth_response', status: 'success', clientId: 'sensor-001', session: 's', resumed: false, sessionPresent: false, msgid: auth.msgid });
+        const cmd = (id, name, params, msgid) => socket.receive({ type: 'command', qos: 1, msgid, seq: msgid, id, name, params, timeoutMs: 5000, from: 'dash', timestamp: Date.now() });
+        cmd('r1', 'reboot', {}, 1);
+        cmd('s1', 'switch', { on: true }, 2); // --faulty-every 1: every device is faulty
+        cmd('x1', 'set', { name: 'setpoint', value: 99 }, 3);
+        const results = () => socket.sent.filter((f) => f.type === 'command_result');
+        await until(() => results().length === 3, 'three results');
+        assert.deepEqual(socket.frames('ack').map((a) => a.msgid), [1, 2, 3]);
+        const progress = socket.frames('command_progress');
+        assert.deepEqual(progress.map((p) => [p.id, p.progress.step]), REBOOT_STEPS.map((s) => ['r1', s.step]));
+        const byId = Object.fromEntries(results().map((r) => [r.id, r]));
+        assert.equal(byId.r1.status, 'succeeded');
+        assert.equal(byId.r1.result.uptimeS, 0);
+        assert.deepEqual(byId.s1.result, { code: 'device_fault', message: 'relay fault: no feedback from the relay' });
+        assert.equal(byId.s1.status, 'failed');
+        assert.equal(byId.x1.status, 'rejected');
+        // Each ends with an event the dashboards' feeds show, and the device's status.
+        const events = socket.frames('event').filter((e) => e.data.event === 'command');
+        assert.deepEqual(events.map((e) => [e.data.commandId, e.data.status, e.data.from]).sort(), [['r1', 'succeeded', 'dash'], ['s1', 'failed', 'dash'], ['x1', 'rejected', 'dash']]);
+        assert.deepEqual(fleet.stats.commandOutcomes, { succeeded: 1, failed: 1, rejected: 1 });
+        for (const f of socket.sent) if ((f.type === 'status' || f.type === 'event') && f.msgid) socket.receive({ type: 'ack', msgid: f.msgid, status: 'ok' });
+    } finally {
+        const summary = await fleet.stop('test');
+        assert.equal(summary.commands, 3);
+    }
+});
+
 test('a PLC samples in the seed\'s tag format and obeys its commands', () => {
     const p = new PlcDevice('plc-101', { random: seededRandom(3), intervalMs: 10, now: 0 });
     const { sample } = p.step(10);
@@ -107,6 +196,10 @@ test('flags: defaults, bounds, and a bounded message budget', () => {
     assert.throws(() => parseOptions(['--batch-size', '101']), /--batch-size/);
     assert.throws(() => parseOptions(['--url', 'http://x/']), /--url/);
     assert.throws(() => parseOptions(['--bogus']));
+    assert.equal(o.faultyEvery, 5);
+    assert.equal(o.stepMs, 400);
+    assert.equal(parseOptions(['--faulty-every', '0']).faultyEvery, 0);
+    assert.throws(() => parseOptions(['--step-ms', '-1']), /--step-ms/);
     assert.deepEqual(deviceIds({ prefix: 'sensor', start: 1, devices: 3 }), ['sensor-001', 'sensor-002', 'sensor-003']);
     assert.deepEqual(deviceIds({ prefix: 'sensor', start: 1, devices: 1000 }).slice(-1), ['sensor-1000']);
     assert.equal(deviceIds({ prefix: 'sensor', start: 1, devices: 1000 })[0], 'sensor-0001');

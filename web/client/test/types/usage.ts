@@ -1,5 +1,5 @@
 // Compile-only check of mqttws.d.ts (not run): `npx -p typescript tsc -p test/types`.
-import { connect, createClient, Client, Message, MqttwsError, UnauthorizedError, topicMatches, ConnectionState } from '../../mqttws.js';
+import { connect, createClient, Client, Message, MqttwsError, UnauthorizedError, topicMatches, ConnectionState, CommandRejectedError, CommandOutcome, CommandState } from '../../mqttws.js';
 
 const client: Client = connect('wss://bridge.example.com/', {
     clientId: 'dash-1',
@@ -27,6 +27,20 @@ const other = createClient('ws://x/', { shared: false });
 other.connect().close();
 new UnauthorizedError('gone');
 topicMatches('a/#', 'a/b');
+const cmd = client.command({ target: 'sensor-001', name: 'switch', params: { on: true }, timeoutMs: 5000, idempotent: true });
+cmd.on('status', ({ target, state, result }) => console.log(target, state, result));
+cmd.on('summary', ({ succeeded, timed_out }) => console.log(succeeded, timed_out));
+cmd.done.then((o: CommandOutcome) => { const s: CommandState = o.targets['sensor-001'].state; console.log(o.ok, o.timedOut, s); });
+client.on('command_status', (s) => console.log(s.id, s.reason));
+const device = connect('wss://bridge.example.com/', { deviceId: 'sensor-001', commands: true, will: { topic: 'alerts/sensor-001', payload: { lost: true }, qos: 1, retain: true } });
+const stop: () => void = device.onCommand(async (command, ctx) => {
+    ctx.progress({ percent: 50 });
+    if (command.name !== 'switch') throw new CommandRejectedError('unknown command', { code: 'unknown_command' });
+    return { power: (command.params as { on: boolean }).on };
+});
+stop();
+// @ts-expect-error: a command needs a name
+client.command({ target: 'x' });
 // @ts-expect-error: an unknown event name is a type error
 client.on('nope', () => {});
 // @ts-expect-error: qos 3 does not exist

@@ -1,6 +1,7 @@
 // connect()/createClient(): the transport choice. With SharedWorker (stubbed here by an
 // in-process Hub over a MessageChannel) tabs share one connection through worker.js; without
-// it, or with shared:false, or when the worker fails to start, the client connects directly.
+// it, or with shared:false, for a device taking commands, or when the worker fails to start, the
+// client connects directly.
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createClient, connect } from '../../mqttws.js';
@@ -69,6 +70,9 @@ test('shared:false, or an injected WebSocket, keeps the connection in this threa
     globalThis.WebSocket = fakeWebSocketClass().FakeWebSocket; // a page's WebSocket
     assert.ok(createClient(URL, { ...quiet, shared: false })._backend instanceof DirectBackend);
     assert.ok(createClient(URL, { ...quiet, WebSocket: fakeWebSocketClass().FakeWebSocket })._backend instanceof DirectBackend);
+    // A device taking commands answers them on a connection of its own (one handler, this tab).
+    assert.ok(createClient(URL, { ...quiet, deviceId: 'd1', commands: true })._backend instanceof DirectBackend);
+    assert.ok(createClient(URL, { ...quiet, deviceId: 'd1' })._backend instanceof SharedBackend);
 });
 
 test('a worker that fails to start: the tab falls back to its own connection and replays what was asked', async () => {
@@ -78,6 +82,7 @@ test('a worker that fails to start: the tab falls back to its own connection and
     const client = createClient(URL, { ...quiet, networkEventTarget: undefined });
     const sub = client.subscribe('a/#', { qos: 1 });
     const published = client.publish('a/1', 'x', { qos: 1 });
+    const command = client.command({ target: 'd1', name: 'reboot' });
     client.connect();
     for (let i = 0; i < 100 && sockets.length === 0; i++) await new Promise((r) => setImmediate(r));
     assert.ok(client._backend instanceof DirectBackend, 'fell back');
@@ -91,6 +96,10 @@ test('a worker that fails to start: the tab falls back to its own connection and
     socket.receive({ type: 'ack', msgid: socket.last('publish').msgid, status: 'ok' });
     await published;
     await sub.ready();
+    const frame = socket.last('command');
+    assert.equal(frame.id, command.id);
+    socket.receive({ type: 'command_status', id: command.id, target: 'd1', state: 'succeeded', at: 1 });
+    assert.equal((await command.done).ok, true);
     client.close();
     await flush();
 });
