@@ -25,15 +25,37 @@
 // background load that way), then the result is printed and the exit status is 3.
 //
 // Thread safety: a connection is touched only by its shard's thread; cross-thread state is in
-// `shared_state` (atomics) and read by the controller.
+// `shared_state` and `shard_counters` (atomics) and read by the controller.
+//
+// The closed loop with --threads N: the window is one budget for the whole process, while the
+// publishers are spread over the shards and the subscribers' deliveries are counted on theirs.
+// So a shard must never decide from a snapshot of the other shards' counters how many it may
+// send (N shards that read "the window is empty" at the same moment would each fill it: N
+// windows in flight); it claims every publish from the shared count `loop_sent` with a
+// compare-and-swap against the window. What resolves a delivery — it arrived, or a sequence gap
+// shows it was lost — is counted once per (subscriber, publisher) stream (`progress`), so a
+// duplicate or a late arrival after a gap frees nothing twice. A stall — no delivery and no
+// QoS 1 publish acknowledged for 50 ms, or for twice the latest delivery's end-to-end latency
+// if that is longer — is detected by one shard only (`loop_leader`) and writes off what is
+// owed by raising a floor, `loop_floor`, to everything sent so far: deliveries that then
+// arrive late fill the floor instead of counting on top of it. Every write-off puts another
+// window in flight, so it must not fire while the system is merely busy with what it was sent.
+// (Before: with 4 shards, up to 4 windows went out at the start; the bridge then took > 50 ms
+// to deliver the first message; the additive write-off was counted again when the deliveries
+// came after all, so every stall grew the window for good, the bridge fell further behind,
+// and S2 at QoS 1 fell from 5.4k to ~30 deliveries/s.)
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <asio.hpp>
@@ -44,9 +66,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -350,24 +374,39 @@ struct conn {
 };
 
 struct alignas(64) shard_counters {
-    std::atomic<std::uint64_t> delivered{0};  // to healthy subscribers
+    std::atomic<std::uint64_t> delivered{0};  // to healthy subscribers (duplicates included)
     std::atomic<std::uint64_t> sent{0};
     std::atomic<std::uint64_t> acked{0};
     std::atomic<std::uint64_t> gaps{0};  // skipped sequence numbers seen so far
+    // Deliveries resolved, each once: how far the (subscriber, publisher) sequences have got
+    // (in-order arrivals + skipped numbers; not duplicates or late arrivals). The closed loop's
+    // measure of progress.
+    std::atomic<std::uint64_t> progress{0};
+    std::atomic<std::uint64_t> last_latency{0};  // of the latest delivery, ns
     std::atomic<int> subs_ready{0}, subs_failed{0}, pubs_ready{0}, pubs_failed{0};
+    // Subscribers' setup span, read by the controller while the shards run.
+    std::atomic<std::uint64_t> first_setup_start{0}, last_sub_setup_done{0};
 };
 
 struct shared_state {
     config cfg;
     std::atomic<int> ph{static_cast<int>(phase::setup)};
     std::atomic<bool> measuring{false};
-    std::atomic<std::uint64_t> written_off{0};  // closed loop: deliveries given up on (stalls)
-    std::uint64_t fanout = 0;                   // healthy subscribers that receive every publish
+    // Closed loop (see the top of the file). Set before the shards start publishing.
+    std::uint64_t fanout = 0;  // healthy subscribers that receive every publish
     std::uint64_t window_deliveries = 0;
+    int loop_leader = -1;                       // the one shard that detects stalls
+    std::uint64_t stall_ns = 50000000;          // nothing resolved for this long: a stall
+    std::atomic<std::uint64_t> loop_sent{0};    // publishes claimed against the window, all shards
+    std::atomic<std::uint64_t> loop_floor{0};   // stalls: deliveries counted as resolved anyway
+    std::atomic<std::uint64_t> written_off{0};  // deliveries owed when the floor was raised
     std::vector<std::unique_ptr<shard>>* shards = nullptr;
     std::uint64_t total_sent() const;
     std::uint64_t total_delivered() const;
-    std::uint64_t total_resolved() const;  // delivered + known lost (gaps) + written off
+    std::uint64_t loop_progress() const;  // progress of every shard: what arrived or was skipped
+    std::uint64_t loop_resolved() const;  // max(loop_floor, loop_progress())
+    std::uint64_t loop_activity() const;  // progress + publishes acknowledged (QoS 1)
+    std::uint64_t stall_after() const;    // max(stall_ns, 2 x the latest delivery's latency)
 };
 
 struct shard {
@@ -397,7 +436,8 @@ struct shard {
     ws::mask_source ms;
     shard_counters c;
     histogram lat, ack_lat, setup_lat;
-    std::uint64_t delivered_local = 0, sent_local = 0, acked_local = 0;
+    std::uint64_t delivered_local = 0, sent_local = 0, acked_local = 0, progress_local = 0,
+                  last_latency_local = 0;
     std::uint64_t gaps = 0, late = 0, bad_payload = 0, error_frames = 0, other_frames = 0,
                   publish_errors = 0, closed_unexpectedly = 0, protocol_errors = 0,
                   inflight_blocked = 0, throttled = 0, stalls = 0, ack_unmatched = 0,
@@ -410,7 +450,7 @@ struct shard {
     std::size_t setup_next = 0;
     int setup_active = 0;
     int setup_limit = 1;
-    std::uint64_t first_setup_start = 0, last_setup_done = 0;
+    std::uint64_t first_setup_start = 0;
     // pacing
     asio::steady_timer timer;
     asio::steady_timer ping_timer;
@@ -419,7 +459,7 @@ struct shard {
     std::uint64_t pace_period_ns = 1000000;
     std::size_t rr = 0;
     std::vector<conn*> dirty;
-    std::uint64_t stall_mark_ns = 0, stall_mark_delivered = 0;
+    std::uint64_t stall_mark_ns = 0, stall_mark_progress = 0;  // loop_leader only
     bool pumping = false;
     std::string payload;   // template, stamped per publish
     conn* fire = nullptr;  // the firehose publisher, if this shard has it
@@ -471,7 +511,9 @@ struct shard {
     void start_publishing();
     void on_tick();
     void pump();
+    conn* next_publisher();
     bool publish_one(std::uint64_t now);
+    bool claim_window();
     void send_publish(conn* cn, std::uint64_t now);
     void schedule_pings();
     void start_firehose();
@@ -488,6 +530,8 @@ struct shard {
         c.sent.store(sent_local, std::memory_order_relaxed);
         c.acked.store(acked_local, std::memory_order_relaxed);
         c.gaps.store(gaps, std::memory_order_relaxed);
+        c.progress.store(progress_local, std::memory_order_relaxed);
+        c.last_latency.store(last_latency_local, std::memory_order_relaxed);
     }
 };
 
@@ -497,12 +541,27 @@ std::uint64_t shared_state::total_sent() const {
         s += sh->c.sent.load(std::memory_order_relaxed);
     return s;
 }
-std::uint64_t shared_state::total_resolved() const {
-    std::uint64_t s = written_off.load(std::memory_order_relaxed);
+std::uint64_t shared_state::loop_progress() const {
+    std::uint64_t s = 0;
     for (auto& sh : *shards)
-        s += sh->c.delivered.load(std::memory_order_relaxed) +
-             sh->c.gaps.load(std::memory_order_relaxed);
+        s += sh->c.progress.load(std::memory_order_relaxed);
     return s;
+}
+std::uint64_t shared_state::loop_resolved() const {
+    return std::max(loop_progress(), loop_floor.load(std::memory_order_relaxed));
+}
+std::uint64_t shared_state::loop_activity() const {
+    std::uint64_t s = 0;
+    for (auto& sh : *shards)
+        s += sh->c.progress.load(std::memory_order_relaxed) +
+             sh->c.acked.load(std::memory_order_relaxed);
+    return s;
+}
+std::uint64_t shared_state::stall_after() const {
+    std::uint64_t lat = 0;
+    for (auto& sh : *shards)
+        lat = std::max(lat, sh->c.last_latency.load(std::memory_order_relaxed));
+    return std::max(stall_ns, 2 * lat);
 }
 std::uint64_t shared_state::total_delivered() const {
     std::uint64_t s = 0;
@@ -523,7 +582,10 @@ void shard::start_setups(const std::vector<conn*>& list) {
 void shard::launch_setup(conn* cn) {
     ++setup_active;
     cn->t_setup_start = now_ns();
-    if (first_setup_start == 0) first_setup_start = cn->t_setup_start;
+    if (first_setup_start == 0) {
+        first_setup_start = cn->t_setup_start;
+        c.first_setup_start.store(first_setup_start, std::memory_order_relaxed);
+    }
     cn->state = conn::st::connecting;
     cn->fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (cn->fd < 0) return setup_done(cn, false, "socket() failed");
@@ -583,7 +645,7 @@ void shard::setup_done(conn* cn, bool ok, const char* why) {
     if (ok) {
         cn->state = conn::st::ready;
         setup_lat.record(now - cn->t_setup_start);
-        last_setup_done = now;
+        if (!cn->is_pub) c.last_sub_setup_done.store(now, std::memory_order_relaxed);
         if (cn->is_pub)
             c.pubs_ready.fetch_add(1, std::memory_order_relaxed);
         else
@@ -683,10 +745,10 @@ void shard::fail(conn* cn, const char* why) {
         setup_done(cn, false, why);
         return;
     }
-    if (g.ph.load(std::memory_order_relaxed) != static_cast<int>(phase::stopped)) {
-        ++closed_unexpectedly;
-        note_error(std::string("connection lost: ") + why);
-    }
+    // Lost before we closed it, in any phase: a server that closes a slow subscriber during the
+    // drain (mqttws: 4008) also explains the deliveries it never got.
+    ++closed_unexpectedly;
+    note_error(std::string("connection lost: ") + why);
     cn->state = conn::st::closed;
     close_fd(cn, false);
 }
@@ -815,9 +877,12 @@ std::size_t shard::parse_ws(conn* cn, char* p, std::size_t n, std::uint64_t now)
             }
             case ws::pong:
                 break;
-            case ws::close:
-                fail(cn, "WebSocket close from server");
+            case ws::close: {
+                const std::string why =
+                    "WebSocket close from server (" + std::to_string(ws::close_code(f)) + ")";
+                fail(cn, why.c_str());
                 return n;
+            }
             case ws::text:
             case ws::binary:
                 if (is_mqtt(g.cfg)) {
@@ -1025,8 +1090,10 @@ void shard::deliver(conn* cn, const char* p, std::size_t n, std::uint64_t now) {
         return;
     }
     ++delivered_local;
-    if (g.measuring.load(std::memory_order_relaxed) && f.send_ns <= now)
-        lat.record(now - f.send_ns);
+    if (f.send_ns <= now) {
+        last_latency_local = now - f.send_ns;
+        if (g.measuring.load(std::memory_order_relaxed)) lat.record(last_latency_local);
+    }
     if (f.pub >= seq_cols) {
         ++bad_payload;
         return;
@@ -1036,11 +1103,13 @@ void shard::deliver(conn* cn, const char* p, std::size_t n, std::uint64_t now) {
         exp = f.seq + 1;
     } else if (f.seq == exp) {
         ++exp;
+        ++progress_local;
     } else if (f.seq > exp) {
         gaps += f.seq - exp;
+        progress_local += f.seq - exp + 1;
         exp = f.seq + 1;
     } else {
-        ++late;
+        ++late;  // a duplicate, or one already counted as a gap: resolves nothing again
     }
 }
 
@@ -1163,21 +1232,42 @@ void shard::send_publish(conn* cn, std::uint64_t now) {
     mark_dirty(cn);
 }
 
-// Sends one publish from the next publisher that may send; false if none may.
-bool shard::publish_one(std::uint64_t now) {
+// The next publisher (round robin) that may send now, left at pubs[rr]; nullptr if none may.
+conn* shard::next_publisher() {
     const std::size_t n = pubs.size();
-    for (std::size_t tries = 0; tries < n; ++tries) {
+    for (std::size_t tries = 0; tries < n; ++tries, rr = rr + 1 == n ? 0 : rr + 1) {
         conn* cn = pubs[rr];
-        rr = rr + 1 == n ? 0 : rr + 1;
         if (cn->state != conn::st::ready) continue;
         if (g.cfg.qos == 1 && cn->inflight >= static_cast<std::uint32_t>(g.cfg.inflight)) {
             ++inflight_blocked;
             continue;
         }
-        send_publish(cn, now);
-        return true;
+        return cn;
     }
-    return false;
+    return nullptr;
+}
+
+// Sends one publish from the next publisher that may send; false if none may.
+bool shard::publish_one(std::uint64_t now) {
+    conn* cn = next_publisher();
+    if (!cn) return false;
+    rr = rr + 1 == pubs.size() ? 0 : rr + 1;
+    send_publish(cn, now);
+    return true;
+}
+
+// Closed loop: claims one publish from the process-wide window, or says the window is full.
+// One publish at a time, by compare-and-swap, so that shards pumping at the same moment cannot
+// each take the same room (see the top of the file).
+bool shard::claim_window() {
+    const std::uint64_t fan = std::max<std::uint64_t>(g.fanout, 1);
+    std::uint64_t s = g.loop_sent.load(std::memory_order_relaxed);
+    for (;;) {
+        const std::uint64_t owed = (s + 1) * fan;  // with this publish
+        const std::uint64_t done = g.loop_resolved();
+        if (owed > done && owed - done > g.window_deliveries) return false;
+        if (g.loop_sent.compare_exchange_weak(s, s + 1, std::memory_order_relaxed)) return true;
+    }
 }
 
 void shard::start_publishing() {
@@ -1223,17 +1313,36 @@ void shard::on_tick() {
         publish_counters();
     } else {
         // Closed loop: a gap counts as resolved at once; if nothing moved for 50 ms, the last
-        // messages in flight were dropped: write off what is owed so the loop goes on (the
-        // loss shows in the tail count).
-        const std::uint64_t d = g.total_resolved();
-        if (d != stall_mark_delivered) {
-            stall_mark_delivered = d;
-            stall_mark_ns = now;
-        } else if (now - stall_mark_ns > 50000000ull) {
-            const std::uint64_t owed = g.total_sent() * g.fanout;
-            if (owed > d) g.written_off.fetch_add(owed - d, std::memory_order_relaxed);
-            ++stalls;
-            stall_mark_ns = now;
+        // messages in flight were dropped (or are very late): write off what is owed so the
+        // loop goes on (a loss shows in the tail count). One shard watches for stalls, and a
+        // write-off raises the floor to what was sent rather than adding to the count, so
+        // deliveries that come after all are not counted twice (see the top of the file).
+        if (index == g.loop_leader) {
+            // Stalled: nothing arrived (a late delivery that fills the floor is progress too,
+            // or a slow catch-up after a write-off would look like the next stall) and, at
+            // QoS 1, no publish was acknowledged, for 50 ms or twice the latest delivery's
+            // latency, whichever is longer. A system that is busy with what we sent, or
+            // delivers slowly, is not stalled: writing off would put another window in flight
+            // and slow it down further (see the top of the file).
+            const std::uint64_t p = g.loop_activity();
+            if (p != stall_mark_progress) {
+                stall_mark_progress = p;
+                stall_mark_ns = now;
+            } else if (now - stall_mark_ns > g.stall_after()) {
+                const std::uint64_t owed = g.loop_sent.load(std::memory_order_relaxed) *
+                                           std::max<std::uint64_t>(g.fanout, 1);
+                const std::uint64_t d = g.loop_resolved();
+                std::uint64_t f = g.loop_floor.load(std::memory_order_relaxed);
+                bool raised = false;
+                while (f < owed && !(raised = g.loop_floor.compare_exchange_weak(
+                                         f, owed, std::memory_order_relaxed))) {
+                }
+                if (raised && owed > d) {
+                    g.written_off.fetch_add(owed - d, std::memory_order_relaxed);
+                    ++stalls;
+                }
+                stall_mark_ns = now;
+            }
         }
         pump();
     }
@@ -1243,21 +1352,19 @@ void shard::on_tick() {
     });
 }
 
-// Closed loop: keep window_deliveries deliveries owed end to end.
+// Closed loop: keep window_deliveries deliveries owed end to end, over all shards together.
 void shard::pump() {
     if (pumping || g.ph.load(std::memory_order_relaxed) != static_cast<int>(phase::publishing))
         return;
     pumping = true;
     const std::uint64_t now = now_ns();
-    const std::uint64_t fan = std::max<std::uint64_t>(g.fanout, 1);
-    std::uint64_t sent = g.total_sent();
-    const std::uint64_t delivered = g.total_resolved();
     int budget = 4096;
     while (budget-- > 0) {
-        const std::uint64_t owed = sent * fan;
-        if (owed > delivered && owed - delivered + fan > g.window_deliveries) break;
-        if (!publish_one(now)) break;
-        ++sent;
+        // A publisher first (this shard's own, so it stays free), then the room for it.
+        conn* cn = next_publisher();
+        if (!cn || !claim_window()) break;
+        rr = rr + 1 == pubs.size() ? 0 : rr + 1;
+        send_publish(cn, now);
     }
     publish_counters();
     flush_dirty();
@@ -1434,6 +1541,397 @@ void shard::end_close() {
     io.stop();
 }
 
+// ---- loopback self-test of the closed loop ----------------------------------------------------
+// The codecs above are checked in isolation; this checks the shard machinery end to end. A tiny
+// in-process stand-in for mqttws (one thread, poll(), 127.0.0.1, an ephemeral port) speaks the
+// JSON subset the load generator uses: auth, subscribe, publish (QoS 1: acked at once) and
+// routes every publish to the subscribers as a QoS 1 `message` with its own msgid, keeping at
+// most 64 of them unacknowledged per subscriber as mqttws does (so a subscriber whose `ack`s do
+// not come back gets nothing more). For the first 300 ms after the first publish it delivers
+// nothing, which forces the closed loop to write off (stall) several times. The load generator
+// runs as a child process (this binary) with a fan-in like S2, closed loop, QoS 1, and the
+// server checks from outside what the loop promises: never more than the window (W) in flight
+// end to end — publishes received minus deliveries sent — except one more W per write-off
+// while nothing arrives, and within W again once the late deliveries have come, because those
+// must not be counted on top of what was written off. It is run with --threads 1 and 4: with
+// 4, shards that each filled "the" window (from snapshots of each other's counters) put up to
+// 4 W in flight at once. Bounded: ~2 s per run, the child is killed after 30 s.
+
+// An unmasked server frame.
+std::string server_frame(ws::opcode op, std::string_view payload) {
+    std::string f(1, static_cast<char>(0x80 | op));
+    const std::size_t n = payload.size();
+    if (n < 126) {
+        f += static_cast<char>(n);
+    } else if (n <= 0xFFFF) {
+        f += static_cast<char>(126);
+        f += static_cast<char>(n >> 8);
+        f += static_cast<char>(n & 0xFF);
+    } else {
+        f += static_cast<char>(127);
+        for (int s = 56; s >= 0; s -= 8)
+            f += static_cast<char>((static_cast<std::uint64_t>(n) >> s) & 0xFF);
+    }
+    f.append(payload);
+    return f;
+}
+
+// The string value of "key":"..." in a JSON frame (no escapes: what the load generator writes).
+std::string_view json_str(std::string_view frame, std::string_view key) {
+    const std::string k = "\"" + std::string(key) + "\":\"";
+    const auto at = frame.find(k);
+    if (at == std::string_view::npos) return {};
+    const auto s = at + k.size();
+    const auto e = frame.find('"', s);
+    if (e == std::string_view::npos) return {};
+    return frame.substr(s, e - s);
+}
+
+// A number in the load generator's JSON output: `key` inside the object `section`.
+double json_result(const std::string& out, const std::string& section, const std::string& key) {
+    const auto sec = out.find("\"" + section + "\":{");
+    if (sec == std::string::npos) return NAN;
+    const auto at = out.find("\"" + key + "\":", sec);
+    if (at == std::string::npos || out.find('}', sec) < at) return NAN;
+    return std::atof(out.c_str() + at + key.size() + 3);
+}
+
+struct loop_server {
+    static constexpr std::size_t sub_window = 64;  // mqttws's --inflight-window default
+    std::uint64_t gate_ns = 300000000;             // deliver nothing until then
+    std::uint64_t settle_ns = 150000000;           // after the gate: late deliveries arrive
+    std::uint64_t watch_end_ns = 1200000000;       // from the first publish; before the drain
+
+    struct peer {
+        int fd = -1;
+        bool upgraded = false, subscriber = false, closing = false;
+        std::string in, out;
+        std::deque<std::string> backlog;  // deliveries not yet in the window
+        std::set<std::uint64_t> unacked;  // msgids in the window
+        std::uint64_t next_msgid = 1, next_seq = 1;
+    };
+
+    int lfd = -1;
+    int port = 0;
+    std::atomic<bool> stop{false};
+    std::vector<std::unique_ptr<peer>> peers;
+    std::string error;
+    // what the server saw
+    std::uint64_t t_first = 0;  // first publish
+    bool gate_open = false;
+    std::uint64_t publishes = 0, deliveries = 0, acks = 0, unknown_acks = 0;
+    std::uint64_t publishes_at_gate = 0, max_in_flight_after = 0, in_flight_samples = 0;
+
+    bool listen_loopback() {
+        lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (lfd < 0) return false;
+        int one = 1;
+        setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        if (::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+            ::listen(lfd, 512) != 0 || getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+            return false;
+        port = ntohs(a.sin_port);
+        return true;
+    }
+
+    void send_to(peer& p, const std::string& frame) {
+        p.out += frame;
+        flush(p);
+    }
+    void flush(peer& p) {
+        while (!p.out.empty() && p.fd >= 0) {
+            const ssize_t w = ::send(p.fd, p.out.data(), p.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (w > 0) {
+                p.out.erase(0, static_cast<std::size_t>(w));
+            } else if (w < 0 && errno == EINTR) {
+                continue;
+            } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                return;
+            } else {
+                drop(p);
+                return;
+            }
+        }
+        if (p.out.empty() && p.closing) drop(p);  // the close frame is out: close the TCP
+    }
+    void drop(peer& p) {
+        if (p.fd >= 0) ::close(p.fd);
+        p.fd = -1;
+    }
+    // Moves deliveries from the backlog into the window (after the gate).
+    void fill(peer& p) {
+        if (!gate_open) return;
+        while (p.fd >= 0 && !p.backlog.empty() && p.unacked.size() < sub_window) {
+            std::string m = std::move(p.backlog.front());
+            p.backlog.pop_front();
+            const std::uint64_t id = p.next_msgid++;
+            p.unacked.insert(id);
+            ++deliveries;
+            send_to(p,
+                    server_frame(ws::text,
+                                 "{\"type\":\"message\",\"qos\":1,\"msgid\":" + std::to_string(id) +
+                                     ",\"seq\":" + std::to_string(p.next_seq++) + "," + m));
+        }
+    }
+    void on_text(peer& p, std::string_view f) {
+        const std::string_view type = json_type(f.data(), f.size());
+        std::uint64_t id = 0;
+        if (type == "publish") {
+            ++publishes;
+            if (!t_first) t_first = now_ns();
+            if (json_msgid(f.data(), f.size(), f.data(), id))
+                send_to(p, server_frame(ws::text, "{\"type\":\"ack\",\"msgid\":" +
+                                                      std::to_string(id) + ",\"status\":\"ok\"}"));
+            const std::string rest = "\"topic\":\"" + std::string(json_str(f, "topic")) +
+                                     "\",\"payload\":\"" + std::string(json_str(f, "payload")) +
+                                     "\",\"retain\":false}";
+            for (auto& s : peers)
+                if (s->subscriber && s->fd >= 0) {
+                    s->backlog.push_back(rest);
+                    fill(*s);
+                }
+        } else if (type == "ack") {
+            if (json_msgid(f.data(), f.size(), f.data(), id) && p.unacked.erase(id)) {
+                ++acks;
+                fill(p);
+            } else {
+                ++unknown_acks;
+            }
+        } else if (type == "auth") {
+            send_to(p, server_frame(ws::text,
+                                    "{\"type\":\"auth_response\",\"status\":\"success\","
+                                    "\"msgid\":\"a\"}"));
+        } else if (type == "subscribe") {
+            p.subscriber = true;
+            send_to(p, server_frame(ws::text, "{\"type\":\"suback\",\"msgid\":\"s\"}"));
+        }
+    }
+    // Whatever arrived from one peer.
+    void on_bytes(peer& p) {
+        if (!p.upgraded) {
+            const auto end = p.in.find("\r\n\r\n");
+            if (end == std::string::npos) return;
+            std::string lower = p.in.substr(0, end);
+            for (auto& ch : lower)
+                ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            const auto k = lower.find("sec-websocket-key:");
+            if (k == std::string::npos) return drop(p);
+            std::size_t v = k + 18;
+            while (v < end && p.in[v] == ' ')
+                ++v;
+            const std::string key = p.in.substr(v, lower.find("\r\n", v) - v);
+            p.in.erase(0, end + 4);
+            p.upgraded = true;
+            send_to(p,
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Accept: " +
+                        websocket_accept(key) + "\r\n\r\n");
+        }
+        std::size_t off = 0;
+        while (p.fd >= 0 && off < p.in.size()) {
+            ws::frame f;
+            const auto r = ws::parse_frame(p.in.data() + off, p.in.size() - off, 1 << 20, f);
+            if (r == ws::parse_result::need_more) break;
+            if (r != ws::parse_result::ok) {
+                error = "loopback server: bad frame from the load generator";
+                return drop(p);
+            }
+            off += f.consumed;
+            if (f.op == ws::text) {
+                on_text(p, std::string_view(f.payload, f.length));
+            } else if (f.op == ws::close) {
+                p.closing = true;  // answer, then close the TCP connection (RFC 6455)
+                send_to(p, server_frame(ws::close, std::string("\x03\xe8", 2)));
+                return;
+            } else if (f.op == ws::ping) {
+                send_to(p, server_frame(ws::pong, std::string_view(f.payload, f.length)));
+            }
+        }
+        p.in.erase(0, off);
+    }
+    void sample(std::uint64_t now) {
+        if (!t_first) return;
+        if (!gate_open && now - t_first >= gate_ns) {
+            gate_open = true;
+            publishes_at_gate = publishes;
+            for (auto& s : peers)
+                if (s->subscriber) fill(*s);
+        }
+        if (gate_open && now - t_first >= gate_ns + settle_ns && now - t_first < watch_end_ns) {
+            max_in_flight_after = std::max(max_in_flight_after, publishes - deliveries);
+            ++in_flight_samples;
+        }
+    }
+    void run() {
+        std::vector<pollfd> fds;
+        std::vector<peer*> who;
+        while (!stop.load()) {
+            fds.clear();
+            who.clear();
+            fds.push_back(pollfd{lfd, POLLIN, 0});
+            who.push_back(nullptr);
+            for (auto& p : peers)
+                if (p->fd >= 0) {
+                    fds.push_back(pollfd{
+                        p->fd, static_cast<short>(POLLIN | (p->out.empty() ? 0 : POLLOUT)), 0});
+                    who.push_back(p.get());
+                }
+            if (::poll(fds.data(), fds.size(), 1) < 0 && errno != EINTR) {
+                error = "loopback server: poll failed";
+                return;
+            }
+            for (std::size_t i = 0; i < fds.size(); ++i) {
+                if (!fds[i].revents) continue;
+                if (!who[i]) {
+                    for (int fd; (fd = ::accept4(lfd, nullptr, nullptr,
+                                                 SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;) {
+                        int one = 1;
+                        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                        peers.push_back(std::make_unique<peer>());
+                        peers.back()->fd = fd;
+                    }
+                    continue;
+                }
+                peer& p = *who[i];
+                if (p.fd < 0) continue;
+                if (fds[i].revents & POLLOUT) flush(p);
+                if (p.fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+                char buf[65536];
+                for (;;) {
+                    const ssize_t r = ::recv(p.fd, buf, sizeof buf, 0);
+                    if (r > 0) {
+                        p.in.append(buf, static_cast<std::size_t>(r));
+                        if (static_cast<std::size_t>(r) < sizeof buf) break;
+                        continue;
+                    }
+                    if (r < 0 && errno == EINTR) continue;
+                    if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) drop(p);
+                    break;
+                }
+                if (p.fd >= 0 && !p.closing) on_bytes(p);
+                sample(now_ns());
+            }
+            sample(now_ns());
+        }
+        for (auto& p : peers)
+            drop(*p);
+        ::close(lfd);
+    }
+};
+
+// Runs this binary as a load generator against `srv` (already listening); its stdout, or ""
+// if it failed or had to be killed.
+std::string run_child(const std::vector<std::string>& args, int& status) {
+    int pfd[2];
+    status = -1;
+    if (pipe2(pfd, O_CLOEXEC) != 0) return "";
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    std::vector<char*> argv;
+    static char self[] = "/proc/self/exe";
+    argv.push_back(self);
+    for (auto& a : args)
+        argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    pid_t pid = -1;
+    const int rc = posix_spawn(&pid, self, &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(pfd[1]);
+    if (rc != 0) {
+        ::close(pfd[0]);
+        return "";
+    }
+    std::string out;
+    const std::uint64_t deadline = now_ns() + 30000000000ull;
+    bool killed = false;
+    for (;;) {
+        pollfd p{pfd[0], POLLIN, 0};
+        const std::uint64_t now = now_ns();
+        if (now >= deadline) {
+            kill(pid, SIGKILL);  // the child we started, by PID
+            killed = true;
+            break;
+        }
+        if (::poll(&p, 1,
+                   static_cast<int>(
+                       std::min<std::uint64_t>(100, (deadline - now) / 1000000 + 1))) <= 0)
+            continue;
+        char buf[4096];
+        const ssize_t r = ::read(pfd[0], buf, sizeof buf);
+        if (r > 0) {
+            out.append(buf, static_cast<std::size_t>(r));
+        } else if (r == 0 || errno != EINTR) {
+            break;
+        }
+    }
+    ::close(pfd[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    status = killed ? -1 : (WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    return status == 0 ? out : "";
+}
+
+template <class Check>
+void loopback_closed_loop(int threads, Check&& check) {
+    constexpr std::uint64_t window = 256;  // deliveries (fan-in: one subscriber)
+    loop_server srv;
+    if (!srv.listen_loopback()) {
+        check(false, "loopback: listen on 127.0.0.1");
+        return;
+    }
+    std::thread server([&] { srv.run(); });
+    std::vector<std::string> args = {"--port",    std::to_string(srv.port),
+                                     "--threads", std::to_string(threads),
+                                     "--window",  std::to_string(window)};
+    std::istringstream words(
+        "--target bridge --subscribers 1 --publishers 200 --per-publisher-topic --topic "
+        "selftest/in --qos 1 --inflight 8 --warmup 0.3 --duration 1 --drain 1 --close-timeout 1 "
+        "--setup-timeout 10 --label self-test");
+    for (std::string w; words >> w;)
+        args.push_back(w);
+    int status = 0;
+    const std::string out = run_child(args, status);
+    srv.stop = true;
+    server.join();
+    const std::string t = " (--threads " + std::to_string(threads) + ")";
+    auto say = [&](bool ok, const std::string& what) { check(ok, what.c_str()); };
+    say(!out.empty() && srv.error.empty(), "loopback: the load generator ran" + t);
+    if (out.empty()) return;
+    const double published = json_result(out, "published", "total");
+    const double delivered = json_result(out, "delivered", "total");
+    const double stalls = json_result(out, "published", "closed_loop_stalls");
+    const double written_off = json_result(out, "published", "closed_loop_written_off");
+    std::fprintf(stderr,
+                 "loopback%s: published %.0f, delivered %.0f, stalls %.0f, written off %.0f; "
+                 "server: publishes %" PRIu64 " (%" PRIu64
+                 " by the end of the gate), "
+                 "deliveries %" PRIu64 ", acks %" PRIu64 ", unknown acks %" PRIu64
+                 ", max in flight after the gate %" PRIu64 " (window %" PRIu64 ")\n",
+                 t.c_str(), published, delivered, stalls, written_off, srv.publishes,
+                 srv.publishes_at_gate, srv.deliveries, srv.acks, srv.unknown_acks,
+                 srv.max_in_flight_after, window);
+    say(srv.publishes > 2 * window && published == static_cast<double>(srv.publishes),
+        "loopback: every publish reached the server" + t);
+    say(delivered == published && json_result(out, "delivered", "lost") == 0 &&
+            json_result(out, "delivered", "dup_or_late") == 0,
+        "loopback: every publish delivered once, nothing lost" + t);
+    say(srv.unknown_acks == 0 && srv.acks == srv.deliveries && srv.deliveries == srv.publishes,
+        "loopback: the subscriber acked every QoS 1 delivery, and only those" + t);
+    say(stalls >= 1 && written_off >= 1, "loopback: the gate made the closed loop write off" + t);
+    // While nothing is delivered: one window, and one more per write-off.
+    say(static_cast<double>(srv.publishes_at_gate) <= (1 + stalls) * static_cast<double>(window),
+        "loopback: in flight before any delivery <= window x (1 + write-offs)" + t);
+    // Once the late deliveries are in: the window again (2 W leaves room for one more stall).
+    say(srv.in_flight_samples > 0 && srv.max_in_flight_after <= 2 * window,
+        "loopback: in flight after the written-off deliveries arrived <= 2 x window" + t);
+}
+
 // ---- self-test --------------------------------------------------------------------------------
 
 int self_test() {
@@ -1560,6 +2058,9 @@ int self_test() {
                    histogram::index_of(histogram::value_of(i)) == i;
         check(mono, "histogram buckets monotonic and invertible");
     }
+    // The shard machinery against an in-process server, with one and with several I/O threads.
+    for (int threads : {1, 4})
+        loopback_closed_loop(threads, check);
     std::printf("%d passed, %d failed\n", passed, failures);
     return failures ? 1 : 0;
 }
@@ -1759,6 +2260,11 @@ int main(int argc, char** argv) {
     for (auto& sh : shards)
         sh->expect.assign(sh->subs.size() * sh->seq_cols, cfg.tgt == target::b1 ? ~0ull : 0ull);
     g.fanout = static_cast<std::uint64_t>(cfg.subscribers);
+    for (auto& sh : shards)
+        if (!sh->pubs.empty()) {
+            g.loop_leader = sh->index;
+            break;
+        }
     {
         std::uint64_t w = cfg.window;
         // Auto: enough in flight to keep every stage busy (>= 1024 deliveries, >= 2 messages),
@@ -1806,8 +2312,9 @@ int main(int argc, char** argv) {
     const std::uint64_t setup_t1 = now_ns();
     std::uint64_t first_start = ~0ull, last_done = 0;
     for (auto& sh : shards) {
-        if (sh->first_setup_start) first_start = std::min(first_start, sh->first_setup_start);
-        last_done = std::max(last_done, sh->last_setup_done);
+        const std::uint64_t f = sh->c.first_setup_start.load(std::memory_order_relaxed);
+        if (f) first_start = std::min(first_start, f);
+        last_done = std::max(last_done, sh->c.last_sub_setup_done.load(std::memory_order_relaxed));
     }
     const int subs_ok = count(&shard_counters::subs_ready);
     for (auto& sh : shards) {
@@ -2000,6 +2507,7 @@ int main(int argc, char** argv) {
     j.num("inflight_blocked", static_cast<double>(blocked));
     j.num("throttled_ticks", static_cast<double>(throttled));
     j.num("closed_loop_stalls", static_cast<double>(stalls));
+    j.num("closed_loop_written_off", static_cast<double>(g.written_off.load()));
     j.close();
     j.open("delivered");
     j.num("total", static_cast<double>(g.total_delivered()));
