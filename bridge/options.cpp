@@ -393,6 +393,7 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     out.upstream.reconnect_max = std::chrono::milliseconds(reconnect_max_ms);
     out.upstream.session_expiry = std::chrono::seconds(session_expiry_s);
     out.engine.decode.max_payload_bytes = out.server.max_frame_bytes;
+    out.engine.auth.ipv6_prefix = out.server.admission.ipv6_prefix;
     out.engine.devices.idempotency_window_ms =
         static_cast<std::int64_t>(idempotency_window_h * 3600000.0);
     // The bridge's name in presence, status and response topics is its MQTT client id; its MQTT

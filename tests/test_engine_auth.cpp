@@ -199,17 +199,37 @@ TEST_CASE("engine auth: failed attempts are limited per IP address, whatever the
         CHECK(attempt("192.0.2.7:1002") == close_code::auth_rate_limited);
         CHECK(attempt("192.0.2.8:1000") == close_code::auth_failed);
     }
-    SUBCASE("IPv6 in brackets with a port") {
+    SUBCASE("IPv6 in brackets with a port; one /64 is one address") {
         CHECK(attempt("[2001:db8::7]:1000") == close_code::auth_failed);
         CHECK(attempt("[2001:db8::7]:1001") == close_code::auth_failed);
         CHECK(attempt("[2001:db8::7]:1002") == close_code::auth_rate_limited);
-        CHECK(attempt("[2001:db8::8]:1000") == close_code::auth_failed);
+        CHECK(attempt("[2001:db8::8]:1000") == close_code::auth_rate_limited);
+        CHECK(attempt("[2001:db8:0:1::7]:1000") == close_code::auth_failed);
     }
     SUBCASE("bare IPv6 from X-Forwarded-For: the last group is not a port") {
         CHECK(attempt("2001:db8::7") == close_code::auth_failed);
-        CHECK(attempt("2001:db8::7") == close_code::auth_failed);
-        CHECK(attempt("2001:db8::8") == close_code::auth_failed);
+        CHECK(attempt("2001:db8:0:1::7") == close_code::auth_failed);
+        CHECK(attempt("2001:db8::ffff:1") == close_code::auth_failed);
         CHECK(attempt("2001:db8::7") == close_code::auth_rate_limited);
+    }
+    SUBCASE("the IPv6 prefix is configurable") {
+        // (A fixture of its own: the config is read when the engine is made.)
+        engine_config per_address = config;
+        per_address.auth.ipv6_prefix = 128;
+        engine_fixture g(per_address);
+        g.eng.set_security(policy, ignored);
+        g.upstream_connected();
+        auto attempt_g = [&](mqttws::connection_id id, const std::string& remote) {
+            g.clear_actions();
+            auto c = g.open(id, remote);
+            c.send(R"({"type":"auth","clientId":"bob","password":"wrong"})");
+            REQUIRE(g.closes().size() == 1);
+            return g.closes()[0].code;
+        };
+        CHECK(attempt_g(1, "[2001:db8::7]:1") == close_code::auth_failed);
+        CHECK(attempt_g(2, "[2001:db8::7]:2") == close_code::auth_failed);
+        CHECK(attempt_g(3, "[2001:db8::8]:1") == close_code::auth_failed);
+        CHECK(attempt_g(4, "[2001:db8::7]:3") == close_code::auth_rate_limited);
     }
 }
 
@@ -247,4 +267,27 @@ TEST_CASE("engine auth: failed password checks are limited per user, whatever th
     // The lock ends by itself (3 per minute: one back after 20 s).
     f.advance(20'000);
     CHECK_FALSE(attempt("10.0.0.5:1", "hunter2"));
+}
+
+TEST_CASE("engine auth: refresh takes a JWT; a password is never checked through it") {
+    engine_fixture f;
+    mqttws::action_list ignored;
+    f.eng.set_security(bob_password_policy(), ignored);
+    f.upstream_connected();
+    auto c = f.open(1, "192.0.2.1:1");
+    c.send(R"({"type":"auth","clientId":"bob","password":"hunter2"})");
+    REQUIRE(f.closes().empty());
+    c.take();
+    // Not even bob's right password: a refresh is not a second way to log in, nor an unlimited
+    // supply of (slow) password checks.
+    c.send(R"({"type":"refresh","msgid":"r0","token":"hunter2"})");
+    for (int i = 1; i <= 50; ++i)
+        c.send(R"({"type":"refresh","msgid":"r)" + std::to_string(i) + R"(","token":"guess"})");
+    CHECK(c.of_type("refresh_response").empty());
+    const auto errors = c.of_type("error");
+    REQUIRE(errors.size() == 51);
+    CHECK(errors[0].str("code") == "forbidden");
+    CHECK(errors[0].str("message") == "refresh takes a JWT");
+    CHECK(f.stats().auth_failures == 0);  // no password was checked
+    CHECK(f.closes().empty());
 }

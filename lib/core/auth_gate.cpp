@@ -1,5 +1,6 @@
 #include "core/auth_gate.hpp"
 
+#include "core/admission.hpp"
 #include "core/handshake.hpp"
 #include "core/replies.hpp"
 
@@ -36,7 +37,7 @@ std::optional<identity> auth_gate::check(session& s, const auth_request& r, acti
 std::optional<identity> auth_gate::check_credentials(session& s, const auth_request* frame,
                                                      action_list& out) {
     const std::int64_t now = ctx_.env.steady_ms();
-    const std::string address = address_without_port(s.remote_address());
+    const std::string address = limited_address(s);
     const security_policy& policy = ctx_.security();
     const auto refuse = [&](close_code code, std::string reason) -> std::optional<identity> {
         out.push_back(audit_record{"auth_failure",
@@ -109,6 +110,10 @@ void auth_gate::take_credentials(session& s, identity& who) {
     token.expiry_told = false;
 }
 
+std::string auth_gate::limited_address(const session& s) const {
+    return address_group(address_without_port(s.remote_address()), ctx_.config.auth.ipv6_prefix);
+}
+
 // ---------------------------------------------------------------- session tokens
 
 void auth_gate::issue_session_token(session& s) {
@@ -129,20 +134,30 @@ void auth_gate::forget_session_token(const session& s) {
 // ---------------------------------------------------------------- while connected
 
 bool auth_gate::refresh(session& s, refresh_request& r, action_list& out) {
-    // The new token must be for the same identity: the client id (a JWT's sub) and the user.
-    auth_request same;
-    same.client_id = s.client_id();
-    same.token = std::move(r.token);
     const security_policy& policy = ctx_.security();
-    auto checked = policy.auth.authenticate(&same, s.handshake(), ctx_.env.wall_ms() / 1000);
+    const std::string address = limited_address(s);
+    const std::int64_t now = ctx_.env.steady_ms();
     const auto refuse = [&](std::string why, std::string_view told) {
         ctx_.audit(s, "refresh_failure", {}, std::move(why), out);
         pacer_.send_error(s, errc::forbidden, told, r.id, out);
         return false;
     };
+    // Only a token is refreshed. Anything else would be checked as a password, deliberately
+    // slow, as often as a connected client cares to ask: a way to burn the bridge's CPU and to
+    // guess passwords outside the limits on failed attempts.
+    if (!policy.auth.takes_token(r.token))
+        return refuse("refresh without a JWT", "refresh takes a JWT");
+    if (!limits_.address_allowed(address, now))
+        return refuse("too many failed attempts from this address",
+                      "too many failed attempts from this address");
+    // The new token must be for the same identity: the client id (a JWT's sub) and the user.
+    auth_request same;
+    same.client_id = s.client_id();
+    same.token = std::move(r.token);
+    auto checked = policy.auth.authenticate(&same, s.handshake(), ctx_.env.wall_ms() / 1000);
     if (auto* failure = std::get_if<auth_refusal>(&checked)) {
         ++ctx_.stats.auth_failures;
-        limits_.failed(address_without_port(s.remote_address()), {}, ctx_.env.steady_ms());
+        limits_.failed(address, {}, now);
         return refuse(failure->reason, "the new token was refused");
     }
     identity& who = std::get<identity>(checked);

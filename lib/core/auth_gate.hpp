@@ -75,6 +75,8 @@ class auth_gate {
     void tick(std::int64_t steady_now, std::int64_t wall_now);
 
   private:
+    // The address the limits on failed attempts count for `s`: its IP, IPv6 by prefix.
+    std::string limited_address(const session& s) const;
     std::optional<identity> check_credentials(session& s, const auth_request* frame,
                                               action_list& out);
 

@@ -21,6 +21,10 @@ authenticator::authenticator(std::shared_ptr<const password_file> passwords,
       accept_certificates_(accept_certificates),
       allow_anonymous_(allow_anonymous) {}
 
+bool authenticator::takes_token(const std::string& token) const {
+    return jwt_ && looks_like_jwt(token);
+}
+
 bool authenticator::self_contained(const handshake_credentials& handshake) const {
     return (jwt_ && looks_like_jwt(handshake.bearer_token)) ||
            (!handshake.username.empty() && !handshake.password.empty()) ||

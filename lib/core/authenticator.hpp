@@ -68,6 +68,8 @@ class authenticator {
     // Clients must present credentials (a source is configured and anonymous is not allowed).
     bool required() const { return configured() && !allow_anonymous_; }
 
+    // Whether `token` is one this authenticator checks as a token (a JWT, with JWT keys set).
+    bool takes_token(const std::string& token) const;
     // Whether the handshake alone says who the client is (a JWT, a user and password, a
     // certificate), so that it can be checked as soon as the connection opens.
     bool self_contained(const handshake_credentials& handshake) const;

@@ -36,6 +36,9 @@ struct auth_config {
     // Failed attempts one remote address, and one user's password, may see per minute.
     std::size_t failures_per_minute = 10;
     std::size_t failures_per_user_per_minute = 10;
+    // IPv6 addresses count as one address per prefix of this many bits (as the connection
+    // limits count them, --ipv6-prefix): one host usually holds a whole /64.
+    unsigned ipv6_prefix = 64;
     // A client whose token (a JWT's exp) expires is sent `token_expiring` this long before, and
     // closed with 4401 at expiry unless it sent a new token (`refresh`).
     std::int64_t token_expiry_warning_ms = 60000;
