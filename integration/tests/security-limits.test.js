@@ -105,7 +105,8 @@ describe('connection limits', () => {
     it('--max-connections-per-ip: one address cannot take every connection', T, async () => {
         const bridge = await h.startBridge({
             brokerPort: broker.port,
-            args: ['--max-connections', '100', '--max-connections-per-ip', '20'],
+            // Room for the attacker's 20 and the 25 legitimate clients, not for 60 + 25.
+            args: ['--max-connections', '45', '--max-connections-per-ip', '20'],
         });
         await bridge.waitHealthy();
         // An attacker opens WebSockets (and never authenticates) from one address ...
@@ -115,12 +116,33 @@ describe('connection limits', () => {
         assert.equal(opened.length, 20, `${opened.length} of 60 connections from one address opened`);
         assert.ok(attempts.filter((x) => x instanceof Error).every((e) => e.status === 429 || !e.status),
             JSON.stringify(attempts.filter((x) => x instanceof Error).map((e) => e.status)));
-        // ... and 25 legitimate clients from elsewhere all get in (at 6d044af, 24 of 25 got 503
-        // once the attacker had filled --max-connections).
+        // ... and 25 legitimate clients from elsewhere all get in. Without the per-address limit
+        // the attacker's 60 sockets would have filled --max-connections 45, and every one of
+        // them would have got 503 (at 6d044af, with 1,000 and 1,000, 24 of 25 did).
         const legit = await Promise.all(Array.from({ length: 25 }, (_, i) =>
             h.connectClient(bridge.url, '/', { localAddress: `127.0.4.${i + 1}` })));
         for (const c of legit) await c.ping();
         for (const c of [...legit, ...opened]) await c.close();
+    });
+
+    it('--max-connections holds when many handshakes arrive at once', T, async () => {
+        const bridge = await h.startBridge({ brokerPort: broker.port, args: ['--max-connections', '10'] });
+        await bridge.waitHealthy();
+        // 40 upgrades in flight together: each used to be checked against the connections
+        // already open, so all of them saw room (58 of 60 opened with a limit of 45).
+        const attempts = await Promise.all(Array.from({ length: 40 }, (_, i) =>
+            h.connectClient(bridge.url, '/', { localAddress: `127.0.6.${i + 1}` }).then((c) => c, (e) => e)));
+        const opened = attempts.filter((x) => !(x instanceof Error));
+        const refused = attempts.filter((x) => x instanceof Error);
+        assert.equal(opened.length, 10, `${opened.length} of 40 opened with --max-connections 10`);
+        assert.ok(refused.every((e) => e.status === 503), JSON.stringify(refused.map((e) => e.status)));
+        for (const c of opened) await c.ping();
+        // Refused upgrades hold nothing: once the open ones leave, there is room again.
+        for (const c of opened) await c.close();
+        await bridge.waitMetrics((m) => m.get('mqttws_connections') === 0, { what: 'every connection gone' });
+        const again = await h.connectClient(bridge.url, '/', { localAddress: '127.0.6.200' });
+        await again.ping();
+        await again.close();
     });
 
     it('--handshake-rate: one address is limited, others are not', T, async () => {

@@ -279,6 +279,7 @@ class basic_backend final : public ws_server::backend {
         if (it == slots_.end()) return;
         admission_.release(it->second.group, it->second.pending);
         if (!it->second.client_group.empty()) admission_.release_client(it->second.client_group);
+        if (it->second.upgrading) --upgrading_;
         slots_.erase(it);
     }
 
@@ -338,7 +339,10 @@ class basic_backend final : public ws_server::backend {
                 return false;
             }
         }
-        if (options_.max_connections != 0 && connections_.size() >= options_.max_connections) {
+        // Upgrades accepted but not open yet count too: handshakes validated at the same time
+        // would otherwise all see room for themselves.
+        if (options_.max_connections != 0 &&
+            connections_.size() + upgrading_ >= options_.max_connections) {
             con->set_status(websocketpp::http::status_code::service_unavailable);
             return false;
         }
@@ -356,7 +360,11 @@ class basic_backend final : public ws_server::backend {
                                    {{"remote", client}, {"why", std::string(to_string(v))}});
             return false;
         }
-        if (named_by_proxy && slot != slots_.end()) slot->second.client_group = group;
+        if (slot != slots_.end()) {
+            if (named_by_proxy) slot->second.client_group = group;
+            slot->second.upgrading = true;
+            ++upgrading_;
+        }
         return true;
     }
 
@@ -372,6 +380,10 @@ class basic_backend final : public ws_server::backend {
             slot != slots_.end() && slot->second.pending) {
             slot->second.pending = false;
             admission_.opened();
+            if (slot->second.upgrading) {
+                slot->second.upgrading = false;
+                --upgrading_;
+            }
         }
         const connection_id id = next_id_++;
         connections_.emplace(id, con);
@@ -482,6 +494,7 @@ class basic_backend final : public ws_server::backend {
         std::string client_group;  // behind a proxy, the group of the client it names
         bool pending = true;       // not a WebSocket (yet)
         std::weak_ptr<void> alive;
+        bool upgrading = false;  // its upgrade was accepted, the connection is not open yet
     };
 
     ws_server_options options_;
@@ -490,6 +503,7 @@ class basic_backend final : public ws_server::backend {
     std::function<std::optional<std::string>()> reload_tls_;
     admission admission_;
     std::unordered_map<const void*, socket_slot> slots_;  // by websocketpp connection
+    std::size_t upgrading_ = 0;  // slots with `upgrading` set: count against max_connections
     asio::steady_timer accept_retry_;
     int listen_fd_ = -1;
     int spare_fd_ = -1;
