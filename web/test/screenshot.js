@@ -30,7 +30,11 @@ try {
         return (alerting || devices[6]).id;
     });
     await page.click(`.row[data-device="${pick}"]`);
-    await page.evaluate((id) => window.dashboard.sendCommand(id, 'set', { name: 'setpoint', value: 21 }), pick);
+    await page.waitForFunction((id) => document.getElementById('detail-id').textContent === id, pick, { timeout: 20000 });
+    // A command from the detail panel's form (so that the form shows what was sent), answered.
+    await page.selectOption('#set-name', 'setpoint');
+    await page.fill('#set-value', '21');
+    await page.click('#cmd-set');
     await page.waitForSelector('#command-list li[data-state="succeeded"]', { timeout: 20000 });
     await page.waitForTimeout(1500);
     await page.screenshot({ path: values.out });

@@ -1,9 +1,10 @@
 // The dashboard against a real bridge, a real Mosquitto and the simulator: devices appear with
 // their values and their presence, the detail chart follows a device, commands go to devices
 // and the page shows every step the bridge tells (queued, delivered, in progress, and
-// succeeded, failed, rejected or timed out, with the device's result), a device that leaves is
-// shown offline with its reason and commands to it are rejected, and two tabs share one bridge
-// connection (SharedWorker) while both receive.
+// succeeded, failed, rejected or timed out, with the device's result), a device's alert (an
+// event it publishes on devices/<id>/event when a threshold is crossed) is shown and its
+// alert_cleared clears it, a device that leaves is shown offline with its reason and commands to
+// it are rejected, and two tabs share one bridge connection (SharedWorker) while both receive.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -230,6 +231,79 @@ test('IIoT mode: PLCs sample in the seed\'s tag format, sent in batch frames, an
     assert.equal(row.unit, 'bar');
     assert.match(row.value, /^\d+\.\d\d$/);
     await oracle.end();
+});
+
+test('a device\'s alert shows on the page (row, detail, feed, Alerts filter); its alert_cleared clears it', { timeout: T.bulk * 2 }, async () => {
+    // A device of its own, without random disturbances: it crosses its temperature threshold
+    // only when the threshold is set below its temperature, from the page. The simulator then
+    // publishes {type:'event', data:{event:'alert', level:'critical', metric:'temperature', …}}
+    // on devices/<id>/event through the bridge (and alert_cleared once it is set back).
+    const sensor = await startSimulator(stack.wsUrl, ['--prefix', 'alarm', '--interval-ms', '1000', '--duration-s', '90', '--disturbance', '0', '--seed', '13'], { devices: 1 });
+    const id = 'alarm-001';
+    const row = `.row[data-device="${id}"]`;
+    const feedOf = (event) => page.$$eval(`#event-list li[data-device="${id}"][data-event="${event}"]`, (els) => els.map((e) => ({ level: e.dataset.level, text: e.textContent })));
+    /** Sets a parameter from the detail panel and waits until the device says it is done. */
+    const setParameter = async (name, value) => {
+        await page.selectOption('#set-name', name);
+        await page.fill('#set-value', String(value));
+        await page.click('#cmd-set');
+        assert.match((await commandReaches(page, await newestCommandId(page), 'succeeded')).text, new RegExp(`Set ${name} = ${value}`));
+    };
+    try {
+        await page.waitForSelector(`${row}[data-state="online"]`, { timeout: T.long });
+        await page.click(row);
+        await page.waitForFunction((d) => document.getElementById('detail-id').textContent === d && window.dashboard.detail.device.power !== null, id);
+        assert.equal(await page.evaluate((d) => window.dashboard.store.devices.get(d).alerts.size, id), 0, 'no alert to begin with');
+        assert.deepEqual(await feedOf('alert'), []);
+
+        // The threshold below the room's temperature: the next report crosses it.
+        await setParameter('tempHigh', -20);
+        await page.waitForSelector(`${row}[data-state="alert"]`, { timeout: T.long });
+        const alert = await page.evaluate((d) => window.dashboard.store.devices.get(d).alerts.get('temperature'), id);
+        assert.equal(alert.event, 'alert');
+        assert.equal(alert.level, 'critical');
+        assert.equal(alert.data.threshold, -20);
+        // The row: an Alert badge of the alert's level, the temperature marked.
+        assert.equal(await page.textContent(`${row} .badge`), 'Alert');
+        assert.equal(await page.getAttribute(`${row} .badge`, 'data-level'), 'critical');
+        assert.equal(await page.$eval(`${row} .num .v`, (v) => v.classList.contains('hot')), true, 'the temperature is marked');
+        // The detail panel: its state and the temperature tile.
+        await page.waitForFunction(() => document.getElementById('detail-state').dataset.level === 'critical', null, { timeout: T.short });
+        assert.equal(await page.textContent('#detail-state'), 'Alert');
+        assert.equal(await page.$$eval('#detail-metrics .metric', (tiles) => tiles.find((t) => t.querySelector('.metric-label').textContent === 'Temperature').dataset.alert), 'true');
+        // The feed: the alert with its message and value.
+        const raised = await feedOf('alert');
+        assert.equal(raised.length, 1, JSON.stringify(raised));
+        assert.equal(raised[0].level, 'critical');
+        assert.match(raised[0].text, new RegExp(`${id}Temperature above -20 °C \\(-?\\d+(\\.\\d+)? °C\\)`));
+        // The top bar counts it; the Alerts filter shows it.
+        assert.equal(await page.textContent('#kpi-alerting'), String(await page.$$eval('#device-list .row[data-state="alert"]', (rows) => rows.length)));
+        await page.click('.chip[data-filter="alert"]');
+        assert.equal(await page.isVisible(row), true, 'listed under Alerts');
+
+        // The threshold back up: the next report clears it.
+        await setParameter('tempHigh', 80);
+        // (hidden now: the table shows Alerts only)
+        await page.waitForSelector(`${row}[data-state="online"]`, { state: 'attached', timeout: T.long });
+        assert.equal(await page.evaluate((d) => window.dashboard.store.devices.get(d).alerts.size, id), 0);
+        assert.equal(await page.getAttribute(`${row} .badge`, 'data-level'), null);
+        assert.equal(await page.textContent(`${row} .badge`), 'Online');
+        assert.equal(await page.$eval(`${row} .num .v`, (v) => v.classList.contains('hot')), false);
+        assert.equal(await page.isVisible(row), false, 'no longer listed under Alerts');
+        await page.waitForFunction(() => document.getElementById('detail-state').dataset.level === undefined, null, { timeout: T.short });
+        assert.equal(await page.textContent('#detail-state'), 'Online');
+        assert.equal(await page.$$eval('#detail-metrics .metric', (tiles) => tiles.find((t) => t.querySelector('.metric-label').textContent === 'Temperature').dataset.alert), 'false');
+        const cleared = await feedOf('alert_cleared');
+        assert.equal(cleared.length, 1, JSON.stringify(cleared));
+        assert.match(cleared[0].text, /temperature back to normal/);
+        await page.click('.chip[data-filter="all"]');
+        assert.equal(await page.isVisible(row), true);
+        assert.deepEqual(page.errors, []);
+        await screenshot(page, 'dashboard-alert-cleared');
+    } finally {
+        await page.click('.chip[data-filter="all"]').catch(() => {});
+        await sensor.stop();
+    }
 });
 
 // Last: the device it starts and stops stays in the table (offline), which the tests above do not expect.

@@ -2,11 +2,13 @@
 // a bridge restart (the page reconnects and shows live values again by itself, and the devices'
 // presence through the new bridge, the old one's status saying it stopped), a broker
 // restart (the page shows the bridge's upstream going down and recovers), and a page reload in
-// the middle of a numbered QoS 1 event stream from an MQTT oracle (nothing is lost).
+// the middle of a numbered QoS 1 event stream from an MQTT oracle (nothing is lost: the
+// SharedWorker dies with the page, and the new one resumes the session from the resume state
+// the tab kept in sessionStorage).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { h, T, startStack, startSimulator, launchBrowser, openDashboard, screenshot } from './support.js';
+import { h, T, startStack, startSimulator, launchBrowser, openDashboard, screenshot, watchSharedWorkers } from './support.js';
 
 const DEVICES = 3;
 let stack;
@@ -105,13 +107,33 @@ test('a reload in the middle of a QoS 1 event stream loses no message', { timeou
             await h.delay(20);
         }
     })();
+    // The page's one SharedWorker (the SDK's, named after the bridge URL: the dashboard has no clientId).
+    const workers = await watchSharedWorkers(page);
+    const before = workers.live();
+    assert.equal(before.length, 1, `one SharedWorker: ${JSON.stringify(before)}`);
+    assert.equal(before[0].title, `mqttws:${stack.wsUrl}:*`);
     // Reload once part of the stream has arrived; the rest keeps coming meanwhile.
     await page.waitForFunction(() => window.dashboard.store.events.filter((e) => e.event === 'probe').length >= 40, null, { timeout: T.long });
     reloadAt = (await numbers()).length;
+    // What the tab keeps in sessionStorage for a reload (the SDK's key: mqttws:<url>).
+    const stored = await page.evaluate((key) => JSON.parse(sessionStorage.getItem(key)), `mqttws:${stack.wsUrl}`);
+    const sessionBefore = await page.evaluate(() => ({ clientId: window.dashboard.client.clientId, session: window.dashboard.client.session }));
+    assert.ok(stored && typeof stored.session === 'string', `a resume state in sessionStorage: ${JSON.stringify(stored)}`);
+    assert.deepEqual({ clientId: stored.clientId, session: stored.session }, sessionBefore);
     await page.reload();
     await page.waitForFunction(() => window.dashboard && window.dashboard.client.state === 'connected', null, { timeout: T.long });
-    const resumed = await page.evaluate(() => window.dashboard.client.resumed);
+    const after = await page.evaluate(() => ({ resumed: window.dashboard.client.resumed, clientId: window.dashboard.client.clientId, session: window.dashboard.client.session }));
+    const resumed = after.resumed;
     await publishing;
+    // The worker died with the page: the new page's worker is a new one, which knew nothing of
+    // the session but what the tab's hello carried from sessionStorage — and resumed it.
+    await h.withTimeout(workers.ended(before[0].targetId), T.short, 'the old SharedWorker to end with the page');
+    const now = workers.live();
+    await workers.close();
+    assert.equal(now.length, 1, `one SharedWorker: ${JSON.stringify(now)}`);
+    assert.notEqual(now[0].targetId, before[0].targetId, 'a new SharedWorker');
+    assert.equal(after.resumed, true, 'the page after the reload resumed the session');
+    assert.deepEqual({ clientId: after.clientId, session: after.session }, sessionBefore, 'the same client id and session, from sessionStorage');
     await page.waitForFunction((n) => new Set(window.dashboard.store.events.filter((e) => e.event === 'probe').map((e) => e.data.n)).size >= n,
         COUNT, { timeout: T.bulk }).catch(() => {});
     const got = new Set(await numbers());

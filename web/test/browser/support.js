@@ -237,6 +237,36 @@ export async function openDashboard(context, url) {
     return page;
 }
 
+/**
+ * Follows the SharedWorkers Chromium runs (DevTools protocol targets of type shared_worker),
+ * through a CDP session of `page`: which are alive now, and when one ends. Returns
+ * {live(): [{targetId, title, url}], ended(targetId): Promise, close()}.
+ */
+export async function watchSharedWorkers(page) {
+    const cdp = await page.context().newCDPSession(page);
+    const live = new Map();
+    const ended = new Set();
+    const waiting = new Map();
+    cdp.on('Target.targetCreated', ({ targetInfo }) => {
+        if (targetInfo.type === 'shared_worker') live.set(targetInfo.targetId, targetInfo);
+    });
+    cdp.on('Target.targetDestroyed', ({ targetId }) => {
+        if (!live.delete(targetId)) return;
+        ended.add(targetId);
+        for (const resolve of waiting.get(targetId) || []) resolve();
+        waiting.delete(targetId);
+    });
+    // Reports every existing target (targetCreated) before it returns.
+    await cdp.send('Target.setDiscoverTargets', { discover: true });
+    return {
+        live: () => [...live.values()].map(({ targetId, title, url }) => ({ targetId, title, url })),
+        ended: (targetId) => (ended.has(targetId) ? Promise.resolve() : new Promise((resolve) => {
+            waiting.set(targetId, [...(waiting.get(targetId) || []), resolve]);
+        })),
+        close: () => cdp.detach().catch(() => {}),
+    };
+}
+
 /** Saves a screenshot into web/test/artifacts/ (git-ignored). */
 export async function screenshot(page, name) {
     fs.mkdirSync(ARTIFACTS, { recursive: true });

@@ -1,7 +1,9 @@
 // The shared connection (SharedWorker transport), run in Node: the worker's Hub and each tab's
 // SharedBackend talk over real MessageChannels; the one WebSocket is a fake. Checks reference
 // counting of subscriptions, routing by topic, acks after every tab's handler, publishes and
-// tokens across tabs, tabs that go away, and suspending/resuming when the last tab leaves.
+// tokens across tabs, tabs that go away, suspending/resuming when the last tab leaves, a new
+// worker resuming from a tab's sessionStorage, and a tab's online/offline/visible reaching the
+// worker's connection.
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client } from '../../client.js';
@@ -9,7 +11,7 @@ import { Driver } from '../../driver.js';
 import { Hub } from '../../hub.js';
 import { SharedBackend } from '../../shared.js';
 import { sharedWorkerName } from '../../mqttws.js';
-import { FakeClock, fakeWebSocketClass, seededRandom, MemoryStorage, suback, flush } from './helpers.js';
+import { FakeClock, fakeWebSocketClass, seededRandom, MemoryStorage, FakeTarget, suback, flush } from './helpers.js';
 
 const URL = 'ws://bridge.test/';
 const openPorts = new Set();
@@ -308,6 +310,81 @@ test('when the last tab goes away the connection is suspended (4000: session kep
     const auth = await w.accept({ session: 'S1', resumed: true, sessionPresent: true });
     assert.equal(auth.session, 'S1');
     assert.equal(auth.lastSeq, 2);
+});
+
+test('a new worker (the old one died with the page) resumes from the state the reloaded tab kept in sessionStorage', async () => {
+    // The first page: its worker persists {clientId, session, lastSeq} into the tab's storage.
+    const before = world();
+    const a = before.tab('A');
+    a.client.connect();
+    await before.accept({ session: 'S9' });
+    a.client.subscribe('a', { qos: 1 });
+    await eventually(() => before.socket.frames('subscribe').length === 1, 'subscribe');
+    suback(before.socket, 'a');
+    for (const seq of [1, 2, 3]) before.socket.receive(message({ topic: 'a', qos: 1, msgid: seq, seq }));
+    await eventually(() => before.socket.frames('ack').length === 3, 'delivered and acked');
+    before.clock.advance(1000); // the coalesced lastSeq write
+    const key = `mqttws:${URL}`;
+    await eventually(() => a.storage.json(key) && a.storage.json(key).lastSeq === 3, 'lastSeq 3 persisted in the tab');
+    const stored = a.storage.json(key);
+
+    // The reload: a new Hub (a new worker: nothing in memory) and a new tab on the same sessionStorage.
+    const after = world();
+    const again = after.tab('A2', { storage: a.storage });
+    again.client.connect();
+    const auth = await after.accept({ session: 'S9', resumed: true, sessionPresent: true });
+    assert.equal(auth.session, 'S9', 'the session from the tab\'s storage');
+    assert.equal(auth.lastSeq, 3);
+    assert.equal(auth.clientId, stored.clientId, 'the same client id');
+    await eventually(() => again.client.state === 'connected', 'connected');
+    assert.equal(again.client.resumed, true);
+});
+
+test('a tab\'s offline, online and visible events reach the worker\'s connection: online and visible skip the backoff wait', async () => {
+    const w = world();
+    const network = new FakeTarget();
+    const doc = new FakeTarget();
+    const backoff = { min: 10_000, max: 20_000 };
+    const a = w.tab('A', { backoff });
+    const b = w.tab('B', { backoff, networkEventTarget: network, visibilityTarget: doc });
+    const drops = [];
+    a.client.on('disconnected', (d) => { drops.push(d); });
+    a.client.connect();
+    b.client.connect();
+    await w.accept();
+    await eventually(() => a.client.state === 'connected' && b.client.state === 'connected', 'both tabs connected');
+    const first = w.socket;
+    const time = w.clock.time;
+
+    // Tab B's page goes offline: the worker drops the connection at once (4000: session kept).
+    network.fire('offline');
+    await eventually(() => first.closedWith, 'the socket dropped');
+    assert.equal(first.closedWith.code, 4000);
+    await eventually(() => drops.length === 1, 'tab A told');
+    assert.equal(drops[0].reason, 'offline');
+    assert.ok(drops[0].willReconnect && drops[0].delay > 0, `a backoff wait is pending (${drops[0].delay} ms)`);
+    await flush();
+    assert.equal(w.sockets.length, 1, 'no reconnect before the backoff wait');
+
+    // Back online: a new socket at once, the clock never moved.
+    network.fire('online');
+    await eventually(() => w.sockets.length === 2, 'a reconnect on online');
+    assert.equal(w.clock.time, time, 'the backoff wait was skipped');
+    await w.accept({ session: 'S1', resumed: true, sessionPresent: true });
+    await eventually(() => a.client.state === 'connected' && b.client.state === 'connected', 'reconnected');
+
+    // A dropped connection while B is hidden: nothing; B becomes visible: a reconnect at once.
+    w.socket.drop(1006);
+    await eventually(() => drops.length === 2, 'the drop told');
+    assert.ok(drops[1].delay > 0, `a backoff wait is pending (${drops[1].delay} ms)`);
+    doc.visibilityState = 'hidden';
+    doc.fire('visibilitychange');
+    await flush();
+    assert.equal(w.sockets.length, 2, 'hidden: still waiting');
+    doc.visibilityState = 'visible';
+    doc.fire('visibilitychange');
+    await eventually(() => w.sockets.length === 3, 'a reconnect on visible');
+    assert.equal(w.clock.time, time, 'the backoff wait was skipped');
 });
 
 test('the last tab closing its client ends the bridge session (1000)', async () => {
