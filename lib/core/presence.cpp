@@ -55,23 +55,7 @@ presence_keeper::presence_keeper(engine_context& ctx, publish_relay& relay)
 // ---------------------------------------------------------------- the broker
 
 void presence_keeper::upstream_connected(action_list& out) {
-    const device_config& config = ctx_.config.devices;
-    if (!config.bridge_status_topic.empty()) {
-        std::string status = R"({"online":true,"since":)";
-        append_int(status, ctx_.env.wall_ms());
-        status += R"(,"bridge":)";
-        append_json_string(status, config.bridge_id);
-        status += '}';
-        relay_.publish_for_bridge(
-            publish_upstream{0,
-                             fill_topic(config.bridge_status_topic, "", config.bridge_id),
-                             std::move(status),
-                             1,
-                             true,
-                             {},
-                             {}},
-            0, out);
-    }
+    publish_bridge_status(R"({"online":true,"since":)", out);
     for (const auto& device : left_online_) {
         if (local_.count(device) > 0) continue;  // back already
         publish_presence(device, false, "bridge-lost", out);
@@ -167,9 +151,13 @@ void presence_keeper::shutdown(const std::vector<session*>& sessions, action_lis
     for (session* s : sessions) {
         if (s->authenticated()) session_ended(*s, end_reason::bridge_stopped, out);
     }
+    publish_bridge_status(R"({"online":false,"reason":"stopped","since":)", out);
+}
+
+void presence_keeper::publish_bridge_status(std::string_view head, action_list& out) {
     const device_config& config = ctx_.config.devices;
     if (config.bridge_status_topic.empty()) return;
-    std::string status = R"({"online":false,"reason":"stopped","since":)";
+    std::string status(head);
     append_int(status, ctx_.env.wall_ms());
     status += R"(,"bridge":)";
     append_json_string(status, config.bridge_id);

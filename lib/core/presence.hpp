@@ -79,6 +79,8 @@ class presence_keeper {
     void publish_presence(const std::string& device, bool online, std::string_view reason,
                           action_list& out);
     void publish_will(session& s, action_list& out);
+    // The bridge's retained status; `head` is the JSON up to the "since" value.
+    void publish_bridge_status(std::string_view head, action_list& out);
     std::string presence_of(std::string_view topic) const;  // device id in a presence topic
 
     engine_context& ctx_;
