@@ -256,3 +256,30 @@ TEST_CASE("engine will: a will the ACL does not allow refuses the authentication
     INFO(answer.text());
     CHECK(answer.str("type") == "auth_response");
 }
+
+TEST_CASE("engine presence: a change is written to the state dir before it is published") {
+    // Whoever sees the presence change may see the bridge crash next: the next run must find the
+    // change on disk, or it would mark a device that had closed as lost.
+    engine_fixture f(engine_config{}, engine_fixture::with_presence);
+    connected(f);
+    f.device(1, "dev-a");
+    const auto order_of = [&](const mqttws::action_list& out, char sign) {
+        std::ptrdiff_t record = -1, publish = -1;
+        for (std::size_t i = 0; i < out.size(); ++i) {
+            if (const auto* r = std::get_if<mqttws::state_record>(&out[i]);
+                r != nullptr && r->text == std::string(1, sign) + "dev-a")
+                record = static_cast<std::ptrdiff_t>(i);
+            if (const auto* p = std::get_if<publish_upstream>(&out[i]);
+                p != nullptr && p->topic == presence_a && publish < 0)
+                publish = static_cast<std::ptrdiff_t>(i);
+        }
+        REQUIRE(record >= 0);
+        REQUIRE(publish >= 0);
+        return record < publish;
+    };
+    f.clear_actions();
+    CHECK(order_of(f.client_closed(1), '-'));
+    f.clear_actions();
+    f.device(2, "dev-a");
+    CHECK(order_of(f.actions(), '+'));
+}

@@ -58,8 +58,8 @@ void presence_keeper::upstream_connected(action_list& out) {
     publish_bridge_status(R"({"online":true,"since":)", out);
     for (const auto& device : left_online_) {
         if (local_.count(device) > 0) continue;  // back already
-        publish_presence(device, false, "bridge-lost", out);
         out.push_back(state_record{presence_file, "-" + device});
+        publish_presence(device, false, "bridge-lost", out);
     }
     left_online_.clear();
 }
@@ -113,8 +113,8 @@ void presence_keeper::authenticated(session& s, action_list& out) {
     if (++local_[s.client_id()] > 1) return;
     left_online_.erase(s.client_id());
     heard_[s.client_id()] = true;  // what the bridge says itself, before the broker echoes it
-    publish_presence(s.client_id(), true, {}, out);
     out.push_back(state_record{presence_file, "+" + s.client_id()});
+    publish_presence(s.client_id(), true, {}, out);
 }
 
 void presence_keeper::connection_ended(session& s, bool clean, std::int64_t now) {
@@ -135,8 +135,10 @@ void presence_keeper::session_ended(session& s, end_reason why, action_list& out
     if (it == local_.end() || --it->second > 0) return;
     local_.erase(it);
     heard_[s.client_id()] = false;  // offline from now, not from when the broker echoes it
-    publish_presence(s.client_id(), false, reason_name(why), out);
+    // Written down before it is told: whoever saw the presence change may see the bridge
+    // crash next, and the next run must not mark the device again.
     out.push_back(state_record{presence_file, "-" + s.client_id()});
+    publish_presence(s.client_id(), false, reason_name(why), out);
 }
 
 void presence_keeper::tick(session& s, std::int64_t now, action_list& out) {
