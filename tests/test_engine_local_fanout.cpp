@@ -1,7 +1,7 @@
 // Unit tests for local fan-out (publish_relay, MQTT 5): the bridge subscribes with No Local and
 // delivers what is published through it to its own subscribers itself — QoS 0 at once, QoS 1/2
-// once the broker accepted it, never what the broker refused; with MQTT 3.1.1 the broker's copy
-// is the only one.
+// once the broker accepted it, never a QoS 1/2 publish the broker refused; with MQTT 3.1.1 the
+// broker's copy is the only one.
 #include <doctest/doctest.h>
 
 #include <string>
