@@ -181,10 +181,13 @@ void presence_keeper::restore(const std::vector<std::string>& lines, action_list
         if (line[0] == '+') left_online_.insert(line.substr(1));
         if (line[0] == '-') left_online_.erase(line.substr(1));
     }
-    std::string compact;
-    for (const auto& device : left_online_)
-        compact += "+" + device + "\n";
-    out.push_back(state_record{presence_file, std::move(compact), true});
+    state_record compact{presence_file, {}, true};
+    for (const auto& device : left_online_) {
+        compact.text += '+';
+        compact.text += device;
+        compact.text += '\n';
+    }
+    out.push_back(std::move(compact));
 }
 
 // ---------------------------------------------------------------- publishing
