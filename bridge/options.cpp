@@ -162,6 +162,10 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
                    "How long a dropped client's session is kept for it to resume (0: never)")
         ->check(CLI::NonNegativeNumber)
         ->group(delivery);
+    cli.add_option("--max-detached-sessions", out.engine.max_detached_sessions,
+                   "Sessions waiting for a resume at once (0: no limit); past it the one waiting "
+                   "longest ends")
+        ->group(delivery);
     cli.add_option("--inflight-window", out.engine.outbox.window,
                    "QoS 1/2 deliveries a client may have unacknowledged at once")
         ->check(CLI::Range(std::size_t{1}, std::size_t{65535}))

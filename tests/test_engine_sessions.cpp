@@ -316,6 +316,35 @@ TEST_CASE("engine sessions: a dropped session expires on the tick after resume_w
     CHECK(f.stats().resumes == 0);
 }
 
+TEST_CASE("engine sessions: past max_detached_sessions the session waiting longest ends") {
+    engine_config config;
+    config.resume_window_ms = 60'000;
+    config.max_detached_sessions = 2;
+    engine_fixture f(config);
+    f.upstream_connected();
+    // Three clients drop one after another, each holding a filter of its own.
+    std::vector<std::string> tokens;
+    for (connection_id id = 1; id <= 3; ++id) {
+        const std::string name = "c" + std::to_string(id);
+        tokens.push_back(auth_token(f, id, name));
+        f.subscribed(id, "t/" + name, 1);
+        f.advance(10);
+        f.client_closed(id, false);
+    }
+    // The first to drop ended when the third did: its filter went, the other two wait.
+    CHECK(f.stats().sessions == 2);
+    CHECK(f.stats().sessions_evicted == 1);
+    const auto unsubs = f.unsubscribes();
+    REQUIRE(unsubs.size() == 1);
+    CHECK(unsubs[0].filter == "t/c1");
+    CHECK(auth_frame(f, 11, "c1", resume_fields(tokens[0], 0)).json("resumed") == "false");
+    // The others still resume; a resumed session no longer counts as waiting.
+    CHECK(auth_frame(f, 12, "c2", resume_fields(tokens[1], 0)).json("resumed") == "true");
+    f.client_closed(11, false);  // c1's new session waits now: with c3, two
+    CHECK(f.stats().sessions_evicted == 1);
+    CHECK(auth_frame(f, 13, "c3", resume_fields(tokens[2], 0)).json("resumed") == "true");
+}
+
 TEST_CASE("engine sessions: a resume in time keeps the session past the original deadline") {
     engine_config config;
     config.resume_window_ms = 1000;

@@ -312,3 +312,44 @@ describe('resume order', () => {
         assert.deepEqual(got.map((f) => f.seq), [1, 2, 3, 4, 5, 6]);
     });
 });
+
+describe('sessions waiting for a resume are bounded (--max-detached-sessions)', () => {
+    let broker;
+    let bridge;
+    before(async () => {
+        broker = await h.startBroker();
+        bridge = await h.startBridge({ brokerPort: broker.port, args: ['--max-detached-sessions', '2'] });
+        await bridge.waitHealthy();
+    });
+    after(h.cleanup);
+
+    it('past the limit the session waiting longest ends: its filter goes, it cannot resume; the others can', T, async () => {
+        const topic = (i) => `bounded/${i}`;
+        const hellos = [];
+        for (let i = 0; i < 3; i++) {
+            const c = await h.connectClient(bridge.url);
+            hellos.push({ clientId: h.uniqueId(`drop${i}`), hello: null });
+            hellos[i].hello = await c.auth(hellos[i].clientId);
+            await c.subscribe(topic(i), 1);
+            await bridge.waitStats({ sessions: i + 1, filters: i + 1 });
+            c.terminate(); // dropped: its session waits for a resume
+            await bridge.waitStats({ clients: 0 });
+        }
+        // Three dropped, two may wait: the first one ended and released its filter.
+        await bridge.waitStats({ sessions: 2, filters: 2 });
+        const m = await bridge.metrics();
+        assert.equal(m.get('mqttws_sessions_evicted_total'), 1);
+
+        const first = await h.connectClient(bridge.url);
+        const lost = await first.resume(hellos[0].clientId, hellos[0].hello.session, 0);
+        assert.equal(lost.resumed, false);
+        assert.equal(lost.sessionPresent, false);
+        for (const i of [1, 2]) {
+            const c = await h.connectClient(bridge.url);
+            const back = await c.resume(hellos[i].clientId, hellos[i].hello.session, 0);
+            assert.equal(back.resumed, true, `client ${i} resumes`);
+            assert.equal(back.sessionPresent, true);
+        }
+        await h.closeClients();
+    });
+});

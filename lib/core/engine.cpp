@@ -160,6 +160,11 @@ void engine::client_closed(connection_id id, std::uint16_t code, bool by_peer, a
     } else {
         sessions_.detach(*s, now + ctx_.config.resume_window_ms);
         presence_.tick(*s, now, out);  // a will without delay goes out now
+        const std::size_t limit = ctx_.config.max_detached_sessions;
+        while (limit != 0 && sessions_.detached() > limit) {
+            ++ctx_.stats.sessions_evicted;
+            end_session(*sessions_.oldest_detached(), presence_keeper::end_reason::timeout, out);
+        }
     }
     end_event(out);
 }

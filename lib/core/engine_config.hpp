@@ -116,6 +116,11 @@ struct engine_config {
     std::string device_topic_prefix = "devices";
     // How long a dropped client's session is kept for it to resume (0: never kept).
     std::int64_t resume_window_ms = 120000;
+    // At most this many sessions wait for a resume at once (0: no limit); past it, the one
+    // waiting longest ends, as if its window had run out. What one client can make the bridge
+    // hold is bounded per session; this bounds how many sessions a stream of dropped
+    // connections can leave behind.
+    std::size_t max_detached_sessions = 10000;
     outbox_limits outbox;  // in-flight window, retry time, resume history, per session
     auth_config auth;
     flow_config flow;

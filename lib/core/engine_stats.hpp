@@ -73,6 +73,7 @@ struct engine_stats {
     std::uint64_t publish_duplicates = 0;  // QoS 2 resends answered without publishing again
     std::uint64_t resumes = 0;             // sessions taken over by a new connection
     std::uint64_t resumes_with_gap = 0;    // ...that could not replay everything (resumed:false)
+    std::uint64_t sessions_evicted = 0;  // detached sessions ended early (--max-detached-sessions)
     std::uint64_t auth_failures = 0;
     std::uint64_t denied = 0;              // requests refused by the ACL
     std::uint64_t rate_limited = 0;        // publishes refused by the rate limit

@@ -25,13 +25,20 @@ session* session_directory::by_key(session_key key) {
 
 void session_directory::attach(session& s, connection_id c) {
     if (s.connection() != 0) by_connection_.erase(s.connection());
+    detached_.erase({s.detached_until_ms(), s.key()});
     s.attach(c);
     by_connection_[c] = &s;
 }
 
 void session_directory::detach(session& s, std::int64_t keep_until_ms) {
     if (s.connection() != 0) by_connection_.erase(s.connection());
+    detached_.erase({s.detached_until_ms(), s.key()});
     s.detach(keep_until_ms);
+    detached_.insert({keep_until_ms, s.key()});
+}
+
+session* session_directory::oldest_detached() {
+    return detached_.empty() ? nullptr : by_key(detached_.begin()->second);
 }
 
 void session_directory::erase(session& s) {
@@ -39,6 +46,7 @@ void session_directory::erase(session& s) {
         const auto it = by_connection_.find(s.connection());
         if (it != by_connection_.end() && it->second == &s) by_connection_.erase(it);
     }
+    detached_.erase({s.detached_until_ms(), s.key()});
     sessions_.erase(s.key());
 }
 

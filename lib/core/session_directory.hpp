@@ -2,15 +2,18 @@
 //
 // A session is created with its first connection, and may outlive it (detached, waiting for a
 // resume); a resume attaches it to a new connection. The directory keeps the connection index
-// in step with what each session says its connection is.
+// in step with what each session says its connection is, and the detached sessions in the order
+// they are due to end, so that the engine can end the oldest when there are too many.
 //
 // Thread safety: none; the engine's thread.
 #pragma once
 
 #include <cstddef>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/session.hpp"
@@ -34,6 +37,9 @@ class session_directory {
 
     std::size_t size() const { return sessions_.size(); }
     std::size_t connections() const { return by_connection_.size(); }
+    std::size_t detached() const { return detached_.size(); }
+    // The detached session due to end first (nullptr: none).
+    session* oldest_detached();
 
     // fn(session&) for every session. `fn` must not add or erase sessions.
     template <class Fn>
@@ -62,6 +68,7 @@ class session_directory {
     std::uint64_t next_key_ = 1;
     std::unordered_map<session_key, std::unique_ptr<session>, key_hash> sessions_;
     std::unordered_map<connection_id, session*> by_connection_;
+    std::set<std::pair<std::int64_t, session_key>> detached_;  // (keep until, key)
 };
 
 }  // namespace mqttws

@@ -157,6 +157,9 @@ std::string render_metrics(const engine_stats& e, const ws_server::counters& ser
     x.single("resumes_total", "counter", "Sessions resumed by a new connection.", num(e.resumes));
     x.single("resumes_with_gap_total", "counter",
              "Resumes that could not replay everything (resumed:false).", num(e.resumes_with_gap));
+    x.single("sessions_evicted_total", "counter",
+             "Sessions waiting for a resume ended early: more than --max-detached-sessions waited.",
+             num(e.sessions_evicted));
 
     x.single("inflight_messages", "gauge", "QoS 1/2 deliveries awaiting the client's ack.",
              num(e.inflight));
