@@ -108,6 +108,35 @@ TEST_CASE("engine presence: clients that are not devices have no presence; it ca
     CHECK(g.publishes().empty());
 }
 
+TEST_CASE(
+    "engine presence: the bridge's status says since when this run is up, not the broker "
+    "connection") {
+    // A device may connect before the broker connection is up, and the broker connection may be
+    // lost and made again: neither may make the status newer than a device's presence, or a
+    // consumer would take the device for one a previous run left behind.
+    engine_config config;
+    config.devices.bridge_id = "edge-7";
+    engine_fixture f(config, engine_fixture::with_presence);
+    const std::int64_t started = f.env.wall;
+    f.advance(5'000);
+    f.device(1, "dev-a");  // before the broker connection
+    f.advance(2'000);
+    f.upstream_connected();
+    const auto status = published_to(f, "mqttws/edge-7/status");
+    REQUIRE(status.size() == 1);
+    CHECK(status[0].num("since") == started);
+    const auto device = published_to(f, presence_a);
+    REQUIRE(device.size() == 1);
+    CHECK(device[0].num("since") >= status[0].num("since"));
+    f.clear();
+    f.upstream_lost();
+    f.advance(10'000);
+    f.upstream_connected();
+    const auto again = published_to(f, "mqttws/edge-7/status");
+    REQUIRE(again.size() == 1);
+    CHECK(again[0].num("since") == started);
+}
+
 TEST_CASE("engine presence: the bridge's status on connect and on shutdown") {
     engine_config config;
     config.devices.bridge_id = "edge-7";

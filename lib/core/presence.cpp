@@ -40,7 +40,7 @@ std::string fill_topic(std::string_view tmpl, std::string_view id, std::string_v
 }
 
 presence_keeper::presence_keeper(engine_context& ctx, publish_relay& relay)
-    : ctx_(ctx), relay_(relay) {
+    : ctx_(ctx), relay_(relay), started_ms_(ctx.env.wall_ms()) {
     const std::string& tmpl = ctx_.config.devices.presence_topic;
     if (tmpl.empty()) return;
     presence_filter_ = fill_topic(tmpl, "+", ctx_.config.devices.bridge_id);
@@ -55,7 +55,10 @@ presence_keeper::presence_keeper(engine_context& ctx, publish_relay& relay)
 // ---------------------------------------------------------------- the broker
 
 void presence_keeper::upstream_connected(action_list& out) {
-    publish_bridge_status(R"({"online":true,"since":)", out);
+    // `since` is when this run started, whatever broker connection this is: every device that
+    // is online through this run came online after it, which is how consumers tell a device's
+    // presence from this run from one a crashed run left behind (docs/protocol.md).
+    publish_bridge_status(R"({"online":true,"since":)", started_ms_, out);
     for (const auto& device : left_online_) {
         if (local_.count(device) > 0) continue;  // back already
         out.push_back(state_record{presence_file, "-" + device});
@@ -153,14 +156,16 @@ void presence_keeper::shutdown(const std::vector<session*>& sessions, action_lis
     for (session* s : sessions) {
         if (s->authenticated()) session_ended(*s, end_reason::bridge_stopped, out);
     }
-    publish_bridge_status(R"({"online":false,"reason":"stopped","since":)", out);
+    publish_bridge_status(R"({"online":false,"reason":"stopped","since":)", ctx_.env.wall_ms(),
+                          out);
 }
 
-void presence_keeper::publish_bridge_status(std::string_view head, action_list& out) {
+void presence_keeper::publish_bridge_status(std::string_view head, std::int64_t since,
+                                            action_list& out) {
     const device_config& config = ctx_.config.devices;
     if (config.bridge_status_topic.empty()) return;
     std::string status(head);
-    append_int(status, ctx_.env.wall_ms());
+    append_int(status, since);
     status += R"(,"bridge":)";
     append_json_string(status, config.bridge_id);
     status += '}';

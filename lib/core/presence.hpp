@@ -80,7 +80,7 @@ class presence_keeper {
                           action_list& out);
     void publish_will(session& s, action_list& out);
     // The bridge's retained status; `head` is the JSON up to the "since" value.
-    void publish_bridge_status(std::string_view head, action_list& out);
+    void publish_bridge_status(std::string_view head, std::int64_t since, action_list& out);
     std::string presence_of(std::string_view topic) const;  // device id in a presence topic
 
     engine_context& ctx_;
@@ -90,6 +90,7 @@ class presence_keeper {
     std::unordered_map<std::string, int> local_;   // devices with sessions here, and how many
     std::unordered_map<std::string, bool> heard_;  // presence heard on the broker (bounded)
     std::unordered_set<std::string> left_online_;  // by a previous run (--state-dir)
+    std::int64_t started_ms_;                      // wall clock when this run started
 };
 
 }  // namespace mqttws
