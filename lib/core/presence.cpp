@@ -58,7 +58,7 @@ void presence_keeper::upstream_connected(action_list& out) {
     // `since` is when this run started, whatever broker connection this is: every device that
     // is online through this run came online after it, which is how consumers tell a device's
     // presence from this run from one a crashed run left behind (docs/protocol.md).
-    publish_bridge_status(R"({"online":true,"since":)", started_ms_, out);
+    publish_bridge_status(true, started_ms_, {}, out);
     for (const auto& device : left_online_) {
         if (local_.count(device) > 0) continue;  // back already
         out.push_back(state_record{presence_file, "-" + device});
@@ -156,28 +156,7 @@ void presence_keeper::shutdown(const std::vector<session*>& sessions, action_lis
     for (session* s : sessions) {
         if (s->authenticated()) session_ended(*s, end_reason::bridge_stopped, out);
     }
-    publish_bridge_status(R"({"online":false,"reason":"stopped","since":)", ctx_.env.wall_ms(),
-                          out);
-}
-
-void presence_keeper::publish_bridge_status(std::string_view head, std::int64_t since,
-                                            action_list& out) {
-    const device_config& config = ctx_.config.devices;
-    if (config.bridge_status_topic.empty()) return;
-    std::string status(head);
-    append_int(status, since);
-    status += R"(,"bridge":)";
-    append_json_string(status, config.bridge_id);
-    status += '}';
-    relay_.publish_for_bridge(
-        publish_upstream{0,
-                         fill_topic(config.bridge_status_topic, "", config.bridge_id),
-                         std::move(status),
-                         1,
-                         true,
-                         {},
-                         {}},
-        0, out);
+    publish_bridge_status(false, ctx_.env.wall_ms(), "stopped", out);
 }
 
 void presence_keeper::restore(const std::vector<std::string>& lines, action_list& out) {
@@ -201,24 +180,31 @@ void presence_keeper::publish_presence(const std::string& device, bool online,
                                        std::string_view reason, action_list& out) {
     const device_config& config = ctx_.config.devices;
     if (config.presence_topic.empty()) return;
+    publish_status(fill_topic(config.presence_topic, device, config.bridge_id), online,
+                   ctx_.env.wall_ms(), reason, out);
+}
+
+void presence_keeper::publish_bridge_status(bool online, std::int64_t since,
+                                            std::string_view reason, action_list& out) {
+    const device_config& config = ctx_.config.devices;
+    if (config.bridge_status_topic.empty()) return;
+    publish_status(fill_topic(config.bridge_status_topic, "", config.bridge_id), online, since,
+                   reason, out);
+}
+
+void presence_keeper::publish_status(std::string topic, bool online, std::int64_t since,
+                                     std::string_view reason, action_list& out) {
     std::string payload = online ? R"({"online":true,"since":)" : R"({"online":false,"since":)";
-    append_int(payload, ctx_.env.wall_ms());
+    append_int(payload, since);
     if (!reason.empty()) {
         payload += R"(,"reason":)";
         append_json_string(payload, reason);
     }
     payload += R"(,"bridge":)";
-    append_json_string(payload, config.bridge_id);
+    append_json_string(payload, ctx_.config.devices.bridge_id);
     payload += '}';
     relay_.publish_for_bridge(
-        publish_upstream{0,
-                         fill_topic(config.presence_topic, device, config.bridge_id),
-                         std::move(payload),
-                         1,
-                         true,
-                         {},
-                         {}},
-        0, out);
+        publish_upstream{0, std::move(topic), std::move(payload), 1, true, {}, {}}, 0, out);
 }
 
 void presence_keeper::publish_will(session& s, action_list& out) {

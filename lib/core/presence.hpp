@@ -79,8 +79,12 @@ class presence_keeper {
     void publish_presence(const std::string& device, bool online, std::string_view reason,
                           action_list& out);
     void publish_will(session& s, action_list& out);
-    // The bridge's retained status; `head` is the JSON up to the "since" value.
-    void publish_bridge_status(std::string_view head, std::int64_t since, action_list& out);
+    // The bridge's retained status.
+    void publish_bridge_status(bool online, std::int64_t since, std::string_view reason,
+                               action_list& out);
+    // Both: {"online":…,"since":…,"reason":…,"bridge":…}, retained, QoS 1, to `topic`.
+    void publish_status(std::string topic, bool online, std::int64_t since, std::string_view reason,
+                        action_list& out);
     std::string presence_of(std::string_view topic) const;  // device id in a presence topic
 
     engine_context& ctx_;
