@@ -1249,6 +1249,7 @@ module.exports = {
     REPO_ROOT,
     BRIDGE_BIN,
     MOSQUITTO_BIN,
+    SCALE,
     SHORT,
     LONG,
     BULK,
