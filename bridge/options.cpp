@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <iostream>
+#include <thread>
 
 #include "core/presence.hpp"
 #include "core/text.hpp"
@@ -55,6 +57,12 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     cli.add_option("--bind", out.server.bind_address,
                    "Address to listen on (::, the default: every IPv4 and IPv6 address; 0.0.0.0: "
                    "IPv4 only)")
+        ->group(net);
+    cli.add_option("--threads", out.threads,
+                   "Threads that read and write the WebSocket connections. 1: the engine's "
+                   "thread does it too. 0 (the default): one per core but the engine's (cores "
+                   "- 1) with 4 or more cores, else 1. See docs/operations.md, 'Threads'")
+        ->check(CLI::Range(0, 256))
         ->group(net);
 
     auto* mqtt = "Upstream MQTT";
@@ -383,6 +391,12 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
         return 2;
     }
     out.security.client_certificates = !out.server.tls.ca_file.empty();
+    if (out.threads == 0) {
+        // With fewer than 4 cores the I/O threads would share them with the engine's thread;
+        // fan-out measured slower that way (docs/benchmarks.md, "Threads").
+        const unsigned cores = std::thread::hardware_concurrency();
+        out.threads = cores >= 4 ? cores - 1 : 1;
+    }
     const auto ms = [](double seconds) {
         return static_cast<std::int64_t>(seconds * 1000.0 + 0.5);
     };

@@ -19,8 +19,13 @@ const meta = JSON.parse(fs.readFileSync(args.meta, 'utf8'));
 const prefix = args.prefix;
 const plots = args.plots === '1';
 
-const SYSTEMS = ['bridge', 'bridge-lean', 'mosquitto-ws', 'node-bridge', 'tcp', 'b1'];
+// bench/run --threads adds bridge-t<N> (--threads N) beside the two mqttws configurations.
+const SWEEP = [...new Set(rows.map((r) => r.system).filter((s) => /^bridge-t\d+$/.test(s)))]
+  .sort((a, b) => threadsOf(a) - threadsOf(b));
+function threadsOf(system) { return Number(system.slice('bridge-t'.length)); }
+const SYSTEMS = ['bridge', 'bridge-lean', ...SWEEP, 'mosquitto-ws', 'node-bridge', 'tcp', 'b1'];
 const LABEL = { bridge: 'mqttws', 'bridge-lean': 'mqttws lean', 'mosquitto-ws': 'mosquitto-ws', 'node-bridge': 'node-bridge', tcp: 'B0 (MQTT/TCP)', b1: 'B1 (floor)' };
+for (const s of SWEEP) LABEL[s] = `mqttws --threads ${threadsOf(s)}`;
 const BASELINES = ['mosquitto-ws', 'node-bridge', 'tcp', 'b1'];
 
 const get = (r, p) => p.split('.').reduce((o, k) => (o == null ? undefined : o[k]), r && r.result);
@@ -128,6 +133,28 @@ for (const cs of cases('S1')) {
   defaultVsLean.push(row);
 }
 
+// ---- the --threads sweep ----------------------------------------------------------------------------
+// Per S1/S2 saturation case: deliveries/s and CPU per delivery at each thread count, against the
+// smallest count swept: `speedup` (deliveries/s ÷ the smallest's) and `of_linear` (speedup ÷ the
+// ratio of thread counts; 1 is linear scaling).
+const sweep = [];
+if (SWEEP.length) {
+  const base = SWEEP[0];
+  for (const sc of ['S1', 'S2']) {
+    for (const cs of cases(sc).filter((c) => c.startsWith('sat'))) {
+      const b = find(sc, cs, base);
+      if (!b) continue;
+      for (const s of SWEEP) {
+        const r = find(sc, cs, s);
+        if (!r) continue;
+        const speedup = ratio(m.dps(r), m.dps(b));
+        sweep.push({ scenario: sc, case: cs, threads: threadsOf(s), dps: m.dps(r), cpu: m.cpu(r), speedup,
+          of_linear: speedup === undefined ? undefined : speedup / (threadsOf(s) / threadsOf(base)) });
+      }
+    }
+  }
+}
+
 // ---- how the load generator's connections ended ------------------------------------------------
 // It closes every connection with a WebSocket close 1000 (MQTT: DISCONNECT) and waits for the
 // server to close; `fallback_resets` had to be reset when that wait ran out. For the bridges,
@@ -165,7 +192,7 @@ for (const r of rows) {
 }
 
 // ---- JSON ---------------------------------------------------------------------------------------
-fs.writeFileSync(prefix + '.json', JSON.stringify({ meta, headline: headlineRows, default_vs_lean: defaultVsLean, closing, problems, runs: rows }, null, 1) + '\n');
+fs.writeFileSync(prefix + '.json', JSON.stringify({ meta, headline: headlineRows, default_vs_lean: defaultVsLean, threads_sweep: sweep, closing, problems, runs: rows }, null, 1) + '\n');
 
 // ---- Markdown -----------------------------------------------------------------------------------
 const md = [];
@@ -196,6 +223,17 @@ if (defaultVsLean.length) {
   for (const r of defaultVsLean) {
     md.push(`| ${r.case} | ${['cpu', 'dps', 'p99'].map((k) => `${fmt(r[k].default)} | ${fmt(r[k].lean)} | ${fmtRatio(r[k].default_over_lean)}`).join(' | ')} |`);
   }
+  md.push('');
+}
+
+if (sweep.length) {
+  md.push('## Threads sweep (--threads)', '');
+  md.push(`mqttws with its default flags and --threads N, side by side. Speedup: deliveries/s ÷ those with --threads ${threadsOf(SWEEP[0])}; ` +
+    'of linear: speedup ÷ the ratio of thread counts (1× is linear). On a machine whose cores the load generator needs too, ' +
+    'these measure the machine (see Load generator below).', '');
+  md.push('| scenario | case | threads | deliveries/s | CPU µs/delivery | speedup | of linear |');
+  md.push('|---|---|---:|---:|---:|---:|---:|');
+  for (const r of sweep) md.push(`| ${r.scenario} | ${r.case} | ${r.threads} | ${fmt(r.dps)} | ${fmt(r.cpu)} | ${fmtRatio(r.speedup)} | ${fmtRatio(r.of_linear)} |`);
   md.push('');
 }
 
@@ -251,7 +289,7 @@ if (Object.keys(closing).length) {
   for (const s of SYSTEMS) {
     const k = closing[s];
     if (!k) continue;
-    const bridgeLike = s === 'bridge' || s === 'bridge-lean';
+    const bridgeLike = s.startsWith('bridge');
     md.push(`| ${LABEL[s]} | ${k.runs} | ${k.attempted} | ${k.clean} | ${k.fallback_resets} | ${k.errors} | ${fmt(k.max_ms)} | ${bridgeLike ? fmt(k.sessions_after_max) : '–'} | ${bridgeLike ? k.sessions_after_nonzero : '–'} |`);
   }
   md.push('');

@@ -16,7 +16,8 @@
 //
 // Environment: MQTTWS_BRIDGE (the bridge binary, default <repo>/build/mqttws-bridge),
 // MQTTWS_MOSQUITTO (the broker binary, default `mosquitto` on PATH or /usr/sbin/mosquitto),
-// MQTTWS_TIMEOUT_SCALE (multiplies every default timeout, default 1),
+// MQTTWS_TIMEOUT_SCALE (multiplies every default timeout, default 1), MQTTWS_THREADS (--threads of
+// the bridges started without one),
 // MQTTWS_KEEP_LOGS=1 (print the broker's and bridges' logs of a file when it finishes).
 
 const { spawn } = require('node:child_process');
@@ -36,6 +37,9 @@ const BRIDGE_BIN = process.env.MQTTWS_BRIDGE || path.join(REPO_ROOT, 'build', 'm
 const MOSQUITTO_BIN = process.env.MQTTWS_MOSQUITTO || findMosquitto();
 
 const SCALE = Math.max(1, Number(process.env.MQTTWS_TIMEOUT_SCALE) || 1);
+// MQTTWS_THREADS: the --threads of every bridge a test starts without its own (unset: the
+// bridge's default).
+const THREADS = process.env.MQTTWS_THREADS || '';
 // Default timeouts (ms): SHORT for one request/answer, LONG for start-up and bulk transfers.
 const SHORT = 5000 * SCALE;
 const LONG = 10000 * SCALE;
@@ -557,6 +561,7 @@ async function startBridge({ brokerPort, args = [], raw = false, clientId, env, 
         '--port', '0', '--bind', '127.0.0.1',
         '--broker', `tcp://127.0.0.1:${brokerPort}`,
         '--client-id', id,
+        ...(THREADS && !args.includes('--threads') ? ['--threads', THREADS] : []),
         ...args,
     ];
     const child = track(spawn(BRIDGE_BIN, argv, {

@@ -12,6 +12,7 @@
 
 #include "io/action_runner.hpp"
 #include "io/audit_log.hpp"
+#include "io/io_threads.hpp"
 #include "io/log.hpp"
 #include "io/memory.hpp"
 #include "io/metrics.hpp"
@@ -22,11 +23,10 @@ namespace mqttws {
 namespace {
 
 // The real clock, a cryptographic random source (session tokens must not be guessable), and the
-// WebSocket server's count of bytes it still has to write per connection.
+// WebSocket side's count of bytes it still has to write per connection.
 class system_platform final : public platform {
   public:
-    explicit system_platform(const ws_server* server = nullptr) : server_(server) {}
-    void set_server(const ws_server* server) { server_ = server; }
+    void set_server(const client_io* server) { server_ = server; }
     std::size_t buffered_bytes(connection_id id) const override {
         return server_ != nullptr ? server_->buffered_bytes(id) : 0;
     }
@@ -58,7 +58,7 @@ class system_platform final : public platform {
     }
 
   private:
-    const ws_server* server_;
+    const client_io* server_ = nullptr;
 };
 
 }  // namespace
@@ -67,29 +67,7 @@ struct app::impl {
     explicit impl(app_config c)
         : config(std::move(c)),
           core(config.engine, env, load_security(config.security)),
-          server(
-              io, config.server,
-              ws_server::handlers{
-                  [this](connection_id id, std::string remote, handshake_credentials credentials) {
-                      client_opened(id, std::move(remote), std::move(credentials));
-                  },
-                  [this](connection_id id, std::string_view text) {
-                      core.client_text(id, text, actions);
-                      execute();
-                  },
-                  [this](connection_id id, std::string_view data) {
-                      core.client_binary(id, data, actions);
-                      execute();
-                  },
-                  [this](connection_id id, const close_info& info) { client_closed(id, info); },
-                  [this](connection_id id) { core.client_alive(id); },
-                  [this](connection_id id, std::size_t payload_bytes) {
-                      const bool answer = core.client_pinged(id, payload_bytes, actions);
-                      execute();
-                      return answer;
-                  },
-                  [this](const http_request& request) { return http(request); },
-              }),
+          server(make_client_io()),
           signals(io, SIGINT, SIGTERM),
           reload_signal(io, SIGHUP),
           ticker(io),
@@ -102,8 +80,8 @@ struct app::impl {
                                     })),
           audit(config.audit_log),
           state(config.state_dir),
-          runner(server, *broker, audit, state, env) {
-        env.set_server(&server);
+          runner(*server, *broker, audit, state, env) {
+        env.set_server(server.get());
         if (!config.web_root.empty()) web = std::make_unique<static_files>(config.web_root);
     }
 
@@ -112,11 +90,12 @@ struct app::impl {
         for (const char* file : {"presence.jsonl", "commands.jsonl"})
             core.restore_state(file, state.read(file), actions);
         execute();
-        server.listen();
-        const auto bound = server.local_endpoint();
+        server->listen();
+        const auto bound = server->local_endpoint();
         logging::write(log_level::info, "listening",
                        {{"bind", bound.address},
                         {"port", std::to_string(bound.port)},
+                        {"threads", std::to_string(config.threads)},
                         {"broker", config.upstream.broker_uri},
                         {"mqtt", config.engine.broker.mqtt_version >= 5 ? "5" : "3.1.1"},
                         {"version", config.version}});
@@ -131,6 +110,36 @@ struct app::impl {
     }
 
     // ---- edges → engine ----
+
+    // The WebSocket side: on this thread, or on --threads I/O threads that post every event here
+    // (io_threads.hpp). Either way the handlers below run on this thread.
+    std::unique_ptr<client_io> make_client_io() {
+        ws_server::handlers on{
+            [this](connection_id id, std::string remote, handshake_credentials credentials) {
+                client_opened(id, std::move(remote), std::move(credentials));
+            },
+            [this](connection_id id, std::string_view text) {
+                core.client_text(id, text, actions);
+                execute();
+            },
+            [this](connection_id id, std::string_view data) {
+                core.client_binary(id, data, actions);
+                execute();
+            },
+            [this](connection_id id, const close_info& info) { client_closed(id, info); },
+            [this](connection_id id) { core.client_alive(id); },
+            [this](connection_id id, std::string_view payload) {
+                const bool answer = core.client_pinged(id, payload.size(), actions);
+                execute();
+                return answer;
+            },
+            [this](const http_request& request) { return http(request); },
+            nullptr,
+        };
+        if (config.threads > 1)
+            return std::make_unique<io_threads>(io, config.threads, config.server, std::move(on));
+        return std::make_unique<ws_server>(io, config.server, std::move(on));
+    }
 
     void client_opened(connection_id id, std::string remote, handshake_credentials credentials) {
         logging::write(log_level::info, "client open",
@@ -158,7 +167,8 @@ struct app::impl {
             r.body = render_clients(core.sessions(1000));
         } else if (route == "/metrics") {
             r.content_type = "text/plain; version=0.0.4";
-            r.body = render_metrics(core.stats(), server.totals(), trimmer.stats());
+            r.body = render_metrics(core.stats(), server->totals(), trimmer.stats(),
+                                    server->thread_stats());
         } else if (route == "/healthz") {
             const engine_stats s = core.stats();
             r.status = s.upstream_up ? 200 : 503;
@@ -178,6 +188,7 @@ struct app::impl {
 
     void execute() {
         runner.run(actions);
+        server->flush();
         if (core.congested_count() > 0) schedule_drain_poll();
     }
 
@@ -223,7 +234,7 @@ struct app::impl {
                            {{"error", e.what()}});
         }
         if (config.server.tls.enabled()) {
-            if (auto problem = server.reload_tls()) {
+            if (auto problem = server->reload_tls()) {
                 logging::write(log_level::error,
                                "TLS reload failed; new handshakes keep the previous certificate",
                                {{"error", *problem}});
@@ -252,7 +263,7 @@ struct app::impl {
         stopping = true;
         ticker.cancel();
         drain_poll.cancel();
-        server.stop_listening();
+        server->stop_listening();
         core.shutdown(actions);  // close every client with 1001
         execute();
         shutdown_deadline = std::chrono::steady_clock::now() + config.shutdown_grace;
@@ -261,7 +272,8 @@ struct app::impl {
 
     // Waits for the close handshakes (bounded by shutdown_grace), then leaves the broker.
     void await_clients_gone() {
-        if (server.connection_count() > 0 && std::chrono::steady_clock::now() < shutdown_deadline) {
+        if (server->connection_count() > 0 &&
+            std::chrono::steady_clock::now() < shutdown_deadline) {
             shutdown_timer.expires_after(std::chrono::milliseconds(20));
             shutdown_timer.async_wait([this](const std::error_code&) { await_clients_gone(); });
             return;
@@ -275,7 +287,7 @@ struct app::impl {
     asio::io_context io{1};
     system_platform env;  // its server is set once `server` exists
     engine core;
-    ws_server server;
+    std::unique_ptr<client_io> server;  // ws_server, or io_threads with --threads > 1
     asio::signal_set signals;
     asio::signal_set reload_signal;
     asio::steady_timer ticker;

@@ -5,7 +5,7 @@
 // upstream (message) → engine → actions → ws_server (frames). Nothing else holds state.
 //
 // Thread safety: run() drives everything on the calling thread; Paho's own threads only post
-// into it (see paho_upstream.hpp).
+// into it (see paho_upstream.hpp), and so do the I/O threads of --threads > 1 (io_threads.hpp).
 #pragma once
 
 #include <chrono>
@@ -27,6 +27,7 @@ struct app_config {
     std::string web_root;     // static files served on the WebSocket port (empty: none)
     std::string state_dir;    // kept across restarts (io/state_dir.hpp); empty: nothing kept
     std::string version = "dev";
+    std::size_t threads = 0;  // I/O threads for the WebSocket side (io_threads.hpp); 0: by cores
     std::chrono::milliseconds tick{100};             // engine clock resolution
     std::chrono::milliseconds shutdown_grace{2000};  // for close handshakes on SIGTERM
 };

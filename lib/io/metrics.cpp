@@ -68,9 +68,22 @@ double num(std::uint64_t v) {
 
 }  // namespace
 
-std::string render_metrics(const engine_stats& e, const ws_server::counters& server,
-                           const memory_stats& memory) {
+std::string render_metrics(const engine_stats& e, const connection_counters& server,
+                           const memory_stats& memory,
+                           const std::vector<io_thread_stats>& threads) {
     exposition x;
+    if (!threads.empty()) {
+        x.family("thread_connections", "gauge",
+                 "WebSockets each thread serves (--threads > 1: io-0…, and the engine's thread, "
+                 "which serves them all).");
+        for (const auto& t : threads)
+            x.sample("thread_connections", num(t.connections), "thread=\"" + t.name + "\"");
+        x.family("thread_loop_lag_seconds", "gauge",
+                 "How long the thread's last probe (every 0.5 s) waited from its post to its run.");
+        for (const auto& t : threads)
+            x.sample("thread_loop_lag_seconds", t.loop_lag_ms / 1000.0,
+                     "thread=\"" + t.name + "\"");
+    }
     x.single("connections", "gauge", "Open WebSocket connections.", num(e.connections));
     x.single("connections_total", "counter", "WebSocket connections accepted.",
              num(server.accepted));

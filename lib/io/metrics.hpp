@@ -13,8 +13,10 @@
 
 namespace mqttws {
 
-std::string render_metrics(const engine_stats& engine, const ws_server::counters& server,
-                           const memory_stats& memory);
+// `threads`: per-thread gauges, with --threads > 1 (io_threads.hpp).
+std::string render_metrics(const engine_stats& engine, const connection_counters& server,
+                           const memory_stats& memory,
+                           const std::vector<io_thread_stats>& threads = {});
 
 // GET /clients: per-client counters as JSON (`{"clients":[…]}`), losses (conflated + dropped)
 // first — the per-client view that would be too many series for Prometheus.

@@ -28,16 +28,22 @@ std::string frame_header(std::size_t size, bool binary) {
 
 std::unique_ptr<ws_server::backend> make_plain_backend(asio::io_context& io,
                                                        ws_server_options options,
-                                                       ws_server::handlers h) {
+                                                       ws_server::handlers h,
+                                                       std::shared_ptr<connection_ledger> ledger) {
     using config = ws_detail::config<websocketpp::config::asio>;
     return std::make_unique<ws_detail::basic_backend<config>>(
-        io, std::move(options), std::move(h), [](auto&) {}, [](auto&) { return std::string(); },
+        io, std::move(options), std::move(h), std::move(ledger), [](auto&) {},
+        [](auto&) { return std::string(); },
         [] { return std::optional<std::string>("TLS is not configured"); });
 }
 
-ws_server::ws_server(asio::io_context& io, ws_server_options options, handlers h)
-    : impl_(options.tls.enabled() ? make_tls_backend(io, std::move(options), std::move(h))
-                                  : make_plain_backend(io, std::move(options), std::move(h))) {}
+ws_server::ws_server(asio::io_context& io, ws_server_options options, handlers h,
+                     std::shared_ptr<connection_ledger> ledger) {
+    if (!ledger) ledger = std::make_shared<connection_ledger>(options.admission);
+    impl_ = options.tls.enabled()
+                ? make_tls_backend(io, std::move(options), std::move(h), std::move(ledger))
+                : make_plain_backend(io, std::move(options), std::move(h), std::move(ledger));
+}
 
 ws_server::~ws_server() = default;
 
@@ -47,7 +53,7 @@ void ws_server::listen() {
 void ws_server::stop_listening() {
     impl_->stop_listening();
 }
-ws_server::endpoint ws_server::local_endpoint() const {
+listen_endpoint ws_server::local_endpoint() const {
     return impl_->local_endpoint();
 }
 void ws_server::send(connection_id to, const frame_ptr& frame, bool binary, std::string_view head) {
@@ -62,6 +68,9 @@ void ws_server::close(connection_id who, close_code code, std::string_view reaso
 void ws_server::ping(connection_id who) {
     impl_->ping(who);
 }
+void ws_server::pong(connection_id who, std::string_view payload) {
+    impl_->pong(who, payload);
+}
 
 std::optional<std::string> ws_server::reload_tls() {
     return impl_->reload_tls();
@@ -69,7 +78,7 @@ std::optional<std::string> ws_server::reload_tls() {
 std::size_t ws_server::connection_count() const {
     return impl_->connection_count();
 }
-ws_server::counters ws_server::totals() const {
+connection_counters ws_server::totals() const {
     return impl_->totals();
 }
 

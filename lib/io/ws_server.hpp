@@ -13,6 +13,9 @@
 // ws_server_tls.cpp (TLS) include: each translation unit that includes it costs ~25 s to
 // compile, so this header keeps it out of everything else.
 //
+// With --threads N the bridge runs N of them, one per I/O thread, on one port (io_threads.hpp);
+// they share one connection_ledger, so that the connection limits hold for the bridge as a whole.
+//
 // Thread safety: all members are used from the io_context's one thread; handlers run there.
 #pragma once
 
@@ -28,6 +31,7 @@
 #include "core/admission.hpp"
 #include "core/authenticator.hpp"
 #include "io/client_links.hpp"
+#include "io/connection_ledger.hpp"
 
 namespace asio {
 class io_context;
@@ -60,6 +64,11 @@ struct ws_server_options {
     // last address the proxy added (for the audit log and the failed-login limit).
     std::vector<std::string> trusted_proxies;
     tls_options tls;
+    // Set by io_threads for its listeners: connection ids first_id, first_id + id_stride, …
+    // (so that an id tells its thread), and SO_REUSEPORT, so that they share the port.
+    connection_id first_id = 1;
+    connection_id id_stride = 1;
+    bool reuse_port = false;
 };
 
 // A plain HTTP request (not an upgrade): what the handlers look at.
@@ -83,7 +92,43 @@ struct close_info {
     bool by_peer = false;  // the client closed (or vanished), not the bridge
 };
 
-class ws_server final : public client_links {
+// The address and port a listener actually bound (the port is the kernel's choice for port 0).
+struct listen_endpoint {
+    std::string address;
+    std::uint16_t port = 0;
+};
+
+// Per thread, for /metrics (io_threads: "io-0"…, and "engine", the app's thread; a single
+// ws_server has none).
+struct io_thread_stats {
+    std::string name;
+    std::size_t connections = 0;  // WebSockets this thread serves
+    double loop_lag_ms = 0;       // how long its last probe waited from post to run
+};
+
+// The WebSocket side as the app drives it: one ws_server on the app's thread (--threads 1), or
+// io_threads (N listeners on threads of their own).
+// Thread safety: the app's thread.
+class client_io : public client_links {
+  public:
+    // Binds and starts accepting. Throws std::runtime_error when the address cannot be bound.
+    virtual void listen() = 0;
+    virtual void stop_listening() = 0;
+    virtual listen_endpoint local_endpoint() const = 0;
+    // Bytes queued for the connection and not yet written to its socket.
+    virtual std::size_t buffered_bytes(connection_id who) const = 0;
+    virtual std::size_t connection_count() const = 0;
+    virtual connection_counters totals() const = 0;
+    // Re-reads --tls-cert, --tls-key and --tls-ca: new handshakes use them, open connections
+    // keep theirs. On a bad file the old ones stay; returns why (nullopt: reloaded).
+    virtual std::optional<std::string> reload_tls() = 0;
+    virtual std::vector<io_thread_stats> thread_stats() const { return {}; }
+    // Hands what send(), close() and ping() queued since the last flush to the threads that
+    // write it (io_threads; a ws_server writes at once). The app calls it after each event.
+    virtual void flush() {}
+};
+
+class ws_server final : public client_io {
   public:
     struct handlers {
         std::function<void(connection_id, std::string remote_address, handshake_credentials)>
@@ -92,47 +137,36 @@ class ws_server final : public client_links {
         std::function<void(connection_id, std::string_view data)> on_binary;
         std::function<void(connection_id, const close_info&)> on_close;
         std::function<void(connection_id)> on_alive;  // a pong from the client
-        // A ping from the client with a payload of that many bytes; true: answer it with a pong.
-        std::function<bool(connection_id, std::size_t)> on_ping;
+        // A ping from the client with that payload; true: answer it with a pong.
+        std::function<bool(connection_id, std::string_view payload)> on_ping;
+        // A plain HTTP request: answered with what on_http returns, or, when on_http_later is
+        // set instead, with what it passes to `respond` later (on this server's thread).
         std::function<http_response(const http_request&)> on_http;
+        std::function<void(const http_request&, std::function<void(http_response)> respond)>
+            on_http_later;
     };
 
-    // Throws std::runtime_error when the TLS files cannot be loaded.
-    ws_server(asio::io_context& io, ws_server_options options, handlers h);
+    // Throws std::runtime_error when the TLS files cannot be loaded. `ledger`: shared with the
+    // other listeners of the bridge (null: one of its own).
+    ws_server(asio::io_context& io, ws_server_options options, handlers h,
+              std::shared_ptr<connection_ledger> ledger = nullptr);
     ~ws_server() override;
     ws_server(const ws_server&) = delete;
     ws_server& operator=(const ws_server&) = delete;
 
-    // Binds and starts accepting. Throws std::runtime_error when the address cannot be bound.
-    void listen();
-    void stop_listening();
-    // The address and port actually bound (the port is chosen by the kernel for port 0).
-    struct endpoint {
-        std::string address;
-        std::uint16_t port = 0;
-    };
-    endpoint local_endpoint() const;
+    void listen() override;
+    void stop_listening() override;
+    listen_endpoint local_endpoint() const override;
 
     void send(connection_id to, const frame_ptr& frame, bool binary,
               std::string_view head) override;
-    // Bytes queued on the connection and not yet written to the socket.
-    std::size_t buffered_bytes(connection_id who) const;
+    std::size_t buffered_bytes(connection_id who) const override;
     void close(connection_id who, close_code code, std::string_view reason) override;
     void ping(connection_id who) override;
-    std::size_t connection_count() const;
-    // Re-reads --tls-cert, --tls-key and --tls-ca: new handshakes use them, open connections
-    // keep theirs. On a bad file the old ones stay; returns why (nullopt: reloaded).
-    std::optional<std::string> reload_tls();
-
-    struct counters {
-        std::uint64_t accepted = 0;  // WebSocket connections opened
-        std::uint64_t refused = 0;   // upgrades refused (origin, max connections, version, limits)
-        std::uint64_t sockets_refused = 0;  // sockets closed at once (admission limits)
-        std::uint64_t accept_failures = 0;  // accept() failures, e.g. out of file descriptors
-        std::size_t pending = 0;            // sockets not upgraded yet
-        std::size_t buffered_bytes = 0;     // queued on all connections, not yet written
-    };
-    counters totals() const;
+    void pong(connection_id who, std::string_view payload);
+    std::size_t connection_count() const override;
+    std::optional<std::string> reload_tls() override;
+    connection_counters totals() const override;
 
     class backend;  // one per transport (plain, TLS); see ws_server_impl.hpp
 

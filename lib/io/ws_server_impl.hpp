@@ -34,23 +34,26 @@ class ws_server::backend {
     virtual ~backend() = default;
     virtual void listen() = 0;
     virtual void stop_listening() = 0;
-    virtual ws_server::endpoint local_endpoint() const = 0;
+    virtual listen_endpoint local_endpoint() const = 0;
     virtual void send(connection_id to, const frame_ptr& frame, bool binary,
                       std::string_view head) = 0;
     virtual std::size_t buffered_bytes(connection_id who) const = 0;
     virtual void close(connection_id who, close_code code, std::string_view reason) = 0;
     virtual void ping(connection_id who) = 0;
+    virtual void pong(connection_id who, std::string_view payload) = 0;
     virtual std::size_t connection_count() const = 0;
-    virtual ws_server::counters totals() const = 0;
+    virtual connection_counters totals() const = 0;
     virtual std::optional<std::string> reload_tls() = 0;
 };
 
 std::unique_ptr<ws_server::backend> make_plain_backend(asio::io_context& io,
                                                        ws_server_options options,
-                                                       ws_server::handlers h);
+                                                       ws_server::handlers h,
+                                                       std::shared_ptr<connection_ledger> ledger);
 std::unique_ptr<ws_server::backend> make_tls_backend(asio::io_context& io,
                                                      ws_server_options options,
-                                                     ws_server::handlers h);
+                                                     ws_server::handlers h,
+                                                     std::shared_ptr<connection_ledger> ledger);
 
 namespace ws_detail {
 
@@ -67,14 +70,15 @@ class basic_backend final : public ws_server::backend {
     // `reload_tls` re-reads the TLS files (see ws_server::reload_tls).
     template <class Customize, class PeerCn>
     basic_backend(asio::io_context& io, ws_server_options o, ws_server::handlers handlers,
-                  Customize customize, PeerCn peer_cn,
+                  std::shared_ptr<connection_ledger> ledger, Customize customize, PeerCn peer_cn,
                   std::function<std::optional<std::string>()> reload_tls)
         : options_(std::move(o)),
           on_(std::move(handlers)),
           peer_cn_(std::move(peer_cn)),
           reload_tls_(std::move(reload_tls)),
-          admission_(options_.admission),
-          accept_retry_(io) {
+          ledger_(std::move(ledger)),
+          accept_retry_(io),
+          next_id_(options_.first_id) {
         server_.clear_access_channels(websocketpp::log::alevel::all);
         server_.clear_error_channels(websocketpp::log::elevel::all);
         server_.init_asio(&io);
@@ -116,6 +120,12 @@ class basic_backend final : public ws_server::backend {
                 // Dual-stack whatever net.ipv6.bindv6only says: IPv4 clients arrive as
                 // ::ffff:a.b.c.d.
                 if (dual_stack) acceptor->set_option(asio::ip::v6_only(false), option_ec);
+                if (!option_ec && options_.reuse_port) {
+                    const int on = 1;
+                    if (::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &on,
+                                     sizeof on) != 0)
+                        option_ec = std::error_code(errno, std::system_category());
+                }
                 return option_ec;
             };
         };
@@ -139,7 +149,7 @@ class basic_backend final : public ws_server::backend {
         if (server_.is_listening()) server_.stop_listening(ec);
     }
 
-    ws_server::endpoint local_endpoint() const override {
+    listen_endpoint local_endpoint() const override {
         std::error_code ec;
         const auto local = const_cast<server_type&>(server_).get_local_endpoint(ec);
         return {local.address().to_string(), local.port()};
@@ -176,13 +186,19 @@ class basic_backend final : public ws_server::backend {
         it->second->ping(std::string(), ec);
     }
 
+    void pong(connection_id id, std::string_view payload) override {
+        const auto it = connections_.find(id);
+        if (it == connections_.end()) return;
+        std::error_code ec;
+        it->second->pong(std::string(payload), ec);
+    }
+
     std::size_t connection_count() const override { return connections_.size(); }
 
     std::optional<std::string> reload_tls() override { return reload_tls_(); }
 
-    ws_server::counters totals() const override {
-        ws_server::counters c = counters_;
-        c.pending = admission_.pending();
+    connection_counters totals() const override {
+        connection_counters c = ledger_->totals();
         for (const auto& [id, con] : connections_)
             c.buffered_bytes += con->get_buffered_amount();
         return c;
@@ -211,7 +227,8 @@ class basic_backend final : public ws_server::backend {
                 ec == asio::error::operation_aborted) {
                 return;  // stopped listening
             }
-            ++counters_.accept_failures;
+            const auto failures =
+                ledger_->with([](auto& l) { return ++l.counters.accept_failures; });
             // (asio reports errno values in a category of its own, not std::system_category.)
             if (ec.category() == asio::error::get_system_category() &&
                 (ec.value() == EMFILE || ec.value() == ENFILE)) {
@@ -219,7 +236,7 @@ class basic_backend final : public ws_server::backend {
             }
             warn_at_most_every_10s(
                 last_accept_warning_, "accepting connections failed; retrying",
-                {{"error", ec.message()}, {"failures", std::to_string(counters_.accept_failures)}});
+                {{"error", ec.message()}, {"failures", std::to_string(failures)}});
             // Backing off: accept() would fail again at once, and the loop would spin.
             retry_accept_later();
             return;
@@ -245,7 +262,7 @@ class basic_backend final : public ws_server::backend {
             const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd < 0) break;
             ::close(fd);
-            ++counters_.sockets_refused;
+            ledger_->with([](auto& l) { return ++l.counters.sockets_refused; });
         }
         spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
@@ -258,9 +275,14 @@ class basic_backend final : public ws_server::backend {
         const std::string address = ec ? std::string("unknown") : plain_address(peer.address());
         const bool proxy = is_trusted_proxy(address);
         std::string group = proxy ? std::string() : address_group(address, ipv6_prefix());
-        const admission::verdict v = admission_.accept(group);
+        std::size_t pending = 0;  // on every listener
+        const admission::verdict v = ledger_->with([&](auto& l) {
+            const admission::verdict verdict = l.gate.accept(group);
+            if (verdict != admission::verdict::admit) ++l.counters.sockets_refused;
+            pending = l.gate.pending();
+            return verdict;
+        });
         if (v != admission::verdict::admit) {
-            ++counters_.sockets_refused;
             warn_at_most_every_10s(last_refusal_warning_, "connection refused",
                                    {{"remote", address}, {"why", std::string(to_string(v))}});
             std::error_code ignored;
@@ -268,8 +290,7 @@ class basic_backend final : public ws_server::backend {
             return;
         }
         slots_.emplace(con.get(), socket_slot{std::move(group), {}, true, con});
-        if (slots_.size() > 2 * (connections_.size() + admission_.pending()) + 256)
-            release_forgotten();
+        if (slots_.size() > 2 * (connections_.size() + pending) + 256) release_forgotten();
         con->start();
     }
 
@@ -277,9 +298,13 @@ class basic_backend final : public ws_server::backend {
     void release(const void* con) {
         const auto it = slots_.find(con);
         if (it == slots_.end()) return;
-        admission_.release(it->second.group, it->second.pending);
-        if (!it->second.client_group.empty()) admission_.release_client(it->second.client_group);
-        if (it->second.upgrading) --upgrading_;
+        const socket_slot& slot = it->second;
+        ledger_->with([&](auto& l) {
+            l.gate.release(slot.group, slot.pending);
+            if (!slot.client_group.empty()) l.gate.release_client(slot.client_group);
+            if (slot.upgrading) --l.upgrading;
+            return 0;
+        });
         slots_.erase(it);
     }
 
@@ -291,7 +316,10 @@ class basic_backend final : public ws_server::backend {
         }
         for (const void* key : gone)
             release(key);
-        admission_.forget_idle(now_ms());
+        ledger_->with([](auto& l) {
+            l.gate.forget_idle(now_ms());
+            return 0;
+        });
     }
 
     bool is_trusted_proxy(const std::string& address) const {
@@ -323,7 +351,7 @@ class basic_backend final : public ws_server::backend {
 
     bool validate(const connection_ptr& con) {
         const bool ok = acceptable(con);
-        if (!ok) ++counters_.refused;
+        if (!ok) ledger_->with([](auto& l) { return ++l.counters.refused; });
         return ok;
     }
 
@@ -339,13 +367,6 @@ class basic_backend final : public ws_server::backend {
                 return false;
             }
         }
-        // Upgrades accepted but not open yet count too: handshakes validated at the same time
-        // would otherwise all see room for themselves.
-        if (options_.max_connections != 0 &&
-            connections_.size() + upgrading_ >= options_.max_connections) {
-            con->set_status(websocketpp::http::status_code::service_unavailable);
-            return false;
-        }
         // Per address: behind a trusted proxy, the client it names is counted now.
         const auto slot = slots_.find(con.get());
         const std::string client = address_without_port(remote_address(*con));
@@ -353,7 +374,21 @@ class basic_backend final : public ws_server::backend {
                                     is_trusted_proxy(plain_address_of(*con)) &&
                                     client != plain_address_of(*con);
         const std::string group = address_group(client, ipv6_prefix());
-        const admission::verdict v = admission_.handshake(group, named_by_proxy, now_ms());
+        bool full = false;
+        const admission::verdict v = ledger_->with([&](auto& l) {
+            // Upgrades accepted but not open yet count too: handshakes validated at the same
+            // time (on any thread) would otherwise all see room for themselves.
+            full =
+                options_.max_connections != 0 && l.open + l.upgrading >= options_.max_connections;
+            if (full) return admission::verdict::admit;
+            const admission::verdict verdict = l.gate.handshake(group, named_by_proxy, now_ms());
+            if (verdict == admission::verdict::admit && slot != slots_.end()) ++l.upgrading;
+            return verdict;
+        });
+        if (full) {
+            con->set_status(websocketpp::http::status_code::service_unavailable);
+            return false;
+        }
         if (v != admission::verdict::admit) {
             con->set_status(websocketpp::http::status_code::too_many_requests);
             warn_at_most_every_10s(last_refusal_warning_, "upgrade refused",
@@ -363,7 +398,6 @@ class basic_backend final : public ws_server::backend {
         if (slot != slots_.end()) {
             if (named_by_proxy) slot->second.client_group = group;
             slot->second.upgrading = true;
-            ++upgrading_;
         }
         return true;
     }
@@ -376,18 +410,22 @@ class basic_backend final : public ws_server::backend {
 
     void opened(const hdl& h) {
         connection_ptr con = server_.get_con_from_hdl(h);
-        if (const auto slot = slots_.find(con.get());
-            slot != slots_.end() && slot->second.pending) {
+        const auto slot = slots_.find(con.get());
+        const bool was_pending = slot != slots_.end() && slot->second.pending;
+        const bool was_upgrading = was_pending && slot->second.upgrading;
+        if (was_pending) {
             slot->second.pending = false;
-            admission_.opened();
-            if (slot->second.upgrading) {
-                slot->second.upgrading = false;
-                --upgrading_;
-            }
+            slot->second.upgrading = false;
         }
-        const connection_id id = next_id_++;
+        ledger_->with([&](auto& l) {
+            if (was_pending) l.gate.opened();
+            if (was_upgrading) --l.upgrading;
+            ++l.open;
+            return ++l.counters.accepted;
+        });
+        const connection_id id = next_id_;
+        next_id_ += options_.id_stride;
         connections_.emplace(id, con);
-        ++counters_.accepted;
         con->set_message_handler([this, id](hdl, typename server_type::message_ptr msg) {
             if (msg->get_opcode() == websocketpp::frame::opcode::text) {
                 on_.on_text(id, msg->get_payload());
@@ -399,7 +437,7 @@ class basic_backend final : public ws_server::backend {
         con->set_pong_handler([this, id](hdl, std::string) { on_.on_alive(id); });
         // websocketpp answers with a pong when the handler says so.
         con->set_ping_handler(
-            [this, id](hdl, std::string payload) { return on_.on_ping(id, payload.size()); });
+            [this, id](hdl, std::string payload) { return on_.on_ping(id, payload); });
         con->set_fail_handler([this, id](hdl c) { closed(id, c); });
         handshake_credentials credentials =
             request_credentials(con->get_request_header("Authorization"), con->get_resource());
@@ -425,6 +463,7 @@ class basic_backend final : public ws_server::backend {
 
     void closed(connection_id id, const hdl& h) {
         if (connections_.erase(id) == 0) return;
+        ledger_->with([](auto& l) { return --l.open; });
         connection_ptr con = server_.get_con_from_hdl(h);
         release(con.get());
         close_info info;
@@ -453,15 +492,26 @@ class basic_backend final : public ws_server::backend {
     void http(const hdl& h) {
         connection_ptr con = server_.get_con_from_hdl(h);
         release(con.get());  // the socket ends with this answer
-        const http_response r =
-            on_.on_http(http_request{con->get_resource(), con->get_request_header("If-None-Match"),
-                                     con->get_request_header("Accept-Encoding")});
-        con->set_status(static_cast<websocketpp::http::status_code::value>(r.status));
-        con->replace_header("Content-Type", r.content_type);
-        con->replace_header("Cache-Control", r.cache_control);
+        http_request request{con->get_resource(), con->get_request_header("If-None-Match"),
+                             con->get_request_header("Accept-Encoding")};
+        if (!on_.on_http_later) {
+            answer(*con, on_.on_http(request));
+            return;
+        }
+        if (con->defer_http_response()) return;  // cannot defer: websocketpp answers 500
+        on_.on_http_later(request, [con](http_response r) {
+            answer(*con, r);
+            con->send_http_response();
+        });
+    }
+
+    static void answer(typename server_type::connection_type& con, const http_response& r) {
+        con.set_status(static_cast<websocketpp::http::status_code::value>(r.status));
+        con.replace_header("Content-Type", r.content_type);
+        con.replace_header("Cache-Control", r.cache_control);
         for (const auto& [name, value] : r.headers)
-            con->replace_header(name, value);
-        con->set_body(r.body);
+            con.replace_header(name, value);
+        con.set_body(r.body);
     }
 
     // The message that writes head + frame: the frame header and `head` are its own, the
@@ -501,9 +551,8 @@ class basic_backend final : public ws_server::backend {
     ws_server::handlers on_;
     std::function<std::string(typename server_type::connection_type&)> peer_cn_;
     std::function<std::optional<std::string>()> reload_tls_;
-    admission admission_;
+    std::shared_ptr<connection_ledger> ledger_;           // shared by the bridge's listeners
     std::unordered_map<const void*, socket_slot> slots_;  // by websocketpp connection
-    std::size_t upgrading_ = 0;  // slots with `upgrading` set: count against max_connections
     asio::steady_timer accept_retry_;
     int listen_fd_ = -1;
     int spare_fd_ = -1;
@@ -512,8 +561,7 @@ class basic_backend final : public ws_server::backend {
     server_type server_;
     std::unordered_map<connection_id, connection_ptr> connections_;
     std::unordered_map<connection_id, close_info> closed_by_bridge_;  // closes we started
-    connection_id next_id_ = 1;
-    ws_server::counters counters_;
+    connection_id next_id_;
     frame_ptr cached_frame_;
     bool cached_binary_ = false;
     typename server_type::message_ptr cached_message_;

@@ -75,7 +75,8 @@ std::shared_ptr<tls_context> make_context(const tls_options& tls, const current_
 
 std::unique_ptr<ws_server::backend> make_tls_backend(asio::io_context& io,
                                                      ws_server_options options,
-                                                     ws_server::handlers h) {
+                                                     ws_server::handlers h,
+                                                     std::shared_ptr<connection_ledger> ledger) {
     using config = ws_detail::config<websocketpp::config::asio_tls>;
     // The context new handshakes get; reload_tls replaces it (connections keep theirs: each
     // holds its own reference).
@@ -84,7 +85,7 @@ std::unique_ptr<ws_server::backend> make_tls_backend(asio::io_context& io,
     const bool client_certs = !options.tls.ca_file.empty();
     const tls_options files = options.tls;
     return std::make_unique<ws_detail::basic_backend<config>>(
-        io, std::move(options), std::move(h),
+        io, std::move(options), std::move(h), std::move(ledger),
         [current](auto& server) {
             server.set_tls_init_handler(
                 [current](websocketpp::connection_hdl) { return *current; });

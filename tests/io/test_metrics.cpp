@@ -5,6 +5,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "io/metrics.hpp"
 
@@ -42,7 +43,7 @@ TEST_CASE("metrics: every sample carries the engine's, the server's and memory's
     e.frames_in[static_cast<std::size_t>(in_kind::publish)] = 11;
     e.frames_out[static_cast<std::size_t>(out_kind::message)] = 13;
     e.backlog_bytes = 4096;
-    ws_server::counters server;
+    connection_counters server;
     server.accepted = 5;
     server.buffered_bytes = 99;
     memory_stats memory;
@@ -70,6 +71,17 @@ TEST_CASE("metrics: every sample carries the engine's, the server's and memory's
         if (line.rfind("# TYPE ", 0) == 0) ++types[line.substr(7, line.find(' ', 7) - 7)];
     for (const auto& [family, count] : types)
         CHECK_MESSAGE(count == 1, family);
+}
+
+TEST_CASE("metrics: per-thread connections and loop lag with --threads, none without") {
+    const std::vector<io_thread_stats> threads{{"io-0", 2, 0.5}, {"io-1", 1, 12}, {"engine", 3, 1}};
+    const auto got = samples(render_metrics({}, {}, {}, threads));
+    CHECK(got.at("mqttws_thread_connections{thread=\"io-0\"}") == 2);
+    CHECK(got.at("mqttws_thread_connections{thread=\"io-1\"}") == 1);
+    CHECK(got.at("mqttws_thread_connections{thread=\"engine\"}") == 3);
+    CHECK(got.at("mqttws_thread_loop_lag_seconds{thread=\"io-0\"}") == doctest::Approx(0.0005));
+    CHECK(got.at("mqttws_thread_loop_lag_seconds{thread=\"io-1\"}") == doctest::Approx(0.012));
+    CHECK(render_metrics({}, {}, {}).find("thread_") == std::string::npos);
 }
 
 TEST_CASE("metrics: the ack latency histogram is cumulative and ends with +Inf") {

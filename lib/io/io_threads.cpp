@@ -1,0 +1,451 @@
+#include "io/io_threads.hpp"
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace mqttws {
+namespace {
+
+// Calls from one thread to another's io_context. The first push after a drain posts one drain,
+// so that a burst of calls costs one wake-up of the receiving thread, and the calls run in the
+// order they were pushed.
+template <class Item>
+class mailbox {
+  public:
+    mailbox(asio::io_context& to, std::function<void(Item&)> run) : to_(to), run_(std::move(run)) {}
+
+    void push(Item item) {
+        bool first = false;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            first = items_.empty();
+            items_.push_back(std::move(item));
+        }
+        if (first) asio::post(to_, [this] { drain(); });
+    }
+
+    // Pushes all of `items` at once (one lock, at most one wake-up) and leaves it empty.
+    void push_all(std::vector<Item>& items) {
+        if (items.empty()) return;
+        bool first = false;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            first = items_.empty();
+            if (first) {
+                items_.swap(items);
+            } else {
+                items_.insert(items_.end(), std::make_move_iterator(items.begin()),
+                              std::make_move_iterator(items.end()));
+            }
+        }
+        items.clear();
+        if (first) asio::post(to_, [this] { drain(); });
+    }
+
+  private:
+    void drain() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            batch_.swap(items_);
+        }
+        for (Item& item : batch_)
+            run_(item);
+        batch_.clear();
+    }
+
+    asio::io_context& to_;
+    std::function<void(Item&)> run_;
+    std::mutex mutex_;
+    std::vector<Item> items_;  // pushed, not drained yet
+    std::vector<Item> batch_;  // being run (the receiving thread's)
+};
+
+// A connection's bytes not written yet, as the engine reads them: `posted` by the app's thread
+// and not taken by the I/O thread yet, and `queued` on the socket when the I/O thread last looked.
+struct unwritten_bytes {
+    std::atomic<std::size_t> posted{0};
+    std::atomic<std::size_t> queued{0};
+    std::size_t total() const {
+        return posted.load(std::memory_order_relaxed) + queued.load(std::memory_order_relaxed);
+    }
+};
+
+// What the app's thread asks of an I/O thread.
+struct link_command {
+    enum class kind : std::uint8_t { send, close, ping, pong, call };
+    kind what = kind::call;
+    connection_id who = 0;
+    frame_ptr frame;                       // send
+    bool binary = false;                   // send
+    close_code code{};                     // close
+    std::string text;                      // send: the head; close: the reason; pong: the payload
+    std::function<void(ws_server&)> call;  // call
+};
+
+using app_call = std::function<void()>;
+
+// What a send or a pong adds to the connection's unwritten bytes (frame headers aside).
+std::size_t counted_bytes(const link_command& c) {
+    return (c.frame ? c.frame->size() : 0) + c.text.size();
+}
+
+std::int64_t now_us() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+}  // namespace
+
+struct io_threads::impl {
+    // One I/O thread: its io_context, its listener, and the byte counts of its connections.
+    // Members below `inbox` are the I/O thread's own (after start).
+    struct worker {
+        worker(impl& pool, std::size_t k)
+            : inbox(io, [this](link_command& c) { carry_out(c); }),
+              refresh(io),
+              probe(io),
+              owner(pool),
+              index(k) {}
+
+        void carry_out(link_command& c) {
+            switch (c.what) {
+                case link_command::kind::send:
+                    server->send(c.who, c.frame, c.binary, c.text);
+                    taken(c);
+                    return;
+                case link_command::kind::close:
+                    server->close(c.who, c.code, c.text);
+                    return;
+                case link_command::kind::ping:
+                    server->ping(c.who);
+                    return;
+                case link_command::kind::pong:
+                    server->pong(c.who, c.text);
+                    taken(c);
+                    return;
+                case link_command::kind::call:
+                    c.call(*server);
+                    return;
+            }
+        }
+
+        // A send or pong the app's thread counted in `posted` is now on the socket's queue.
+        void taken(const link_command& c) {
+            const auto it = links.find(c.who);
+            if (it == links.end()) return;
+            it->second->posted.fetch_sub(counted_bytes(c), std::memory_order_relaxed);
+            note_queued(c.who, *it->second);
+        }
+
+        void note_queued(connection_id id, unwritten_bytes& bytes) {
+            const std::size_t queued = server->buffered_bytes(id);
+            bytes.queued.store(queued, std::memory_order_relaxed);
+            if (queued == 0) return;
+            backlogged.insert(id);
+            if (!refresh_armed) schedule_refresh();
+        }
+
+        // websocketpp reports no write completions: while sockets hold unwritten bytes, look
+        // again every millisecond.
+        void schedule_refresh() {
+            refresh_armed = true;
+            refresh.expires_after(std::chrono::milliseconds(1));
+            refresh.async_wait([this](const std::error_code& ec) {
+                refresh_armed = false;
+                if (ec) return;
+                for (auto it = backlogged.begin(); it != backlogged.end();) {
+                    const auto link = links.find(*it);
+                    const std::size_t queued =
+                        link == links.end() ? 0 : server->buffered_bytes(*it);
+                    if (link != links.end())
+                        link->second->queued.store(queued, std::memory_order_relaxed);
+                    it = queued == 0 ? backlogged.erase(it) : std::next(it);
+                }
+                if (!backlogged.empty()) schedule_refresh();
+            });
+        }
+
+        // Every 500 ms: how long a post waits before it runs, on this thread (and, from thread
+        // 0, on the app's thread).
+        void schedule_probe() {
+            probe.expires_after(std::chrono::milliseconds(500));
+            probe.async_wait([this](const std::error_code& ec) {
+                if (ec) return;
+                const std::int64_t posted = now_us();
+                asio::post(io, [this, posted] { lag_us.store(now_us() - posted); });
+                if (index == 0) {
+                    asio::post(owner.app_io,
+                               [this, posted] { owner.app_lag_us.store(now_us() - posted); });
+                }
+                schedule_probe();
+            });
+        }
+
+        asio::io_context io{1};
+        mailbox<link_command> inbox;         // from the app's thread
+        std::vector<link_command> outgoing;  // the app's thread's: pushed to `inbox` by flush()
+        std::unique_ptr<ws_server> server;
+        std::thread thread;
+        std::atomic<std::size_t> connections{0};
+        std::atomic<std::int64_t> lag_us{0};
+        // The I/O thread's own:
+        std::unordered_map<connection_id, std::shared_ptr<unwritten_bytes>> links;
+        std::unordered_set<connection_id> backlogged;  // their sockets hold unwritten bytes
+        asio::steady_timer refresh;
+        bool refresh_armed = false;
+        asio::steady_timer probe;
+        impl& owner;
+        std::size_t index;
+    };
+
+    impl(asio::io_context& app, std::size_t threads, ws_server_options listener,
+         ws_server::handlers handlers)
+        : app_io(app),
+          on_app(std::move(handlers)),
+          ledger(std::make_shared<connection_ledger>(listener.admission)),
+          to_app(app, [](app_call& c) { c(); }) {
+        listener.id_stride = threads;
+        listener.reuse_port = true;
+        options = std::move(listener);
+        for (std::size_t k = 0; k < threads; ++k)
+            workers.push_back(std::make_unique<worker>(*this, k));
+        make_server(0);  // throws now when the TLS files cannot be loaded
+    }
+
+    // Thread k's listener, on options.port (the others are made once the first has bound it).
+    void make_server(std::size_t k) {
+        ws_server_options o = options;
+        o.first_id = k + 1;
+        worker& w = *workers[k];
+        w.server = std::make_unique<ws_server>(w.io, std::move(o), handlers_for(w), ledger);
+    }
+
+    ~impl() {
+        for (auto& w : workers) {
+            w->io.stop();
+            if (w->thread.joinable()) w->thread.join();
+        }
+    }
+
+    // The I/O thread's handlers: note what the thread needs, and post the event to the app.
+    ws_server::handlers handlers_for(worker& w) {
+        ws_server::handlers h;
+        h.on_open = [this, &w](connection_id id, std::string remote, handshake_credentials c) {
+            auto bytes = std::make_shared<unwritten_bytes>();
+            w.links.emplace(id, bytes);
+            w.connections.fetch_add(1, std::memory_order_relaxed);
+            to_app.push([this, id, remote = std::move(remote), c = std::move(c), bytes]() mutable {
+                links.emplace(id, std::move(bytes));
+                on_app.on_open(id, std::move(remote), std::move(c));
+            });
+        };
+        h.on_text = [this](connection_id id, std::string_view text) {
+            to_app.push([this, id, text = std::string(text)] { on_app.on_text(id, text); });
+        };
+        h.on_binary = [this](connection_id id, std::string_view data) {
+            to_app.push([this, id, data = std::string(data)] { on_app.on_binary(id, data); });
+        };
+        h.on_close = [this, &w](connection_id id, const close_info& info) {
+            w.links.erase(id);
+            w.backlogged.erase(id);
+            w.connections.fetch_sub(1, std::memory_order_relaxed);
+            to_app.push([this, id, info] {
+                on_app.on_close(id, info);
+                links.erase(id);
+            });
+        };
+        h.on_alive = [this](connection_id id) { to_app.push([this, id] { on_app.on_alive(id); }); };
+        // The engine decides whether a ping is answered; the pong follows from here.
+        h.on_ping = [this, &w](connection_id id, std::string_view payload) {
+            to_app.push([this, &w, id, payload = std::string(payload)]() mutable {
+                if (!on_app.on_ping(id, payload)) return;
+                link_command c;
+                c.what = link_command::kind::pong;
+                c.who = id;
+                c.text = std::move(payload);
+                post_counted(std::move(c), w);
+                flush();
+            });
+            return false;
+        };
+        h.on_http_later = [this, &w](const http_request& request,
+                                     std::function<void(http_response)> respond) {
+            to_app.push([this, &w, request, respond = std::move(respond)]() mutable {
+                link_command c;
+                c.call = [r = on_app.on_http(request), respond = std::move(respond)](ws_server&) {
+                    respond(r);
+                };
+                w.inbox.push(std::move(c));
+            });
+        };
+        return h;
+    }
+
+    worker& owner_of(connection_id id) { return *workers[(id - 1) % workers.size()]; }
+
+    // A send or pong: counted in the connection's unwritten bytes until its thread takes it, so
+    // that the engine's budget sees it at once (a client that never reads must not make the
+    // bridge queue without bound, replies included).
+    void post_counted(link_command c, worker& w) {
+        const auto it = links.find(c.who);
+        if (it == links.end()) return;  // closed
+        it->second->posted.fetch_add(counted_bytes(c), std::memory_order_relaxed);
+        w.outgoing.push_back(std::move(c));
+    }
+
+    void flush() {
+        for (auto& w : workers)
+            w->inbox.push_all(w->outgoing);
+    }
+
+    void post(connection_id id, link_command c) { owner_of(id).outgoing.push_back(std::move(c)); }
+
+    // Runs `f` on every I/O thread and waits for all of them (rare: shutdown, TLS reload).
+    template <class F>
+    std::vector<std::invoke_result_t<F, ws_server&>> on_every_thread(F f) {
+        using result = std::invoke_result_t<F, ws_server&>;
+        std::vector<std::future<result>> futures;
+        for (auto& w : workers) {
+            auto done = std::make_shared<std::promise<result>>();
+            futures.push_back(done->get_future());
+            link_command c;
+            c.call = [f, done](ws_server& server) { done->set_value(f(server)); };
+            w->inbox.push(std::move(c));
+        }
+        std::vector<result> results;
+        for (auto& future : futures)
+            results.push_back(future.get());
+        return results;
+    }
+
+    asio::io_context& app_io;
+    ws_server_options options;
+    ws_server::handlers on_app;
+    std::shared_ptr<connection_ledger> ledger;
+    mailbox<app_call> to_app;
+    std::vector<std::unique_ptr<worker>> workers;
+    // The app thread's own: each open connection's unwritten bytes.
+    std::unordered_map<connection_id, std::shared_ptr<unwritten_bytes>> links;
+    listen_endpoint bound;
+    std::atomic<std::int64_t> app_lag_us{0};
+    bool running = false;
+};
+
+io_threads::io_threads(asio::io_context& app_io, std::size_t threads, ws_server_options options,
+                       ws_server::handlers on_app_thread)
+    : impl_(std::make_unique<impl>(app_io, threads, std::move(options), std::move(on_app_thread))) {
+}
+
+io_threads::~io_threads() = default;
+
+void io_threads::listen() {
+    auto& workers = impl_->workers;
+    workers[0]->server->listen();
+    impl_->bound = workers[0]->server->local_endpoint();
+    // The others on the port the first one got (the kernel's choice when --port is 0).
+    impl_->options.port = impl_->bound.port;
+    for (std::size_t k = 1; k < workers.size(); ++k) {
+        impl_->make_server(k);
+        workers[k]->server->listen();
+    }
+    for (auto& w : workers) {
+        w->schedule_probe();
+        w->thread = std::thread([&io = w->io] {
+            auto busy = asio::make_work_guard(io);
+            io.run();
+        });
+    }
+    impl_->running = true;
+}
+
+void io_threads::stop_listening() {
+    if (!impl_->running) return;
+    impl_->on_every_thread([](ws_server& server) {
+        server.stop_listening();
+        return 0;
+    });
+}
+
+listen_endpoint io_threads::local_endpoint() const {
+    return impl_->bound;
+}
+
+void io_threads::send(connection_id to, const frame_ptr& frame, bool binary,
+                      std::string_view head) {
+    link_command c;
+    c.what = link_command::kind::send;
+    c.who = to;
+    c.frame = frame;
+    c.binary = binary;
+    c.text = head;
+    impl_->post_counted(std::move(c), impl_->owner_of(to));
+}
+
+void io_threads::close(connection_id who, close_code code, std::string_view reason) {
+    link_command c;
+    c.what = link_command::kind::close;
+    c.who = who;
+    c.code = code;
+    c.text = reason;
+    impl_->post(who, std::move(c));
+}
+
+void io_threads::ping(connection_id who) {
+    link_command c;
+    c.what = link_command::kind::ping;
+    c.who = who;
+    impl_->post(who, std::move(c));
+}
+
+std::size_t io_threads::buffered_bytes(connection_id who) const {
+    const auto it = impl_->links.find(who);
+    return it == impl_->links.end() ? 0 : it->second->total();
+}
+
+std::size_t io_threads::connection_count() const {
+    return impl_->links.size();
+}
+
+connection_counters io_threads::totals() const {
+    connection_counters c = impl_->ledger->totals();
+    for (const auto& [id, bytes] : impl_->links)
+        c.buffered_bytes += bytes->total();
+    return c;
+}
+
+std::optional<std::string> io_threads::reload_tls() {
+    for (auto& problem :
+         impl_->on_every_thread([](ws_server& server) { return server.reload_tls(); })) {
+        if (problem) return problem;
+    }
+    return std::nullopt;
+}
+
+void io_threads::flush() {
+    impl_->flush();
+}
+
+std::vector<io_thread_stats> io_threads::thread_stats() const {
+    std::vector<io_thread_stats> out;
+    for (const auto& w : impl_->workers) {
+        out.push_back({"io-" + std::to_string(w->index),
+                       w->connections.load(std::memory_order_relaxed),
+                       static_cast<double>(w->lag_us.load()) / 1000.0});
+    }
+    out.push_back(
+        {"engine", impl_->links.size(), static_cast<double>(impl_->app_lag_us.load()) / 1000.0});
+    return out;
+}
+
+}  // namespace mqttws

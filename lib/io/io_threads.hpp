@@ -1,0 +1,69 @@
+// --threads N (N > 1): the WebSocket side on N I/O threads. Each runs a ws_server of its own on
+// the bridge's one port (SO_REUSEPORT: the kernel spreads new connections over the listeners),
+// and reads, frames, encrypts and writes for the connections it accepted.
+//
+// Everything else stays on the app's thread, which owns the engine: each event of a connection
+// (open, frame, ping, close) is posted there in the order it happened, and what the engine sends
+// a connection is posted back to the connection's thread in the order it was sent: one batch per
+// thread for everything one engine event sent (flush()), so that a broadcast to thousands of
+// clients costs each thread one wake-up. So sessions,
+// subscriptions, resume (a reconnect may land on any thread), ordering and the one upstream
+// connection behave exactly as with one thread; what spreads over the cores is the sockets'
+// work, most of the bridge's CPU (system calls, WebSocket framing, TLS). A broadcast frame is
+// encoded once and shared, read-only, by every thread that writes it.
+//
+// The engine's flow control reads each connection's unwritten bytes (buffered_bytes): what it
+// posted and its thread has not taken yet, plus what that thread last saw queued on the socket.
+// The I/O thread refreshes the second every millisecond while it is not zero.
+//
+// Connection ids tell their thread: thread k (0-based) gives out k + 1, k + 1 + N, ….
+//
+// Thread safety: the public members are the app's thread's. Each I/O thread owns its ws_server;
+// the two sides meet only in their mailboxes, in each connection's byte counts (atomics) and in
+// the shared connection_ledger.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "io/ws_server.hpp"
+
+namespace asio {
+class io_context;
+}
+
+namespace mqttws {
+
+class io_threads final : public client_io {
+  public:
+    // `on_app_thread`: the handlers the app would give a ws_server of its own; they run on
+    // `app_io`'s thread. Throws std::runtime_error when the TLS files cannot be loaded.
+    io_threads(asio::io_context& app_io, std::size_t threads, ws_server_options options,
+               ws_server::handlers on_app_thread);
+    // Stops the I/O threads and waits for them.
+    ~io_threads() override;
+    io_threads(const io_threads&) = delete;
+    io_threads& operator=(const io_threads&) = delete;
+
+    // Binds every listener (throws std::runtime_error when it cannot), then starts the threads.
+    void listen() override;
+    void stop_listening() override;
+    listen_endpoint local_endpoint() const override;
+
+    void send(connection_id to, const frame_ptr& frame, bool binary,
+              std::string_view head) override;
+    void close(connection_id who, close_code code, std::string_view reason) override;
+    void ping(connection_id who) override;
+    void flush() override;
+    std::size_t buffered_bytes(connection_id who) const override;
+    std::size_t connection_count() const override;
+    connection_counters totals() const override;
+    std::optional<std::string> reload_tls() override;
+    std::vector<io_thread_stats> thread_stats() const override;
+
+  private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace mqttws
