@@ -79,6 +79,9 @@ class basic_backend final : public ws_server::backend {
           ledger_(std::move(ledger)),
           accept_retry_(io),
           next_id_(options_.first_id) {
+        // websocketpp computes the byte order on the first call, into an unguarded static: done
+        // here, on the thread that makes every listener, before any I/O thread starts.
+        websocketpp::lib::net::_htonll(0);
         server_.clear_access_channels(websocketpp::log::alevel::all);
         server_.clear_error_channels(websocketpp::log::elevel::all);
         server_.init_asio(&io);
