@@ -109,7 +109,8 @@ std::int64_t now_us() {
 
 struct io_threads::impl {
     // One I/O thread: its io_context, its listener, and the byte counts of its connections.
-    // Members below `inbox` are the I/O thread's own (after start).
+    // `outgoing` is the app's thread's; `connections` and `lag_us` are read by it; the rest is
+    // the I/O thread's own once it runs.
     struct worker {
         worker(impl& pool, std::size_t k)
             : inbox(io, [this](link_command& c) { carry_out(c); }),
