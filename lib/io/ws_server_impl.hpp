@@ -265,7 +265,7 @@ class basic_backend final : public ws_server::backend {
             const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd < 0) break;
             ::close(fd);
-            ledger_->with([](auto& l) { return ++l.counters.sockets_refused; });
+            ledger_->with([](auto& l) { ++l.counters.sockets_refused; });
         }
         spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
@@ -306,7 +306,6 @@ class basic_backend final : public ws_server::backend {
             l.gate.release(slot.group, slot.pending);
             if (!slot.client_group.empty()) l.gate.release_client(slot.client_group);
             if (slot.upgrading) --l.upgrading;
-            return 0;
         });
         slots_.erase(it);
     }
@@ -319,10 +318,7 @@ class basic_backend final : public ws_server::backend {
         }
         for (const void* key : gone)
             release(key);
-        ledger_->with([](auto& l) {
-            l.gate.forget_idle(now_ms());
-            return 0;
-        });
+        ledger_->with([](auto& l) { l.gate.forget_idle(now_ms()); });
     }
 
     bool is_trusted_proxy(const std::string& address) const {
@@ -354,7 +350,7 @@ class basic_backend final : public ws_server::backend {
 
     bool validate(const connection_ptr& con) {
         const bool ok = acceptable(con);
-        if (!ok) ledger_->with([](auto& l) { return ++l.counters.refused; });
+        if (!ok) ledger_->with([](auto& l) { ++l.counters.refused; });
         return ok;
     }
 
@@ -424,7 +420,7 @@ class basic_backend final : public ws_server::backend {
             if (was_pending) l.gate.opened();
             if (was_upgrading) --l.upgrading;
             ++l.open;
-            return ++l.counters.accepted;
+            ++l.counters.accepted;
         });
         const connection_id id = next_id_;
         next_id_ += options_.id_stride;
@@ -466,7 +462,7 @@ class basic_backend final : public ws_server::backend {
 
     void closed(connection_id id, const hdl& h) {
         if (connections_.erase(id) == 0) return;
-        ledger_->with([](auto& l) { return --l.open; });
+        ledger_->with([](auto& l) { --l.open; });
         connection_ptr con = server_.get_con_from_hdl(h);
         release(con.get());
         close_info info;
