@@ -89,6 +89,17 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
                    "MQTT 5: how long the broker keeps the persistent session, in seconds")
         ->check(CLI::Range(1, 4 * 7 * 24 * 3600))
         ->group(mqtt);
+    cli.add_option("--upstream-inflight", out.upstream.max_inflight,
+                   "Publishes handed to the MQTT client at once (not yet written, or not yet "
+                   "acknowledged for QoS 1/2); the rest wait in order. See docs/operations.md, "
+                   "'The way to the broker'")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{65535}))
+        ->group(mqtt);
+    cli.add_option("--upstream-queue-bytes", out.upstream.max_queued_bytes,
+                   "Topics and payloads of the publishes waiting for the MQTT client; past it "
+                   "a QoS 0 publish is dropped and a QoS 1/2 one answered rate_limited")
+        ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 40))
+        ->group(mqtt);
     cli.add_option("--restart-hold-ms", out.engine.subscriptions.restart_hold_ms,
                    "After a restart with a persistent session: how long messages the broker had "
                    "queued are held for clients that subscribe again")

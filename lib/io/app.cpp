@@ -168,7 +168,7 @@ struct app::impl {
         } else if (route == "/metrics") {
             r.content_type = "text/plain; version=0.0.4";
             r.body = render_metrics(core.stats(), server->totals(), trimmer.stats(),
-                                    server->thread_stats());
+                                    server->thread_stats(), broker->stats());
         } else if (route == "/healthz") {
             const engine_stats s = core.stats();
             r.status = s.upstream_up ? 200 : 503;

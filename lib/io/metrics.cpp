@@ -69,8 +69,8 @@ double num(std::uint64_t v) {
 }  // namespace
 
 std::string render_metrics(const engine_stats& e, const connection_counters& server,
-                           const memory_stats& memory,
-                           const std::vector<io_thread_stats>& threads) {
+                           const memory_stats& memory, const std::vector<io_thread_stats>& threads,
+                           const upstream_stats& upstream) {
     exposition x;
     if (!threads.empty()) {
         x.family("thread_connections", "gauge",
@@ -121,6 +121,19 @@ std::string render_metrics(const engine_stats& e, const connection_counters& ser
     x.single("upstream_up", "gauge", "1 while the broker connection is up.", e.upstream_up ? 1 : 0);
     x.single("upstream_connects_total", "counter",
              "Broker connections made (the first and reconnects).", num(e.upstream_connects));
+    x.single("upstream_publishes_in_client", "gauge",
+             "Publishes handed to the MQTT client (Paho) and not yet written (QoS 0) or answered "
+             "(QoS 1/2); at most --upstream-inflight.",
+             num(upstream.in_client));
+    x.single("upstream_publishes_waiting", "gauge",
+             "Publishes waiting for room in the MQTT client, in order.", num(upstream.waiting));
+    x.single("upstream_publishes_waiting_bytes", "gauge",
+             "Topics and payloads of the waiting publishes; at most --upstream-queue-bytes.",
+             num(upstream.waiting_bytes));
+    x.single("upstream_publishes_refused_total", "counter",
+             "Publishes refused because the wait was full: QoS 0 dropped, QoS 1/2 answered "
+             "rate_limited.",
+             num(upstream.refused));
     x.single("filters", "gauge", "Filters subscribed at the broker for clients.", num(e.filters));
     x.single("messages_in_total", "counter", "Messages received from the broker.",
              num(e.messages_in));

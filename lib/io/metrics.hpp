@@ -9,6 +9,7 @@
 
 #include "core/engine.hpp"
 #include "io/memory.hpp"
+#include "io/upstream.hpp"
 #include "io/ws_server.hpp"
 
 namespace mqttws {
@@ -16,7 +17,8 @@ namespace mqttws {
 // `threads`: per-thread gauges, with --threads > 1 (io_threads.hpp).
 std::string render_metrics(const engine_stats& engine, const connection_counters& server,
                            const memory_stats& memory,
-                           const std::vector<io_thread_stats>& threads = {});
+                           const std::vector<io_thread_stats>& threads = {},
+                           const upstream_stats& upstream = {});
 
 // GET /clients: per-client counters as JSON (`{"clients":[…]}`), losses (conflated + dropped)
 // first — the per-client view that would be too many series for Prometheus.

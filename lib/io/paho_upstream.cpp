@@ -20,6 +20,8 @@
 #include <mutex>
 #include <vector>
 
+#include "io/publish_window.hpp"
+
 // ---- Workaround for a memory bug in Paho C 1.3.12 (eclipse-paho/paho.mqtt.c#1621) ----------
 //
 // When Paho writes a QoS 1/2 PUBLISH and the write fails because the broker has just gone
@@ -166,7 +168,9 @@ class paho_upstream final : public upstream {
                   nullptr),  // nullptr: no file persistence
           subscribed_(*this),
           published_(*this),
-          connected_(*this) {
+          written_listener_(*this),
+          connected_(*this),
+          window_(options_.max_inflight, options_.max_queued_bytes) {
         client_.set_connected_handler([this](const std::string&) {
             disable_nagle_on_outgoing_sockets();
             push(upstream_connected_event{session_present_.load()});
@@ -261,35 +265,30 @@ class paho_upstream final : public upstream {
         }
     }
 
+    // To Paho at once while the window has room; else it waits its turn (publish_window.hpp).
     void publish(publish_upstream&& r) override {
-        try {
-            if (session_.mqtt_version >= 5 &&
-                (!r.response_topic.empty() || !r.correlation_data.empty())) {
-                // A command (or an answer to one): MQTT 5 request/response properties.
-                auto msg = mqtt::make_message(r.topic, r.payload.data(), r.payload.size(), r.qos,
-                                              r.retain);
-                mqtt::properties props;
-                if (!r.response_topic.empty())
-                    props.add({mqtt::property::RESPONSE_TOPIC, r.response_topic});
-                if (!r.correlation_data.empty())
-                    props.add({mqtt::property::CORRELATION_DATA, r.correlation_data});
-                msg->set_properties(std::move(props));
-                if (r.qos == 0) {
-                    client_.publish(msg);
-                } else {
-                    client_.publish(msg, to_context(r.op), published_);
+        switch (window_.offer(r, completed_.load())) {
+            case publish_window::verdict::hand_over:
+                hand_to_paho(std::move(r));
+                return;
+            case publish_window::verdict::wait:
+                has_waiting_.store(true);
+                release_waiting();  // Paho may have completed some since offer() looked
+                return;
+            case publish_window::verdict::refuse:
+                // QoS 0 is dropped (counted in the window's stats); QoS 1/2 are answered.
+                if (r.qos > 0) {
+                    push(upstream_published_event{
+                        r.op, errc::rate_limited,
+                        "the bridge's queue to the broker is full; publish again later"});
                 }
                 return;
-            }
-            if (r.qos == 0) {
-                client_.publish(r.topic, r.payload.data(), r.payload.size(), 0, r.retain);
-            } else {
-                client_.publish(r.topic, r.payload.data(), r.payload.size(), r.qos, r.retain,
-                                to_context(r.op), published_);
-            }
-        } catch (const mqtt::exception& e) {
-            if (r.qos > 0) push(publish_failure(r.op, e.get_return_code(), 0));
         }
+    }
+
+    upstream_stats stats() const override {
+        const publish_window_stats w = window_.stats(completed_.load());
+        return {w.inside, w.waiting, w.waiting_bytes, w.refused};
     }
 
     void stop(int timeout_ms) override {
@@ -315,6 +314,83 @@ class paho_upstream final : public upstream {
     }
 
   private:
+    // ---- the window of publishes inside Paho (publish_window.hpp) ----
+
+    // App thread: the waiting publishes the window has room for, in order.
+    void release_waiting() {
+        while (!stopped_) {
+            std::optional<publish_upstream> r = window_.next(completed_.load());
+            if (!r) break;
+            hand_to_paho(std::move(*r));
+        }
+        if (!window_.has_waiting()) has_waiting_.store(false);
+    }
+
+    // App thread, the connection lost: the waiting publishes fail as those inside Paho did
+    // just before (a QoS 0 one is dropped, as the engine drops those published while the broker
+    // is away), in order, ahead of the loss itself.
+    void fail_waiting() {
+        for (publish_upstream& r : window_.take_waiting()) {
+            if (r.qos > 0) {
+                sink_(upstream_published_event{
+                    r.op, errc::unavailable,
+                    "the broker connection was lost before the publish could be sent"});
+            }
+        }
+        has_waiting_.store(false);
+    }
+
+    // Paho's threads: a publish it held is written or answered. Wakes the app's thread when
+    // publishes wait for room (one wake-up at a time).
+    void count_done() {
+        completed_.fetch_add(1);
+        if (has_waiting_.load() && !wake_posted_.exchange(true)) {
+            asio::post(io_, [this] {
+                wake_posted_.store(false);
+                release_waiting();
+            });
+        }
+    }
+
+    void hand_to_paho(publish_upstream&& r) {
+        try {
+            if (session_.mqtt_version >= 5 &&
+                (!r.response_topic.empty() || !r.correlation_data.empty())) {
+                // A command (or an answer to one): MQTT 5 request/response properties.
+                auto msg = mqtt::make_message(r.topic, r.payload.data(), r.payload.size(), r.qos,
+                                              r.retain);
+                mqtt::properties props;
+                if (!r.response_topic.empty())
+                    props.add({mqtt::property::RESPONSE_TOPIC, r.response_topic});
+                if (!r.correlation_data.empty())
+                    props.add({mqtt::property::CORRELATION_DATA, r.correlation_data});
+                msg->set_properties(std::move(props));
+                if (r.qos == 0) {
+                    client_.publish(msg, nullptr, written_listener_);
+                } else {
+                    client_.publish(msg, to_context(r.op), published_);
+                }
+            } else if (r.qos == 0) {
+                client_.publish(r.topic, r.payload.data(), r.payload.size(), 0, r.retain, nullptr,
+                                written_listener_);
+            } else {
+                client_.publish(r.topic, r.payload.data(), r.payload.size(), r.qos, r.retain,
+                                to_context(r.op), published_);
+            }
+            window_.handed();
+        } catch (const mqtt::exception& e) {
+            if (r.qos > 0) push(publish_failure(r.op, e.get_return_code(), 0));
+        }
+    }
+
+    // Completion of a QoS 0 PUBLISH: Paho wrote it (or dropped it with the connection).
+    struct written_listener final : mqtt::iaction_listener {
+        explicit written_listener(paho_upstream& parent) : owner(parent) {}
+        void on_success(const mqtt::token&) override { owner.count_done(); }
+        void on_failure(const mqtt::token&) override { owner.count_done(); }
+        paho_upstream& owner;
+    };
+
     // Completion of SUBSCRIBE: the granted QoS (or refusal) per the SUBACK.
     struct subscribe_listener final : mqtt::iaction_listener {
         explicit subscribe_listener(paho_upstream& parent) : owner(parent) {}
@@ -335,10 +411,12 @@ class paho_upstream final : public upstream {
     struct publish_listener final : mqtt::iaction_listener {
         explicit publish_listener(paho_upstream& parent) : owner(parent) {}
         void on_success(const mqtt::token& tok) override {
+            owner.count_done();
             owner.push(
                 upstream_published_event{from_context(tok.get_user_context()), std::nullopt, {}});
         }
         void on_failure(const mqtt::token& tok) override {
+            owner.count_done();
             owner.push(publish_failure(from_context(tok.get_user_context()), tok.get_return_code(),
                                        static_cast<int>(tok.get_reason_code())));
         }
@@ -381,7 +459,13 @@ class paho_upstream final : public upstream {
             draining_.swap(inbox_);
         }
         for (auto& e : draining_) {
-            if (!stopped_) sink_(std::move(e));
+            if (stopped_) continue;
+            if (std::holds_alternative<upstream_lost_event>(e)) fail_waiting();
+            sink_(std::move(e));
+            if (std::holds_alternative<upstream_connected_event>(e)) {
+                window_.restart(completed_.load());
+                release_waiting();
+            }
         }
         draining_.clear();
     }
@@ -397,12 +481,17 @@ class paho_upstream final : public upstream {
     mqtt::async_client client_;
     subscribe_listener subscribed_;
     publish_listener published_;
+    written_listener written_listener_;
     connect_listener connected_;
     std::atomic<bool> session_present_{false};
     std::atomic<bool> stopped_{false};
     std::mutex inbox_mutex_;
-    std::vector<upstream_event> inbox_;     // guarded by inbox_mutex_
-    std::vector<upstream_event> draining_;  // app thread only
+    std::vector<upstream_event> inbox_;        // guarded by inbox_mutex_
+    std::vector<upstream_event> draining_;     // app thread only
+    publish_window window_;                    // app thread only
+    std::atomic<std::uint64_t> completed_{0};  // publishes Paho completed (its threads count)
+    std::atomic<bool> has_waiting_{false};     // window_ has waiting publishes
+    std::atomic<bool> wake_posted_{false};     // a release_waiting() is on its way
 };
 
 }  // namespace

@@ -35,6 +35,10 @@ struct upstream_options {
     std::string will_payload;
     std::chrono::milliseconds reconnect_min{250};
     std::chrono::milliseconds reconnect_max{10000};
+    // At most this many publishes inside Paho at once; the rest wait in order, up to
+    // max_queued_bytes of topics and payloads (publish_window.hpp).
+    std::size_t max_inflight = 1000;
+    std::size_t max_queued_bytes = 64u << 20;
 };
 
 // `session` is the engine's own (engine_config::broker): protocol version and persistence are

@@ -37,6 +37,14 @@ struct upstream_published_event {
 using upstream_event = std::variant<upstream_connected_event, upstream_lost_event, broker_message,
                                     upstream_subscribed_event, upstream_published_event>;
 
+// The publishes between the bridge and the broker (publish_window.hpp), for /metrics.
+struct upstream_stats {
+    std::size_t in_client = 0;      // handed to the MQTT client, not yet written or answered
+    std::size_t waiting = 0;        // waiting for room in the client
+    std::size_t waiting_bytes = 0;  // their topics and payloads
+    std::uint64_t refused = 0;      // refused: the wait was full (QoS 0 dropped, 1/2 answered)
+};
+
 // Hands one event to the engine (the engine call it stands for), on the app's thread.
 void pass_to_engine(upstream_event& event, engine& core, action_list& out);
 
@@ -50,6 +58,7 @@ class upstream {
     virtual void subscribe(const subscribe_upstream& request) = 0;
     virtual void unsubscribe(const unsubscribe_upstream& request) = 0;
     virtual void publish(publish_upstream&& request) = 0;
+    virtual upstream_stats stats() const = 0;
     // Disconnects cleanly, waiting up to `timeout_ms` for in-flight work; no events after it.
     virtual void stop(int timeout_ms) = 0;
 };

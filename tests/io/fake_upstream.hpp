@@ -20,6 +20,7 @@ class fake_upstream final : public upstream {
         unsubscribes.push_back(request);
     }
     void publish(publish_upstream&& request) override { publishes.push_back(std::move(request)); }
+    upstream_stats stats() const override { return {}; }
     void stop(int) override { stopped = true; }
 
     // The broker's side: each event goes to the sink, as Paho's would on the app's thread.

@@ -84,6 +84,19 @@ TEST_CASE("metrics: per-thread connections and loop lag with --threads, none wit
     CHECK(render_metrics({}, {}, {}).find("thread_") == std::string::npos);
 }
 
+TEST_CASE("metrics: the publishes between the bridge and the MQTT client") {
+    upstream_stats u;
+    u.in_client = 1000;
+    u.waiting = 7;
+    u.waiting_bytes = 700;
+    u.refused = 3;
+    const auto got = samples(render_metrics({}, {}, {}, {}, u));
+    CHECK(got.at("mqttws_upstream_publishes_in_client") == 1000);
+    CHECK(got.at("mqttws_upstream_publishes_waiting") == 7);
+    CHECK(got.at("mqttws_upstream_publishes_waiting_bytes") == 700);
+    CHECK(got.at("mqttws_upstream_publishes_refused_total") == 3);
+}
+
 TEST_CASE("metrics: the ack latency histogram is cumulative and ends with +Inf") {
     engine_stats e;
     e.ack_latency[0] = 2;                        // <= 1 ms

@@ -1,0 +1,105 @@
+'use strict';
+// The way to the broker (docs/operations.md, "The way to the broker"): at most
+// --upstream-inflight publishes are inside the MQTT client (Paho) at once; the others wait in the
+// bridge in order, up to --upstream-queue-bytes of topics and payloads. Past that a QoS 0 publish
+// is dropped and a QoS 1/2 one answered `rate_limited`.
+//
+// - With a window of one, a burst of QoS 0 and QoS 1 publishes from several clients reaches an
+//   MQTT subscriber at the broker complete, exactly once and in per-publisher order (a lost
+//   wake-up would leave publishes waiting for good; a wrong release order would reorder them),
+//   and the gauges are back to 0 after it.
+// - With a window of one and 1 KiB to wait in, a batch of 100 QoS 1 publishes gets some
+//   `rate_limited` answers: each of them is counted in mqttws_upstream_publishes_refused_total,
+//   and the broker receives exactly the ones answered ok.
+
+const { describe, it, before, after, afterEach } = require('node:test');
+const assert = require('node:assert/strict');
+const h = require('../lib/harness');
+
+const T = { timeout: 120000 };
+
+describe('the window of publishes into the MQTT client', () => {
+    let broker;
+    let narrow; // --upstream-inflight 1
+    let tight; // --upstream-inflight 1 --upstream-queue-bytes 1024
+    let oracle; // an MQTT subscriber at the broker
+
+    before(async () => {
+        broker = await h.startBroker();
+        [narrow, tight] = await Promise.all([
+            h.startBridge({ brokerPort: broker.port, args: ['--upstream-inflight', '1'] }),
+            h.startBridge({
+                brokerPort: broker.port,
+                args: ['--upstream-inflight', '1', '--upstream-queue-bytes', '1024'],
+            }),
+        ]);
+        await Promise.all([narrow.waitHealthy(), tight.waitHealthy()]);
+        oracle = await h.oracle(broker.port);
+        await oracle.subscribe('uw/#', { qos: 1 });
+    });
+    afterEach(h.closeClients);
+    after(h.cleanup);
+
+    for (const qos of [0, 1]) {
+        it(`with --upstream-inflight 1 a burst (QoS ${qos}) reaches the broker whole and in order`, T, async () => {
+            const PUBLISHERS = 5;
+            const COUNT = 200;
+            const prefix = `uw/burst${qos}/`;
+            const publishers = await h.connectClients(narrow.url, PUBLISHERS);
+            const got = oracle.collect((m) => m.topic.startsWith(prefix), PUBLISHERS * COUNT, h.BULK);
+            for (let n = 1; n <= COUNT; n++) {
+                publishers.forEach((c, p) => {
+                    const frame = { type: 'publish', topic: `${prefix}${p}`, payload: { p, n }, qos };
+                    if (qos > 0) frame.msgid = `b${p}-${n}`;
+                    c.send(frame);
+                });
+            }
+            if (qos > 0) {
+                const acks = await Promise.all(publishers.map((c) => c.collect({ type: 'ack' }, COUNT, h.BULK)));
+                for (const list of acks) assert.deepEqual(list.filter((a) => a.status !== 'ok'), []);
+            }
+            const messages = (await got).map((m) => JSON.parse(m.payload.toString('utf8')));
+            for (let p = 0; p < PUBLISHERS; p++) {
+                const ns = messages.filter((m) => m.p === p).map((m) => m.n);
+                assert.deepEqual(ns, Array.from({ length: COUNT }, (_, i) => i + 1),
+                    `publisher ${p}: each message once, in order — got ${h.brief(ns, 40)}`);
+            }
+            const m = await narrow.metrics();
+            assert.equal(m.get('mqttws_upstream_publishes_waiting'), 0);
+            assert.equal(m.get('mqttws_upstream_publishes_waiting_bytes'), 0);
+            assert.equal(m.get('mqttws_upstream_publishes_refused_total'), 0);
+            await h.waitUntil(async () => (await narrow.metrics()).get('mqttws_upstream_publishes_in_client') === 0,
+                { what: 'mqttws_upstream_publishes_in_client back to 0' });
+        });
+    }
+
+    it('past --upstream-queue-bytes a QoS 1 publish is answered rate_limited, counted, and never published', T, async () => {
+        const c = await h.connectClient(tight.url);
+        await c.auth(h.uniqueId('burst'));
+        const before = (await tight.metrics()).get('mqttws_upstream_publishes_refused_total');
+        const N = 100;
+        const payload = 'x'.repeat(100);
+        c.send({
+            type: 'batch',
+            messages: Array.from({ length: N }, (_, i) => ({
+                type: 'publish', topic: `uw/tight/${i}`, payload, qos: 1, msgid: `t${i}`,
+            })),
+        });
+        const acks = await c.collect({ type: 'ack' }, N, h.BULK);
+        const ok = acks.filter((a) => a.status === 'ok').map((a) => Number(a.msgid.slice(1)));
+        const limited = acks.filter((a) => a.code === 'rate_limited');
+        assert.equal(ok.length + limited.length, N, `every ack is ok or rate_limited: ${JSON.stringify(acks.filter((a) => a.status !== 'ok' && a.code !== 'rate_limited'))}`);
+        // ~110 bytes each, 1 KiB may wait: most of the batch cannot.
+        assert.ok(limited.length >= N / 2, `rate_limited answers: ${limited.length}`);
+        assert.ok(ok.length >= 1);
+        const m = await tight.metrics();
+        assert.equal(m.get('mqttws_upstream_publishes_refused_total') - before, limited.length);
+
+        // The broker has exactly the ones answered ok: a marker after them proves nothing else is
+        // on its way.
+        assert.equal((await c.request({ type: 'publish', topic: 'uw/tight-end', payload: 1, qos: 1, msgid: 'end' })).status, 'ok');
+        await oracle.next('uw/tight-end');
+        const seen = oracle.messages.filter((x) => x.topic.startsWith('uw/tight/')).map((x) => Number(x.topic.slice(9)));
+        assert.deepEqual([...seen].sort((a, b) => a - b), [...ok].sort((a, b) => a - b));
+    });
+});

@@ -1,0 +1,43 @@
+#include "io/publish_window.hpp"
+
+namespace mqttws {
+namespace {
+
+std::size_t queued_size(const publish_upstream& r) {
+    return r.topic.size() + r.payload.size() + r.response_topic.size() + r.correlation_data.size();
+}
+
+}  // namespace
+
+publish_window::verdict publish_window::offer(publish_upstream& r, std::uint64_t completed) {
+    if (waiting_.empty() && inside(completed) < max_inflight_) return verdict::hand_over;
+    const std::size_t size = queued_size(r);
+    if (waiting_bytes_ + size > max_queued_bytes_) {
+        ++refused_;
+        return verdict::refuse;
+    }
+    waiting_bytes_ += size;
+    waiting_.push_back(std::move(r));
+    return verdict::wait;
+}
+
+std::optional<publish_upstream> publish_window::next(std::uint64_t completed) {
+    if (waiting_.empty() || inside(completed) >= max_inflight_) return std::nullopt;
+    publish_upstream r = std::move(waiting_.front());
+    waiting_.pop_front();
+    waiting_bytes_ -= queued_size(r);
+    return r;
+}
+
+std::deque<publish_upstream> publish_window::take_waiting() {
+    std::deque<publish_upstream> all;
+    all.swap(waiting_);
+    waiting_bytes_ = 0;
+    return all;
+}
+
+publish_window_stats publish_window::stats(std::uint64_t completed) const {
+    return {inside(completed), waiting_.size(), waiting_bytes_, refused_};
+}
+
+}  // namespace mqttws

@@ -1,0 +1,75 @@
+// The publishes on their way into Paho, and how many of them Paho holds at once.
+//
+// Paho C keeps every publish it has not written yet in one command queue, and (as Debian builds
+// it, without HIGH_PERFORMANCE) records every allocation in a global tree under a mutex. A fan-in
+// faster than Paho's one writing thread grew that queue without bound (10 MB in 12 s, measured
+// with bench/profile-threads 2 S2), and every malloc and free of both threads slowed down as the
+// tree grew: fan-in topped out at a third of what it reaches with the queue kept short.
+//
+// So at most `max_inflight` publishes are inside Paho at once — handed to it and not yet written
+// (QoS 0) or answered (QoS 1/2). The others wait here in the order they came, up to
+// `max_queued_bytes` of topic and payload; past that a publish is refused (the caller drops a
+// QoS 0 one and answers a QoS 1/2 one `rate_limited`), so that no client can make the bridge
+// queue without bound.
+//
+// Completions are counted on Paho's threads; this class only ever sees their running total
+// (`completed`), read by the caller. After a reconnect, what Paho still holds from the previous
+// connection no longer counts (restart()), so a completion Paho never reports cannot keep its
+// place in the window for good. When the connection is lost the waiting publishes are handed
+// back (take_waiting()) and fail like those inside Paho, so that the engine's retries keep their
+// order (publish_relay.hpp).
+//
+// Thread safety: none; the app's thread (paho_upstream.cpp holds the atomic total).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+
+#include "core/actions.hpp"
+
+namespace mqttws {
+
+struct publish_window_stats {
+    std::size_t inside = 0;         // handed to Paho, not completed
+    std::size_t waiting = 0;        // waiting for room
+    std::size_t waiting_bytes = 0;  // their topics and payloads
+    std::uint64_t refused = 0;      // refused because the wait was full
+};
+
+class publish_window {
+  public:
+    publish_window(std::size_t max_inflight, std::size_t max_queued_bytes)
+        : max_inflight_(max_inflight), max_queued_bytes_(max_queued_bytes) {}
+
+    enum class verdict { hand_over, wait, refuse };
+    // What to do with `r` now: hand it to Paho (then call handed()), or it was moved into the
+    // wait, or it is refused (`r` untouched).
+    verdict offer(publish_upstream& r, std::uint64_t completed);
+    // The next waiting publish if the window has room for it now (call handed() once it is in
+    // Paho).
+    std::optional<publish_upstream> next(std::uint64_t completed);
+    void handed() { ++handed_; }
+    // A new broker connection (see above).
+    void restart(std::uint64_t completed) { handed_ = completed; }
+    // The connection is lost: every waiting publish, in order, for the caller to fail (so that
+    // the engine sends them again after those Paho held, in their order).
+    std::deque<publish_upstream> take_waiting();
+
+    bool has_waiting() const { return !waiting_.empty(); }
+    publish_window_stats stats(std::uint64_t completed) const;
+
+  private:
+    std::size_t inside(std::uint64_t completed) const {
+        return handed_ > completed ? static_cast<std::size_t>(handed_ - completed) : 0;
+    }
+
+    std::size_t max_inflight_;
+    std::size_t max_queued_bytes_;
+    std::deque<publish_upstream> waiting_;
+    std::size_t waiting_bytes_ = 0;
+    std::uint64_t handed_ = 0;
+    std::uint64_t refused_ = 0;
+};
+
+}  // namespace mqttws

@@ -1,0 +1,113 @@
+// Unit tests for io/publish_window: how many publishes the MQTT client holds at once, the ones
+// that wait, in order, and the bound on what waits.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "io/publish_window.hpp"
+
+using namespace mqttws;
+
+namespace {
+
+publish_upstream pub(std::string payload, std::uint8_t qos = 0) {
+    publish_upstream r;
+    r.topic = "t";  // 1 byte
+    r.payload = std::move(payload);
+    r.qos = qos;
+    return r;
+}
+
+// Offers `r`; hands it over at once when the window says so. Returns the verdict.
+publish_window::verdict offer(publish_window& w, publish_upstream r, std::uint64_t completed,
+                              std::vector<std::string>& handed) {
+    const auto v = w.offer(r, completed);
+    if (v == publish_window::verdict::hand_over) {
+        handed.push_back(r.payload);
+        w.handed();
+    }
+    return v;
+}
+
+void release(publish_window& w, std::uint64_t completed, std::vector<std::string>& handed) {
+    while (auto r = w.next(completed)) {
+        handed.push_back(r->payload);
+        w.handed();
+    }
+}
+
+}  // namespace
+
+TEST_CASE("publish_window: up to max_inflight go to the client at once, the rest wait in order") {
+    publish_window w(2, 1 << 20);
+    std::vector<std::string> handed;
+    CHECK(offer(w, pub("a"), 0, handed) == publish_window::verdict::hand_over);
+    CHECK(offer(w, pub("b"), 0, handed) == publish_window::verdict::hand_over);
+    CHECK(offer(w, pub("c"), 0, handed) == publish_window::verdict::wait);
+    CHECK(offer(w, pub("d"), 0, handed) == publish_window::verdict::wait);
+    CHECK(handed == std::vector<std::string>{"a", "b"});
+    CHECK(w.stats(0).inside == 2);
+    CHECK(w.stats(0).waiting == 2);
+    CHECK(w.stats(0).waiting_bytes == 4);
+
+    release(w, 0, handed);  // nothing completed: no room
+    CHECK(handed.size() == 2);
+    release(w, 1, handed);  // one completed: one more
+    CHECK(handed == std::vector<std::string>{"a", "b", "c"});
+    // While some wait, a new one queues behind them even when there is room: order is kept.
+    CHECK(offer(w, pub("e"), 3, handed) == publish_window::verdict::wait);
+    release(w, 3, handed);
+    CHECK(handed == std::vector<std::string>{"a", "b", "c", "d", "e"});
+    CHECK_FALSE(w.has_waiting());
+    CHECK(w.stats(3).inside == 2);
+    CHECK(w.stats(3).waiting_bytes == 0);
+}
+
+TEST_CASE("publish_window: past max_queued_bytes a publish is refused and counted") {
+    publish_window w(1, 10);  // 10 bytes of topics and payloads may wait
+    std::vector<std::string> handed;
+    CHECK(offer(w, pub("x"), 0, handed) == publish_window::verdict::hand_over);
+    CHECK(offer(w, pub("1234"), 0, handed) == publish_window::verdict::wait);  // 5 bytes
+    CHECK(offer(w, pub("1234"), 0, handed) == publish_window::verdict::wait);  // 10
+    publish_upstream big = pub("9", 1);
+    CHECK(w.offer(big, 0) == publish_window::verdict::refuse);
+    CHECK(big.payload == "9");  // left to the caller, to answer
+    CHECK(w.stats(0).refused == 1);
+    release(w, 1, handed);  // room again: the first waiting one goes; 5 bytes wait
+    CHECK(offer(w, pub("5678"), 1, handed) == publish_window::verdict::wait);
+    CHECK(w.stats(1).waiting_bytes == 10);
+    CHECK(w.stats(1).refused == 1);
+}
+
+TEST_CASE("publish_window: a reconnect forgets what the client held from the previous connection") {
+    publish_window w(2, 1 << 20);
+    std::vector<std::string> handed;
+    offer(w, pub("a"), 0, handed);
+    offer(w, pub("b"), 0, handed);
+    CHECK(offer(w, pub("c"), 0, handed) == publish_window::verdict::wait);
+    // The connection dropped and the client never reports "a" and "b": without restart() the
+    // window would stay full for good.
+    w.restart(0);
+    CHECK(w.stats(0).inside == 0);
+    release(w, 0, handed);
+    CHECK(handed == std::vector<std::string>{"a", "b", "c"});
+    // Late completions of "a" and "b" only make room, never a negative count.
+    CHECK(w.stats(2).inside == 0);
+    CHECK(offer(w, pub("d"), 2, handed) == publish_window::verdict::hand_over);
+}
+
+TEST_CASE("publish_window: a lost connection hands back what waits, in order") {
+    publish_window w(1, 1 << 20);
+    std::vector<std::string> handed;
+    offer(w, pub("a"), 0, handed);
+    CHECK(offer(w, pub("b", 1), 0, handed) == publish_window::verdict::wait);
+    CHECK(offer(w, pub("c", 2), 0, handed) == publish_window::verdict::wait);
+    const auto back = w.take_waiting();
+    REQUIRE(back.size() == 2);
+    CHECK(back[0].payload == "b");
+    CHECK(back[1].payload == "c");
+    CHECK_FALSE(w.has_waiting());
+    CHECK(w.stats(0).waiting_bytes == 0);
+    CHECK(w.next(1) == std::nullopt);
+}
