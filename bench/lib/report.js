@@ -65,6 +65,7 @@ const m = {
   lost: (r) => get(r, 'delivered.lost'),
   refused: (r) => get(r, 'published.errors'),
   offered: (r) => get(r, 'published.offered_per_s'),
+  towait: (r) => r.upstream_waiting_after,
   rssconn: (r) => get(r, 'system.rss_bytes_per_connection'),
   setups: (r) => get(r, 'setup.per_s'),
   rssmax: (r) => get(r, 'system.rss_kb_max'),
@@ -261,8 +262,9 @@ const latCols = [['offered msg/s', m.offered], ['deliveries/s', m.dps], ['p50 µ
 table('S1 fan-out', 'S1', satCols.concat([['p99.9 µs', m.p999], ['ack p99 µs', m.ack99], ['offered msg/s', m.offered]]),
   '`sat`: closed loop (a bounded number of messages in flight end to end), i.e. deliveries/s at saturation; latency there is mostly queueing. ' +
   '`fixed`: a paced publisher at `r` msg/s, for latency. CPU is utime+stime of every process of the system (the bridge *and* its Mosquitto) over the window, divided by deliveries.');
-table('S2 fan-in (devices → one wildcard dashboard)', 'S2', satCols.concat([['ack p99 µs', m.ack99], ['offered msg/s', m.offered], ['refused publishes', m.refused]]),
-  '`lost` counts every publish that never reached the dashboard, including publishes the system refused (answered with an error ack), which are also counted in `refused publishes`.');
+table('S2 fan-in (devices → one wildcard dashboard)', 'S2', satCols.concat([['ack p99 µs', m.ack99], ['offered msg/s', m.offered], ['refused publishes', m.refused], ['to broker: waiting at end', m.towait]]),
+  '`lost` counts every publish that never reached the dashboard, including publishes the system refused (answered with an error ack), which are also counted in `refused publishes`. ' +
+  '`to broker: waiting at end` (mqttws only): the publishes still waiting for the bridge\'s MQTT client right after the case (`mqttws_upstream_publishes_waiting`). mqttws delivers to its own dashboard directly (MQTT 5 local fan-out); this is how far its copies to the broker were behind.');
 table('S3 idle connections', 'S3', [['setups/s', m.setups], ['setup p99 µs', (r) => get(r, 'setup.latency_us.p99')],
   ['RSS bytes/connection', m.rssconn], ['RSS after setup kB', (r) => get(r, 'system.rss_kb_setup')], ['setup CPU µs/conn', (r) => {
     const p = get(r, 'processes') || []; const n = get(r, 'setup.subscribers_ok');
