@@ -7,7 +7,7 @@
 // - With a window of one, a burst of QoS 0 and QoS 1 publishes from several clients reaches an
 //   MQTT subscriber at the broker complete, exactly once and in per-publisher order (a lost
 //   wake-up would leave publishes waiting for good; a wrong release order would reorder them),
-//   and the gauges are back to 0 after it.
+//   and the gauges are back to 0 after it; Paho's own heap count is exported.
 // - With a window of one and 1 KiB to wait in, a batch of 100 QoS 1 publishes gets some
 //   `rate_limited` answers: each of them is counted in mqttws_upstream_publishes_refused_total,
 //   and the broker receives exactly the ones answered ok.
@@ -68,6 +68,8 @@ describe('the window of publishes into the MQTT client', () => {
             assert.equal(m.get('mqttws_upstream_publishes_waiting'), 0);
             assert.equal(m.get('mqttws_upstream_publishes_waiting_bytes'), 0);
             assert.equal(m.get('mqttws_upstream_publishes_refused_total'), 0);
+            // Debian's Paho C keeps count of its heap; the bridge exports it.
+            assert.ok(m.get('mqttws_upstream_client_heap_bytes') > 0, `mqttws_upstream_client_heap_bytes: ${m.get('mqttws_upstream_client_heap_bytes')}`);
             await h.waitUntil(async () => (await narrow.metrics()).get('mqttws_upstream_publishes_in_client') === 0,
                 { what: 'mqttws_upstream_publishes_in_client back to 0' });
         });

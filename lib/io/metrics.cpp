@@ -134,6 +134,11 @@ std::string render_metrics(const engine_stats& e, const connection_counters& ser
              "Publishes refused because the wait was full: QoS 0 dropped, QoS 1/2 answered "
              "rate_limited.",
              num(upstream.refused));
+    if (upstream.client_heap_bytes) {
+        x.single("upstream_client_heap_bytes", "gauge",
+                 "Heap the MQTT client (Paho C) holds by its own count.",
+                 num(*upstream.client_heap_bytes));
+    }
     x.single("filters", "gauge", "Filters subscribed at the broker for clients.", num(e.filters));
     x.single("messages_in_total", "counter", "Messages received from the broker.",
              num(e.messages_in));

@@ -74,6 +74,18 @@ extern "C" ssize_t write(int fd, const void* buffer, size_t count) {
 namespace mqttws {
 namespace {
 
+// Paho C's own count of the heap it holds: exported by the library (not in its public headers)
+// when it is built with heap tracking, as Debian builds it. Looked up at run time, so a Paho
+// without it only loses the metric. Read without Paho's heap mutex (the library has no locked
+// accessor): one aligned word, for monitoring only.
+struct paho_heap_info_t {
+    std::size_t current_size;
+    std::size_t max_size;
+};
+using paho_heap_info_fn = paho_heap_info_t* (*)();
+const paho_heap_info_fn paho_heap_info =
+    reinterpret_cast<paho_heap_info_fn>(dlsym(RTLD_DEFAULT, "Heap_get_info"));
+
 // Operation ids travel through Paho as the token's user context.
 void* to_context(op_id op) {
     return reinterpret_cast<void*>(static_cast<std::uintptr_t>(op));
@@ -288,7 +300,9 @@ class paho_upstream final : public upstream {
 
     upstream_stats stats() const override {
         const publish_window_stats w = window_.stats(completed_.load());
-        return {w.inside, w.waiting, w.waiting_bytes, w.refused};
+        upstream_stats out{w.inside, w.waiting, w.waiting_bytes, w.refused, std::nullopt};
+        if (paho_heap_info) out.client_heap_bytes = paho_heap_info()->current_size;
+        return out;
     }
 
     void stop(int timeout_ms) override {

@@ -4,7 +4,8 @@
 // it, without HIGH_PERFORMANCE) records every allocation in a global tree under a mutex. A fan-in
 // faster than Paho's one writing thread grew that queue without bound (10 MB in 12 s, measured
 // with bench/profile-threads 2 S2), and every malloc and free of both threads slowed down as the
-// tree grew: fan-in topped out at a third of what it reaches with the queue kept short.
+// tree grew: fan-in delivered 1.1–2.6× less than with the queue kept short
+// (bench/upstream-window-ab).
 //
 // So at most `max_inflight` publishes are inside Paho at once — handed to it and not yet written
 // (QoS 0) or answered (QoS 1/2). The others wait here in the order they came, up to

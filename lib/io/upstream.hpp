@@ -43,6 +43,9 @@ struct upstream_stats {
     std::size_t waiting = 0;        // waiting for room in the client
     std::size_t waiting_bytes = 0;  // their topics and payloads
     std::uint64_t refused = 0;      // refused: the wait was full (QoS 0 dropped, 1/2 answered)
+    // What the MQTT client's own heap accounting says it holds (Paho C's Heap_get_info, when
+    // the library has it); nullopt when unknown.
+    std::optional<std::size_t> client_heap_bytes;
 };
 
 // Hands one event to the engine (the engine call it stands for), on the app's thread.

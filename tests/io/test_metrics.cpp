@@ -95,6 +95,10 @@ TEST_CASE("metrics: the publishes between the bridge and the MQTT client") {
     CHECK(got.at("mqttws_upstream_publishes_waiting") == 7);
     CHECK(got.at("mqttws_upstream_publishes_waiting_bytes") == 700);
     CHECK(got.at("mqttws_upstream_publishes_refused_total") == 3);
+    CHECK(got.count("mqttws_upstream_client_heap_bytes") == 0);  // unknown: not exported
+    u.client_heap_bytes = 300000;
+    CHECK(samples(render_metrics({}, {}, {}, {}, u)).at("mqttws_upstream_client_heap_bytes") ==
+          300000);
 }
 
 TEST_CASE("metrics: the ack latency histogram is cumulative and ends with +Inf") {
