@@ -107,6 +107,28 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 }
 
 // Releases everything this file started. Safe to call more than once.
+// What a sanitizer build of the bridge prints when it finds something (TSan and UBSan go on
+// running; the reports are only in the log).
+const SANITIZER_REPORT = /WARNING: ThreadSanitizer:|ERROR: (Address|Leak)Sanitizer|: runtime error: /;
+
+// The sanitizer reports in the bridges' logs since the last look, with the lines around them.
+function sanitizerReports() {
+    const found = [];
+    for (const source of logSources) {
+        if (!source.name.startsWith('bridge:')) continue;
+        const from = source.scanned || 0;
+        source.scanned = source.lines.length;
+        for (let i = from; i < source.lines.length; i++) {
+            if (!SANITIZER_REPORT.test(source.lines[i])) continue;
+            found.push(`${source.name}:\n${source.lines.slice(i, i + 40).join('\n')}`);
+            break; // the first report of each bridge is enough to read
+        }
+    }
+    return found;
+}
+
+// Stops everything a test started. Fails (so the suite fails) when a bridge's log holds a
+// sanitizer report: most tests end their bridges with SIGKILL and never look at their exit code.
 async function cleanup() {
     if (process.env.MQTTWS_KEEP_LOGS === '1') {
         for (const source of logSources) {
@@ -130,6 +152,8 @@ async function cleanup() {
         removeDir(dir);
         tempDirs.delete(dir);
     }
+    const reports = sanitizerReports();
+    if (reports.length > 0) throw new Error(`sanitizer report(s) in the bridge's log:\n${reports.join('\n\n')}`);
 }
 
 // Closes every WebSocket client still open and destroys every raw socket (e.g. from an
