@@ -11,6 +11,10 @@
 // - With a window of one and 1 KiB to wait in, a batch of 100 QoS 1 publishes gets some
 //   `rate_limited` answers: each of them is counted in mqttws_upstream_publishes_refused_total,
 //   and the broker receives exactly the ones answered ok.
+// - With a window of one, every device of a bridge stopped with SIGTERM still goes offline at the
+//   broker (the shutdown publishes all their presence at once), and the bridge's status says
+//   stopped. (Here the backlog drains while the clients close; what still waits when the bridge
+//   leaves the broker is handed to Paho past the window, a case this test does not reach.)
 
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
@@ -74,6 +78,31 @@ describe('the window of publishes into the MQTT client', () => {
                 { what: 'mqttws_upstream_publishes_in_client back to 0' });
         });
     }
+
+    it('with --upstream-inflight 1, SIGTERM still takes every device offline at the broker', T, async () => {
+        const clientId = h.uniqueId('mqttws-uw-stop');
+        const bridge = await h.startBridge({ brokerPort: broker.port, clientId, args: ['--upstream-inflight', '1'] });
+        await bridge.waitHealthy();
+        const watcher = await h.oracle(broker.port);
+        await watcher.subscribe('devices/+/presence', { qos: 1 });
+        await watcher.subscribe(`mqttws/${clientId}/status`, { qos: 1 });
+        const DEVICES = 20;
+        const ids = Array.from({ length: DEVICES }, (_, i) => h.uniqueId(`uw-dev${i}`));
+        const presence = (id, online) => (m) => m.topic === `devices/${id}/presence` && m.payload.length > 0 &&
+            JSON.parse(m.payload.toString('utf8')).online === online;
+        for (const id of ids) {
+            const c = await h.connectClient(bridge.url);
+            const auth = await c.request({ type: 'auth', deviceId: id, msgid: 'a' });
+            assert.equal(auth.type, 'auth_response', JSON.stringify(auth));
+        }
+        await Promise.all(ids.map((id) => watcher.next(presence(id, true), h.LONG)));
+
+        const { code } = await bridge.stop('SIGTERM');
+        assert.equal(code, 0);
+        const offline = await Promise.all(ids.map((id) => watcher.next(presence(id, false), h.LONG)));
+        for (const m of offline) assert.equal(JSON.parse(m.payload.toString('utf8')).reason, 'bridge-stopped');
+        await watcher.next((m) => m.topic === `mqttws/${clientId}/status` && JSON.parse(m.payload.toString('utf8')).online === false, h.LONG);
+    });
 
     it('past --upstream-queue-bytes a QoS 1 publish is answered rate_limited, counted, and never published', T, async () => {
         const c = await h.connectClient(tight.url);

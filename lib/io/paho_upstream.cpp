@@ -309,8 +309,12 @@ class paho_upstream final : public upstream {
         if (stopped_.exchange(true)) return;
         try {
             if (client_.is_connected()) {
-                // Paho waits up to timeout_ms for publishes still in flight (the bridge's last
-                // presence and status among them) before it disconnects.
+                // What waits goes to Paho now, past the window: a shutdown publishes every
+                // session's last presence at once, and Paho waits up to timeout_ms for
+                // publishes still in flight (those, and the bridge's status) before it
+                // disconnects.
+                for (publish_upstream& r : window_.take_waiting())
+                    hand_to_paho(std::move(r));
                 disconnect_token_ = client_.disconnect(timeout_ms);
                 disconnect_token_->wait_for(std::chrono::milliseconds(timeout_ms + 500));
             } else {
