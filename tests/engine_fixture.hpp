@@ -416,7 +416,7 @@ class engine_fixture {
                 REQUIRE_MESSAGE(static_cast<bool>(s->frame), "send_frame without a frame");
                 // What the client receives: the recipient's head, then the (shared) frame.
                 const frame_ptr whole =
-                    s->head.empty() ? s->frame : make_frame(s->head + *s->frame);
+                    s->head.empty() ? s->frame : make_frame(s->head.str() + *s->frame);
                 if (stalled_.count(s->to) > 0) env.buffered[s->to] += whole->size();
                 inboxes_[s->to].emplace_back(whole);
             } else if (const auto* sub = std::get_if<subscribe_upstream>(&a)) {

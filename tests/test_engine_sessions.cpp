@@ -766,7 +766,7 @@ TEST_CASE("engine sessions: resume:false clients get no session or seq and share
     REQUIRE(sends.size() == 3);
     const std::string* shared = nullptr;
     for (const send_frame& s : sends) {
-        const json_frame m(mqttws::make_frame(s.head + *s.frame));
+        const json_frame m(mqttws::make_frame(s.head.str() + *s.frame));
         CHECK_FALSE(m.has("seq"));
         if (s.to == q1.id()) {
             CHECK(m.num("qos") == 1);
@@ -824,7 +824,7 @@ TEST_CASE("engine sessions: resumable recipients share a message's bytes, only t
         CHECK(s.head.size() < 64);
         CHECK(s.frame->size() > 500);
     }
-    const std::string* heads[] = {&sends[0].head, &sends[1].head, &sends[2].head};
+    const mqttws::frame_head* heads[] = {&sends[0].head, &sends[1].head, &sends[2].head};
     CHECK(*heads[0] == R"({"type":"message","qos":0,"seq":2,)");
     CHECK(*heads[2] == R"({"type":"message","qos":1,"msgid":1,"seq":2,)");
     // What each client receives is one valid frame.

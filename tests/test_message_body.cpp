@@ -162,8 +162,8 @@ TEST_CASE("message_body: split frames share everything but the recipient's head"
     CHECK(first.shared.get() == second.shared.get());  // rendered once
     CHECK(first.head == R"({"type":"message","qos":1,"msgid":7,"seq":31,)");
     CHECK(second.head == R"({"type":"message","qos":0,"seq":32,"dup":true,)");
-    CHECK(first.head + *first.shared == body.finish(a));
-    const json_frame whole(second.head + *second.shared);
+    CHECK(first.head.str() + *first.shared == body.finish(a));
+    const json_frame whole(second.head.str() + *second.shared);
     CHECK(whole.str("topic") == "room/1");
     CHECK(whole.num("seq") == 32);
     CHECK(whole.json("dup") == "true");
@@ -186,11 +186,11 @@ TEST_CASE("message_body: binary frames put the recipient's fields in a 14-byte h
     const split_frame two = body.binary(f);
     CHECK(one.shared.get() == two.shared.get());
     REQUIRE(one.head.size() == 14);
-    CHECK(one.head[0] == 0x03);                                     // control
-    CHECK(one.head[1] == 0x02);                                     // qos 2, no retain, no dup
-    CHECK(one.head.substr(2, 4) == "\x01\x02\x03\x04"s);            // msgid
-    CHECK(one.head.substr(6, 8) == std::string(7, '\0') + "\x05");  // seq
-    CHECK(two.head.substr(6, 8) == std::string(7, '\0') + "\x06");
+    CHECK(one.head.view()[0] == 0x03);                           // control
+    CHECK(one.head.view()[1] == 0x02);                           // qos 2, no retain, no dup
+    CHECK(one.head.view().substr(2, 4) == "\x01\x02\x03\x04"s);  // msgid
+    CHECK(one.head.view().substr(6, 8) == std::string(7, '\0') + "\x05");  // seq
+    CHECK(two.head.view().substr(6, 8) == std::string(7, '\0') + "\x06");
     // Then timestamp (8), topic length (2), topic, payload.
     const std::string& rest = *one.shared;
     CHECK(rest.substr(0, 8) == std::string(6, '\0') + "\x01\x02");

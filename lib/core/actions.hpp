@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/frame_head.hpp"
 
 namespace mqttws {
 
@@ -30,7 +31,7 @@ struct send_frame {
     bool binary = false;  // a binary WebSocket frame (else text)
     // Bytes of this recipient only, written before `frame` in the same WebSocket frame, so that
     // `frame` can be shared by every recipient (core/message_body.hpp, split_frame).
-    std::string head;
+    frame_head head;
 };
 
 // A WebSocket ping (heartbeat); the pong comes back as engine::client_alive.

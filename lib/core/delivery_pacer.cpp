@@ -40,7 +40,7 @@ class delivery_pacer::session_sink final : public delivery_sink {
 // ---------------------------------------------------------------- frames
 
 void delivery_pacer::send(session& s, out_kind kind, frame_ptr frame, action_list& out, bool binary,
-                          std::string head) {
+                          frame_head head) {
     // Detached: nothing reaches it until a resume. Closing: nothing more is written (what it
     // missed is in its outbox for a resume).
     if (s.connection() == 0 || s.live().closing) return;

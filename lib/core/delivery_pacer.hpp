@@ -46,7 +46,7 @@ class delivery_pacer {
     // ---- frames ----
     // `head`, when given, is written before `frame` in the same WebSocket frame (split_frame).
     void send(session& s, out_kind kind, frame_ptr frame, action_list& out, bool binary = false,
-              std::string head = {});
+              frame_head head = {});
     void send(session& s, out_kind kind, std::string text, action_list& out) {
         send(s, kind, make_frame(std::move(text)), out);
     }

@@ -53,24 +53,30 @@ message_body::message_body(std::string_view frame_type, std::string topic, std::
       max_embed_depth_(max_embed_depth),
       redelivered_(redelivered) {}
 
-std::string message_body::json_head(const delivery_fields& fields) const {
-    std::string out;
-    out.reserve(80);
-    static constexpr const char* starts[] = {R"({"type":"message","qos":)",
-                                             R"({"type":"control","qos":)",
-                                             R"({"type":"command","qos":)"};
-    out += starts[static_cast<int>(kind_)];
-    append_uint(out, fields.qos);
+frame_head message_body::json_head(const delivery_fields& fields) const {
+    frame_head out;
+    switch (kind_) {
+        case kind::message:
+            out.append_literal(R"({"type":"message","qos":)");
+            break;
+        case kind::control:
+            out.append_literal(R"({"type":"control","qos":)");
+            break;
+        case kind::command:
+            out.append_literal(R"({"type":"command","qos":)");
+            break;
+    }
+    out.append_uint(fields.qos);
     if (fields.qos > 0) {
-        out += ",\"msgid\":";
-        append_uint(out, fields.msgid);
+        out.append_literal(",\"msgid\":");
+        out.append_uint(fields.msgid);
     }
     if (fields.seq != 0) {
-        out += ",\"seq\":";
-        append_uint(out, fields.seq);
+        out.append_literal(",\"seq\":");
+        out.append_uint(fields.seq);
     }
-    if (fields.dup || redelivered_) out += ",\"dup\":true";
-    out += ',';
+    if (fields.dup || redelivered_) out.append_literal(",\"dup\":true");
+    out.push_back(',');
     return out;
 }
 
@@ -121,16 +127,20 @@ split_frame message_body::json(const delivery_fields& fields) const {
 }
 
 std::string message_body::finish(const delivery_fields& fields) const {
-    std::string out = json_head(fields);
-    out += *json_rest();
+    const std::string& rest = *json_rest();
+    const frame_head head = json_head(fields);
+    std::string out;
+    out.reserve(head.size() + rest.size());
+    out += head.view();
+    out += rest;
     return out;
 }
 
 split_frame message_body::binary(const delivery_fields& fields) const {
     // Layout: docs/protocol.md, "Binary frames". All integers big-endian.
-    const auto put = [](std::string& out, std::uint64_t v, int bytes) {
+    const auto put = [](auto& out, std::uint64_t v, int bytes) {
         for (int shift = 8 * (bytes - 1); shift >= 0; shift -= 8)
-            out += static_cast<char>((v >> shift) & 0xFF);
+            out.push_back(static_cast<char>((v >> shift) & 0xFF));
     };
     if (!binary_rest_) {
         std::string rest;
@@ -141,8 +151,7 @@ split_frame message_body::binary(const delivery_fields& fields) const {
         rest += payload_;
         binary_rest_ = std::make_shared<const std::string>(std::move(rest));
     }
-    std::string head;
-    head.reserve(14);
+    frame_head head;
     put(head, kind_ == kind::message ? 0x02 : 0x03, 1);
     put(head, (fields.qos & 3u) | (retain_ ? 4u : 0u) | ((fields.dup || redelivered_) ? 8u : 0u),
         1);

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/frame_head.hpp"
+
 namespace mqttws {
 
 // What differs per recipient of one broker message.
@@ -25,7 +27,7 @@ struct delivery_fields {
 // every recipient of the message. The edge writes head + shared as one WebSocket frame, queuing
 // the shared part on every connection without copying it (ws_server_impl.hpp).
 struct split_frame {
-    std::string head;
+    frame_head head;
     std::shared_ptr<const std::string> shared;
 };
 
@@ -68,7 +70,7 @@ class message_body {
     std::size_t size() const { return topic_.size() + payload_.size() + 96; }
 
   private:
-    std::string json_head(const delivery_fields& fields) const;
+    frame_head json_head(const delivery_fields& fields) const;
     const std::shared_ptr<const std::string>& json_rest() const;
 
     enum class kind : std::uint8_t { message, control, command };

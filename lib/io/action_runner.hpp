@@ -26,7 +26,7 @@ class action_runner {
     void run(action_list& actions);
 
   private:
-    void carry_out(send_frame& a) { clients_.send(a.to, a.frame, a.binary, a.head); }
+    void carry_out(send_frame& a) { clients_.send(a.to, a.frame, a.binary, a.head.view()); }
     void carry_out(ping_client& a) { clients_.ping(a.who); }
     void carry_out(close_client& a) { clients_.close(a.who, a.code, a.reason); }
     void carry_out(subscribe_upstream& a) { broker_.subscribe(a); }

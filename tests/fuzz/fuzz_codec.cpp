@@ -137,7 +137,7 @@ void check_binary(std::string_view frame) {
     fields.qos = p->qos;
     fields.msgid = 7;
     const split_frame split = body.binary(fields);
-    const std::string out = split.head + *split.shared;
+    const std::string out = split.head.str() + *split.shared;
     // 24-byte header, then the topic (length at 22..23) and the payload.
     expect(out.size() == 24 + p->topic.size() + p->payload.size(), "binary frame size", out);
     const std::size_t topic_len =
@@ -156,7 +156,7 @@ void check_message_body(std::string_view payload, bool retain) {
     fields.dup = retain;
     const std::string frame = body.finish(fields);
     const split_frame split = body.json(fields);
-    expect(split.head + *split.shared == frame, "split frame equals the whole frame", frame);
+    expect(split.head.str() + *split.shared == frame, "split frame equals the whole frame", frame);
     rapidjson::Document doc;
     parse_frame(frame, doc);
 
