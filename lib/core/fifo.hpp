@@ -1,14 +1,21 @@
-// A first-in-first-out queue on a std::vector that allocates nothing until the first push.
+// A first-in-first-out queue in a ring of slots that allocates nothing until the first push.
 //
 // Each session keeps a few queues (its delivery history, its backlog, its recent QoS 2
 // msgids) that stay empty for most idle connections; libstdc++'s std::deque allocates ~600
-// bytes at construction, which for 10,000 idle connections is 6 MB for nothing. Popping moves a
-// head index; the consumed front is reclaimed when it is half the storage.
+// bytes at construction, which for 10,000 idle connections is 6 MB for nothing.
+//
+// A ring rather than a vector that is compacted from time to time: a session's history is a
+// queue of constant length (one in, one out per delivery), and a compacted vector held up to
+// twice that length and moved all of it every time the consumed half was reclaimed. At 10,000
+// subscribers with the default history of 1,000 deliveries that was ~80 KB per session; the ring
+// holds at most the next power of two (docs/benchmarks.md, "The engine's cost per delivery").
+// The ring doubles when full; it never shrinks, as the vector did not.
 //
 // Thread safety: none (a plain container).
 #pragma once
 
 #include <cstddef>
+#include <iterator>
 #include <utility>
 #include <vector>
 
@@ -17,33 +24,70 @@ namespace mqttws {
 template <class T>
 class fifo {
   public:
-    bool empty() const { return head_ == items_.size(); }
-    std::size_t size() const { return items_.size() - head_; }
+    bool empty() const { return size_ == 0; }
+    std::size_t size() const { return size_; }
+    T& front() { return slots_[head_]; }
+    const T& front() const { return slots_[head_]; }
 
-    T& front() { return items_[head_]; }
-    const T& front() const { return items_[head_]; }
-
-    void push_back(T value) { items_.push_back(std::move(value)); }
-
+    void push_back(T value) {
+        if (size_ == slots_.size()) grow();
+        slots_[slot(size_)] = std::move(value);
+        ++size_;
+    }
     void pop_front() {
-        items_[head_] = T{};  // release what it holds now, not at the next compaction
-        if (++head_ == items_.size()) {
-            items_.clear();
-            head_ = 0;
-        } else if (head_ * 2 >= items_.size()) {
-            items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
-            head_ = 0;
-        }
+        slots_[head_] = T{};  // release what it holds now, not when the slot is reused
+        head_ = slot(1);
+        if (--size_ == 0) head_ = 0;
     }
 
-    auto begin() { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
-    auto end() { return items_.end(); }
-    auto begin() const { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
-    auto end() const { return items_.end(); }
+    // Oldest first.
+    template <class Fifo, class Value>
+    class basic_iterator {
+      public:
+        using iterator_category = std::forward_iterator_tag;
+        using value_type = T;
+        using difference_type = std::ptrdiff_t;
+        using pointer = Value*;
+        using reference = Value&;
+
+        basic_iterator(Fifo* queue, std::size_t index) : queue_(queue), index_(index) {}
+        reference operator*() const { return queue_->slots_[queue_->slot(index_)]; }
+        pointer operator->() const { return &**this; }
+        basic_iterator& operator++() {
+            ++index_;
+            return *this;
+        }
+        bool operator==(const basic_iterator& other) const { return index_ == other.index_; }
+        bool operator!=(const basic_iterator& other) const { return index_ != other.index_; }
+
+      private:
+        Fifo* queue_;
+        std::size_t index_;  // 0 is the front
+    };
+    using iterator = basic_iterator<fifo, T>;
+    using const_iterator = basic_iterator<const fifo, const T>;
+
+    iterator begin() { return {this, 0}; }
+    iterator end() { return {this, size_}; }
+    const_iterator begin() const { return {this, 0}; }
+    const_iterator end() const { return {this, size_}; }
 
   private:
-    std::vector<T> items_;
-    std::size_t head_ = 0;
+    // The slot of the item `index` places after the front (the ring's size is a power of two).
+    std::size_t slot(std::size_t index) const { return (head_ + index) & (slots_.size() - 1); }
+
+    // Twice the slots (at first 4), the items moved to the front of them in order.
+    void grow() {
+        std::vector<T> bigger(slots_.empty() ? 4 : 2 * slots_.size());
+        for (std::size_t i = 0; i < size_; ++i)
+            bigger[i] = std::move(slots_[slot(i)]);
+        slots_.swap(bigger);
+        head_ = 0;
+    }
+
+    std::vector<T> slots_;  // empty, or a power of two of them
+    std::size_t head_ = 0;  // the front's slot
+    std::size_t size_ = 0;
 };
 
 }  // namespace mqttws
