@@ -70,13 +70,25 @@ class mailbox {
     std::vector<Item> batch_;  // being run (the receiving thread's)
 };
 
-// A connection's bytes not written yet, as the engine reads them: `posted` by the app's thread
-// and not taken by the I/O thread yet, and `queued` on the socket when the I/O thread last looked.
-struct unwritten_bytes {
-    std::atomic<std::size_t> posted{0};
+// What a connection's I/O thread tells the app's thread about its bytes: how many of the bytes
+// posted to it (sends and pongs) it has taken so far, and how many its socket still held when it
+// last looked. Only the I/O thread writes here, and on a cache line of its own: a delivery costs
+// the line one trip to the app's thread when the engine next reads it, not a tug of war between
+// two threads adding to and taking from one counter.
+struct alignas(64) io_progress {
+    std::atomic<std::size_t> taken{0};
     std::atomic<std::size_t> queued{0};
-    std::size_t total() const {
-        return posted.load(std::memory_order_relaxed) + queued.load(std::memory_order_relaxed);
+};
+
+// The app's thread's view of one connection: what it posted in all, and the I/O thread's
+// progress. Unwritten: posted and not taken yet, plus what the socket holds. `taken` never passes
+// `posted` (it counts only what was posted before), so a stale read only overestimates.
+struct link_state {
+    std::shared_ptr<io_progress> progress;
+    std::size_t posted = 0;
+    std::size_t unwritten() const {
+        return posted - progress->taken.load(std::memory_order_relaxed) +
+               progress->queued.load(std::memory_order_relaxed);
     }
 };
 
@@ -86,9 +98,10 @@ struct link_command {
     kind what = kind::call;
     connection_id who = 0;
     frame_ptr frame;                       // send
+    frame_head head;                       // send (inline: no allocation per delivery)
     bool binary = false;                   // send
     close_code code{};                     // close
-    std::string text;                      // send: the head; close: the reason; pong: the payload
+    std::string text;                      // close: the reason; pong: the payload
     std::function<void(ws_server&)> call;  // call
 };
 
@@ -96,7 +109,7 @@ using app_call = std::function<void()>;
 
 // What a send or a pong adds to the connection's unwritten bytes (frame headers aside).
 std::size_t counted_bytes(const link_command& c) {
-    return (c.frame ? c.frame->size() : 0) + c.text.size();
+    return (c.frame ? c.frame->size() : 0) + c.head.size() + c.text.size();
 }
 
 std::int64_t now_us() {
@@ -122,7 +135,7 @@ struct io_threads::impl {
         void carry_out(link_command& c) {
             switch (c.what) {
                 case link_command::kind::send:
-                    server->send(c.who, c.frame, c.binary, c.text);
+                    server->send(c.who, c.frame, c.binary, c.head.view());
                     taken(c);
                     return;
                 case link_command::kind::close:
@@ -145,11 +158,13 @@ struct io_threads::impl {
         void taken(const link_command& c) {
             const auto it = links.find(c.who);
             if (it == links.end()) return;
-            it->second->posted.fetch_sub(counted_bytes(c), std::memory_order_relaxed);
-            note_queued(c.who, *it->second);
+            io_progress& p = *it->second;
+            p.taken.store(p.taken.load(std::memory_order_relaxed) + counted_bytes(c),
+                          std::memory_order_relaxed);  // this thread is the only writer
+            note_queued(c.who, p);
         }
 
-        void note_queued(connection_id id, unwritten_bytes& bytes) {
+        void note_queued(connection_id id, io_progress& bytes) {
             const std::size_t queued = server->buffered_bytes(id);
             bytes.queued.store(queued, std::memory_order_relaxed);
             if (queued == 0) return;
@@ -177,6 +192,20 @@ struct io_threads::impl {
             });
         }
 
+        // An event for the app's thread. Events are gathered while this thread runs what is
+        // ready (the frames of every socket one epoll round found readable, say) and handed over
+        // in one batch, in order: with QoS 1 a thousand subscribers' acks then cost the app's
+        // thread one wake-up, not one each.
+        void tell_app(app_call call) {
+            for_app.push_back(std::move(call));
+            if (for_app_posted) return;
+            for_app_posted = true;
+            asio::post(io, [this] {
+                for_app_posted = false;
+                owner.to_app.push_all(for_app);
+            });
+        }
+
         // Every 500 ms: how long a post waits before it runs, on this thread (and, from thread
         // 0, on the app's thread).
         void schedule_probe() {
@@ -201,8 +230,10 @@ struct io_threads::impl {
         std::atomic<std::size_t> connections{0};
         std::atomic<std::int64_t> lag_us{0};
         // The I/O thread's own:
-        std::unordered_map<connection_id, std::shared_ptr<unwritten_bytes>> links;
+        std::unordered_map<connection_id, std::shared_ptr<io_progress>> links;
         std::unordered_set<connection_id> backlogged;  // their sockets hold unwritten bytes
+        std::vector<app_call> for_app;                 // events not handed to the app yet
+        bool for_app_posted = false;
         asio::steady_timer refresh;
         bool refresh_armed = false;
         asio::steady_timer probe;
@@ -243,33 +274,35 @@ struct io_threads::impl {
     ws_server::handlers handlers_for(worker& w) {
         ws_server::handlers h;
         h.on_open = [this, &w](connection_id id, std::string remote, handshake_credentials c) {
-            auto bytes = std::make_shared<unwritten_bytes>();
+            auto bytes = std::make_shared<io_progress>();
             w.links.emplace(id, bytes);
             w.connections.fetch_add(1, std::memory_order_relaxed);
-            to_app.push([this, id, remote = std::move(remote), c = std::move(c), bytes]() mutable {
-                links.emplace(id, std::move(bytes));
+            w.tell_app([this, id, remote = std::move(remote), c = std::move(c), bytes]() mutable {
+                links.emplace(id, link_state{std::move(bytes)});
                 on_app.on_open(id, std::move(remote), std::move(c));
             });
         };
-        h.on_text = [this](connection_id id, std::string_view text) {
-            to_app.push([this, id, text = std::string(text)] { on_app.on_text(id, text); });
+        h.on_text = [this, &w](connection_id id, std::string_view text) {
+            w.tell_app([this, id, text = std::string(text)] { on_app.on_text(id, text); });
         };
-        h.on_binary = [this](connection_id id, std::string_view data) {
-            to_app.push([this, id, data = std::string(data)] { on_app.on_binary(id, data); });
+        h.on_binary = [this, &w](connection_id id, std::string_view data) {
+            w.tell_app([this, id, data = std::string(data)] { on_app.on_binary(id, data); });
         };
         h.on_close = [this, &w](connection_id id, const close_info& info) {
             w.links.erase(id);
             w.backlogged.erase(id);
             w.connections.fetch_sub(1, std::memory_order_relaxed);
-            to_app.push([this, id, info] {
+            w.tell_app([this, id, info] {
                 on_app.on_close(id, info);
                 links.erase(id);
             });
         };
-        h.on_alive = [this](connection_id id) { to_app.push([this, id] { on_app.on_alive(id); }); };
+        h.on_alive = [this, &w](connection_id id) {
+            w.tell_app([this, id] { on_app.on_alive(id); });
+        };
         // The engine decides whether a ping is answered; the pong follows from here.
         h.on_ping = [this, &w](connection_id id, std::string_view payload) {
-            to_app.push([this, &w, id, payload = std::string(payload)]() mutable {
+            w.tell_app([this, &w, id, payload = std::string(payload)]() mutable {
                 if (!on_app.on_ping(id, payload)) return;
                 link_command c;
                 c.what = link_command::kind::pong;
@@ -282,7 +315,7 @@ struct io_threads::impl {
         };
         h.on_http_later = [this, &w](const http_request& request,
                                      std::function<void(http_response)> respond) {
-            to_app.push([this, &w, request, respond = std::move(respond)]() mutable {
+            w.tell_app([this, &w, request, respond = std::move(respond)]() mutable {
                 link_command c;
                 c.call = [r = on_app.on_http(request), respond = std::move(respond)](ws_server&) {
                     respond(r);
@@ -301,7 +334,7 @@ struct io_threads::impl {
     void post_counted(link_command c, worker& w) {
         const auto it = links.find(c.who);
         if (it == links.end()) return;  // closed
-        it->second->posted.fetch_add(counted_bytes(c), std::memory_order_relaxed);
+        it->second.posted += counted_bytes(c);
         w.outgoing.push_back(std::move(c));
     }
 
@@ -337,7 +370,7 @@ struct io_threads::impl {
     mailbox<app_call> to_app;
     std::vector<std::unique_ptr<worker>> workers;
     // The app thread's own: each open connection's unwritten bytes.
-    std::unordered_map<connection_id, std::shared_ptr<unwritten_bytes>> links;
+    std::unordered_map<connection_id, link_state> links;
     listen_endpoint bound;
     std::atomic<std::int64_t> app_lag_us{0};
     bool running = false;
@@ -389,7 +422,7 @@ void io_threads::send(connection_id to, const frame_ptr& frame, bool binary,
     c.who = to;
     c.frame = frame;
     c.binary = binary;
-    c.text = head;
+    c.head = frame_head(head);
     impl_->post_counted(std::move(c), impl_->owner_of(to));
 }
 
@@ -411,7 +444,7 @@ void io_threads::ping(connection_id who) {
 
 std::size_t io_threads::buffered_bytes(connection_id who) const {
     const auto it = impl_->links.find(who);
-    return it == impl_->links.end() ? 0 : it->second->total();
+    return it == impl_->links.end() ? 0 : it->second.unwritten();
 }
 
 std::size_t io_threads::connection_count() const {
@@ -420,8 +453,8 @@ std::size_t io_threads::connection_count() const {
 
 connection_counters io_threads::totals() const {
     connection_counters c = impl_->ledger->totals();
-    for (const auto& [id, bytes] : impl_->links)
-        c.buffered_bytes += bytes->total();
+    for (const auto& [id, link] : impl_->links)
+        c.buffered_bytes += link.unwritten();
     return c;
 }
 
