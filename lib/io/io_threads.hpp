@@ -3,14 +3,15 @@
 // and reads, frames, encrypts and writes for the connections it accepted.
 //
 // Everything else stays on the app's thread, which owns the engine: each event of a connection
-// (open, frame, ping, close) is posted there in the order it happened, and what the engine sends
-// a connection is posted back to the connection's thread in the order it was sent: one batch per
-// thread for everything one engine event sent (flush()), so that a broadcast to thousands of
-// clients costs each thread one wake-up. So sessions,
-// subscriptions, resume (a reconnect may land on any thread), ordering and the one upstream
-// connection behave exactly as with one thread; what spreads over the cores is the sockets'
-// work, most of the bridge's CPU (system calls, WebSocket framing, TLS). A broadcast frame is
-// encoded once and shared, read-only, by every thread that writes it.
+// (open, frame, ping, close) is posted there in the order it happened, gathered over one round of
+// the I/O thread's ready work so that many clients' acks cost the app one wake-up. What the
+// engine sends a connection is posted back to the connection's thread in the order it was sent:
+// one batch per thread for everything one engine event sent (flush()), so that a broadcast to
+// thousands of clients costs each thread one wake-up. So sessions, subscriptions, resume (a
+// reconnect may land on any thread), ordering and the one upstream connection behave exactly as
+// with one thread; what spreads over the cores is the sockets' work, most of the bridge's CPU
+// (system calls, WebSocket framing, TLS). A broadcast frame is encoded once and shared,
+// read-only, by every thread that writes it.
 //
 // The engine's flow control reads each connection's unwritten bytes (buffered_bytes): what it
 // posted and its thread has not taken yet, plus what that thread last saw queued on the socket.
