@@ -309,7 +309,7 @@ struct io_threads::impl {
                 c.who = id;
                 c.text = std::move(payload);
                 post_counted(std::move(c), w);
-                flush();
+                flush_soon();
             });
             return false;
         };
@@ -343,6 +343,19 @@ struct io_threads::impl {
             w->inbox.push_all(w->outgoing);
     }
 
+    // The app asks for a flush after each event; it happens once the app's thread has run what
+    // is ready (e.g. every event of one batch from the I/O threads: several publishes of a burst).
+    // An I/O thread then gets the frames of those events for one connection in one drain, and
+    // websocketpp writes frames queued in one handler with one system call.
+    void flush_soon() {
+        if (flush_posted) return;
+        flush_posted = true;
+        asio::post(app_io, [this] {
+            flush_posted = false;
+            flush();
+        });
+    }
+
     void post(connection_id id, link_command c) { owner_of(id).outgoing.push_back(std::move(c)); }
 
     // Runs `f` on every I/O thread and waits for all of them (rare: shutdown, TLS reload).
@@ -374,6 +387,7 @@ struct io_threads::impl {
     listen_endpoint bound;
     std::atomic<std::int64_t> app_lag_us{0};
     bool running = false;
+    bool flush_posted = false;  // a flush_soon() is on its way
 };
 
 io_threads::io_threads(asio::io_context& app_io, std::size_t threads, ws_server_options options,
@@ -467,7 +481,7 @@ std::optional<std::string> io_threads::reload_tls() {
 }
 
 void io_threads::flush() {
-    impl_->flush();
+    impl_->flush_soon();
 }
 
 std::vector<io_thread_stats> io_threads::thread_stats() const {

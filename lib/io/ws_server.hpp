@@ -124,7 +124,8 @@ class client_io : public client_links {
     virtual std::optional<std::string> reload_tls() = 0;
     virtual std::vector<io_thread_stats> thread_stats() const { return {}; }
     // Hands what send(), close() and ping() queued since the last flush to the threads that
-    // write it (io_threads; a ws_server writes at once). The app calls it after each event.
+    // write it (io_threads, once the app's thread has run what is ready; a ws_server writes at
+    // once). The app calls it after each event.
     virtual void flush() {}
 };
 
