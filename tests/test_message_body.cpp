@@ -4,6 +4,7 @@
 #include <rapidjson/document.h>
 
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "core/message_body.hpp"
@@ -173,6 +174,26 @@ TEST_CASE("message_body: split frames share everything but the recipient's head"
     // The whole qos 0 frame without a seq is shared too, and says the same.
     CHECK(json_frame(*body.shared_qos0()).json("payload") == R"({"t":21})");
     CHECK(body.shared_qos0().get() == body.shared_qos0().get());
+}
+
+TEST_CASE("message_body: the longest head fits its inline buffer and makes a valid frame") {
+    // A command (the longest type name ties with "message"), QoS 2, the largest msgid and seq,
+    // dup: 93 bytes, frame_head holds 96.
+    const auto body =
+        message_body::command("dev/1/cmd", R"("name":"reboot")", 1700000000000, "c-1");
+    delivery_fields f;
+    f.qos = 2;
+    f.msgid = std::numeric_limits<std::uint64_t>::max();
+    f.seq = std::numeric_limits<std::uint64_t>::max();
+    f.dup = true;
+    const split_frame frame = body->json(f);
+    CHECK(frame.head.size() == 93);
+    CHECK(frame.head.size() <= mqttws::frame_head::capacity);
+    const json_frame whole(frame.head.str() + *frame.shared);
+    CHECK(whole.str("type") == "command");
+    CHECK(whole.json("msgid") == "18446744073709551615");
+    CHECK(whole.json("seq") == "18446744073709551615");
+    CHECK(whole.json("dup") == "true");
 }
 
 TEST_CASE("message_body: binary frames put the recipient's fields in a 14-byte head") {
