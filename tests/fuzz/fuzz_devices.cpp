@@ -41,7 +41,7 @@ void check_frames(const action_list& out) {
     for (const auto& a : out) {
         const auto* s = std::get_if<send_frame>(&a);
         if (s == nullptr || s->binary) continue;
-        const std::string whole = s->head + *s->frame;
+        const std::string whole = s->head.str() + *s->frame;
         rapidjson::Document doc;
         doc.Parse(whole.data(), whole.size());
         if (doc.HasParseError() || !doc.IsObject() || !is_valid_utf8(whole)) {
