@@ -35,6 +35,7 @@
 #include "core/actions.hpp"
 #include "core/engine.hpp"
 #include "core/platform.hpp"
+#include "fixed_platform.hpp"
 
 namespace mqttws::test {
 
@@ -45,14 +46,7 @@ class fake_platform final : public platform {
     std::int64_t steady_ms() const override { return steady; }
     std::int64_t wall_ms() const override { return wall; }
     // 2n lowercase hex digits of a counter: "000000000001", "000000000002", ... for n = 6.
-    std::string random_hex(std::size_t n) override {
-        ++random_calls;
-        std::string out(2 * n, '0');
-        std::uint64_t v = random_calls;
-        for (std::size_t i = out.size(); i > 0 && v != 0; --i, v >>= 4)
-            out[i - 1] = "0123456789abcdef"[v & 15];
-        return out;
-    }
+    std::string random_hex(std::size_t n) override { return counter_hex(n, ++random_calls); }
     // What each connection's socket still holds: 0 unless a test says otherwise (a client that
     // reads everything at once).
     std::size_t buffered_bytes(connection_id id) const override {

@@ -23,28 +23,10 @@
 #include <string>
 #include <variant>
 
+#include "../../tests/fixed_platform.hpp"
 #include "core/engine.hpp"
-#include "core/platform.hpp"
 
 namespace {
-
-// A clock that moves only when told to (timeouts never fire), and sockets that take everything.
-class bench_platform final : public mqttws::platform {
-  public:
-    std::int64_t steady_ms() const override { return now; }
-    std::int64_t wall_ms() const override { return 1'700'000'000'000 + now; }
-    std::string random_hex(std::size_t n) override {
-        std::string out(2 * n, '0');
-        std::uint64_t v = ++counter;
-        for (std::size_t i = out.size(); i > 0 && v != 0; --i, v >>= 4)
-            out[i - 1] = "0123456789abcdef"[v & 15];
-        return out;
-    }
-    std::size_t buffered_bytes(mqttws::connection_id) const override { return 0; }
-
-    std::int64_t now = 1'000'000;
-    std::uint64_t counter = 0;
-};
 
 struct options {
     std::size_t subscribers = 1000;
@@ -107,7 +89,7 @@ struct action_counter {
 
 int main(int argc, char** argv) {
     const options o = parse(argc, argv);
-    bench_platform env;
+    mqttws::test::fixed_platform env;  // the clock stands still: no timeout fires
     const mqttws::engine_config config;
     mqttws::engine core(config, env);
     mqttws::action_list actions;

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "../fixed_platform.hpp"
 #include "core/engine.hpp"
 #include "core/text.hpp"
 
@@ -21,21 +22,7 @@ namespace {
 
 using namespace mqttws;
 
-class fixed_platform final : public platform {
-  public:
-    std::int64_t steady_ms() const override { return now; }
-    std::int64_t wall_ms() const override { return 1'700'000'000'000 + now; }
-    std::string random_hex(std::size_t n) override {
-        std::string out(2 * n, '0');
-        std::uint64_t v = ++calls;
-        for (std::size_t i = out.size(); i > 0 && v != 0; --i, v >>= 4)
-            out[i - 1] = "0123456789abcdef"[v & 15];
-        return out;
-    }
-    std::size_t buffered_bytes(connection_id) const override { return 0; }
-    std::int64_t now = 1'000'000;
-    std::uint64_t calls = 0;
-};
+using test::fixed_platform;
 
 void check_frames(const action_list& out) {
     for (const auto& a : out) {
