@@ -19,7 +19,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <variant>
 
@@ -63,19 +62,17 @@ options parse(int argc, char** argv) {
     return o;
 }
 
-// Counts what an event asked for, as the app would carry it out; answers the upstream
-// subscriptions at once.
+// Counts the frames an event sent, and notes the upstream subscriptions it asked for (main
+// answers them), then drops the actions as the app would after carrying them out.
 struct action_counter {
     std::size_t frames = 0;
-    std::size_t frame_bytes = 0;
     std::vector<mqttws::op_id> subscribes;
     std::uint32_t subscription_id = 0;  // of the topic's upstream subscription (MQTT v5)
 
     void take(mqttws::action_list& actions) {
         for (auto& a : actions) {
-            if (auto* f = std::get_if<mqttws::send_frame>(&a)) {
+            if (std::holds_alternative<mqttws::send_frame>(a)) {
                 ++frames;
-                frame_bytes += f->head.size() + f->frame->size();
             } else if (auto* s = std::get_if<mqttws::subscribe_upstream>(&a)) {
                 subscribes.push_back(s->op);
                 subscription_id = s->subscription_id;
