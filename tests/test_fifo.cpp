@@ -72,3 +72,43 @@ TEST_CASE("fifo: items are changed in place through the iterator") {
         v *= 10;
     CHECK(contents(q) == std::vector<int>{0, 10, 20, 30, 40});
 }
+
+TEST_CASE("fifo: pop_push takes the front and appends, full or not") {
+    fifo<int> q;
+    for (int i = 0; i < 3; ++i)
+        q.push_back(i);  // 3 of 4 slots
+    CHECK(q.pop_push(3) == 0);
+    CHECK(contents(q) == std::vector<int>{1, 2, 3});
+    q.push_back(4);  // every slot in use: the front's slot becomes the back's
+    for (int next = 5; next < 40; ++next) {
+        CHECK(q.pop_push(next) == next - 4);
+        CHECK(contents(q) == std::vector<int>{next - 3, next - 2, next - 1, next});
+    }
+    q.push_back(40);  // grows, in order, from a front in the middle of the slots
+    CHECK(contents(q) == std::vector<int>{36, 37, 38, 39, 40});
+}
+
+TEST_CASE("fifo: with an expected length the ring stops growing there, and wraps at it") {
+    fifo<std::shared_ptr<int>> q(5);
+    for (int i = 0; i < 5; ++i)
+        q.push_back(std::make_shared<int>(i));
+    CHECK(q.capacity() == 5);  // 4 slots, then 5 (not 8)
+    auto newest = std::make_shared<int>(5);
+    for (int i = 5; i < 23; ++i) {
+        newest = std::make_shared<int>(i);
+        const auto oldest = q.pop_push(newest);
+        CHECK(*oldest == i - 5);
+        CHECK(oldest.use_count() == 1);  // the ring holds no copy of what it handed back
+        CHECK(*q.front() == i - 4);
+    }
+    CHECK(q.size() == 5);
+    CHECK(newest.use_count() == 2);
+    std::vector<int> seen;
+    for (const auto& p : q)
+        seen.push_back(*p);
+    CHECK(seen == std::vector<int>{18, 19, 20, 21, 22});
+    q.push_back(std::make_shared<int>(23));  // past the expectation it still grows
+    CHECK(q.size() == 6);
+    CHECK(q.capacity() == 10);
+    CHECK(*q.front() == 18);
+}

@@ -8,8 +8,10 @@
 // queue of constant length (one in, one out per delivery), and a compacted vector held up to
 // twice that length and moved all of it every time the consumed half was reclaimed. At 10,000
 // subscribers with the default history of 1,000 deliveries that was ~80 KB per session; the ring
-// holds at most the next power of two (docs/benchmarks.md, "The engine's cost per delivery").
-// The ring doubles when full; it never shrinks, as the vector did not.
+// holds exactly the history's length (docs/benchmarks.md, "The engine's cost per delivery").
+// The ring doubles when full, up to the length the owner expects to keep (`expected_length`,
+// e.g. the history's length) and only past it when it must; it never shrinks, as the vector did
+// not. At that length a queue kept full replaces its oldest item in place (`pop_push`).
 //
 // Thread safety: none (a plain container).
 #pragma once
@@ -24,8 +26,14 @@ namespace mqttws {
 template <class T>
 class fifo {
   public:
+    fifo() = default;
+    // A queue that will hold at most about `expected_length` items: its ring grows to exactly
+    // that many slots (not the next power of two), so that pop_push() touches one slot.
+    explicit fifo(std::size_t expected_length) : expected_length_(expected_length) {}
+
     bool empty() const { return size_ == 0; }
     std::size_t size() const { return size_; }
+    std::size_t capacity() const { return slots_.size(); }  // slots allocated
     T& front() { return slots_[head_]; }
     const T& front() const { return slots_[head_]; }
 
@@ -38,6 +46,23 @@ class fifo {
         slots_[head_] = T{};  // release what it holds now, not when the slot is reused
         head_ = slot(1);
         if (--size_ == 0) head_ = 0;
+    }
+
+    // pop_front() and push_back(value) in one step (the queue must not be empty); returns the
+    // item taken from the front. When every slot is in use, the front's slot becomes the back's:
+    // a queue of constant length (a session's history) then touches one slot per item, not two,
+    // and with thousands of sessions each of those is a cache miss.
+    T pop_push(T value) {
+        T oldest = std::move(slots_[head_]);
+        if (size_ == slots_.size()) {
+            slots_[head_] = std::move(value);
+            head_ = slot(1);
+        } else {
+            slots_[head_] = T{};
+            head_ = slot(1);
+            slots_[slot(size_ - 1)] = std::move(value);
+        }
+        return oldest;
     }
 
     // Oldest first.
@@ -73,21 +98,28 @@ class fifo {
     const_iterator end() const { return {this, size_}; }
 
   private:
-    // The slot of the item `index` places after the front (the ring's size is a power of two).
-    std::size_t slot(std::size_t index) const { return (head_ + index) & (slots_.size() - 1); }
+    // The slot of the item `index` (at most size_) places after the front.
+    std::size_t slot(std::size_t index) const {
+        const std::size_t s = head_ + index;
+        return s >= slots_.size() ? s - slots_.size() : s;
+    }
 
-    // Twice the slots (at first 4), the items moved to the front of them in order.
+    // Twice the slots (at first 4), but no more than expected_length_ unless already there; the
+    // items moved to the front of them in order.
     void grow() {
-        std::vector<T> bigger(slots_.empty() ? 4 : 2 * slots_.size());
+        std::size_t more = slots_.empty() ? 4 : 2 * slots_.size();
+        if (slots_.size() < expected_length_ && more > expected_length_) more = expected_length_;
+        std::vector<T> bigger(more);
         for (std::size_t i = 0; i < size_; ++i)
             bigger[i] = std::move(slots_[slot(i)]);
         slots_.swap(bigger);
         head_ = 0;
     }
 
-    std::vector<T> slots_;  // empty, or a power of two of them
+    std::vector<T> slots_;
     std::size_t head_ = 0;  // the front's slot
     std::size_t size_ = 0;
+    std::size_t expected_length_ = 0;  // 0: no expectation (the ring doubles)
 };
 
 }  // namespace mqttws

@@ -104,10 +104,13 @@ std::optional<std::int64_t> outbox::next_resend() const {
 
 void outbox::remember(const delivery& d) {
     if (limits_.history_messages == 0) return;
-    history_.push_back(d);
     history_bytes_ += d.body->size();
-    while (history_.size() > limits_.history_messages ||
-           (history_bytes_ > limits_.history_bytes && history_.size() > 1)) {
+    if (history_.size() < limits_.history_messages) {
+        history_.push_back(d);
+    } else {
+        history_bytes_ -= history_.pop_push(d).body->size();  // the oldest makes room
+    }
+    while (history_bytes_ > limits_.history_bytes && history_.size() > 1) {
         history_bytes_ -= history_.front().body->size();
         history_.pop_front();
     }

@@ -72,7 +72,7 @@ class delivery_sink {
 
 class outbox {
   public:
-    explicit outbox(outbox_limits limits) : limits_(limits) {}
+    explicit outbox(outbox_limits limits) : limits_(limits), history_(limits.history_messages) {}
 
     // Records a delivery and, when connected and allowed, sends it.
     void push(std::shared_ptr<const message_body> body, std::uint8_t qos, delivery_style style,
