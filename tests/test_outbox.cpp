@@ -2,6 +2,7 @@
 // clock value, never by sleeping), and replay on resume.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@ struct sent {
     std::uint64_t msgid;
     std::uint8_t qos;
     bool dup;
+    delivery_style style;
 };
 
 // A sink that records what it is sent. `room`: whether the client is under its budget;
@@ -27,7 +29,7 @@ struct recorder final : delivery_sink {
     std::uint64_t position = 0;
     std::uint64_t written_total = 0;
     std::uint64_t send(const delivery& d, bool dup) override {
-        frames.push_back({d.seq, d.msgid, d.qos, dup});
+        frames.push_back({d.seq, d.msgid, d.qos, dup, d.style});
         position += 10;
         return position;
     }
@@ -212,6 +214,54 @@ TEST_CASE(
     REQUIRE(r.frames.size() == 1);  // QoS 0 in the gap are lost; the QoS 1 one is not
     CHECK(r.frames[0].msgid == 1);
     CHECK(r.frames[0].dup);
+}
+
+TEST_CASE("a resume after the history wrapped replays what it kept, each as it was delivered") {
+    // The history keeps no seq per entry (its front's, plus the place) and packs the style: the
+    // replay must still give each delivery its own seq, msgid, QoS and style.
+    outbox_limits limits = small_window(100);
+    limits.history_messages = 4;
+    limits.history_bytes = 1000;
+    outbox box(limits);
+    recorder r;
+    box.disconnect();
+    const auto style_of = [](int i) {
+        return delivery_style{i % 3 == 0, static_cast<std::uint16_t>(i), 1000u * i};
+    };
+    for (int i = 1; i <= 11; ++i)  // seq 1..11; QoS 1 for even seqs (msgid 1..5)
+        box.push(body(), i % 2 == 0 ? 1 : 0, style_of(i), 0, r.fn());
+    // Kept: seq 8..11 (the ring wrapped twice). A byte-bounded pop moves the front too.
+    CHECK_FALSE(box.can_resume_from(6));
+    REQUIRE(box.can_resume_from(7));
+    box.push(body(std::string(900, 'b')), 0, style_of(12), 0, r.fn());  // seq 12: 8..11 leave
+    CHECK(box.history_size() == 1);
+    CHECK_FALSE(box.can_resume_from(10));
+    REQUIRE(box.can_resume_from(11));
+
+    outbox again(limits);
+    again.disconnect();
+    for (int i = 1; i <= 11; ++i)
+        again.push(body(), i % 2 == 0 ? 1 : 0, style_of(i), 0, r.fn());
+    r.frames.clear();
+    // Saw up to 8: 9 and 11 (QoS 0) are replayed from the history; 10 (QoS 1) was never sent
+    // and follows the older QoS 1 ones out of the backlog.
+    again.reconnect(8, 0, r.fn());
+    std::vector<sent> replayed;
+    for (const auto& f : r.frames)
+        if (f.seq > 8) replayed.push_back(f);
+    std::sort(replayed.begin(), replayed.end(),
+              [](const sent& a, const sent& b) { return a.seq < b.seq; });
+    REQUIRE(replayed.size() == 3);
+    for (std::size_t k = 0; k < 3; ++k) {
+        const int seq = 9 + static_cast<int>(k);
+        CAPTURE(seq);
+        CHECK(replayed[k].seq == static_cast<std::uint64_t>(seq));
+        CHECK(replayed[k].qos == (seq % 2 == 0 ? 1 : 0));
+        CHECK(replayed[k].msgid == (seq % 2 == 0 ? static_cast<std::uint64_t>(seq / 2) : 0));
+        CHECK(replayed[k].style.binary == (seq % 3 == 0));
+        CHECK(replayed[k].style.batch_max == seq);
+        CHECK(replayed[k].style.batch_delay_ms == 1000u * static_cast<std::uint32_t>(seq));
+    }
 }
 
 TEST_CASE("history is bounded by bytes as well as by count") {

@@ -44,7 +44,7 @@ void outbox::resend_due(std::int64_t now, delivery_sink& sink) {
 bool outbox::can_resume_from(std::uint64_t last_seq) const {
     if (last_seq > last_seq_ || last_seq < shed_up_to_seq_) return false;
     if (last_seq == last_seq_) return true;
-    return !history_.empty() && history_.front().seq <= last_seq + 1;
+    return !history_.empty() && history_front_seq_ <= last_seq + 1;
 }
 
 void outbox::reconnect(std::optional<std::uint64_t> last_seq, std::int64_t now,
@@ -67,8 +67,13 @@ void outbox::reconnect(std::optional<std::uint64_t> last_seq, std::int64_t now,
         // ones after it) waits — QoS 0 ones are never held behind them. QoS 0 replay is bounded
         // by the history; QoS 1/2 replay stops when the client is over budget, and what is left
         // is resent (with dup) as it drains.
-        for (const auto& d : history_) {
-            if (d.seq <= *last_seq) continue;
+        std::size_t index = 0;
+        for (const remembered& r : history_) {
+            if (history_front_seq_ + index <= *last_seq) {
+                ++index;
+                continue;
+            }
+            const delivery d = recall(index++, r);
             if (d.qos == 0) {
                 sink.send(d, false);
             } else if (const auto it = inflight_.find(d.msgid); it != inflight_.end()) {
@@ -104,16 +109,30 @@ std::optional<std::int64_t> outbox::next_resend() const {
 
 void outbox::remember(const delivery& d) {
     if (limits_.history_messages == 0) return;
+    remembered r{d.body, d.msgid, d.style.batch_delay_ms, d.style.batch_max, d.style.binary, d.qos};
     history_bytes_ += d.body->size();
+    if (history_.empty()) history_front_seq_ = d.seq;
     if (history_.size() < limits_.history_messages) {
-        history_.push_back(d);
+        history_.push_back(std::move(r));
     } else {
-        history_bytes_ -= history_.pop_push(d).body->size();  // the oldest makes room
+        history_bytes_ -= history_.pop_push(std::move(r)).body->size();  // the oldest makes room
+        ++history_front_seq_;
     }
     while (history_bytes_ > limits_.history_bytes && history_.size() > 1) {
         history_bytes_ -= history_.front().body->size();
         history_.pop_front();
+        ++history_front_seq_;
     }
+}
+
+delivery outbox::recall(std::size_t index, const remembered& r) const {
+    delivery d;
+    d.seq = history_front_seq_ + index;
+    d.msgid = r.msgid;
+    d.qos = r.qos;
+    d.style = delivery_style{r.binary, r.batch_max, r.batch_delay_ms};
+    d.body = r.body;
+    return d;
 }
 
 void outbox::fill_window(std::int64_t now, delivery_sink& sink) {
