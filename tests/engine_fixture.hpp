@@ -10,6 +10,11 @@
 //   session land in that session's inbox (`client(id).frames()` / `take()`); upstream actions are
 //   listed by kind (`subscribes()`, `unsubscribes()`, `publishes()`) since `clear_actions()`.
 //
+// Text frames reach the engine as they do with one thread (engine::client_text), or, when the
+// environment has MQTTWS_TEST_DECODE_ON_IO_THREAD set (a second ctest run of the engine tests,
+// tests/CMakeLists.txt), as they do with --threads: decoded first, as an I/O thread does
+// (frame_decoder::decode_for_engine), then handed over (engine::client_decoded).
+//
 // Remember that the engine starts with the upstream DOWN: call `upstream_connected()` first.
 // Thread safety: none; one fixture per test case.
 #pragma once
@@ -21,6 +26,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <memory>
@@ -320,7 +326,10 @@ class engine_fixture {
     }
     const action_list& client_text(connection_id id, std::string_view frame) {
         action_list out;
-        eng.client_text(id, frame, out);
+        if (decode_on_io_thread_)
+            eng.client_decoded(id, io_thread_decoder_.decode_for_engine(frame), out);
+        else
+            eng.client_text(id, frame, out);
         return record(std::move(out));
     }
     // `clean`: the client closed normally (ends its session); false: the connection dropped
@@ -422,6 +431,8 @@ class engine_fixture {
         return last_;
     }
 
+    const bool decode_on_io_thread_ = std::getenv("MQTTWS_TEST_DECODE_ON_IO_THREAD") != nullptr;
+    frame_decoder io_thread_decoder_{eng.config().decode};
     std::set<connection_id> opened_;
     std::set<connection_id> stalled_;
     std::map<connection_id, frame_list> inboxes_;

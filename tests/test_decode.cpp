@@ -562,3 +562,40 @@ TEST_CASE("decode: one decoder handles many frames, big and small") {
                   .filters.size() == 1);
     }
 }
+
+TEST_CASE(
+    "decode_for_engine: the decoded request, and the text only of a frame that may be signed") {
+    frame_decoder dec;
+    const std::string_view signable[] = {
+        R"({"type":"publish","topic":"t","payload":1})",
+        R"({"type":"status","deviceId":"d1","t":1})", R"({"type":"event","deviceId":"d1","e":"x"})",
+        R"({"type":"batch","messages":[{"topic":"t","payload":1}]})"};
+    for (const std::string_view frame : signable) {
+        CAPTURE(frame);
+        const decoded_text_frame got = dec.decode_for_engine(frame);
+        const auto* request = std::get_if<client_request>(&got.result);
+        REQUIRE(request != nullptr);
+        CHECK(signature_proof(*request) != nullptr);
+        CHECK(got.signable_text == frame);
+    }
+    const std::string_view never_signed[] = {R"({"type":"ack","msgid":7})",
+                                             R"({"type":"subscribe","topic":"a/#"})",
+                                             R"({"type":"ping"})"};
+    for (const std::string_view frame : never_signed) {
+        CAPTURE(frame);
+        const decoded_text_frame got = dec.decode_for_engine(frame);
+        const auto* request = std::get_if<client_request>(&got.result);
+        REQUIRE(request != nullptr);
+        CHECK(signature_proof(*request) == nullptr);
+        CHECK(got.signable_text.empty());
+    }
+    const decoded_text_frame ack = dec.decode_for_engine(R"({"type":"ack","msgid":"17"})");
+    CHECK(std::get<ack_request>(std::get<client_request>(ack.result)).delivery_id == 17);
+    // A refusal crosses as decode() made it, the msgid for the error frame included.
+    const decoded_text_frame bad = dec.decode_for_engine(R"({"type":"nope","msgid":"m"})");
+    const auto* failure = std::get_if<decode_failure>(&bad.result);
+    REQUIRE(failure != nullptr);
+    CHECK(failure->code == errc::unsupported);
+    CHECK(failure->id.json == "\"m\"");
+    CHECK(bad.signable_text.empty());
+}

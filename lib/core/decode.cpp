@@ -278,6 +278,20 @@ std::variant<client_request, decode_failure> frame_decoder::decode(std::string_v
     return std::get<client_request>(std::move(result));
 }
 
+decoded_text_frame frame_decoder::decode_for_engine(std::string_view text) {
+    decoded_text_frame out{decode(text), {}};
+    const auto* request = std::get_if<client_request>(&out.result);
+    if (request != nullptr && signature_proof(*request) != nullptr) out.signable_text.assign(text);
+    return out;
+}
+
+const signature_fields* signature_proof(const client_request& request) {
+    if (const auto* p = std::get_if<publish_request>(&request)) return &p->proof;
+    if (const auto* d = std::get_if<device_report_request>(&request)) return &d->proof;
+    if (const auto* b = std::get_if<batch_request>(&request)) return &b->proof;
+    return nullptr;
+}
+
 std::variant<publish_request, decode_failure> decode_binary_publish(std::string_view frame,
                                                                     std::size_t max_payload_bytes) {
     const auto fail = [](std::string message) {

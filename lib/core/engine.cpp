@@ -55,29 +55,35 @@ void engine::client_opened(connection_id id, std::string remote_address,
 
 void engine::client_text(connection_id id, std::string_view frame, action_list& out) {
     begin_event();
-    read_text(id, frame, out);
+    if (session* s = sessions_.by_connection(id))
+        read_request(*s, decoder_.decode(frame), frame, out);
     end_event(out);
 }
 
-void engine::read_text(connection_id id, std::string_view frame, action_list& out) {
-    session* s = sessions_.by_connection(id);
-    if (s == nullptr) return;
-    ++s->counters().frames_in;
-    s->live().last_alive_ms = ctx_.env.steady_ms();
-    auto decoded = decoder_.decode(frame);
+void engine::client_decoded(connection_id id, decoded_text_frame frame, action_list& out) {
+    begin_event();
+    if (session* s = sessions_.by_connection(id))
+        read_request(*s, std::move(frame.result), frame.signable_text, out);
+    end_event(out);
+}
+
+void engine::read_request(session& s, std::variant<client_request, decode_failure> decoded,
+                          std::string_view frame, action_list& out) {
+    ++s.counters().frames_in;
+    s.live().last_alive_ms = ctx_.env.steady_ms();
     if (auto* failure = std::get_if<decode_failure>(&decoded)) {
         ++ctx_.stats.frames_in[static_cast<std::size_t>(in_kind::invalid)];
-        pacer_.send_error(*s, failure->code, failure->message, failure->id, out);
+        pacer_.send_error(s, failure->code, failure->message, failure->id, out);
         return;
     }
     auto& request = std::get<client_request>(decoded);
     ++ctx_.stats.frames_in[request.index()];  // in_kind follows client_request's order
     if (!std::holds_alternative<auth_request>(request) &&
-        !gate_.ensure_authenticated(*s, request_id(request), out)) {
+        !gate_.ensure_authenticated(s, request_id(request), out)) {
         return;
     }
-    if (!signature_accepted(*s, frame, request, out)) return;
-    std::visit([&](auto& r) { handle(*s, r, out); }, request);
+    if (!signature_accepted(s, frame, request, out)) return;
+    std::visit([&](auto& r) { handle(s, r, out); }, request);
 }
 
 void engine::client_binary(connection_id id, std::string_view frame, action_list& out) {
@@ -111,21 +117,16 @@ void engine::read_binary(connection_id id, std::string_view frame, action_list& 
 
 bool engine::signature_accepted(session& s, std::string_view frame, const client_request& request,
                                 action_list& out) {
-    const signature_fields* proof = nullptr;
-    std::uint8_t qos = 0;
-    if (const auto* p = std::get_if<publish_request>(&request)) {
-        proof = &p->proof;
-        qos = p->qos;
-    } else if (const auto* d = std::get_if<device_report_request>(&request)) {
-        proof = &d->proof;
-        qos = d->id.empty() ? 0 : 1;  // a report with a msgid is acked
-    } else if (const auto* b = std::get_if<batch_request>(&request)) {
-        proof = &b->proof;
-    } else {
-        return true;  // other frames are not signed
-    }
+    const signature_fields* proof = signature_proof(request);
+    if (proof == nullptr) return true;  // other frames are not signed
     const auto refusal = gate_.check_signature(s, frame, *proof);
     if (!refusal) return true;
+    std::uint8_t qos = 0;  // how the refusal is answered: as the request would have been
+    if (const auto* p = std::get_if<publish_request>(&request)) {
+        qos = p->qos;
+    } else if (const auto* d = std::get_if<device_report_request>(&request)) {
+        qos = d->id.empty() ? 0 : 1;  // a report with a msgid is acked
+    }
     const bool replayed = refusal->code == errc::replayed;
     ++(replayed ? ctx_.stats.replays_refused : ctx_.stats.signatures_refused);
     ctx_.audit(s, replayed ? "replayed" : "bad_signature", {}, refusal->message, out);

@@ -6,8 +6,9 @@
 // to send, connections to close, SUBSCRIBE/UNSUBSCRIBE/PUBLISH to do upstream — which the app
 // then carries out. So every rule of the protocol is unit-tested as "frames in → actions out".
 //
-// The engine is a dispatcher: it decodes what arrives and hands it to the component that owns
-// the concern, each in a file of its own with its own opening comment:
+// The engine is a dispatcher: it decodes what arrives (or takes it decoded by the I/O thread that
+// read it) and hands it to the component that owns the concern, each in a file of its own with its
+// own opening comment:
 //   auth_gate               who a client is, session tokens, tokens expiring, signed frames
 //   upstream_subscriptions  the filters held at the broker, SUBACKs, retained messages
 //   router                  broker messages to the clients they are for
@@ -65,6 +66,9 @@ class engine {
     void client_opened(connection_id id, std::string remote_address,
                        handshake_credentials handshake, action_list& out);
     void client_text(connection_id id, std::string_view frame, action_list& out);
+    // A text frame another thread decoded (frame_decoder::decode_for_engine): the same as
+    // client_text, without the decoding on this thread.
+    void client_decoded(connection_id id, decoded_text_frame frame, action_list& out);
     // A binary frame: a publish with a raw payload (docs/protocol.md, "Binary frames").
     void client_binary(connection_id id, std::string_view frame, action_list& out);
     // The connection ended with close `code` (1006: no close frame), sent by the client
@@ -118,7 +122,9 @@ class engine {
     // ... and those that may publish end here: what they published through this bridge goes to
     // its own subscribers (engine_context::loopback).
     void end_event(action_list& out);
-    void read_text(connection_id id, std::string_view frame, action_list& out);
+    // A decoded text frame of `s` (`frame`: its text, needed only for a signature check).
+    void read_request(session& s, std::variant<client_request, decode_failure> decoded,
+                      std::string_view frame, action_list& out);
     void read_binary(connection_id id, std::string_view frame, action_list& out);
 
     void handle(session& s, auth_request& r, action_list& out);

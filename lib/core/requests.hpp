@@ -5,8 +5,9 @@
 // so the error can be matched). A binary frame is a publish with a raw payload. This is the only
 // place that parses client JSON (with RapidJSON, in decode.cpp).
 //
-// Thread safety: `frame_decoder` keeps scratch buffers and belongs to one thread;
-// decode_binary_publish is pure.
+// Thread safety: `frame_decoder` keeps scratch buffers and belongs to one thread (with
+// --threads, each I/O thread has its own and decodes the frames it reads: the engine's thread
+// only handles the result); decode_binary_publish and signature_proof are pure.
 #pragma once
 
 #include <cstdint>
@@ -167,6 +168,10 @@ using client_request =
                  ping_request, device_report_request, batch_request, refresh_request,
                  command_request, command_result_request>;
 
+// The signature fields of the requests a device may sign (publish, status, event, batch);
+// nullptr for the others, which are never signed.
+const signature_fields* signature_proof(const client_request& request);
+
 // Decodes a binary frame: a publish with a raw payload (layout in docs/protocol.md, "Binary
 // frames"). Its msgid is a number, echoed in the JSON `ack`.
 std::variant<publish_request, decode_failure> decode_binary_publish(std::string_view frame,
@@ -180,6 +185,15 @@ struct decode_limits {
     std::size_t max_batch = 100;  // entries of a `batch` frame
 };
 
+// A text frame decoded on the thread that read it, for the engine's thread
+// (engine::client_decoded): the decoder's verdict, and the frame itself when the request is one a
+// device may sign (signature_proof), since a signature is checked over the frame's bytes. Other
+// frames (an ack, most often) cross threads without their text.
+struct decoded_text_frame {
+    std::variant<client_request, decode_failure> result;
+    std::string signable_text;
+};
+
 // Decodes client text frames. Reuses its parse buffers between calls.
 class frame_decoder {
   public:
@@ -189,6 +203,8 @@ class frame_decoder {
     frame_decoder& operator=(const frame_decoder&) = delete;
 
     std::variant<client_request, decode_failure> decode(std::string_view text);
+    // decode(), keeping the text of a frame that may be signed.
+    decoded_text_frame decode_for_engine(std::string_view text);
 
   private:
     struct impl;

@@ -130,7 +130,8 @@ struct io_threads::impl {
               refresh(io),
               probe(io),
               owner(pool),
-              index(k) {}
+              index(k),
+              decoder(pool.on_text_decoded.limits) {}
 
         void carry_out(link_command& c) {
             switch (c.what) {
@@ -239,12 +240,14 @@ struct io_threads::impl {
         asio::steady_timer probe;
         impl& owner;
         std::size_t index;
+        frame_decoder decoder;  // the I/O thread's own: decodes the text frames it reads
     };
 
     impl(asio::io_context& app, std::size_t threads, ws_server_options listener,
-         ws_server::handlers handlers)
+         ws_server::handlers handlers, decoded_text_handler on_text)
         : app_io(app),
           on_app(std::move(handlers)),
+          on_text_decoded(std::move(on_text)),
           ledger(std::make_shared<connection_ledger>(listener.admission)),
           to_app(app, [](app_call& c) { c(); }) {
         listener.id_stride = threads;
@@ -283,7 +286,9 @@ struct io_threads::impl {
             });
         };
         h.on_text = [this, &w](connection_id id, std::string_view text) {
-            w.tell_app([this, id, text = std::string(text)] { on_app.on_text(id, text); });
+            w.tell_app([this, id, frame = w.decoder.decode_for_engine(text)]() mutable {
+                on_text_decoded.on_decoded(id, std::move(frame));
+            });
         };
         h.on_binary = [this, &w](connection_id id, std::string_view data) {
             w.tell_app([this, id, data = std::string(data)] { on_app.on_binary(id, data); });
@@ -379,6 +384,7 @@ struct io_threads::impl {
     asio::io_context& app_io;
     ws_server_options options;
     ws_server::handlers on_app;
+    decoded_text_handler on_text_decoded;
     std::shared_ptr<connection_ledger> ledger;
     mailbox<app_call> to_app;
     std::vector<std::unique_ptr<worker>> workers;
@@ -391,9 +397,9 @@ struct io_threads::impl {
 };
 
 io_threads::io_threads(asio::io_context& app_io, std::size_t threads, ws_server_options options,
-                       ws_server::handlers on_app_thread)
-    : impl_(std::make_unique<impl>(app_io, threads, std::move(options), std::move(on_app_thread))) {
-}
+                       ws_server::handlers on_app_thread, decoded_text_handler on_text_decoded)
+    : impl_(std::make_unique<impl>(app_io, threads, std::move(options), std::move(on_app_thread),
+                                   std::move(on_text_decoded))) {}
 
 io_threads::~io_threads() = default;
 
