@@ -117,6 +117,48 @@ TEST_CASE("unknown and repeated acks are harmless") {
     CHECK(box.inflight() == 0);
 }
 
+TEST_CASE("acks out of order: each frees its place, and the oldest unacked one is still resent") {
+    outbox box(small_window(3));
+    recorder r;
+    for (int i = 0; i < 5; ++i)
+        box.push(body(), 1, {}, 0, r.fn());
+    CHECK(box.inflight() == 3);  // msgids 1..3 sent, 4 and 5 wait
+
+    // The newest first, then the middle one: each lets one waiting delivery in.
+    CHECK(box.ack(3, 10, r.fn()).has_value());
+    CHECK_FALSE(box.ack(3, 10, r.fn()).has_value());  // already acknowledged
+    REQUIRE(r.frames.size() == 4);
+    CHECK(r.frames[3].msgid == 4);
+    CHECK(box.ack(2, 10, r.fn()).has_value());
+    REQUIRE(r.frames.size() == 5);
+    CHECK(r.frames[4].msgid == 5);
+    CHECK(box.inflight() == 3);  // 1, 4, 5
+
+    // A client that never acks msgid 1 but acks everything after it, for many deliveries: the
+    // window keeps moving, and 1 is resent, alone, every retry_ms.
+    std::int64_t now = 10;
+    for (std::uint64_t id = 4; id < 500; ++id) {
+        box.push(body(), 1, {}, now, r.fn());
+        CHECK(box.ack(id, now, r.fn()).has_value());
+        CHECK(box.inflight() == 3);
+    }
+    CHECK(box.backlog() == 0);
+    r.frames.clear();
+    box.resend_due(1000, r.fn());
+    REQUIRE(r.frames.size() == 1);
+    CHECK(r.frames[0].msgid == 1);
+    CHECK(r.frames[0].dup);
+
+    // Then acked at last; the two newest are still unacknowledged, the rest was.
+    CHECK(box.ack(1, 1000, r.fn()).has_value());
+    CHECK(box.inflight() == 2);
+    CHECK_FALSE(box.ack(250, 1000, r.fn()).has_value());
+    CHECK(box.ack(500, 1000, r.fn()).has_value());
+    CHECK(box.ack(501, 1000, r.fn()).has_value());
+    CHECK(box.inflight() == 0);
+    CHECK_FALSE(box.next_resend().has_value());
+}
+
 TEST_CASE("an unacknowledged delivery is resent with dup after retry_ms, not before") {
     outbox box(small_window(8));
     recorder r;

@@ -36,6 +36,9 @@ class fifo {
     std::size_t capacity() const { return slots_.size(); }  // slots allocated
     T& front() { return slots_[head_]; }
     const T& front() const { return slots_[head_]; }
+    // The item `index` (less than size()) places after the front.
+    T& operator[](std::size_t index) { return slots_[slot(index)]; }
+    const T& operator[](std::size_t index) const { return slots_[slot(index)]; }
 
     void push_back(T value) {
         if (size_ == slots_.size()) grow();

@@ -22,19 +22,43 @@ void outbox::push(std::shared_ptr<const message_body> body, std::uint8_t qos, de
 
 std::optional<outbox::acked> outbox::ack(std::uint64_t msgid, std::int64_t now,
                                          delivery_sink& sink) {
-    const auto it = inflight_.find(msgid);
-    if (it == inflight_.end()) return std::nullopt;
-    acked done{std::move(it->second.what.body), now - it->second.sent_at};
-    inflight_.erase(it);
+    inflight_entry* entry = find_inflight(msgid);
+    if (entry == nullptr) return std::nullopt;
+    acked done{std::move(entry->what.body), now - entry->sent_at};
+    --unacknowledged_;
+    while (!inflight_.empty() && inflight_.front().acknowledged())
+        inflight_.pop_front();
+    if (inflight_.size() > 2 * limits_.window) {
+        // A client acks all but an old delivery: keep the ring at most twice the window.
+        fifo<inflight_entry> kept;
+        for (inflight_entry& e : inflight_)
+            if (!e.acknowledged()) kept.push_back(std::move(e));
+        inflight_ = std::move(kept);
+    }
     fill_window(now, sink);
     return done;
 }
 
+outbox::inflight_entry* outbox::find_inflight(std::uint64_t msgid) {
+    std::size_t low = 0;  // msgids grow from the front: a binary search
+    std::size_t high = inflight_.size();
+    while (low < high) {
+        const std::size_t mid = low + (high - low) / 2;
+        if (inflight_[mid].what.msgid < msgid)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    if (low == inflight_.size()) return nullptr;
+    inflight_entry& e = inflight_[low];
+    return e.what.msgid == msgid && !e.acknowledged() ? &e : nullptr;
+}
+
 void outbox::resend_due(std::int64_t now, delivery_sink& sink) {
     if (!connected_) return;
-    for (auto& [id, entry] : inflight_) {
+    for (inflight_entry& entry : inflight_) {
         if (!sink.has_room()) return;
-        if (now - entry.sent_at < limits_.retry_ms) continue;
+        if (entry.acknowledged() || now - entry.sent_at < limits_.retry_ms) continue;
         if (entry.position > sink.written()) continue;  // its earlier copy is still queued
         resend(entry, now, sink);
     }
@@ -51,12 +75,13 @@ void outbox::reconnect(std::optional<std::uint64_t> last_seq, std::int64_t now,
                        delivery_sink& sink) {
     connected_ = true;
     // Positions belong to the old connection: nothing of what it held is on the new one.
-    for (auto& [id, entry] : inflight_) {
+    for (inflight_entry& entry : inflight_) {
         entry.position = 0;
         entry.sent_at = now - limits_.retry_ms;  // due: resent below, or when there is room
     }
     const bool replay = last_seq && can_resume_from(*last_seq);
-    for (auto& [id, entry] : inflight_) {
+    for (inflight_entry& entry : inflight_) {
+        if (entry.acknowledged()) continue;
         if (replay && entry.what.seq > *last_seq) continue;  // resent in order below
         if (!sink.has_room()) break;
         resend(entry, now, sink);
@@ -76,10 +101,10 @@ void outbox::reconnect(std::optional<std::uint64_t> last_seq, std::int64_t now,
             const delivery d = recall(index++, r);
             if (d.qos == 0) {
                 sink.send(d, false);
-            } else if (const auto it = inflight_.find(d.msgid); it != inflight_.end()) {
-                if (sink.has_room()) resend(it->second, now, sink);
+            } else if (inflight_entry* entry = find_inflight(d.msgid)) {
+                if (sink.has_room()) resend(*entry, now, sink);
             } else if (!backlog_.empty() && backlog_.front().msgid == d.msgid &&
-                       inflight_.size() < limits_.window && sink.has_room()) {
+                       unacknowledged_ < limits_.window && sink.has_room()) {
                 send_next_from_backlog(now, sink);
             }
         }
@@ -100,7 +125,8 @@ std::size_t outbox::shed_backlog(std::size_t max_bytes) {
 
 std::optional<std::int64_t> outbox::next_resend() const {
     std::optional<std::int64_t> at;
-    for (const auto& [id, entry] : inflight_) {
+    for (const inflight_entry& entry : inflight_) {
+        if (entry.acknowledged()) continue;
         const std::int64_t due = entry.sent_at + limits_.retry_ms;
         if (!at || due < *at) at = due;
     }
@@ -137,7 +163,7 @@ delivery outbox::recall(std::size_t index, const remembered& r) const {
 
 void outbox::fill_window(std::int64_t now, delivery_sink& sink) {
     if (!connected_) return;
-    while (!backlog_.empty() && inflight_.size() < limits_.window && sink.has_room())
+    while (!backlog_.empty() && unacknowledged_ < limits_.window && sink.has_room())
         send_next_from_backlog(now, sink);
 }
 
@@ -146,8 +172,8 @@ void outbox::send_next_from_backlog(std::int64_t now, delivery_sink& sink) {
     backlog_.pop_front();
     backlog_bytes_ -= d.body->size();
     const std::uint64_t position = sink.send(d, false);
-    const std::uint64_t msgid = d.msgid;
-    inflight_.emplace(msgid, inflight_entry{std::move(d), now, position});
+    inflight_.push_back(inflight_entry{std::move(d), now, position});
+    ++unacknowledged_;
 }
 
 void outbox::resend(inflight_entry& entry, std::int64_t now, delivery_sink& sink) {

@@ -26,7 +26,6 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <optional>
 
@@ -113,7 +112,7 @@ class outbox {
     std::optional<std::int64_t> next_resend() const;
 
     std::uint64_t last_seq() const { return last_seq_; }
-    std::size_t inflight() const { return inflight_.size(); }
+    std::size_t inflight() const { return unacknowledged_; }
     std::size_t backlog() const { return backlog_.size(); }
     std::size_t backlog_bytes() const { return backlog_bytes_; }
     std::size_t history_size() const { return history_.size(); }
@@ -138,10 +137,13 @@ class outbox {
     delivery recall(std::size_t index, const remembered& r) const;
 
     struct inflight_entry {
-        delivery what;
+        delivery what;  // its body is released when it is acknowledged
         std::int64_t sent_at = 0;
         std::uint64_t position = 0;  // the connection's position after this copy (0: none sent)
+        bool acknowledged() const { return !what.body; }
     };
+    // The unacknowledged entry for `msgid`, or nullptr.
+    inflight_entry* find_inflight(std::uint64_t msgid);
 
     void remember(const delivery& d);
     // Moves backlog into the window and sends it; nothing moves while disconnected or while the
@@ -158,7 +160,12 @@ class outbox {
     fifo<remembered> history_;
     std::uint64_t history_front_seq_ = 0;  // the seq of history_.front()
     std::size_t history_bytes_ = 0;
-    std::map<std::uint64_t, inflight_entry> inflight_;  // by msgid, which grows with seq
+    // The window: what was sent and awaits its ack, in the order sent, which is msgid order (a
+    // ring rather than a map: no allocation per delivery, and an ack in order takes the front).
+    // An ack out of order leaves its entry in place, acknowledged, until the entries before it
+    // leave; `unacknowledged_` is the window's size.
+    fifo<inflight_entry> inflight_;
+    std::size_t unacknowledged_ = 0;
     fifo<delivery> backlog_;
     std::size_t backlog_bytes_ = 0;
     std::uint64_t resends_ = 0;
