@@ -787,6 +787,48 @@ TEST_CASE("engine sessions: resume:false clients get no session or seq and share
     CHECK(f.stats().sessions == 1);
 }
 
+TEST_CASE("engine sessions: only a session that can be resumed keeps a history") {
+    const auto history_of = [](engine_fixture& f, std::string_view client_id) {
+        for (const auto& x : f.eng.sessions(100))
+            if (x.client_id == client_id) return x.history;
+        FAIL("no session ", client_id);
+        return std::size_t{0};
+    };
+    engine_fixture f;
+    f.upstream_connected();
+    auth_token(f, 1, "resumable");
+    auth_frame(f, 2, "plain", R"("resume":false)");
+    auto resumable = f.subscribed(1, "s/#", 1);
+    auto plain = f.subscribed(2, "s/#", 1);
+    const std::uint32_t sid = f.subscription_id("s/#");
+    for (int i = 1; i <= 3; ++i) {
+        f.upstream_message(broker_msg("s/1", std::to_string(i), 1, false, {sid}));
+        f.upstream_message(broker_msg("s/1", std::to_string(i), 0, false, {sid}));
+    }
+    CHECK(history_of(f, "resumable") == 6);
+    CHECK(history_of(f, "plain") == 0);
+    // Without a history its QoS 1 deliveries still go out and are acknowledged as before.
+    const frame_list got = of_type(plain.take(), "message");
+    REQUIRE(got.size() == 6);
+    for (const json_frame& m : got)
+        if (m.num("qos") == 1) plain.send(ack_frame(m.num("msgid")));
+    CHECK(f.eng.sessions(100).size() == 2);
+    for (const auto& x : f.eng.sessions(100))
+        if (x.client_id == "plain") CHECK(x.inflight == 0);
+    CHECK(of_type(resumable.take(), "message").size() == 6);
+
+    // A bridge that keeps no sessions keeps no history for anyone.
+    mqttws::engine_config no_sessions;
+    no_sessions.resume_window_ms = 0;
+    engine_fixture g(no_sessions);
+    g.upstream_connected();
+    auth_frame(g, 1, "dash");
+    g.subscribed(1, "s/#", 0);
+    g.upstream_message(broker_msg("s/1", "x", 0, false, {g.subscription_id("s/#")}));
+    CHECK(g.client(1).of_type("message").size() == 1);
+    CHECK(history_of(g, "dash") == 0);
+}
+
 TEST_CASE("engine sessions: resumable qos 0 recipients get their own seq") {
     engine_fixture f;
     f.upstream_connected();

@@ -306,6 +306,24 @@ TEST_CASE("a resume after the history wrapped replays what it kept, each as it w
     }
 }
 
+TEST_CASE("an outbox that keeps no history still numbers, sends and windows its deliveries") {
+    outbox box(small_window(2));
+    recorder r;
+    box.push(body(), 0, {}, 0, r.fn());
+    CHECK(box.history_size() == 1);
+    box.keep_no_history();
+    CHECK(box.history_size() == 0);
+    for (int i = 0; i < 3; ++i)
+        box.push(body(), 1, {}, 0, r.fn());
+    box.push(body(), 0, {}, 0, r.fn());
+    CHECK(box.history_size() == 0);
+    CHECK(r.seqs() == std::vector<std::uint64_t>{1, 2, 3, 5});  // 4 waits for the window
+    CHECK(box.ack(1, 0, r.fn()).has_value());
+    CHECK(r.frames.back().seq == 4);
+    CHECK(box.can_resume_from(5));  // nothing missed
+    CHECK_FALSE(box.can_resume_from(3));
+}
+
 TEST_CASE("history is bounded by bytes as well as by count") {
     outbox_limits limits;
     limits.history_messages = 1000;

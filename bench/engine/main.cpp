@@ -10,7 +10,9 @@
 // the fan-out path can be compared side by side: run the old and new binaries in turn.
 //
 // Usage: mqttws-engine-bench [--subscribers 1000] [--messages 2000] [--payload 64] [--qos 0]
-//                            [--rounds 3]
+//                            [--rounds 3] [--resume 1]
+// `--resume 0`: the subscribers authenticate with "resume":false (sessionless: no seq, no
+// history), as every client is with the bridge's --resume-window-ms 0.
 // Prints one line per round and the best round (ns per delivery, deliveries/s), and exits 1 if
 // any message did not reach every subscriber.
 //
@@ -33,6 +35,7 @@ struct options {
     std::size_t payload = 64;
     int qos = 0;
     int rounds = 3;
+    bool resume = true;  // the subscribers ask for sessions (the SDK's default)
 };
 
 options parse(int argc, char** argv) {
@@ -50,6 +53,8 @@ options parse(int argc, char** argv) {
             o.qos = static_cast<int>(value);
         else if (flag == "--rounds")
             o.rounds = static_cast<int>(value);
+        else if (flag == "--resume")
+            o.resume = value != 0;
         else {
             std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
             std::exit(2);
@@ -99,7 +104,9 @@ int main(int argc, char** argv) {
                                   R"(","qos":)" + std::to_string(o.qos) + "}";
     for (mqttws::connection_id id = 1; id <= o.subscribers; ++id) {
         core.client_opened(id, "127.0.0.1", {}, actions);
-        core.client_text(id, R"({"type":"auth","clientId":"s)" + std::to_string(id) + "\"}",
+        core.client_text(id,
+                         R"({"type":"auth","clientId":"s)" + std::to_string(id) + "\"" +
+                             (o.resume ? "}" : R"(,"resume":false})"),
                          actions);
         core.client_text(id, subscribe, actions);
         seen.take(actions);
@@ -146,7 +153,8 @@ int main(int argc, char** argv) {
     }
     std::printf(
         "best: %.0f ns/delivery, %.0f k deliveries/s (subscribers %zu, qos %d, payload "
-        "%zu B)\n",
-        best_ns, 1e6 / best_ns, o.subscribers, o.qos, o.payload);
+        "%zu B, %s)\n",
+        best_ns, 1e6 / best_ns, o.subscribers, o.qos, o.payload,
+        o.resume ? "sessions" : "sessionless");
     return status;
 }

@@ -217,7 +217,10 @@ void engine::handle(session& s, auth_request& r, action_list& out) {
     gate_.admit(s, std::move(*checked), r.is_device, out);
     if (!accept_will(s, r, out)) return;
     s.device().takes_commands = r.commands;
-    if (r.resume && ctx_.config.resume_window_ms > 0) gate_.issue_session_token(s);
+    if (r.resume && ctx_.config.resume_window_ms > 0)
+        gate_.issue_session_token(s);
+    else
+        s.deliveries().keep_no_history();  // nothing to replay: it cannot be resumed
     s.live().app_pings = r.heartbeat;
     // The response goes first: frames caused by authenticating (a device's retained control
     // message, the upstream status) follow it.

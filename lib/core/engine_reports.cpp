@@ -24,6 +24,7 @@ std::vector<session_summary> engine::sessions(std::size_t limit) const {
         x.counters = s.counters();
         x.inflight = s.deliveries().inflight();
         x.backlog = s.deliveries().backlog();
+        x.history = s.deliveries().history_size();
         x.held = s.pacing().held.size();
         x.congested = s.pacing().budget.congested();
         all.push_back(std::move(x));

@@ -120,6 +120,7 @@ struct session_summary {
     session_counters counters;
     std::size_t inflight = 0;
     std::size_t backlog = 0;
+    std::size_t history = 0;  // deliveries kept for a resume (0 when it cannot resume)
     std::size_t held = 0;
     bool congested = false;
 };

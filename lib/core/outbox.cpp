@@ -112,6 +112,12 @@ void outbox::reconnect(std::optional<std::uint64_t> last_seq, std::int64_t now,
     fill_window(now, sink);
 }
 
+void outbox::keep_no_history() {
+    limits_.history_messages = 0;
+    history_ = fifo<remembered>();
+    history_bytes_ = 0;
+}
+
 std::size_t outbox::shed_backlog(std::size_t max_bytes) {
     std::size_t dropped = 0;
     while (!backlog_.empty() && backlog_bytes_ > max_bytes) {

@@ -94,6 +94,11 @@ class outbox {
     // The connection dropped: keep recording, send nothing.
     void disconnect() { connected_ = false; }
 
+    // This session can never be resumed (its client sent "resume":false, or the bridge keeps no
+    // sessions): drop the history and keep none from now on. Recording each delivery in it is
+    // the engine's largest cost per delivery (docs/benchmarks.md), for a replay that cannot come.
+    void keep_no_history();
+
     // Can a client that saw everything up to `last_seq` continue without a gap?
     bool can_resume_from(std::uint64_t last_seq) const;
 

@@ -260,6 +260,7 @@ std::string render_clients(const std::vector<session_summary>& sessions) {
             .field("framesOut", s.counters.frames_out)
             .field("inflight", std::uint64_t{s.inflight})
             .field("backlog", std::uint64_t{s.backlog})
+            .field("history", std::uint64_t{s.history})
             .field("held", std::uint64_t{s.held})
             .field("congested", s.congested)
             .close_object();
