@@ -181,6 +181,35 @@ describe('GET /metrics', () => {
         }
     });
 
+    it('GET /clients: only a client that can resume keeps a history of its deliveries', T, async () => {
+        const resumingId = h.uniqueId('resuming');
+        const sessionlessId = h.uniqueId('sessionless');
+        const resuming = await h.connectClient(bridge.url);
+        assert.ok((await resuming.auth(resumingId)).session, 'a session token');
+        await resuming.subscribe('clients/history', 1);
+        const sessionless = await h.connectClient(bridge.url);
+        assert.equal((await sessionless.auth(sessionlessId, { resume: false })).session, undefined);
+        await sessionless.subscribe('clients/history', 1);
+        for (let i = 0; i < 5; i++) await oracle.publish('clients/history', String(i), { qos: 1 });
+        for (const c of [resuming, sessionless]) {
+            for (const m of await c.collect({ type: 'message', topic: 'clients/history' }, 5)) {
+                assert.equal(m.qos, 1);
+                c.send({ type: 'ack', msgid: m.msgid });
+            }
+        }
+        const byId = async () => {
+            const list = JSON.parse((await bridge.get('/clients')).body).clients;
+            return Object.fromEntries(list.map((c) => [c.clientId, c]));
+        };
+        await h.waitUntil(async () => (await byId())[sessionlessId].inflight === 0, { what: 'the acks' });
+        const clients = await byId();
+        assert.equal(clients[resumingId].history, 5);
+        assert.equal(clients[sessionlessId].history, 0);
+        assert.equal(clients[sessionlessId].delivered, 5);
+        await resuming.close();
+        await sessionless.close();
+    });
+
     it('upstream state and reconnects: upstream_up and upstream_connects_total, status frames out', T, async () => {
         const c = await h.connectClient(bridge.url);
         await c.auth(h.uniqueId('mUp'));
