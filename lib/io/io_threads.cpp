@@ -10,8 +10,9 @@
 #include <future>
 #include <mutex>
 #include <thread>
-#include <unordered_map>
 #include <unordered_set>
+
+#include "core/id_map.hpp"
 
 namespace mqttws {
 namespace {
@@ -157,9 +158,9 @@ struct io_threads::impl {
 
         // A send or pong the app's thread counted in `posted` is now on the socket's queue.
         void taken(const link_command& c) {
-            const auto it = links.find(c.who);
-            if (it == links.end()) return;
-            io_progress& p = *it->second;
+            const std::shared_ptr<io_progress>* link = links.find(c.who);
+            if (link == nullptr) return;
+            io_progress& p = **link;
             p.taken.store(p.taken.load(std::memory_order_relaxed) + counted_bytes(c),
                           std::memory_order_relaxed);  // this thread is the only writer
             note_queued(c.who, p);
@@ -182,11 +183,9 @@ struct io_threads::impl {
                 refresh_armed = false;
                 if (ec) return;
                 for (auto it = backlogged.begin(); it != backlogged.end();) {
-                    const auto link = links.find(*it);
-                    const std::size_t queued =
-                        link == links.end() ? 0 : server->buffered_bytes(*it);
-                    if (link != links.end())
-                        link->second->queued.store(queued, std::memory_order_relaxed);
+                    const std::shared_ptr<io_progress>* link = links.find(*it);
+                    const std::size_t queued = link ? server->buffered_bytes(*it) : 0;
+                    if (link) (*link)->queued.store(queued, std::memory_order_relaxed);
                     it = queued == 0 ? backlogged.erase(it) : std::next(it);
                 }
                 if (!backlogged.empty()) schedule_refresh();
@@ -231,7 +230,7 @@ struct io_threads::impl {
         std::atomic<std::size_t> connections{0};
         std::atomic<std::int64_t> lag_us{0};
         // The I/O thread's own:
-        std::unordered_map<connection_id, std::shared_ptr<io_progress>> links;
+        id_map<std::shared_ptr<io_progress>> links;
         std::unordered_set<connection_id> backlogged;  // their sockets hold unwritten bytes
         std::vector<app_call> for_app;                 // events not handed to the app yet
         bool for_app_posted = false;
@@ -278,10 +277,10 @@ struct io_threads::impl {
         ws_server::handlers h;
         h.on_open = [this, &w](connection_id id, std::string remote, handshake_credentials c) {
             auto bytes = std::make_shared<io_progress>();
-            w.links.emplace(id, bytes);
+            w.links.insert(id, bytes);
             w.connections.fetch_add(1, std::memory_order_relaxed);
             w.tell_app([this, id, remote = std::move(remote), c = std::move(c), bytes]() mutable {
-                links.emplace(id, link_state{std::move(bytes)});
+                links.insert(id, link_state{std::move(bytes)});
                 on_app.on_open(id, std::move(remote), std::move(c));
             });
         };
@@ -337,9 +336,9 @@ struct io_threads::impl {
     // that the engine's budget sees it at once (a client that never reads must not make the
     // bridge queue without bound, replies included).
     void post_counted(link_command c, worker& w) {
-        const auto it = links.find(c.who);
-        if (it == links.end()) return;  // closed
-        it->second.posted += counted_bytes(c);
+        link_state* link = links.find(c.who);
+        if (link == nullptr) return;  // closed
+        link->posted += counted_bytes(c);
         w.outgoing.push_back(std::move(c));
     }
 
@@ -389,7 +388,7 @@ struct io_threads::impl {
     mailbox<app_call> to_app;
     std::vector<std::unique_ptr<worker>> workers;
     // The app thread's own: each open connection's unwritten bytes.
-    std::unordered_map<connection_id, link_state> links;
+    id_map<link_state> links;
     listen_endpoint bound;
     std::atomic<std::int64_t> app_lag_us{0};
     bool running = false;
@@ -463,8 +462,8 @@ void io_threads::ping(connection_id who) {
 }
 
 std::size_t io_threads::buffered_bytes(connection_id who) const {
-    const auto it = impl_->links.find(who);
-    return it == impl_->links.end() ? 0 : it->second.unwritten();
+    const link_state* link = impl_->links.find(who);
+    return link ? link->unwritten() : 0;
 }
 
 std::size_t io_threads::connection_count() const {
@@ -473,8 +472,8 @@ std::size_t io_threads::connection_count() const {
 
 connection_counters io_threads::totals() const {
     connection_counters c = impl_->ledger->totals();
-    for (const auto& [id, link] : impl_->links)
-        c.buffered_bytes += link.unwritten();
+    impl_->links.for_each(
+        [&](connection_id, const link_state& link) { c.buffered_bytes += link.unwritten(); });
     return c;
 }
 
