@@ -8,14 +8,14 @@ session& session_directory::open(connection_id c, std::string remote_address,
     auto owned = std::make_unique<session>(key, std::move(remote_address), limits);
     session& s = *owned;
     s.attach(c);
-    by_connection_[c] = &s;
+    by_connection_.insert(c, &s);
     sessions_.emplace(key, std::move(owned));
     return s;
 }
 
 session* session_directory::by_connection(connection_id c) {
-    const auto it = by_connection_.find(c);
-    return it == by_connection_.end() ? nullptr : it->second;
+    session* const* found = by_connection_.find(c);
+    return found ? *found : nullptr;
 }
 
 session* session_directory::by_key(session_key key) {
@@ -27,7 +27,7 @@ void session_directory::attach(session& s, connection_id c) {
     if (s.connection() != 0) by_connection_.erase(s.connection());
     detached_.erase({s.detached_until_ms(), s.key()});
     s.attach(c);
-    by_connection_[c] = &s;
+    by_connection_.insert(c, &s);
 }
 
 void session_directory::detach(session& s, std::int64_t keep_until_ms) {
@@ -43,8 +43,8 @@ session* session_directory::oldest_detached() {
 
 void session_directory::erase(session& s) {
     if (s.connection() != 0) {
-        const auto it = by_connection_.find(s.connection());
-        if (it != by_connection_.end() && it->second == &s) by_connection_.erase(it);
+        session* const* found = by_connection_.find(s.connection());
+        if (found && *found == &s) by_connection_.erase(s.connection());
     }
     detached_.erase({s.detached_until_ms(), s.key()});
     sessions_.erase(s.key());

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/id_map.hpp"
 #include "core/session.hpp"
 
 namespace mqttws {
@@ -52,11 +53,11 @@ class session_directory {
         for (const auto& [key, s] : sessions_)
             fn(static_cast<const session&>(*s));
     }
-    // fn(session&) for every session with a connection.
+    // fn(session&) for every session with a connection. `fn` must not attach, detach or erase
+    // sessions.
     template <class Fn>
     void for_each_connected(Fn&& fn) {
-        for (auto& [c, s] : by_connection_)
-            fn(*s);
+        by_connection_.for_each([&](connection_id, session* s) { fn(*s); });
     }
 
   private:
@@ -67,7 +68,7 @@ class session_directory {
     };
     std::uint64_t next_key_ = 1;
     std::unordered_map<session_key, std::unique_ptr<session>, key_hash> sessions_;
-    std::unordered_map<connection_id, session*> by_connection_;
+    id_map<session*> by_connection_;  // looked up for every frame a client sends
     std::set<std::pair<std::int64_t, session_key>> detached_;  // (keep until, key)
 };
 
