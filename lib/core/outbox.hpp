@@ -71,7 +71,8 @@ class delivery_sink {
 
 class outbox {
   public:
-    explicit outbox(outbox_limits limits) : limits_(limits), history_(limits.history_messages) {}
+    explicit outbox(outbox_limits limits)
+        : limits_(limits), history_(limits.history_messages), inflight_(2 * limits.window + 1) {}
 
     // Records a delivery and, when connected and allowed, sends it.
     void push(std::shared_ptr<const message_body> body, std::uint8_t qos, delivery_style style,
@@ -168,7 +169,9 @@ class outbox {
     // The window: what was sent and awaits its ack, in the order sent, which is msgid order (a
     // ring rather than a map: no allocation per delivery, and an ack in order takes the front).
     // An ack out of order leaves its entry in place, acknowledged, until the entries before it
-    // leave; `unacknowledged_` is the window's size.
+    // leave; `unacknowledged_` is the window's size. At most 2 × window + 1 entries (64 bytes
+    // each): past that, ack() drops the acknowledged ones in the middle. The ring keeps its
+    // slots once a window was full (docs/operations.md, "Memory").
     fifo<inflight_entry> inflight_;
     std::size_t unacknowledged_ = 0;
     fifo<delivery> backlog_;
