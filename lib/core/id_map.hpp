@@ -29,13 +29,13 @@ class id_map {
     std::size_t capacity() const { return slots_.size(); }
 
     V* find(std::uint64_t id) {
-        if (slots_.empty()) return nullptr;
-        for (std::size_t i = home(id);; i = next(i)) {
-            if (slots_[i].id == id) return &slots_[i].value;
-            if (slots_[i].id == 0) return nullptr;
-        }
+        const std::size_t i = place_of(id);
+        return i == none ? nullptr : &slots_[i].value;
     }
-    const V* find(std::uint64_t id) const { return const_cast<id_map*>(this)->find(id); }
+    const V* find(std::uint64_t id) const {
+        const std::size_t i = place_of(id);
+        return i == none ? nullptr : &slots_[i].value;
+    }
 
     // Adds `id` (non-zero) with `value`, or replaces the value of an `id` already there.
     V& insert(std::uint64_t id, V value) {
@@ -52,12 +52,8 @@ class id_map {
 
     // Removes `id`; false when it was not there.
     bool erase(std::uint64_t id) {
-        if (slots_.empty()) return false;
-        std::size_t hole = home(id);
-        while (slots_[hole].id != id) {
-            if (slots_[hole].id == 0) return false;
-            hole = next(hole);
-        }
+        std::size_t hole = place_of(id);
+        if (hole == none) return false;
         // Move back each later entry of the run that the hole would cut off from its home.
         for (std::size_t i = next(hole); slots_[i].id != 0; i = next(i)) {
             const std::size_t want = home(slots_[i].id);
@@ -84,6 +80,17 @@ class id_map {
         std::uint64_t id = 0;  // 0: empty
         V value{};
     };
+
+    static constexpr std::size_t none = static_cast<std::size_t>(-1);
+
+    // The slot holding `id`, or `none`.
+    std::size_t place_of(std::uint64_t id) const {
+        if (slots_.empty()) return none;
+        for (std::size_t i = home(id);; i = next(i)) {
+            if (slots_[i].id == id) return i;
+            if (slots_[i].id == 0) return none;
+        }
+    }
 
     // Fibonacci hashing: consecutive ids (and ids a stride apart) land far apart.
     std::size_t home(std::uint64_t id) const {
