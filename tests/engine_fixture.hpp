@@ -214,6 +214,8 @@ class client_handle {
     connection_id id() const { return id_; }
     // Sends one text frame; returns the actions of that call.
     const action_list& send(std::string_view frame);
+    // Sends one binary frame; returns the actions of that call.
+    const action_list& send_binary(std::string_view frame);
     void close();
     // Frames received since the last take(), parsed.
     const frame_list& frames() const;
@@ -332,6 +334,14 @@ class engine_fixture {
             eng.client_text(id, frame, out);
         return record(std::move(out));
     }
+    const action_list& client_binary(connection_id id, std::string_view frame) {
+        action_list out;
+        if (decode_on_io_thread_)
+            eng.client_decoded(id, io_thread_decoder_.decode_binary_for_engine(frame), out);
+        else
+            eng.client_binary(id, frame, out);
+        return record(std::move(out));
+    }
     // `clean`: the client closed normally (ends its session); false: the connection dropped
     // (the session waits for a resume).
     const action_list& client_closed(connection_id id, bool clean = true) {
@@ -443,6 +453,9 @@ class engine_fixture {
 
 inline const action_list& client_handle::send(std::string_view frame) {
     return fixture_->client_text(id_, frame);
+}
+inline const action_list& client_handle::send_binary(std::string_view frame) {
+    return fixture_->client_binary(id_, frame);
 }
 inline void client_handle::close() {
     fixture_->client_closed(id_);

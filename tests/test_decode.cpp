@@ -572,7 +572,7 @@ TEST_CASE(
         R"({"type":"batch","messages":[{"topic":"t","payload":1}]})"};
     for (const std::string_view frame : signable) {
         CAPTURE(frame);
-        const decoded_text_frame got = dec.decode_for_engine(frame);
+        const decoded_frame got = dec.decode_for_engine(frame);
         const auto* request = std::get_if<client_request>(&got.result);
         REQUIRE(request != nullptr);
         CHECK(signature_proof(*request) != nullptr);
@@ -583,19 +583,41 @@ TEST_CASE(
                                              R"({"type":"ping"})"};
     for (const std::string_view frame : never_signed) {
         CAPTURE(frame);
-        const decoded_text_frame got = dec.decode_for_engine(frame);
+        const decoded_frame got = dec.decode_for_engine(frame);
         const auto* request = std::get_if<client_request>(&got.result);
         REQUIRE(request != nullptr);
         CHECK(signature_proof(*request) == nullptr);
         CHECK(got.signable_text.empty());
     }
-    const decoded_text_frame ack = dec.decode_for_engine(R"({"type":"ack","msgid":"17"})");
+    const decoded_frame ack = dec.decode_for_engine(R"({"type":"ack","msgid":"17"})");
     CHECK(std::get<ack_request>(std::get<client_request>(ack.result)).delivery_id == 17);
     // A refusal crosses as decode() made it, the msgid for the error frame included.
-    const decoded_text_frame bad = dec.decode_for_engine(R"({"type":"nope","msgid":"m"})");
+    const decoded_frame bad = dec.decode_for_engine(R"({"type":"nope","msgid":"m"})");
     const auto* failure = std::get_if<decode_failure>(&bad.result);
     REQUIRE(failure != nullptr);
     CHECK(failure->code == errc::unsupported);
     CHECK(failure->id.json == "\"m\"");
     CHECK(bad.signable_text.empty());
+}
+
+TEST_CASE("decode_binary_for_engine: a binary publish or its refusal, marked binary, no text") {
+    decode_limits limits;
+    limits.max_payload_bytes = 4;
+    const frame_decoder dec(limits);
+    const std::string head("\x01\x01\x00\x00\x00\x07\x00\x01t", 9);
+    const decoded_frame ok = dec.decode_binary_for_engine(head + "abcd");
+    CHECK(ok.binary);
+    CHECK(ok.signable_text.empty());
+    const auto& publish = std::get<publish_request>(std::get<client_request>(ok.result));
+    CHECK(publish.topic == "t");
+    CHECK(publish.payload == "abcd");
+    CHECK(publish.qos == 1);
+    CHECK(publish.id.json == "7");
+    // The decoder's payload limit applies, and the refusal keeps the msgid for its ack.
+    const decoded_frame big = dec.decode_binary_for_engine(head + "abcde");
+    CHECK(big.binary);
+    const auto* failure = std::get_if<decode_failure>(&big.result);
+    REQUIRE(failure != nullptr);
+    CHECK(failure->code == errc::too_large);
+    CHECK(failure->id.json == "7");
 }

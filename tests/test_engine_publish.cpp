@@ -2,6 +2,7 @@
 // confirmation, invalid topics, and publishes while the upstream is down or its queue is full.
 #include <doctest/doctest.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 
 using mqttws::engine_config;
 using mqttws::errc;
+using mqttws::in_kind;
 using mqttws::test::engine_fixture;
 using mqttws::test::frame_list;
 using mqttws::test::of_type;
@@ -103,6 +105,75 @@ TEST_CASE("engine publish: an invalid topic is refused (ack error for qos >= 1, 
     }
     CHECK(f.publishes().empty());
     CHECK(f.closes().empty());
+}
+
+// A binary publish frame: type 0x01, flags (qos | retain 4 | dup 8), a 4-byte msgid, a 2-byte
+// topic length, the topic, the payload (docs/protocol.md, "Binary frames").
+std::string binary_publish(std::uint8_t flags, std::uint32_t msgid, std::string_view topic,
+                           std::string_view payload) {
+    std::string frame{'\x01', static_cast<char>(flags)};
+    for (int shift = 24; shift >= 0; shift -= 8)
+        frame.push_back(static_cast<char>((msgid >> shift) & 0xFF));
+    frame.push_back(static_cast<char>(topic.size() >> 8));
+    frame.push_back(static_cast<char>(topic.size() & 0xFF));
+    frame.append(topic);
+    frame.append(payload);
+    return frame;
+}
+
+TEST_CASE("engine publish: a binary frame publishes its raw payload; a bad one is refused") {
+    engine_fixture f;
+    f.upstream_connected();
+    auto a = f.auth(1, "a");
+    f.clear();
+    const std::string payload("\x00\xff raw\x00", 7);
+    a.send_binary(binary_publish(1 | 4, 42, "t/bin", payload));
+    const auto pubs = f.publishes();
+    REQUIRE(pubs.size() == 1);
+    CHECK(pubs[0].topic == "t/bin");
+    CHECK(pubs[0].payload == payload);
+    CHECK(pubs[0].qos == 1);
+    CHECK(pubs[0].retain);
+    CHECK(a.frames().empty());
+    f.upstream_published(pubs[0].op);
+    {
+        const frame_list acks = a.take();
+        REQUIRE(acks.size() == 1);
+        CHECK(acks[0].type() == "ack");
+        CHECK(acks[0].str("status") == "ok");
+        CHECK(acks[0].num("msgid") == 42);  // a binary frame's msgid is a number
+    }
+    CHECK(f.stats().frames_in[static_cast<std::size_t>(in_kind::binary)] == 1);
+
+    // Refused, each with an error frame, and nothing published:
+    a.send_binary(std::string("\x01\x00\x00", 3));      // shorter than the header
+    a.send_binary(binary_publish(1, 0, "t/bin", "x"));  // qos 1 without a msgid
+    a.send_binary(binary_publish(0, 0, "t/+", "x"));    // not a topic one may publish to
+    const frame_list errors = a.take();
+    REQUIRE(errors.size() == 3);
+    for (const auto& e : errors) {
+        CHECK(e.type() == "error");
+        CHECK(e.str("code") == "bad_request");
+    }
+    CHECK(f.publishes().size() == 1);
+    CHECK(f.stats().frames_in[static_cast<std::size_t>(in_kind::binary)] == 4);
+    CHECK(f.closes().empty());
+}
+
+TEST_CASE("engine publish: a binary frame before auth is refused where anonymous is not allowed") {
+    engine_fixture f;
+    auto no_anonymous = std::make_shared<mqttws::security_policy>();
+    no_anonymous->auth = mqttws::authenticator(nullptr, nullptr, /*accept_certificates=*/true,
+                                               /*allow_anonymous=*/false);
+    mqttws::action_list ignored;
+    f.eng.set_security(no_anonymous, ignored);
+    f.upstream_connected();
+    auto a = f.open(1);
+    a.send_binary(binary_publish(0, 0, "t/bin", "x"));
+    const frame_list got = a.take();
+    REQUIRE_FALSE(got.empty());
+    CHECK(got[0].str("code") == "not_authenticated");
+    CHECK(f.publishes().empty());
 }
 
 TEST_CASE("engine publish: while the upstream is down qos 0 is dropped and qos >= 1 queued") {

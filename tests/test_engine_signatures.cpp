@@ -108,9 +108,15 @@ TEST_CASE("engine signatures: publishes and batches are signed as whole frames")
     }
     CHECK(f.publishes().size() == 3);
     // A binary frame cannot carry a signature.
-    mqttws::action_list out;
-    const std::string binary("\x01\x00\x00\x00\x00\x00\x00\x03t/d", 11);
-    f.eng.client_binary(1, binary, out);
+    d.take();
+    d.send_binary(std::string("\x01\x01\x00\x00\x00\x09\x00\x03t/d", 11));
+    {
+        const auto got = d.take();
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].type() == "ack");
+        CHECK(got[0].str("code") == "bad_signature");
+        CHECK(got[0].num("msgid") == 9);
+    }
     CHECK(f.publishes().size() == 3);
     CHECK(f.stats().signatures_refused == 2);
 }

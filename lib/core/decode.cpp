@@ -278,11 +278,18 @@ std::variant<client_request, decode_failure> frame_decoder::decode(std::string_v
     return std::get<client_request>(std::move(result));
 }
 
-decoded_text_frame frame_decoder::decode_for_engine(std::string_view text) {
-    decoded_text_frame out{decode(text), {}};
+decoded_frame frame_decoder::decode_for_engine(std::string_view text) {
+    decoded_frame out{decode(text), {}, false};
     const auto* request = std::get_if<client_request>(&out.result);
     if (request != nullptr && signature_proof(*request) != nullptr) out.signable_text.assign(text);
     return out;
+}
+
+decoded_frame frame_decoder::decode_binary_for_engine(std::string_view frame) const {
+    auto decoded = decode_binary_publish(frame, limits_.max_payload_bytes);
+    if (auto* failure = std::get_if<decode_failure>(&decoded))
+        return decoded_frame{std::move(*failure), {}, true};
+    return decoded_frame{client_request{std::get<publish_request>(std::move(decoded))}, {}, true};
 }
 
 const signature_fields* signature_proof(const client_request& request) {

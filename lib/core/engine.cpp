@@ -56,67 +56,54 @@ void engine::client_opened(connection_id id, std::string remote_address,
 void engine::client_text(connection_id id, std::string_view frame, action_list& out) {
     begin_event();
     if (session* s = sessions_.by_connection(id))
-        read_request(*s, decoder_.decode(frame), frame, out);
+        read_request(*s, decoder_.decode(frame), frame, /*binary=*/false, out);
     end_event(out);
 }
 
-void engine::client_decoded(connection_id id, decoded_text_frame frame, action_list& out) {
+void engine::client_binary(connection_id id, std::string_view frame, action_list& out) {
+    client_decoded(id, decoder_.decode_binary_for_engine(frame), out);
+}
+
+void engine::client_decoded(connection_id id, decoded_frame frame, action_list& out) {
     begin_event();
     if (session* s = sessions_.by_connection(id))
-        read_request(*s, std::move(frame.result), frame.signable_text, out);
+        read_request(*s, std::move(frame.result), frame.signable_text, frame.binary, out);
     end_event(out);
 }
 
 void engine::read_request(session& s, std::variant<client_request, decode_failure> decoded,
-                          std::string_view frame, action_list& out) {
+                          std::string_view frame, bool binary, action_list& out) {
     ++s.counters().frames_in;
     s.live().last_alive_ms = ctx_.env.steady_ms();
-    if (auto* failure = std::get_if<decode_failure>(&decoded)) {
-        ++ctx_.stats.frames_in[static_cast<std::size_t>(in_kind::invalid)];
-        pacer_.send_error(s, failure->code, failure->message, failure->id, out);
+    auto* request = std::get_if<client_request>(&decoded);
+    const in_kind kind = binary ? in_kind::binary
+                         : request != nullptr
+                             ? static_cast<in_kind>(request->index())  // in_kind follows its order
+                             : in_kind::invalid;
+    ++ctx_.stats.frames_in[static_cast<std::size_t>(kind)];
+    if (request == nullptr) {
+        const auto& failure = std::get<decode_failure>(decoded);
+        pacer_.send_error(s, failure.code, failure.message, failure.id, out);
         return;
     }
-    auto& request = std::get<client_request>(decoded);
-    ++ctx_.stats.frames_in[request.index()];  // in_kind follows client_request's order
-    if (!std::holds_alternative<auth_request>(request) &&
-        !gate_.ensure_authenticated(s, request_id(request), out)) {
+    if (!std::holds_alternative<auth_request>(*request) &&
+        !gate_.ensure_authenticated(s, request_id(*request), out)) {
         return;
     }
-    if (!signature_accepted(s, frame, request, out)) return;
-    std::visit([&](auto& r) { handle(s, r, out); }, request);
+    if (!signature_accepted(s, frame, binary, *request, out)) return;
+    std::visit([&](auto& r) { handle(s, r, out); }, *request);
 }
 
-void engine::client_binary(connection_id id, std::string_view frame, action_list& out) {
-    begin_event();
-    read_binary(id, frame, out);
-    end_event(out);
-}
-
-void engine::read_binary(connection_id id, std::string_view frame, action_list& out) {
-    session* s = sessions_.by_connection(id);
-    if (s == nullptr) return;
-    ++s->counters().frames_in;
-    ++ctx_.stats.frames_in[static_cast<std::size_t>(in_kind::binary)];
-    s->live().last_alive_ms = ctx_.env.steady_ms();
-    auto decoded = decode_binary_publish(frame, ctx_.config.decode.max_payload_bytes);
-    if (auto* failure = std::get_if<decode_failure>(&decoded)) {
-        pacer_.send_error(*s, failure->code, failure->message, failure->id, out);
-        return;
-    }
-    auto& publish = std::get<publish_request>(decoded);
-    if (!gate_.ensure_authenticated(*s, publish.id, out)) return;
-    if (!gate_.binary_allowed(*s)) {
-        // A binary frame has no room for a signature.
+bool engine::signature_accepted(session& s, std::string_view frame, bool binary,
+                                const client_request& request, action_list& out) {
+    if (binary) {
+        if (gate_.binary_allowed(s)) return true;
+        const auto& publish = std::get<publish_request>(request);  // all a binary frame can be
         ++ctx_.stats.signatures_refused;
-        relay_.refuse(*s, publish.qos, publish.id, errc::bad_signature,
+        relay_.refuse(s, publish.qos, publish.id, errc::bad_signature,
                       "this device must sign its frames; binary frames cannot be signed", out);
-        return;
+        return false;
     }
-    relay_.handle(*s, publish, out);
-}
-
-bool engine::signature_accepted(session& s, std::string_view frame, const client_request& request,
-                                action_list& out) {
     const signature_fields* proof = signature_proof(request);
     if (proof == nullptr) return true;  // other frames are not signed
     const auto refusal = gate_.check_signature(s, frame, *proof);

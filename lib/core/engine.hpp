@@ -66,11 +66,12 @@ class engine {
     void client_opened(connection_id id, std::string remote_address,
                        handshake_credentials handshake, action_list& out);
     void client_text(connection_id id, std::string_view frame, action_list& out);
-    // A text frame another thread decoded (frame_decoder::decode_for_engine): the same as
-    // client_text, without the decoding on this thread.
-    void client_decoded(connection_id id, decoded_text_frame frame, action_list& out);
     // A binary frame: a publish with a raw payload (docs/protocol.md, "Binary frames").
     void client_binary(connection_id id, std::string_view frame, action_list& out);
+    // A text or binary frame another thread decoded (frame_decoder::decode_for_engine,
+    // decode_binary_for_engine): the same as client_text or client_binary, without the decoding
+    // on this thread.
+    void client_decoded(connection_id id, decoded_frame frame, action_list& out);
     // The connection ended with close `code` (1006: no close frame), sent by the client
     // (`by_peer`) or by the bridge. A client ends its session by closing with 1000 or no code;
     // the bridge's own closes end it too, except those a client recovers from by reconnecting
@@ -122,10 +123,9 @@ class engine {
     // ... and those that may publish end here: what they published through this bridge goes to
     // its own subscribers (engine_context::loopback).
     void end_event(action_list& out);
-    // A decoded text frame of `s` (`frame`: its text, needed only for a signature check).
+    // A decoded frame of `s` (`frame`: its text, needed only for a signature check).
     void read_request(session& s, std::variant<client_request, decode_failure> decoded,
-                      std::string_view frame, action_list& out);
-    void read_binary(connection_id id, std::string_view frame, action_list& out);
+                      std::string_view frame, bool binary, action_list& out);
 
     void handle(session& s, auth_request& r, action_list& out);
     void handle(session& s, subscribe_request& r, action_list& out);
@@ -142,9 +142,10 @@ class engine {
     // kept), or refused with an error frame and a 4403 close (false).
     bool accept_will(session& s, const auth_request& r, action_list& out);
     // For a device with a key: the frame is signed (or need not be), its signature verifies,
-    // and it is not a replay; otherwise it is refused and false returned.
-    bool signature_accepted(session& s, std::string_view frame, const client_request& request,
-                            action_list& out);
+    // and it is not a replay; otherwise it is refused and false returned. A `binary` frame has
+    // no room for a signature: it is refused from a device that must sign.
+    bool signature_accepted(session& s, std::string_view frame, bool binary,
+                            const client_request& request, action_list& out);
 
     // `fresh` (just opened) authenticated as `who` with the token of `old`: `old` takes over
     // fresh's connection and sends what the client missed.

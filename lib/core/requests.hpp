@@ -185,13 +185,15 @@ struct decode_limits {
     std::size_t max_batch = 100;  // entries of a `batch` frame
 };
 
-// A text frame decoded on the thread that read it, for the engine's thread
-// (engine::client_decoded): the decoder's verdict, and the frame itself when the request is one a
-// device may sign (signature_proof), since a signature is checked over the frame's bytes. Other
-// frames (an ack, most often) cross threads without their text.
-struct decoded_text_frame {
+// A frame decoded on the thread that read it, for the engine's thread (engine::client_decoded):
+// the decoder's verdict, and for a text frame the frame itself when the request is one a device
+// may sign (signature_proof), since a signature is checked over the frame's bytes. Other frames
+// (an ack, most often) cross threads without their text. A binary frame (`binary`) is a publish
+// or a failure, and never carries a signature.
+struct decoded_frame {
     std::variant<client_request, decode_failure> result;
     std::string signable_text;
+    bool binary = false;
 };
 
 // Decodes client text frames. Reuses its parse buffers between calls.
@@ -204,7 +206,9 @@ class frame_decoder {
 
     std::variant<client_request, decode_failure> decode(std::string_view text);
     // decode(), keeping the text of a frame that may be signed.
-    decoded_text_frame decode_for_engine(std::string_view text);
+    decoded_frame decode_for_engine(std::string_view text);
+    // decode_binary_publish() with these limits.
+    decoded_frame decode_binary_for_engine(std::string_view frame) const;
 
   private:
     struct impl;

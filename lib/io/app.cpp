@@ -112,8 +112,8 @@ struct app::impl {
     // ---- edges → engine ----
 
     // The WebSocket side: on this thread, or on --threads I/O threads that post every event here
-    // (io_threads.hpp), text frames already decoded. Either way the handlers below run on this
-    // thread.
+    // (io_threads.hpp), text and binary frames already decoded. Either way the handlers below run
+    // on this thread.
     std::unique_ptr<client_io> make_client_io() {
         ws_server::handlers on{
             [this](connection_id id, std::string remote, handshake_credentials credentials) {
@@ -138,8 +138,8 @@ struct app::impl {
             nullptr,
         };
         if (config.threads > 1) {
-            io_threads::decoded_text_handler on_decoded{
-                config.engine.decode, [this](connection_id id, decoded_text_frame frame) {
+            io_threads::decoded_frame_handler on_decoded{
+                config.engine.decode, [this](connection_id id, decoded_frame frame) {
                     core.client_decoded(id, std::move(frame), actions);
                     execute();
                 }};

@@ -132,7 +132,7 @@ struct io_threads::impl {
               probe(io),
               owner(pool),
               index(k),
-              decoder(pool.on_text_decoded.limits) {}
+              decoder(pool.on_frame_decoded.limits) {}
 
         void carry_out(link_command& c) {
             switch (c.what) {
@@ -239,14 +239,14 @@ struct io_threads::impl {
         asio::steady_timer probe;
         impl& owner;
         std::size_t index;
-        frame_decoder decoder;  // the I/O thread's own: decodes the text frames it reads
+        frame_decoder decoder;  // the I/O thread's own: decodes the frames it reads
     };
 
     impl(asio::io_context& app, std::size_t threads, ws_server_options listener,
-         ws_server::handlers handlers, decoded_text_handler on_text)
+         ws_server::handlers handlers, decoded_frame_handler on_frame)
         : app_io(app),
           on_app(std::move(handlers)),
-          on_text_decoded(std::move(on_text)),
+          on_frame_decoded(std::move(on_frame)),
           ledger(std::make_shared<connection_ledger>(listener.admission)),
           to_app(app, [](app_call& c) { c(); }) {
         listener.id_stride = threads;
@@ -286,11 +286,13 @@ struct io_threads::impl {
         };
         h.on_text = [this, &w](connection_id id, std::string_view text) {
             w.tell_app([this, id, frame = w.decoder.decode_for_engine(text)]() mutable {
-                on_text_decoded.on_decoded(id, std::move(frame));
+                on_frame_decoded.on_decoded(id, std::move(frame));
             });
         };
         h.on_binary = [this, &w](connection_id id, std::string_view data) {
-            w.tell_app([this, id, data = std::string(data)] { on_app.on_binary(id, data); });
+            w.tell_app([this, id, frame = w.decoder.decode_binary_for_engine(data)]() mutable {
+                on_frame_decoded.on_decoded(id, std::move(frame));
+            });
         };
         h.on_close = [this, &w](connection_id id, const close_info& info) {
             w.links.erase(id);
@@ -383,7 +385,7 @@ struct io_threads::impl {
     asio::io_context& app_io;
     ws_server_options options;
     ws_server::handlers on_app;
-    decoded_text_handler on_text_decoded;
+    decoded_frame_handler on_frame_decoded;
     std::shared_ptr<connection_ledger> ledger;
     mailbox<app_call> to_app;
     std::vector<std::unique_ptr<worker>> workers;
@@ -396,9 +398,9 @@ struct io_threads::impl {
 };
 
 io_threads::io_threads(asio::io_context& app_io, std::size_t threads, ws_server_options options,
-                       ws_server::handlers on_app_thread, decoded_text_handler on_text_decoded)
+                       ws_server::handlers on_app_thread, decoded_frame_handler on_frame_decoded)
     : impl_(std::make_unique<impl>(app_io, threads, std::move(options), std::move(on_app_thread),
-                                   std::move(on_text_decoded))) {}
+                                   std::move(on_frame_decoded))) {}
 
 io_threads::~io_threads() = default;
 

@@ -5,15 +5,15 @@
 // Everything else stays on the app's thread, which owns the engine: each event of a connection
 // (open, frame, ping, close) is posted there in the order it happened, gathered over one round of
 // the I/O thread's ready work so that many clients' acks cost the app one wake-up. A text frame
-// arrives there decoded: each I/O thread has a frame_decoder of its own and parses the frames it
-// reads, so the JSON of every client (a QoS 1 subscriber's acks, a device's publishes) is not
-// parsed on the engine's one thread. What the engine sends a connection is posted back to the
-// connection's thread in the order it was sent: one batch per thread for everything one engine
-// event sent (flush()), so that a broadcast to thousands of clients costs each thread one
-// wake-up. So sessions, subscriptions, resume (a reconnect may land on any thread), ordering and
-// the one upstream connection behave exactly as with one thread; what spreads over the cores is
-// the sockets' work, most of the bridge's CPU (system calls, WebSocket framing, TLS), and the
-// decoding of client frames. A broadcast frame is encoded once and shared, read-only, by every
+// arrives there decoded, and so does a binary one: each I/O thread has a frame_decoder of its own
+// and parses the frames it reads, so the JSON of every client (a QoS 1 subscriber's acks, a
+// device's publishes) is not parsed on the engine's one thread. What the engine sends a connection
+// is posted back to the connection's thread in the order it was sent: one batch per thread for
+// everything one engine event sent (flush()), so that a broadcast to thousands of clients costs
+// each thread one wake-up. So sessions, subscriptions, resume (a reconnect may land on any thread),
+// ordering and the one upstream connection behave exactly as with one thread; what spreads over the
+// cores is the sockets' work, most of the bridge's CPU (system calls, WebSocket framing, TLS), and
+// the decoding of client frames. A broadcast frame is encoded once and shared, read-only, by every
 // thread that writes it.
 //
 // The engine's flow control reads each connection's unwritten bytes (buffered_bytes): what it
@@ -41,17 +41,17 @@ namespace mqttws {
 
 class io_threads final : public client_io {
   public:
-    // A text frame, decoded on its I/O thread (`limits`), for the app's thread.
-    struct decoded_text_handler {
+    // A text or binary frame, decoded on its I/O thread (`limits`), for the app's thread.
+    struct decoded_frame_handler {
         decode_limits limits;
-        std::function<void(connection_id, decoded_text_frame)> on_decoded;
+        std::function<void(connection_id, decoded_frame)> on_decoded;
     };
 
     // `on_app_thread`: the handlers the app would give a ws_server of its own, except that text
-    // frames go to `on_text_decoded` instead of on_text; all run on `app_io`'s thread. Throws
-    // std::runtime_error when the TLS files cannot be loaded.
+    // and binary frames go to `on_frame_decoded` instead of on_text and on_binary; all run on
+    // `app_io`'s thread. Throws std::runtime_error when the TLS files cannot be loaded.
     io_threads(asio::io_context& app_io, std::size_t threads, ws_server_options options,
-               ws_server::handlers on_app_thread, decoded_text_handler on_text_decoded);
+               ws_server::handlers on_app_thread, decoded_frame_handler on_frame_decoded);
     // Stops the I/O threads and waits for them.
     ~io_threads() override;
     io_threads(const io_threads&) = delete;
