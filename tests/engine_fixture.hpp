@@ -316,6 +316,11 @@ class engine_fixture {
         eng.upstream_published(op, error, message, out);
         return record(std::move(out));
     }
+    const action_list& upstream_congestion(bool congested) {
+        action_list out;
+        eng.upstream_congestion(congested, out);
+        return record(std::move(out));
+    }
     const action_list& tick() {
         action_list out;
         eng.tick(out);
@@ -385,6 +390,8 @@ class engine_fixture {
     std::vector<publish_upstream> publishes() const { return of_kind<publish_upstream>(); }
     std::vector<send_frame> sends() const { return of_kind<send_frame>(); }
     std::vector<close_client> closes() const { return of_kind<close_client>(); }
+    std::vector<pause_reading> pauses() const { return of_kind<pause_reading>(); }
+    std::vector<resume_reading> resumes() const { return of_kind<resume_reading>(); }
     std::vector<state_record> states() const { return of_kind<state_record>(); }
     std::vector<audit_record> audits() const { return of_kind<audit_record>(); }
     // Upstream actions of any kind (subscribe, unsubscribe, publish).

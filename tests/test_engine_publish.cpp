@@ -176,6 +176,64 @@ TEST_CASE("engine publish: a binary frame before auth is refused where anonymous
     CHECK(f.publishes().empty());
 }
 
+// Which connections the actions since the last clear_actions() paused (or resumed).
+template <class Action>
+std::vector<mqttws::connection_id> whom(const std::vector<Action>& actions) {
+    std::vector<mqttws::connection_id> out;
+    for (const auto& a : actions)
+        out.push_back(a.who);
+    return out;
+}
+using ids = std::vector<mqttws::connection_id>;
+
+TEST_CASE(
+    "engine publish: while the upstream is congested, each client that publishes is paused "
+    "once, and all are resumed when it clears") {
+    engine_config config;
+    config.flow.idle_timeout_ms = 10'000;
+    engine_fixture f(config);
+    f.upstream_connected();
+    auto publisher = f.auth(1, "p");
+    auto reader = f.auth(2, "r");
+    auto device = f.device(3, "d3");
+    f.clear_actions();
+    publisher.send(R"({"type":"publish","topic":"t/1","payload":1})");
+    CHECK(f.pauses().empty());  // not congested
+
+    f.upstream_congestion(true);
+    publisher.send(R"({"type":"publish","topic":"t/1","payload":2})");
+    publisher.send(R"({"type":"publish","topic":"t/1","payload":3,"qos":1,"msgid":"m3"})");
+    reader.send(R"({"type":"ping"})");  // not a publish: it is read on
+    device.send(R"({"type":"status","deviceId":"d3","t":1})");
+    // Every publish still goes to the broker; pausing is about what comes next.
+    CHECK(f.publishes().size() == 4);
+    CHECK(whom(f.pauses()) == ids{1, 3});
+    CHECK(f.stats().publishers_paused == 2);
+
+    // Paused clients are not read, so their silence is no heartbeat timeout; the reader's is.
+    f.advance(10'001);
+    f.tick();
+    CHECK(whom(f.closes()) == ids{2});
+
+    f.clear_actions();
+    f.upstream_congestion(false);
+    CHECK(whom(f.resumes()) == ids{1, 3});
+    f.tick();  // their heartbeat counts from the resume
+    CHECK(f.closes().empty());
+    publisher.send(R"({"type":"publish","topic":"t/1","payload":4})");
+    CHECK(f.pauses().empty());
+
+    // Paused again by the next congestion; a client that closed meanwhile is not resumed.
+    f.upstream_congestion(true);
+    publisher.send(R"({"type":"publish","topic":"t/1","payload":5})");
+    device.send(R"({"type":"status","deviceId":"d3","t":2})");
+    CHECK(whom(f.pauses()) == ids{1, 3});
+    device.close();
+    f.clear_actions();
+    f.upstream_congestion(false);
+    CHECK(whom(f.resumes()) == ids{1});
+}
+
 TEST_CASE("engine publish: while the upstream is down qos 0 is dropped and qos >= 1 queued") {
     engine_fixture f;
     auto a = f.auth(1, "a");

@@ -8,6 +8,14 @@
 //   MQTT subscriber at the broker complete, exactly once and in per-publisher order (a lost
 //   wake-up would leave publishes waiting for good; a wrong release order would reorder them),
 //   and the gauges are back to 0 after it; Paho's own heap count is exported.
+// - Backpressure: with a window of one and 256 KiB to wait in, a client sending 4 MB of QoS 0
+//   publishes as fast as its socket takes them loses none. Once half the wait is full the bridge
+//   stops reading it until a quarter is left, so the publisher is slowed to the broker
+//   connection's pace: the broker receives every publish, in order; nothing is refused; the
+//   pause shows in mqttws_publishers_paused_total; and the client is read again afterwards
+//   (a QoS 1 publish of its own is answered). With --threads 4 the same burst loses nothing
+//   either: there an I/O thread also stops reading a client whose frames are 64 KiB ahead of the
+//   engine's thread, which may keep the wait from ever filling.
 // - With a window of one and 1 KiB to wait in, a batch of 100 QoS 1 publishes gets some
 //   `rate_limited` answers: each of them is counted in mqttws_upstream_publishes_refused_total,
 //   and the broker receives exactly the ones answered ok.
@@ -26,18 +34,23 @@ describe('the window of publishes into the MQTT client', () => {
     let broker;
     let narrow; // --upstream-inflight 1
     let tight; // --upstream-inflight 1 --upstream-queue-bytes 1024
+    let pressed; // --upstream-inflight 1 --upstream-queue-bytes 262144 --threads 1
+    let pressedThreads; // the same with --threads 4
     let oracle; // an MQTT subscriber at the broker
 
     before(async () => {
         broker = await h.startBroker();
-        [narrow, tight] = await Promise.all([
+        const pressedArgs = ['--upstream-inflight', '1', '--upstream-queue-bytes', '262144'];
+        [narrow, tight, pressed, pressedThreads] = await Promise.all([
             h.startBridge({ brokerPort: broker.port, args: ['--upstream-inflight', '1'] }),
             h.startBridge({
                 brokerPort: broker.port,
                 args: ['--upstream-inflight', '1', '--upstream-queue-bytes', '1024'],
             }),
+            h.startBridge({ brokerPort: broker.port, args: [...pressedArgs, '--threads', '1'] }),
+            h.startBridge({ brokerPort: broker.port, args: [...pressedArgs, '--threads', '4'] }),
         ]);
-        await Promise.all([narrow.waitHealthy(), tight.waitHealthy()]);
+        await Promise.all([narrow, tight, pressed, pressedThreads].map((b) => b.waitHealthy()));
         oracle = await h.oracle(broker.port);
         await oracle.subscribe('uw/#', { qos: 1 });
     });
@@ -102,6 +115,36 @@ describe('the window of publishes into the MQTT client', () => {
         const offline = await Promise.all(ids.map((id) => watcher.next(presence(id, false), h.LONG)));
         for (const m of offline) assert.equal(JSON.parse(m.payload.toString('utf8')).reason, 'bridge-stopped');
         await watcher.next((m) => m.topic === `mqttws/${clientId}/status` && JSON.parse(m.payload.toString('utf8')).online === false, h.LONG);
+    });
+
+    // Sends 2,000 QoS 0 publishes of ~2 KB (16 x what may wait) as fast as the socket takes
+    // them; all must reach the broker, in order, none refused. Returns the bridge's metrics.
+    async function burstReachesBroker(bridge, prefix) {
+        const COUNT = 2000;
+        const payload = 'y'.repeat(2000);
+        const c = await h.connectClient(bridge.url);
+        await c.auth(h.uniqueId('pressed'));
+        const got = oracle.collect((m) => m.topic.startsWith(prefix), COUNT, h.BULK);
+        for (let n = 1; n <= COUNT; n++) c.send({ type: 'publish', topic: `${prefix}${n}`, payload });
+        const ns = (await got).map((m) => Number(m.topic.slice(prefix.length)));
+        assert.deepEqual(ns, Array.from({ length: COUNT }, (_, i) => i + 1),
+            `each publish once, in order — got ${h.brief(ns, 40)}`);
+        // Read again: a publish after the burst is answered.
+        const ack = await c.request({ type: 'publish', topic: `${prefix}end`, payload: 1, qos: 1, msgid: 'end' });
+        assert.equal(ack.status, 'ok', JSON.stringify(ack));
+        const m = await bridge.metrics();
+        assert.equal(m.get('mqttws_upstream_publishes_refused_total'), 0);
+        return m;
+    }
+
+    it('a publisher faster than the broker connection is paused, not dropped: every QoS 0 publish arrives', T, async () => {
+        const m = await burstReachesBroker(pressed, 'uw/pressed/');
+        assert.ok(m.get('mqttws_publishers_paused_total') >= 1,
+            `mqttws_publishers_paused_total: ${m.get('mqttws_publishers_paused_total')}`);
+    });
+
+    it('with --threads 4 the same burst arrives whole', T, async () => {
+        await burstReachesBroker(pressedThreads, 'uw/pressed4/');
     });
 
     it('past --upstream-queue-bytes a QoS 1 publish is answered rate_limited, counted, and never published', T, async () => {

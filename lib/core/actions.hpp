@@ -45,6 +45,16 @@ struct close_client {
     std::string reason;
 };
 
+// Backpressure on a client that publishes faster than the broker connection takes it: stop
+// reading its frames (from its next one on), so that its TCP window fills and it slows down...
+struct pause_reading {
+    connection_id who = 0;
+};
+// ... and read them again.
+struct resume_reading {
+    connection_id who = 0;
+};
+
 // Completion: engine::upstream_subscribed(op, granted).
 struct subscribe_upstream {
     op_id op = 0;
@@ -102,9 +112,9 @@ struct state_record {
     bool replace = false;
 };
 
-using action =
-    std::variant<send_frame, ping_client, close_client, subscribe_upstream, unsubscribe_upstream,
-                 publish_upstream, log_line, audit_record, state_record>;
+using action = std::variant<send_frame, ping_client, close_client, pause_reading, resume_reading,
+                            subscribe_upstream, unsubscribe_upstream, publish_upstream, log_line,
+                            audit_record, state_record>;
 using action_list = std::vector<action>;
 
 }  // namespace mqttws

@@ -299,6 +299,10 @@ const signature_fields* signature_proof(const client_request& request) {
     return nullptr;
 }
 
+bool publishes(const client_request& request, bool binary) {
+    return binary || signature_proof(request) != nullptr;
+}
+
 std::variant<publish_request, decode_failure> decode_binary_publish(std::string_view frame,
                                                                     std::size_t max_payload_bytes) {
     const auto fail = [](std::string message) {

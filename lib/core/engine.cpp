@@ -90,6 +90,7 @@ void engine::read_request(session& s, std::variant<client_request, decode_failur
         !gate_.ensure_authenticated(s, request_id(*request), out)) {
         return;
     }
+    if (relay_.upstream_congested() && publishes(*request, binary)) relay_.pause_reading_of(s, out);
     if (!signature_accepted(s, frame, binary, *request, out)) return;
     std::visit([&](auto& r) { handle(s, r, out); }, *request);
 }
@@ -405,6 +406,11 @@ void engine::upstream_published(op_id op, std::optional<errc> error, std::string
     end_event(out);
 }
 
+void engine::upstream_congestion(bool congested, action_list& out) {
+    begin_event();
+    relay_.upstream_congestion(congested, out);
+}
+
 // ---------------------------------------------------------------- time and lifecycle
 
 void engine::tick(action_list& out) {
@@ -427,7 +433,7 @@ void engine::tick(action_list& out) {
             live.closing = true;
             out.push_back(
                 close_client{s.connection(), close_code::auth_timeout, "Authentication timeout"});
-        } else if (now - live.last_alive_ms >= flow.idle_timeout_ms) {
+        } else if (!live.reading_paused && now - live.last_alive_ms >= flow.idle_timeout_ms) {
             live.closing = true;
             ++ctx_.stats.heartbeat_timeouts;
             out.push_back(

@@ -98,6 +98,9 @@ class engine {
     // qos >= 1 publish confirmed (PUBACK / PUBCOMP: no error) or failed.
     void upstream_published(op_id op, std::optional<errc> error, std::string_view message,
                             action_list& out);
+    // The publishes waiting for the broker connection became too many (`congested`), or few
+    // enough again: clients that publish meanwhile are not read until it clears (publish_relay).
+    void upstream_congestion(bool congested, action_list& out);
 
     // ---- time and lifecycle ----
     void tick(action_list& out);

@@ -70,6 +70,7 @@ struct engine_stats {
     std::uint64_t publishes = 0;           // client publishes relayed upstream
     std::uint64_t publishes_dropped = 0;   // qos 0 publishes dropped while the broker was down
     std::uint64_t publishes_refused = 0;   // qos >= 1 publishes refused (offline queue full)
+    std::uint64_t publishers_paused = 0;   // publishers not read for a while (upstream congested)
     std::uint64_t publish_duplicates = 0;  // QoS 2 resends answered without publishing again
     std::uint64_t resumes = 0;             // sessions taken over by a new connection
     std::uint64_t resumes_with_gap = 0;    // ...that could not replay everything (resumed:false)

@@ -123,6 +123,29 @@ void publish_relay::publish(session& s, std::string topic, std::string payload, 
     queue_offline(std::move(p));
 }
 
+void publish_relay::pause_reading_of(session& s, action_list& out) {
+    liveness& live = s.live();
+    if (live.reading_paused || live.closing) return;
+    live.reading_paused = true;
+    ++ctx_.stats.publishers_paused;
+    paused_.push_back(s.connection());
+    out.push_back(pause_reading{s.connection()});
+}
+
+void publish_relay::upstream_congestion(bool congested, action_list& out) {
+    upstream_congested_ = congested;
+    if (congested) return;
+    const std::int64_t now = ctx_.env.steady_ms();
+    for (const connection_id id : paused_) {
+        session* s = sessions_.by_connection(id);
+        if (s == nullptr || !s->live().reading_paused) continue;  // closed meanwhile
+        s->live().reading_paused = false;
+        s->live().last_alive_ms = now;  // its heartbeat was not read meanwhile
+        out.push_back(resume_reading{id});
+    }
+    paused_.clear();
+}
+
 bool publish_relay::audited_topic(std::string_view topic) const {
     if (topic::matches(ctx_.config.device_topic_prefix + "/+/control", topic)) return true;
     const auto& extra = ctx_.config.publishing.audit_topics;

@@ -13,6 +13,10 @@
 //   in order when it is back; QoS 0 ones are dropped. A publish in flight when the broker
 //   connection went away is sent again on the next one, ahead of later publishes; in flight on
 //   three lost connections in a row, it is answered `unavailable`.
+// - Backpressure: while the publishes waiting for the broker connection are too many
+//   (upstream_congestion), a client that publishes is not read any more until they are few
+//   enough again. Its TCP window fills and it slows down to the broker connection's pace,
+//   instead of its publishes being dropped (QoS 0) or refused (QoS 1/2) at the queue's bound.
 //
 // Thread safety: none; the engine's thread.
 #pragma once
@@ -23,6 +27,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "core/delivery_pacer.hpp"
 #include "core/engine_context.hpp"
@@ -61,6 +66,11 @@ class publish_relay {
                                                           action_list& out);
     // The broker connection is (still, or again) up: what waited goes out, in order.
     void flush(action_list& out);
+    // See "Backpressure" above: whether the broker connection is congested; `s` sent a frame
+    // that publishes meanwhile (stops reading it, once); it is no longer congested (resumes them).
+    bool upstream_congested() const { return upstream_congested_; }
+    void pause_reading_of(session& s, action_list& out);
+    void upstream_congestion(bool congested, action_list& out);
 
     std::size_t offline_queued() const { return offline_queue_.size(); }
 
@@ -96,6 +106,8 @@ class publish_relay {
     std::unordered_map<op_id, pending_publish> pending_publishes_;
     std::deque<pending_publish> offline_queue_;
     std::size_t offline_queue_bytes_ = 0;
+    bool upstream_congested_ = false;
+    std::vector<connection_id> paused_;  // not read until the congestion clears
 };
 
 }  // namespace mqttws

@@ -172,6 +172,10 @@ using client_request =
 // nullptr for the others, which are never signed.
 const signature_fields* signature_proof(const client_request& request);
 
+// Whether the request publishes to the broker: a binary frame, or one of the kinds above. These
+// are the frames backpressure holds back (publish_relay.hpp), on whichever thread decoded them.
+bool publishes(const client_request& request, bool binary);
+
 // Decodes a binary frame: a publish with a raw payload (layout in docs/protocol.md, "Binary
 // frames"). Its msgid is a number, echoed in the JSON `ack`.
 std::variant<publish_request, decode_failure> decode_binary_publish(std::string_view frame,

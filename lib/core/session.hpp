@@ -95,6 +95,9 @@ struct liveness {
     // The engine has asked for this connection to be closed (timeout, slow consumer): nothing
     // more is sent, and it is not closed (nor counted) again while the close handshake runs.
     bool closing = false;
+    // Its frames are not read for now (publish_relay: backpressure), so its silence proves
+    // nothing: no heartbeat timeout meanwhile.
+    bool reading_paused = false;
 };
 
 // The token the client authenticated with (auth_gate): when it expires (wall-clock ms; 0:
@@ -214,6 +217,7 @@ class session {
         connection_ = c;
         detached_until_ms_ = 0;
         liveness_.closing = false;
+        liveness_.reading_paused = false;
         pacing_.budget = send_budget{};
         pacing_.replay_allowance = 0;
     }

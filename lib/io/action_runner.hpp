@@ -1,8 +1,8 @@
-// Carries out the engine's actions: frames, pings and closes go to the clients' connections,
-// subscribes and publishes to the broker, log lines to the log, audit records to the audit
-// trail, state records to the state directory. The only place where an action becomes I/O, so that
-// a test can run the engine against fake edges (tests/test_action_runner.cpp) and see what would
-// have been written.
+// Carries out the engine's actions: frames, pings, closes and pauses go to the clients'
+// connections, subscribes and publishes to the broker, log lines to the log, audit records to the
+// audit trail, state records to the state directory. The only place where an action becomes I/O, so
+// that a test can run the engine against fake edges (tests/test_action_runner.cpp) and see what
+// would have been written.
 //
 // Thread safety: the app's thread only, after the engine returned (nothing here re-enters it).
 #pragma once
@@ -29,6 +29,8 @@ class action_runner {
     void carry_out(send_frame& a) { clients_.send(a.to, a.frame, a.binary, a.head.view()); }
     void carry_out(ping_client& a) { clients_.ping(a.who); }
     void carry_out(close_client& a) { clients_.close(a.who, a.code, a.reason); }
+    void carry_out(pause_reading& a) { clients_.pause_reading_from(a.who); }
+    void carry_out(resume_reading& a) { clients_.resume_reading_from(a.who); }
     void carry_out(subscribe_upstream& a) { broker_.subscribe(a); }
     void carry_out(unsubscribe_upstream& a) { broker_.unsubscribe(a); }
     void carry_out(publish_upstream& a) { broker_.publish(std::move(a)); }

@@ -75,6 +75,9 @@ struct app::impl {
           shutdown_timer(io),
           broker(make_paho_upstream(io, config.upstream, config.engine.broker,
                                     [this](upstream_event&& e) {
+                                        if (const auto* congestion =
+                                                std::get_if<upstream_congestion_event>(&e))
+                                            server->upstream_congestion(congestion->congested);
                                         pass_to_engine(e, core, actions);
                                         execute();
                                     })),

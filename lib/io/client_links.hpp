@@ -19,6 +19,10 @@ class client_links {
     // Starts the closing handshake with `code`; on_close follows.
     virtual void close(connection_id who, close_code code, std::string_view reason) = 0;
     virtual void ping(connection_id who) = 0;
+    // Backpressure: stops reading the connection's frames, from the end of the read that
+    // brought its latest frame (at most a read buffer later), until resume_reading_from().
+    virtual void pause_reading_from(connection_id who) = 0;
+    virtual void resume_reading_from(connection_id who) = 0;
 };
 
 }  // namespace mqttws

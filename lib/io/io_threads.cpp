@@ -76,10 +76,23 @@ class mailbox {
 // last looked. Only the I/O thread writes here, and on a cache line of its own: a delivery costs
 // the line one trip to the app's thread when the engine next reads it, not a tug of war between
 // two threads adding to and taking from one counter.
-struct alignas(64) io_progress {
-    std::atomic<std::size_t> taken{0};
+//
+// The other way, the bytes of the connection's frames: the I/O thread counts what it read and
+// handed to the app (`read_handed`, its own); the app counts what it has run (`read_run`, on a
+// line of its own). A client whose frames are more than `max_read_ahead` ahead of the app is not
+// read until the app is within half of it (`resume_at`, taken by exactly one of the two threads),
+// so that a client sending faster than the engine's thread runs cannot fill the app's mailbox
+// without bound.
+struct io_progress {
+    alignas(64) std::atomic<std::size_t> taken{0};
     std::atomic<std::size_t> queued{0};
+    std::size_t read_handed = 0;  // the I/O thread's own
+    alignas(64) std::atomic<std::size_t> read_run{0};
+    std::atomic<std::size_t> resume_at{no_resume};  // while paused: resume when read_run gets here
+    static constexpr std::size_t no_resume = SIZE_MAX;
 };
+
+constexpr std::size_t max_read_ahead = 64 * 1024;
 
 // The app's thread's view of one connection: what it posted in all, and the I/O thread's
 // progress. Unwritten: posted and not taken yet, plus what the socket holds. `taken` never passes
@@ -95,7 +108,7 @@ struct link_state {
 
 // What the app's thread asks of an I/O thread.
 struct link_command {
-    enum class kind : std::uint8_t { send, close, ping, pong, call };
+    enum class kind : std::uint8_t { send, close, ping, pong, pause, resume, resume_for_app, call };
     kind what = kind::call;
     connection_id who = 0;
     frame_ptr frame;                       // send
@@ -149,6 +162,15 @@ struct io_threads::impl {
                 case link_command::kind::pong:
                     server->pong(c.who, c.text);
                     taken(c);
+                    return;
+                case link_command::kind::pause:
+                    server->pause_reading_from(c.who);
+                    return;
+                case link_command::kind::resume:
+                    server->resume_reading_from(c.who);
+                    return;
+                case link_command::kind::resume_for_app:
+                    server->resume_reading_for_app(c.who);
                     return;
                 case link_command::kind::call:
                     c.call(*server);
@@ -285,14 +307,10 @@ struct io_threads::impl {
             });
         };
         h.on_text = [this, &w](connection_id id, std::string_view text) {
-            w.tell_app([this, id, frame = w.decoder.decode_for_engine(text)]() mutable {
-                on_frame_decoded.on_decoded(id, std::move(frame));
-            });
+            hand_over(w, id, w.decoder.decode_for_engine(text), text.size());
         };
         h.on_binary = [this, &w](connection_id id, std::string_view data) {
-            w.tell_app([this, id, frame = w.decoder.decode_binary_for_engine(data)]() mutable {
-                on_frame_decoded.on_decoded(id, std::move(frame));
-            });
+            hand_over(w, id, w.decoder.decode_binary_for_engine(data), data.size());
         };
         h.on_close = [this, &w](connection_id id, const close_info& info) {
             w.links.erase(id);
@@ -332,6 +350,52 @@ struct io_threads::impl {
         return h;
     }
 
+    // On `w`'s thread, inside the connection's message handler: the decoded frame goes to the
+    // engine; while the broker connection is congested, one that publishes pauses the connection
+    // (ws_server applies it before reading on).
+    void hand_over(worker& w, connection_id id, decoded_frame frame, std::size_t bytes) {
+        if (upstream_congested.load(std::memory_order_acquire)) {
+            const auto* request = std::get_if<client_request>(&frame.result);
+            if (request != nullptr && publishes(*request, frame.binary))
+                w.server->pause_reading_from(id);
+        }
+        if (const std::shared_ptr<io_progress>* link = w.links.find(id)) {
+            io_progress& p = **link;
+            p.read_handed += bytes;
+            if (p.read_handed - p.read_run.load() > max_read_ahead) pause_for_app(w, id, p);
+        }
+        w.tell_app([this, id, bytes, frame = std::move(frame)]() mutable {
+            on_frame_decoded.on_decoded(id, std::move(frame));
+            ran(id, bytes);
+        });
+    }
+
+    // I/O thread: `id` is too far ahead of the app (io_progress). Paused until the app has run
+    // its frames but half of max_read_ahead; if the app got there meanwhile, resumed at once.
+    void pause_for_app(worker& w, connection_id id, io_progress& p) {
+        w.server->pause_reading_for_app(id);
+        const std::size_t at = p.read_handed - max_read_ahead / 2;
+        p.resume_at.store(at);
+        if (p.read_run.load() >= at &&
+            p.resume_at.exchange(io_progress::no_resume) != io_progress::no_resume)
+            w.server->resume_reading_for_app(id);
+    }
+
+    // App thread: the app has run `bytes` more of `id`'s frames; resumes reading it when it
+    // was paused for the app and the app has caught up (pause_for_app).
+    void ran(connection_id id, std::size_t bytes) {
+        const link_state* link = links.find(id);
+        if (link == nullptr) return;
+        io_progress& p = *link->progress;
+        const std::size_t run = p.read_run.load(std::memory_order_relaxed) + bytes;
+        p.read_run.store(run);  // this thread is the only writer
+        if (run < p.resume_at.load() ||
+            p.resume_at.exchange(io_progress::no_resume) == io_progress::no_resume)
+            return;
+        post(id, link_command::kind::resume_for_app);
+        flush_soon();
+    }
+
     worker& owner_of(connection_id id) { return *workers[(id - 1) % workers.size()]; }
 
     // A send or pong: counted in the connection's unwritten bytes until its thread takes it, so
@@ -363,6 +427,13 @@ struct io_threads::impl {
     }
 
     void post(connection_id id, link_command c) { owner_of(id).outgoing.push_back(std::move(c)); }
+    // A command that names only its connection (ping, pause, resume).
+    void post(connection_id id, link_command::kind what) {
+        link_command c;
+        c.what = what;
+        c.who = id;
+        post(id, std::move(c));
+    }
 
     // Runs `f` on every I/O thread and waits for all of them (rare: shutdown, TLS reload).
     template <class F>
@@ -393,6 +464,7 @@ struct io_threads::impl {
     id_map<link_state> links;
     listen_endpoint bound;
     std::atomic<std::int64_t> app_lag_us{0};
+    std::atomic<bool> upstream_congested{false};  // set by the app's thread
     bool running = false;
     bool flush_posted = false;  // a flush_soon() is on its way
 };
@@ -457,10 +529,29 @@ void io_threads::close(connection_id who, close_code code, std::string_view reas
 }
 
 void io_threads::ping(connection_id who) {
-    link_command c;
-    c.what = link_command::kind::ping;
-    c.who = who;
-    impl_->post(who, std::move(c));
+    impl_->post(who, link_command::kind::ping);
+}
+
+// The connection's thread applies the pause at its next message (ws_server::pause_reading_from).
+void io_threads::pause_reading_from(connection_id who) {
+    impl_->post(who, link_command::kind::pause);
+}
+
+void io_threads::resume_reading_from(connection_id who) {
+    impl_->post(who, link_command::kind::resume);
+}
+
+// Cleared: stored before each thread is told to resume, so a thread that paused a connection
+// for it (having read it set) resumes it after; none pauses again once it reads it clear.
+void io_threads::upstream_congestion(bool congested) {
+    impl_->upstream_congested.store(congested, std::memory_order_release);
+    if (congested) return;
+    for (auto& w : impl_->workers) {
+        link_command c;
+        c.call = [](ws_server& server) { server.resume_reading_all(); };
+        w->outgoing.push_back(std::move(c));
+    }
+    impl_->flush_soon();
 }
 
 std::size_t io_threads::buffered_bytes(connection_id who) const {

@@ -16,6 +16,12 @@
 // the decoding of client frames. A broadcast frame is encoded once and shared, read-only, by every
 // thread that writes it.
 //
+// Backpressure (publish_relay.hpp): the engine's pause_reading action for a client would arrive
+// here long after the client's frames that caused it, while its I/O thread reads on ahead. So
+// while the broker connection is congested each I/O thread pauses a connection itself, right
+// after decoding a frame of it that publishes (the same frames the engine pauses for); when the
+// congestion clears, every thread resumes all it paused.
+//
 // The engine's flow control reads each connection's unwritten bytes (buffered_bytes): what it
 // posted and its thread has not taken yet, plus what that thread last saw queued on the socket.
 // The I/O thread refreshes the second every millisecond while it is not zero.
@@ -66,6 +72,9 @@ class io_threads final : public client_io {
               std::string_view head) override;
     void close(connection_id who, close_code code, std::string_view reason) override;
     void ping(connection_id who) override;
+    void pause_reading_from(connection_id who) override;
+    void resume_reading_from(connection_id who) override;
+    void upstream_congestion(bool congested) override;
     void flush() override;
     std::size_t buffered_bytes(connection_id who) const override;
     std::size_t connection_count() const override;

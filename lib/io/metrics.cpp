@@ -161,6 +161,10 @@ std::string render_metrics(const engine_stats& e, const connection_counters& ser
              "QoS 0 publishes dropped while the broker was down.", num(e.publishes_dropped));
     x.single("publishes_refused_total", "counter", "QoS 1/2 publishes refused: offline queue full.",
              num(e.publishes_refused));
+    x.single("publishers_paused_total", "counter",
+             "Times a publishing client was not read for a while: the publishes waiting for the "
+             "MQTT client had reached half of --upstream-queue-bytes (backpressure).",
+             num(e.publishers_paused));
     x.single("publish_duplicates_total", "counter",
              "QoS 2 resends answered without publishing again.", num(e.publish_duplicates));
     x.single("rate_limited_total", "counter", "Publishes refused by the per-client rate limit.",

@@ -286,6 +286,7 @@ class paho_upstream final : public upstream {
             case publish_window::verdict::wait:
                 has_waiting_.store(true);
                 release_waiting();  // Paho may have completed some since offer() looked
+                report_congestion();
                 return;
             case publish_window::verdict::refuse:
                 // QoS 0 is dropped (counted in the window's stats); QoS 1/2 are answered.
@@ -342,6 +343,15 @@ class paho_upstream final : public upstream {
             hand_to_paho(std::move(*r));
         }
         if (!window_.has_waiting()) has_waiting_.store(false);
+        report_congestion();
+    }
+
+    // App thread: tells the engine when the window became congested or stopped being so.
+    // Posted, not passed at once: publish() runs while the app carries out the engine's actions.
+    void report_congestion() {
+        if (window_.congested() == congestion_reported_) return;
+        congestion_reported_ = window_.congested();
+        push(upstream_congestion_event{congestion_reported_});
     }
 
     // App thread, the connection lost: the waiting publishes fail as those inside Paho did
@@ -356,6 +366,7 @@ class paho_upstream final : public upstream {
             }
         }
         has_waiting_.store(false);
+        report_congestion();
     }
 
     // Paho's threads: a publish it held is written or answered. Wakes the app's thread when
@@ -507,6 +518,7 @@ class paho_upstream final : public upstream {
     std::vector<upstream_event> inbox_;        // guarded by inbox_mutex_
     std::vector<upstream_event> draining_;     // app thread only
     publish_window window_;                    // app thread only
+    bool congestion_reported_ = false;         // app thread only: the last congestion event
     std::atomic<std::uint64_t> completed_{0};  // publishes Paho completed (its threads count)
     std::atomic<bool> has_waiting_{false};     // window_ has waiting publishes
     std::atomic<bool> wake_posted_{false};     // a release_waiting() is on its way

@@ -18,6 +18,7 @@ publish_window::verdict publish_window::offer(publish_upstream& r, std::uint64_t
     }
     waiting_bytes_ += size;
     waiting_.push_back(std::move(r));
+    if (waiting_bytes_ >= max_queued_bytes_ / 2) congested_ = true;
     return verdict::wait;
 }
 
@@ -26,6 +27,7 @@ std::optional<publish_upstream> publish_window::next(std::uint64_t completed) {
     publish_upstream r = std::move(waiting_.front());
     waiting_.pop_front();
     waiting_bytes_ -= queued_size(r);
+    if (waiting_bytes_ <= max_queued_bytes_ / 4) congested_ = false;
     return r;
 }
 
@@ -33,6 +35,7 @@ std::deque<publish_upstream> publish_window::take_waiting() {
     std::deque<publish_upstream> all;
     all.swap(waiting_);
     waiting_bytes_ = 0;
+    congested_ = false;
     return all;
 }
 

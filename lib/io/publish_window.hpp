@@ -13,6 +13,12 @@
 // QoS 0 one and answers a QoS 1/2 one `rate_limited`), so that no client can make the bridge
 // queue without bound.
 //
+// Before it comes to that, the window says it is congested: from when the waiting publishes
+// reach half of `max_queued_bytes` until they are down to a quarter (apart, so that it does not
+// flap with every publish). While it is, the engine stops reading from the clients that publish
+// (backpressure: their TCP windows fill and they slow down), so a fan-in faster than the broker
+// connection is slowed to its pace rather than losing publishes at the bound.
+//
 // Completions are counted on Paho's threads; this class only ever sees their running total
 // (`completed`), read by the caller. After a reconnect, what Paho still holds from the previous
 // connection no longer counts (restart()), so a completion Paho never reports cannot keep its
@@ -58,6 +64,8 @@ class publish_window {
     std::deque<publish_upstream> take_waiting();
 
     bool has_waiting() const { return !waiting_.empty(); }
+    // Whether publishers should be held back (see above).
+    bool congested() const { return congested_; }
     publish_window_stats stats(std::uint64_t completed) const;
 
   private:
@@ -71,6 +79,7 @@ class publish_window {
     std::size_t waiting_bytes_ = 0;
     std::uint64_t handed_ = 0;
     std::uint64_t refused_ = 0;
+    bool congested_ = false;
 };
 
 }  // namespace mqttws

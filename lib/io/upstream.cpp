@@ -18,6 +18,9 @@ struct engine_call {
     void operator()(upstream_published_event& e) const {
         core.upstream_published(e.op, e.error, e.message, out);
     }
+    void operator()(upstream_congestion_event& e) const {
+        core.upstream_congestion(e.congested, out);
+    }
 };
 
 }  // namespace

@@ -34,8 +34,14 @@ struct upstream_published_event {
     std::optional<errc> error;
     std::string message;
 };
-using upstream_event = std::variant<upstream_connected_event, upstream_lost_event, broker_message,
-                                    upstream_subscribed_event, upstream_published_event>;
+// The publishes waiting for the MQTT client became too many, or few enough again
+// (publish_window.hpp): the engine holds back the clients that publish meanwhile.
+struct upstream_congestion_event {
+    bool congested = false;
+};
+using upstream_event =
+    std::variant<upstream_connected_event, upstream_lost_event, broker_message,
+                 upstream_subscribed_event, upstream_published_event, upstream_congestion_event>;
 
 // The publishes between the bridge and the broker (publish_window.hpp), for /metrics.
 struct upstream_stats {

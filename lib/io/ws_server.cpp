@@ -71,6 +71,21 @@ void ws_server::ping(connection_id who) {
 void ws_server::pong(connection_id who, std::string_view payload) {
     impl_->pong(who, payload);
 }
+void ws_server::pause_reading_from(connection_id who) {
+    impl_->pause_reading_from(who);
+}
+void ws_server::resume_reading_from(connection_id who) {
+    impl_->resume_reading_from(who);
+}
+void ws_server::resume_reading_all() {
+    impl_->resume_reading_all();
+}
+void ws_server::pause_reading_for_app(connection_id who) {
+    impl_->pause_reading_for_app(who);
+}
+void ws_server::resume_reading_for_app(connection_id who) {
+    impl_->resume_reading_for_app(who);
+}
 
 std::optional<std::string> ws_server::reload_tls() {
     return impl_->reload_tls();

@@ -123,6 +123,11 @@ class client_io : public client_links {
     // keep theirs. On a bad file the old ones stay; returns why (nullopt: reloaded).
     virtual std::optional<std::string> reload_tls() = 0;
     virtual std::vector<io_thread_stats> thread_stats() const { return {}; }
+    // The broker connection became congested or clear (publish_relay.hpp, "Backpressure"). One
+    // ws_server needs nothing more than the engine's pause_reading actions, which it gets while
+    // the frame that caused them is handled; io_threads pauses publishers on their own threads
+    // at once (see there).
+    virtual void upstream_congestion(bool /*congested*/) {}
     // Hands what send(), close() and ping() queued since the last flush to the threads that
     // write it (io_threads, once the app's thread has run what is ready; a ws_server writes at
     // once). The app calls it after each event.
@@ -165,6 +170,14 @@ class ws_server final : public client_io {
     void close(connection_id who, close_code code, std::string_view reason) override;
     void ping(connection_id who) override;
     void pong(connection_id who, std::string_view payload);
+    void pause_reading_from(connection_id who) override;
+    void resume_reading_from(connection_id who) override;
+    // Resumes every connection paused (or to be) by pause_reading_from.
+    void resume_reading_all();
+    // io_threads: the same, for a connection whose frames are too far ahead of the app's thread;
+    // a connection is read when neither pause holds.
+    void pause_reading_for_app(connection_id who);
+    void resume_reading_for_app(connection_id who);
     std::size_t connection_count() const override;
     std::optional<std::string> reload_tls() override;
     connection_counters totals() const override;

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,10 +33,13 @@ class fake_links final : public client_links {
         closed[who] = {code, std::string(reason)};
     }
     void ping(connection_id who) override { pinged.push_back(who); }
+    void pause_reading_from(connection_id who) override { paused.insert(who); }
+    void resume_reading_from(connection_id who) override { paused.erase(who); }
 
     std::map<connection_id, std::vector<json_frame>> sent;
     std::map<connection_id, std::pair<close_code, std::string>> closed;
     std::vector<connection_id> pinged;
+    std::set<connection_id> paused;  // not read
     int binaries = 0;
 };
 

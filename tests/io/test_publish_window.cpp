@@ -111,3 +111,39 @@ TEST_CASE("publish_window: a lost connection hands back what waits, in order") {
     CHECK(w.stats(0).waiting_bytes == 0);
     CHECK(w.next(1) == std::nullopt);
 }
+
+TEST_CASE("publish_window: congested from half of the bound waiting until a quarter, or a loss") {
+    publish_window w(1, 400);  // congested at 200 bytes waiting, clear again at 100
+    std::vector<std::string> handed;
+    const std::string p49(49, 'x');  // 50 bytes with the topic
+    CHECK(offer(w, pub(p49), 0, handed) == publish_window::verdict::hand_over);
+    for (int i = 0; i < 3; ++i)
+        CHECK(offer(w, pub(p49), 0, handed) == publish_window::verdict::wait);
+    CHECK(w.stats(0).waiting_bytes == 150);
+    CHECK_FALSE(w.congested());
+    offer(w, pub(p49), 0, handed);  // 200
+    CHECK(w.congested());
+    // Refusals stay congested; publishes leaving the wait do not clear it above a quarter.
+    for (int i = 0; i < 4; ++i)
+        offer(w, pub(p49), 0, handed);
+    CHECK(offer(w, pub(p49), 0, handed) == publish_window::verdict::refuse);
+    CHECK(w.stats(0).waiting_bytes == 400);
+    std::uint64_t completed = 0;
+    const auto release_one = [&] {
+        ++completed;
+        REQUIRE(w.next(completed));
+        w.handed();
+    };
+    for (int i = 0; i < 5; ++i)
+        release_one();
+    CHECK(w.stats(completed).waiting_bytes == 150);
+    CHECK(w.congested());
+    release_one();  // 100: a quarter
+    CHECK_FALSE(w.congested());
+    // A lost connection takes what waits: nothing is congested after it.
+    offer(w, pub(p49), completed, handed);
+    offer(w, pub(p49), completed, handed);
+    CHECK(w.congested());
+    CHECK(w.take_waiting().size() == 4);
+    CHECK_FALSE(w.congested());
+}
