@@ -129,7 +129,8 @@ void publish_relay::pause_reading_of(session& s, action_list& out) {
     live.reading_paused = true;
     ++ctx_.stats.publishers_paused;
     paused_.push_back(s.connection());
-    out.push_back(pause_reading{s.connection()});
+    // emplace: GCC 12 at -O2 falsely warns maybe-uninitialized on push_back here.
+    out.emplace_back(std::in_place_type<pause_reading>, pause_reading{s.connection()});
 }
 
 void publish_relay::upstream_congestion(bool congested, action_list& out) {
@@ -141,7 +142,8 @@ void publish_relay::upstream_congestion(bool congested, action_list& out) {
         if (s == nullptr || !s->live().reading_paused) continue;  // closed meanwhile
         s->live().reading_paused = false;
         s->live().last_alive_ms = now;  // its heartbeat was not read meanwhile
-        out.push_back(resume_reading{id});
+        // emplace: GCC 12 at -O2 falsely warns maybe-uninitialized on push_back here.
+        out.emplace_back(std::in_place_type<resume_reading>, resume_reading{id});
     }
     paused_.clear();
 }
