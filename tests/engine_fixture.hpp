@@ -332,19 +332,25 @@ class engine_fixture {
         return record(std::move(out));
     }
     const action_list& client_text(connection_id id, std::string_view frame) {
-        action_list out;
-        if (decode_on_io_thread_)
-            eng.client_decoded(id, io_thread_decoder_.decode_for_engine(frame), out);
-        else
-            eng.client_text(id, frame, out);
-        return record(std::move(out));
+        return client_frame(id, frame, /*binary=*/false);
     }
     const action_list& client_binary(connection_id id, std::string_view frame) {
+        return client_frame(id, frame, /*binary=*/true);
+    }
+    // A frame as the engine gets it: decoded on its thread, or (decode_on_io_thread_) decoded
+    // first as an I/O thread does.
+    const action_list& client_frame(connection_id id, std::string_view frame, bool binary) {
         action_list out;
-        if (decode_on_io_thread_)
-            eng.client_decoded(id, io_thread_decoder_.decode_binary_for_engine(frame), out);
-        else
+        if (decode_on_io_thread_) {
+            eng.client_decoded(id,
+                               binary ? io_thread_decoder_.decode_binary_for_engine(frame)
+                                      : io_thread_decoder_.decode_for_engine(frame),
+                               out);
+        } else if (binary) {
             eng.client_binary(id, frame, out);
+        } else {
+            eng.client_text(id, frame, out);
+        }
         return record(std::move(out));
     }
     // `clean`: the client closed normally (ends its session); false: the connection dropped
