@@ -24,6 +24,7 @@
 #include "core/admission.hpp"
 #include "core/handshake.hpp"
 #include "io/log.hpp"
+#include "io/read_pauses.hpp"
 #include "io/ws_server.hpp"
 #include "io/ws_server_config.hpp"
 
@@ -179,7 +180,8 @@ class basic_backend final : public ws_server::backend {
     void close(connection_id id, close_code code, std::string_view reason) override {
         const auto it = connections_.find(id);
         if (it == connections_.end()) return;
-        resume(id, pause_for_engine | pause_for_app);  // the close handshake reads the peer's close
+        // The close handshake reads the peer's close.
+        resume(id, read_pauses::for_engine | read_pauses::for_app);
         std::error_code ec;
         it->second->close(static_cast<websocketpp::close::status::value>(code), std::string(reason),
                           ec);
@@ -202,24 +204,15 @@ class basic_backend final : public ws_server::backend {
         it->second->pong(std::string(payload), ec);
     }
 
-    // websocketpp's pause_reading() only posts the pause: a read started meanwhile stays in
-    // flight, and resume_reading() then would start a second read into the same buffer. So a
-    // pause is applied here, on this thread, right after the connection's next message is
-    // handled (apply_pause): websocketpp checks the flag before it starts the next read, so no
-    // read is in flight while it is paused, and resuming starts exactly one. A connection may be
-    // paused for two reasons (the engine's backpressure, the app's thread behind); it is read
-    // again when neither holds.
-    void pause_reading_from(connection_id id) override { pause(id, pause_for_engine); }
-    void resume_reading_from(connection_id id) override { resume(id, pause_for_engine); }
-    void pause_reading_for_app(connection_id id) override { pause(id, pause_for_app); }
-    void resume_reading_for_app(connection_id id) override { resume(id, pause_for_app); }
+    // A pause applies at the connection's next message (read_pauses.hpp says why).
+    void pause_reading_from(connection_id id) override { pause(id, read_pauses::for_engine); }
+    void resume_reading_from(connection_id id) override { resume(id, read_pauses::for_engine); }
+    void pause_reading_for_app(connection_id id) override { pause(id, read_pauses::for_app); }
+    void resume_reading_for_app(connection_id id) override { resume(id, read_pauses::for_app); }
 
     void resume_reading_all() override {
-        std::vector<connection_id> ids;
-        for (const auto& [id, state] : paused_)
-            if (state.reasons & pause_for_engine) ids.push_back(id);
-        for (const connection_id id : ids)
-            resume(id, pause_for_engine);
+        for (const connection_id id : pauses_.paused_for(read_pauses::for_engine))
+            resume(id, read_pauses::for_engine);
     }
 
     std::size_t connection_count() const override { return connections_.size(); }
@@ -487,39 +480,23 @@ class basic_backend final : public ws_server::backend {
         return peer.find(':') != std::string::npos ? "[" + peer + "]:" + port : peer + ":" + port;
     }
 
-    static constexpr std::uint8_t pause_for_engine = 1, pause_for_app = 2;
-    struct pause_state {
-        std::uint8_t reasons = 0;
-        bool applied = false;  // else it applies at the next message
-    };
-
-    void pause(connection_id id, std::uint8_t reason) {
-        if (connections_.count(id) != 0) paused_[id].reasons |= reason;
+    void pause(connection_id id, read_pauses::reason why) {
+        if (connections_.count(id) != 0) pauses_.ask(id, why);
     }
 
-    void resume(connection_id id, std::uint8_t reason) {
-        const auto it = paused_.find(id);
-        if (it == paused_.end()) return;
-        it->second.reasons &= static_cast<std::uint8_t>(~reason);
-        if (it->second.reasons != 0) return;
-        const bool applied = it->second.applied;
-        paused_.erase(it);
+    void resume(connection_id id, std::uint8_t why) {
+        if (!pauses_.lift(id, why)) return;
         const auto con = connections_.find(id);
-        if (applied && con != connections_.end()) con->second->resume_reading();
+        if (con != connections_.end()) con->second->resume_reading();
     }
 
-    // Inside the connection's message handler: a pause asked for takes effect now, before
-    // websocketpp starts its next read (see pause_reading_from).
+    // Inside the connection's message handler, before websocketpp starts its next read.
     void apply_pause(connection_id id, const hdl& h) {
-        if (paused_.empty()) return;
-        const auto it = paused_.find(id);
-        if (it == paused_.end() || it->second.applied) return;
-        it->second.applied = true;
-        server_.get_con_from_hdl(h)->handle_pause_reading();
+        if (pauses_.apply_now(id)) server_.get_con_from_hdl(h)->handle_pause_reading();
     }
 
     void closed(connection_id id, const hdl& h) {
-        paused_.erase(id);
+        pauses_.forget(id);
         if (connections_.erase(id) == 0) return;
         ledger_->with([](auto& l) { --l.open; });
         connection_ptr con = server_.get_con_from_hdl(h);
@@ -620,7 +597,7 @@ class basic_backend final : public ws_server::backend {
     std::unordered_map<connection_id, connection_ptr> connections_;
     std::unordered_map<connection_id, close_info> closed_by_bridge_;  // closes we started
     // Connections whose reading is paused, or is to be at their next message.
-    std::unordered_map<connection_id, pause_state> paused_;
+    read_pauses pauses_;
     connection_id next_id_;
     frame_ptr cached_frame_;
     bool cached_binary_ = false;
