@@ -98,9 +98,10 @@ struct config {
     bool per_publisher_topic = false;
     int qos = 0;
     std::size_t payload = 64;
-    double rate = 0;           // total publishes/s; 0 = closed loop (saturation)
-    std::uint64_t window = 0;  // closed loop: messages in flight end to end (0 = auto)
-    int inflight = 64;         // QoS 1: unacknowledged publishes per publisher
+    double rate = 0;              // total publishes/s; 0 = closed loop (saturation)
+    std::uint64_t window = 0;     // closed loop: messages in flight end to end (0 = auto)
+    int inflight = 64;            // QoS 1: unacknowledged publishes per publisher
+    bool binary_publish = false;  // mqttws binary publish frames instead of JSON
     double duration = 5, warmup = 1, drain = 3, hold = 0, setup_timeout = 30;
     // End of run: how long all of a shard's connections together may take to close cleanly
     // before the rest are reset. 0 = reset at once.
@@ -157,6 +158,7 @@ void usage() {
         "  --rate R               total publishes/s, paced; 0 = closed loop saturation (default)\n"
         "  --window W             closed loop: messages in flight end to end (default auto)\n"
         "  --inflight K           QoS 1: unacknowledged publishes per publisher (default 64)\n"
+        "  --binary-publish       publish mqttws binary frames, not JSON (--target bridge)\n"
         "  --duration S --warmup S --drain S   measurement window, warm-up, drain (5, 1, 3)\n"
         "  --hold S               idle seconds after setup before publishing (memory probes)\n"
         "  --setup-timeout S      give up on connections not set up by then (default 30)\n"
@@ -231,6 +233,8 @@ config parse_args(int argc, char** argv) {
             c.window = std::strtoull(need(i).c_str(), nullptr, 10);
         } else if (a == "--inflight") {
             c.inflight = std::atoi(need(i).c_str());
+        } else if (a == "--binary-publish") {
+            c.binary_publish = true;
         } else if (a == "--duration") {
             c.duration = std::atof(need(i).c_str());
         } else if (a == "--warmup") {
@@ -284,6 +288,7 @@ config parse_args(int argc, char** argv) {
     if (c.payload > (1u << 20)) die("--payload must be at most 1 MiB");
     if (c.subscribers < 0 || c.publishers < 0 || c.slow < 0) die("negative connection count");
     if (c.tgt == target::b1 && c.publishers > 0) die("--target b1 has no publishers (B1 writes)");
+    if (c.binary_publish && c.tgt != target::bridge) die("--binary-publish needs --target bridge");
     if (c.threads < 1 || c.threads > 16) die("--threads must be 1..16");
     if (c.inflight < 1 || c.inflight > 30000) die("--inflight must be 1..30000");
     if (c.duration <= 0 || c.duration > 3600 || c.warmup < 0 || c.warmup > 600 || c.drain < 0 ||
@@ -1188,7 +1193,18 @@ void shard::send_publish(conn* cn, std::uint64_t now) {
     stamp_payload(payload.data(), cn->pub_index, seq, now);
     const bool qos1 = g.cfg.qos == 1;
     std::uint64_t key = seq;
-    if (is_json(g.cfg)) {
+    if (g.cfg.binary_publish) {
+        // The msgid is 32 bits and must not be 0 with QoS 1: seq + 1 (a run sends far fewer).
+        if (qos1) key = seq + 1;
+        const std::size_t len =
+            mqttws_binary::publish_head_size + cn->pub_topic.size() + payload.size();
+        const std::uint32_t k = ws::append_client_header(cn->out, ws::binary, len, ms);
+        const std::size_t at = cn->out.size();
+        mqttws_binary::append_publish_head(cn->out, cn->pub_topic, g.cfg.qos,
+                                           static_cast<std::uint32_t>(qos1 ? key : 0));
+        cn->out += payload;
+        ws::apply_mask(cn->out.data() + at, len, k);
+    } else if (is_json(g.cfg)) {
         char mid[48];
         int mlen = 0;
         if (qos1) mlen = std::snprintf(mid, sizeof mid, "\"msgid\":%" PRIu64 ",", seq);
@@ -2016,6 +2032,16 @@ int self_test() {
         check(mqtt::parse_packet(d.data(), d.size(), pk) == mqtt::parse_result::ok &&
                   pk.type == 14 && pk.flags == 0 && pk.body_len == 0 && pk.consumed == 2,
               "MQTT DISCONNECT");
+    }
+    // mqttws binary publish: the example of docs/protocol.md, "Binary frames"
+    {
+        std::string frame;
+        mqttws_binary::append_publish_head(frame, "a/b", 1, 77);
+        check(frame.size() == mqttws_binary::publish_head_size + 3, "binary publish head size");
+        frame += std::string("\x00\xff", 2);
+        const std::string documented =  // 01 01 00 00 00 4d 00 03 61 2f 62 00 ff
+            std::string("\x01\x01\x00\x00\x00\x4d\x00\x03", 8) + "a/b" + std::string("\x00\xff", 2);
+        check(frame == documented, "binary publish frame as documented");
     }
     // MQTT publish round trip
     {

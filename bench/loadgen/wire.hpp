@@ -4,7 +4,8 @@
 //   handles fragmentation) with the status code of a close frame;
 // - a minimal MQTT 3.1.1 codec: CONNECT, SUBSCRIBE, PUBLISH (QoS 0/1), PUBACK, PINGREQ,
 //   DISCONNECT out;
-//   a packet splitter for what comes back (CONNACK, SUBACK, PUBLISH, PUBACK, PINGRESP).
+//   a packet splitter for what comes back (CONNACK, SUBACK, PUBLISH, PUBACK, PINGRESP);
+// - mqttws's binary publish frame (docs/protocol.md, "Binary frames"), for --binary-publish.
 //
 // Thread safety: stateless functions; a mask_source belongs to one thread.
 #pragma once
@@ -302,4 +303,22 @@ inline bool decode_publish(const packet& pk, publish_view& out) {
 }
 
 }  // namespace mqtt
+
+// ---- mqttws binary frames (docs/protocol.md, "Binary frames") -------------------------------
+namespace mqttws_binary {
+
+constexpr std::size_t publish_head_size = 8;  // type, flags, msgid (4), topic length (2)
+
+// The head of a binary publish, up to and with the topic; the payload follows as is.
+inline void append_publish_head(std::string& out, std::string_view topic, int qos,
+                                std::uint32_t msgid) {
+    out += '\x01';
+    out += static_cast<char>(qos & 3);
+    for (int shift = 24; shift >= 0; shift -= 8)
+        out += static_cast<char>((msgid >> shift) & 0xFF);
+    mqtt::append_u16(out, static_cast<std::uint16_t>(topic.size()));
+    out += topic;
+}
+
+}  // namespace mqttws_binary
 }  // namespace bench
