@@ -281,7 +281,8 @@ std::variant<client_request, decode_failure> frame_decoder::decode(std::string_v
 decoded_frame frame_decoder::decode_for_engine(std::string_view text) {
     decoded_frame out{decode(text), {}, false};
     const auto* request = std::get_if<client_request>(&out.result);
-    if (request != nullptr && signature_proof(*request) != nullptr) out.signable_text.assign(text);
+    const signature_fields* proof = request != nullptr ? signature_proof(*request) : nullptr;
+    if (proof != nullptr && proof->sig) out.signable_text.assign(text);
     return out;
 }
 

@@ -190,10 +190,10 @@ struct decode_limits {
 };
 
 // A frame decoded on the thread that read it, for the engine's thread (engine::client_decoded):
-// the decoder's verdict, and for a text frame the frame itself when the request is one a device
-// may sign (signature_proof), since a signature is checked over the frame's bytes. Other frames
-// (an ack, most often) cross threads without their text. A binary frame (`binary`) is a publish
-// or a failure, and never carries a signature.
+// the decoder's verdict, and for a signed text frame (its request has a `sig`, see
+// signature_proof) the frame itself, since a signature is checked over the frame's bytes. Other
+// frames (acks and unsigned publishes, most often) cross threads without their text. A binary
+// frame (`binary`) is a publish or a failure, and never carries a signature.
 struct decoded_frame {
     std::variant<client_request, decode_failure> result;
     std::string signable_text;
@@ -209,7 +209,7 @@ class frame_decoder {
     frame_decoder& operator=(const frame_decoder&) = delete;
 
     std::variant<client_request, decode_failure> decode(std::string_view text);
-    // decode(), keeping the text of a frame that may be signed.
+    // decode(), keeping the text of a signed frame (see decoded_frame).
     decoded_frame decode_for_engine(std::string_view text);
     // decode_binary_publish() with these limits.
     decoded_frame decode_binary_for_engine(std::string_view frame) const;
