@@ -13,9 +13,9 @@
 //   Once half the wait is full the bridge stops reading it until a quarter is left, so the
 //   publisher is slowed to the broker connection's pace: every ack is ok, the broker receives
 //   every publish, in order; the pause shows in mqttws_publishers_paused_total; and the client is
-//   read again afterwards (a QoS 1 publish of its own is answered). With --threads 4 the same burst at QoS 0 loses nothing
-//   either: there an I/O thread also stops reading a client whose frames are 64 KiB ahead of the
-//   engine's thread, which may keep the wait from ever filling.
+//   read again afterwards (a QoS 1 publish of its own is answered). With --threads 4 the same
+//   burst at QoS 0 loses nothing either: there an I/O thread also stops reading a client whose
+//   frames are 64 KiB ahead of the engine's thread, which may keep the wait from ever filling.
 // - With a window of one and 1 KiB to wait in, a batch of 100 QoS 1 publishes gets some
 //   `rate_limited` answers: each of them is counted in mqttws_upstream_publishes_refused_total,
 //   and the broker receives exactly the ones answered ok.
