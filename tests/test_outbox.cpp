@@ -306,6 +306,45 @@ TEST_CASE("a resume after the history wrapped replays what it kept, each as it w
     }
 }
 
+TEST_CASE("a resume from inside a run of deliveries alike replays each with its own msgid") {
+    // The history keeps how deliveries went out once per run of deliveries alike (QoS, style,
+    // consecutive msgids). Runs the front has passed are dropped; a replay starting inside a run
+    // must still give every delivery its QoS, msgid and style.
+    outbox_limits limits = small_window(100);
+    limits.history_messages = 8;
+    outbox box(limits);
+    recorder r;
+    const delivery_style plain{};
+    const delivery_style batched{false, 10, 50};
+    for (int i = 1; i <= 4; ++i)
+        box.push(body(), 0, plain, 0, r.fn());  // seq 1..4
+    for (int i = 5; i <= 8; ++i)
+        box.push(body(), 1, plain, 0, r.fn());  // seq 5..8, msgid 1..4
+    for (int i = 9; i <= 10; ++i)
+        box.push(body(), 0, batched, 0, r.fn());  // seq 9..10
+    for (int i = 11; i <= 12; ++i)
+        box.push(body(), 1, plain, 0, r.fn());   // seq 11..12, msgid 5..6
+    REQUIRE(box.ack(1, 0, r.fn()).has_value());  // seq 5
+    box.disconnect();
+    box.push(body(), 0, batched, 0, r.fn());  // seq 13; the history keeps 6..13
+    CHECK_FALSE(box.can_resume_from(4));
+    REQUIRE(box.can_resume_from(5));
+
+    r.frames.clear();
+    box.reconnect(5, 0, r.fn());
+    REQUIRE(r.seqs() == std::vector<std::uint64_t>{6, 7, 8, 9, 10, 11, 12, 13});
+    const std::vector<std::uint64_t> msgids{2, 3, 4, 0, 0, 5, 6, 0};
+    for (std::size_t k = 0; k < r.frames.size(); ++k) {
+        const sent& f = r.frames[k];
+        CAPTURE(f.seq);
+        CHECK(f.msgid == msgids[k]);
+        CHECK(f.qos == (f.msgid == 0 ? 0 : 1));
+        CHECK(f.dup == (f.qos == 1));  // sent before the drop, never acked
+        CHECK(f.style.batch_max == (f.qos == 0 ? 10 : 0));
+        CHECK(f.style.batch_delay_ms == (f.qos == 0 ? 50u : 0u));
+    }
+}
+
 TEST_CASE("an outbox that keeps no history still numbers, sends and windows its deliveries") {
     outbox box(small_window(2));
     recorder r;

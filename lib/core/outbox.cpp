@@ -92,13 +92,9 @@ void outbox::reconnect(std::optional<std::uint64_t> last_seq, std::int64_t now,
         // ones after it) waits — QoS 0 ones are never held behind them. QoS 0 replay is bounded
         // by the history; QoS 1/2 replay stops when the client is over budget, and what is left
         // is resent (with dup) as it drains.
-        std::size_t index = 0;
-        for (const remembered& r : history_) {
-            if (history_front_seq_ + index <= *last_seq) {
-                ++index;
-                continue;
-            }
-            const delivery d = recall(index++, r);
+        const std::size_t first = *last_seq + 1 - history_front_seq_;  // can_resume_from holds
+        for (std::size_t index = first; index < history_.size(); ++index) {
+            const delivery d = recall(index);
             if (d.qos == 0) {
                 sink.send(d, false);
             } else if (inflight_entry* entry = find_inflight(d.msgid)) {
@@ -114,7 +110,8 @@ void outbox::reconnect(std::optional<std::uint64_t> last_seq, std::int64_t now,
 
 void outbox::keep_no_history() {
     limits_.history_messages = 0;
-    history_ = fifo<remembered>();
+    history_ = fifo<std::shared_ptr<const message_body>>();
+    history_runs_ = fifo<delivered_alike>();
     history_bytes_ = 0;
 }
 
@@ -141,29 +138,53 @@ std::optional<std::int64_t> outbox::next_resend() const {
 
 void outbox::remember(const delivery& d) {
     if (limits_.history_messages == 0) return;
-    remembered r{d.body, d.msgid, d.style.batch_delay_ms, d.style.batch_max, d.style.binary, d.qos};
-    history_bytes_ += d.body->size();
     if (history_.empty()) history_front_seq_ = d.seq;
+    history_bytes_ += d.body->size();
     if (history_.size() < limits_.history_messages) {
-        history_.push_back(std::move(r));
+        history_.push_back(d.body);
     } else {
-        history_bytes_ -= history_.pop_push(std::move(r)).body->size();  // the oldest makes room
+        history_bytes_ -= history_.pop_push(d.body)->size();  // the oldest makes room
         ++history_front_seq_;
     }
     while (history_bytes_ > limits_.history_bytes && history_.size() > 1) {
-        history_bytes_ -= history_.front().body->size();
+        history_bytes_ -= history_.front()->size();
         history_.pop_front();
         ++history_front_seq_;
     }
+    forget_runs_before_front();  // first: a history of n entries then has at most n + 1 runs
+    if (history_runs_.empty() || !history_runs_[history_runs_.size() - 1].continued_by(d))
+        history_runs_.push_back(delivered_alike{d.seq, d.msgid, d.style, d.qos});
 }
 
-delivery outbox::recall(std::size_t index, const remembered& r) const {
+bool outbox::delivered_alike::continued_by(const delivery& d) const {
+    // The msgids follow on by themselves: push() gives every QoS 1/2 delivery the next one.
+    return d.qos == qos && d.style.binary == style.binary && d.style.batch_max == style.batch_max &&
+           d.style.batch_delay_ms == style.batch_delay_ms;
+}
+
+void outbox::forget_runs_before_front() {
+    while (history_runs_.size() > 1 && history_runs_[1].first_seq <= history_front_seq_)
+        history_runs_.pop_front();
+}
+
+delivery outbox::recall(std::size_t index) const {
     delivery d;
     d.seq = history_front_seq_ + index;
-    d.msgid = r.msgid;
-    d.qos = r.qos;
-    d.style = delivery_style{r.binary, r.batch_max, r.batch_delay_ms};
-    d.body = r.body;
+    // The run that holds d.seq: the last one that starts at or before it.
+    std::size_t low = 0;
+    std::size_t high = history_runs_.size();
+    while (high - low > 1) {
+        const std::size_t mid = low + (high - low) / 2;
+        if (history_runs_[mid].first_seq <= d.seq)
+            low = mid;
+        else
+            high = mid;
+    }
+    const delivered_alike& run = history_runs_[low];
+    d.qos = run.qos;
+    d.msgid = run.qos == 0 ? 0 : run.first_msgid + (d.seq - run.first_seq);
+    d.style = run.style;
+    d.body = history_[index];
     return d;
 }
 

@@ -72,7 +72,10 @@ class delivery_sink {
 class outbox {
   public:
     explicit outbox(outbox_limits limits)
-        : limits_(limits), history_(limits.history_messages), inflight_(2 * limits.window + 1) {}
+        : limits_(limits),
+          history_(limits.history_messages),
+          history_runs_(limits.history_messages + 1),
+          inflight_(2 * limits.window + 1) {}
 
     // Records a delivery and, when connected and allowed, sends it.
     void push(std::shared_ptr<const message_body> body, std::uint8_t qos, delivery_style style,
@@ -126,21 +129,24 @@ class outbox {
     bool connected() const { return connected_; }
 
   private:
-    // What the history keeps of a delivery, in 32 bytes rather than a `delivery`'s 48: its seq
-    // is not kept (the history's seqs are consecutive: the front's plus the place), and the style
-    // is packed with the QoS. With thousands of sessions each delivery's history write is a
-    // cache miss; the smaller the entry, the more of them share a line (docs/benchmarks.md).
-    struct remembered {
-        std::shared_ptr<const message_body> body;
-        std::uint64_t msgid = 0;
-        std::uint32_t batch_delay_ms = 0;
-        std::uint16_t batch_max = 0;
-        bool binary = false;
+    // The history keeps each delivery's body only, 16 bytes, four to a cache line; with
+    // thousands of sessions each delivery's history write is a cache miss, so the smaller the
+    // entry, the more of them share a line (docs/benchmarks.md). Its seq is not kept either: the
+    // history's seqs are consecutive (the front's, plus the place). The rest of how a delivery
+    // went out (QoS, msgid, style) is kept once per run of deliveries that went out alike: a
+    // session's deliveries mostly come through one subscription, so one run covers many entries.
+    struct delivered_alike {
+        std::uint64_t first_seq = 0;
+        std::uint64_t first_msgid = 0;  // QoS 1/2: each later delivery of the run has the next
+        delivery_style style;
         std::uint8_t qos = 0;
+        // Whether `d`, the next delivery after the run's last, went out alike.
+        bool continued_by(const delivery& d) const;
     };
-    static_assert(sizeof(remembered) == 32);
     // The history's entry `index` places after its front, as the delivery it was.
-    delivery recall(std::size_t index, const remembered& r) const;
+    delivery recall(std::size_t index) const;
+    // The history moved its front: the runs it no longer reaches are dropped.
+    void forget_runs_before_front();
 
     struct inflight_entry {
         delivery what;  // its body is released when it is acknowledged
@@ -163,8 +169,11 @@ class outbox {
     std::uint64_t last_seq_ = 0;
     std::uint64_t last_msgid_ = 0;
     std::uint64_t shed_up_to_seq_ = 0;  // the newest seq shed from the backlog (0: none)
-    fifo<remembered> history_;
+    fifo<std::shared_ptr<const message_body>> history_;
     std::uint64_t history_front_seq_ = 0;  // the seq of history_.front()
+    // Oldest first; the first one holds the front. At most one more than the history's entries
+    // (32 bytes each), when every delivery went out unlike the one before.
+    fifo<delivered_alike> history_runs_;
     std::size_t history_bytes_ = 0;
     // The window: what was sent and awaits its ack, in the order sent, which is msgid order (a
     // ring rather than a map: no allocation per delivery, and an ack in order takes the front).
