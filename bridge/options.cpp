@@ -311,7 +311,8 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
         ->check(CLI::NonNegativeNumber)
         ->group(limits);
     cli.add_option("--handshake-timeout", handshake_timeout_s,
-                   "Seconds a new socket has to complete its HTTP request or upgrade")
+                   "Seconds a new socket has, from its accept, to complete its TLS handshake "
+                   "and its HTTP request or upgrade")
         ->check(CLI::Range(0.1, 300.0))
         ->group(limits);
     cli.add_option("--max-publish-rate", out.engine.publishing.rate,

@@ -14,6 +14,7 @@ const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawnSync } = require('node:child_process');
 const net = require('node:net');
+const tls = require('node:tls');
 const h = require('../lib/harness');
 const s = require('../lib/security');
 const rs = require('../lib/raw-socket');
@@ -177,6 +178,33 @@ describe('connection limits', () => {
         x.write('GET / HTTP/1.1\r\nHost: x\r\n'); // never finished
         // Well under websocketpp's fixed 5 s (the margin is for slow CI machines).
         assert.ok(await closedWithin(x, 3000), 'still open after 3 s');
+    });
+
+    it('--handshake-timeout bounds the TLS handshake too, and then the request gets what is left', T, async () => {
+        // websocketpp gave the TLS handshake a fixed 5 s of its own, before the request's time.
+        const pki = s.makePki();
+        const tlsArgs = ['--tls-cert', pki.server.cert, '--tls-key', pki.server.key];
+        const short = await h.startBridge({ brokerPort: broker.port, scheme: 'wss', args: [...tlsArgs, '--handshake-timeout', '0.3'] });
+        await short.waitHealthy();
+        const silent = await idleSocket(short.port); // never sends its ClientHello
+        sockets.push(silent);
+        assert.ok(await closedWithin(silent, 3000), 'no TLS handshake, still open after 3 s');
+        const mute = await new Promise((resolve, reject) => { // the TLS handshake, but no request
+            const t = tls.connect({ host: '127.0.0.1', port: short.port, rejectUnauthorized: false }, () => resolve(t));
+            t.on('error', reject);
+        });
+        sockets.push(mute);
+        assert.ok(await closedWithin(mute, 3000), 'no request after the TLS handshake, still open after 3 s');
+        const c = await h.connectClient(short.url, '/', { rejectUnauthorized: false });
+        await c.ping(); // a client that completes both in time is not cut off
+        await c.close();
+
+        const long = await h.startBridge({ brokerPort: broker.port, scheme: 'wss', args: [...tlsArgs, '--handshake-timeout', '8'] });
+        await long.waitHealthy();
+        const slow = await idleSocket(long.port);
+        sockets.push(slow);
+        assert.equal(await closedWithin(slow, 6000), false, 'closed before its --handshake-timeout of 8 s');
+        assert.ok(await closedWithin(slow, 2000 + 3000), 'still open 3 s after its --handshake-timeout');
     });
 
     it('the Server header names no version; --server-header replaces it', T, async () => {

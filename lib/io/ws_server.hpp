@@ -57,7 +57,8 @@ struct ws_server_options {
     // Sockets before their upgrade, per address, handshakes per second per address (see
     // core/admission.hpp); beyond them a socket is closed at once, an upgrade answered 429.
     admission_limits admission;
-    std::int64_t handshake_timeout_ms = 5000;  // the upgrade request must be complete by then
+    // From the accept, the TLS handshake (if any) and the upgrade request must be done by then.
+    std::int64_t handshake_timeout_ms = 5000;
     std::string server_header = "mqttws";      // the Server header of every HTTP answer
     std::vector<std::string> allowed_origins;  // empty: any Origin; otherwise exact matches
     // Peers whose X-Forwarded-For is believed: a client behind such a proxy is known by the

@@ -211,6 +211,9 @@ struct config : Base {
         typedef draining_endpoint<typename base::transport_config::socket_type> socket_type;
         // No per-connection asio strands: one thread runs every handler.
         static const bool enable_multithreading = false;
+        // No fixed bound on the TLS handshake: --handshake-timeout bounds it instead, from the
+        // socket's accept (basic_backend::admit).
+        static const long timeout_socket_post_init = 0;
     };
     typedef websocketpp::transport::asio::endpoint<transport_config> transport_type;
 

@@ -70,9 +70,10 @@ class basic_backend final : public ws_server::backend {
         customize(server_);
 
         server_.set_tcp_post_init_handler([this](hdl h) {
+            const connection_ptr con = server_.get_con_from_hdl(h);
             std::error_code ec;
-            server_.get_con_from_hdl(h)->get_raw_socket().set_option(asio::ip::tcp::no_delay(true),
-                                                                     ec);
+            con->get_raw_socket().set_option(asio::ip::tcp::no_delay(true), ec);
+            handshake_request_may_take_the_rest(*con);
         });
         server_.set_validate_handler(
             [this](hdl h) { return validate(server_.get_con_from_hdl(h)); });
@@ -281,9 +282,39 @@ class basic_backend final : public ws_server::backend {
             con->get_raw_socket().close(ignored);
             return;
         }
-        slots_.emplace(con.get(), socket_slot{std::move(group), {}, true, con});
+        slots_.emplace(
+            con.get(),
+            socket_slot{std::move(group), {}, true, con, false, handshake_deadline_for(con)});
         if (slots_.size() > 2 * (connections_.size() + pending) + 256) release_forgotten();
         con->start();
+    }
+
+    // --handshake-timeout counts from the accept: first for the TLS handshake (none on a plain
+    // socket), then what is left for the HTTP request. Past the deadline the TLS handshake is
+    // cancelled, and websocketpp ends the socket as a failed handshake (fail handler).
+    std::unique_ptr<asio::steady_timer> handshake_deadline_for(const connection_ptr& con) {
+        auto deadline = std::make_unique<asio::steady_timer>(
+            accept_retry_.get_executor(), std::chrono::milliseconds(options_.handshake_timeout_ms));
+        deadline->async_wait([socket = std::weak_ptr<typename server_type::connection_type>(con)](
+                                 const std::error_code& ec) {
+            if (ec) return;  // the TLS handshake is done, or the socket is gone
+            if (const auto c = socket.lock()) {
+                std::error_code ignored;
+                c->get_raw_socket().cancel(ignored);
+            }
+        });
+        return deadline;
+    }
+
+    // The TLS handshake is done (at once on a plain socket): the HTTP request gets the rest of
+    // the socket's --handshake-timeout (websocketpp's open handshake timer).
+    void handshake_request_may_take_the_rest(typename server_type::connection_type& con) {
+        const auto it = slots_.find(&con);
+        if (it == slots_.end() || !it->second.handshake_deadline) return;
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            it->second.handshake_deadline->expiry() - asio::steady_timer::clock_type::now());
+        it->second.handshake_deadline.reset();  // cancels its wait
+        con.set_open_handshake_timeout(std::max<long>(1, static_cast<long>(left.count())));
     }
 
     // Gives back what a socket held (idempotent: the first event that ends it wins).
@@ -550,6 +581,8 @@ class basic_backend final : public ws_server::backend {
         bool pending = true;       // not a WebSocket (yet)
         std::weak_ptr<void> alive;
         bool upgrading = false;  // its upgrade was accepted, the connection is not open yet
+        // Until its TLS handshake is done: ends it at --handshake-timeout from the accept.
+        std::unique_ptr<asio::steady_timer> handshake_deadline;
     };
 
     ws_server_options options_;
