@@ -31,12 +31,12 @@
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { createRequire } = require('node:module');
 const { pathToFileURL } = require('node:url');
 const { monitorEventLoopDelay } = require('node:perf_hooks');
+const { findMosquitto, killPid, freePort, canConnect } = require('../integration/lib/local');
 
 const REPO = path.resolve(__dirname, '..');
 const BACKOFF = { min: 500, max: 20000 }; // the SDK's default, passed explicitly so the check matches
@@ -96,19 +96,6 @@ function usage(error) {
     process.exit(0);
 }
 
-function findMosquitto() {
-    const dirs = (process.env.PATH || '').split(path.delimiter).concat(['/usr/sbin', '/usr/local/sbin']);
-    for (const dir of dirs) {
-        if (!dir) continue;
-        try {
-            fs.accessSync(path.join(dir, 'mosquitto'), fs.constants.X_OK);
-            return path.join(dir, 'mosquitto');
-        } catch {
-            // not here
-        }
-    }
-    return 'mosquitto';
-}
 
 const log = (msg) => process.stderr.write(`[storm ${new Date().toISOString().slice(11, 23)}] ${msg}\n`);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -118,13 +105,6 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const children = new Set();
 const tempDirs = new Set();
 
-function killPid(pid, signal) {
-    try {
-        process.kill(pid, signal);
-    } catch {
-        // already gone
-    }
-}
 
 function killChildren() {
     for (const child of children) if (child.pid) killPid(child.pid, 'SIGKILL');
@@ -208,30 +188,6 @@ async function stopProc(p, signal = 'SIGTERM', waitMs = 3000) {
     }
 }
 
-function freePort() {
-    return new Promise((resolve, reject) => {
-        const server = net.createServer();
-        server.unref();
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => {
-            const { port } = server.address();
-            server.close(() => resolve(port));
-        });
-    });
-}
-
-function canConnect(port) {
-    return new Promise((resolve) => {
-        const s = net.connect({ port, host: '127.0.0.1' });
-        const done = (ok) => {
-            s.destroy();
-            resolve(ok);
-        };
-        s.setTimeout(1000, () => done(false));
-        s.once('connect', () => done(true));
-        s.once('error', () => done(false));
-    });
-}
 
 function httpGet(port, urlPath, timeout = 5000) {
     return new Promise((resolve, reject) => {

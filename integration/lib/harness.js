@@ -29,6 +29,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 
+const { findMosquitto, killPid, freePort, canConnect } = require('./local');
 const WebSocket = require('ws');
 const mqtt = require('mqtt');
 
@@ -45,20 +46,6 @@ const SHORT = 5000 * SCALE;
 const LONG = 10000 * SCALE;
 const BULK = 30000 * SCALE;
 
-function findMosquitto() {
-    const dirs = (process.env.PATH || '').split(path.delimiter).concat(['/usr/sbin', '/usr/local/sbin', '/sbin']);
-    for (const dir of dirs) {
-        if (!dir) continue;
-        const candidate = path.join(dir, 'mosquitto');
-        try {
-            fs.accessSync(candidate, fs.constants.X_OK);
-            return candidate;
-        } catch {
-            // not here
-        }
-    }
-    return 'mosquitto';
-}
 
 // ------------------------------------------------------------------ resource tracking
 
@@ -75,13 +62,6 @@ function track(child) {
     return child;
 }
 
-function killPid(pid, signal) {
-    try {
-        process.kill(pid, signal);
-    } catch {
-        // already gone
-    }
-}
 
 function removeDir(dir) {
     try {
@@ -222,30 +202,6 @@ async function waitUntil(fn, { timeout = LONG, interval = 50, what = 'a conditio
 }
 
 // A port that was free a moment ago (the OS picks it; we release it at once).
-function freePort() {
-    return new Promise((resolve, reject) => {
-        const server = net.createServer();
-        server.unref();
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => {
-            const { port } = server.address();
-            server.close(() => resolve(port));
-        });
-    });
-}
-
-function canConnect(port) {
-    return new Promise((resolve) => {
-        const socket = net.connect({ port, host: '127.0.0.1' });
-        const done = (ok) => {
-            socket.destroy();
-            resolve(ok);
-        };
-        socket.setTimeout(1000, () => done(false));
-        socket.once('connect', () => done(true));
-        socket.once('error', () => done(false));
-    });
-}
 
 // HTTP GET against 127.0.0.1:port → {status, headers, body, json}. `tls`: HTTPS, with extra
 // TLS options (e.g. {ca}) or `true` (any certificate accepted).
