@@ -189,6 +189,18 @@ describe('connection limits', () => {
         const silent = await idleSocket(short.port); // never sends its ClientHello
         sockets.push(silent);
         assert.ok(await closedWithin(silent, 3000), 'no TLS handshake, still open after 3 s');
+        const trickle = await idleSocket(short.port); // a ClientHello record, a byte every 20 ms
+        sockets.push(trickle);
+        const hello = Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]), Buffer.alloc(512, 1)]);
+        let sent = 0;
+        const feeder = setInterval(() => {
+            if (trickle.destroyed || sent >= hello.length) return clearInterval(feeder);
+            trickle.write(hello.subarray(sent, sent + 1));
+            sent += 1;
+        }, 20);
+        const trickleClosed = await closedWithin(trickle, 3000);
+        clearInterval(feeder);
+        assert.ok(trickleClosed, `a trickled TLS handshake still open after 3 s (${sent} bytes sent)`);
         const mute = await new Promise((resolve, reject) => { // the TLS handshake, but no request
             const t = tls.connect({ host: '127.0.0.1', port: short.port, rejectUnauthorized: false }, () => resolve(t));
             t.on('error', reject);

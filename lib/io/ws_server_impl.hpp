@@ -290,8 +290,9 @@ class basic_backend final : public ws_server::backend {
     }
 
     // --handshake-timeout counts from the accept: first for the TLS handshake (none on a plain
-    // socket), then what is left for the HTTP request. Past the deadline the TLS handshake is
-    // cancelled, and websocketpp ends the socket as a failed handshake (fail handler).
+    // socket), then what is left for the HTTP request. Past the deadline the socket is closed
+    // (not just cancelled: a read that completed meanwhile would start the next one), the TLS
+    // handshake fails, and websocketpp ends the socket as a failed handshake (fail handler).
     std::unique_ptr<asio::steady_timer> handshake_deadline_for(const connection_ptr& con) {
         auto deadline = std::make_unique<asio::steady_timer>(
             accept_retry_.get_executor(), std::chrono::milliseconds(options_.handshake_timeout_ms));
@@ -300,7 +301,7 @@ class basic_backend final : public ws_server::backend {
             if (ec) return;  // the TLS handshake is done, or the socket is gone
             if (const auto c = socket.lock()) {
                 std::error_code ignored;
-                c->get_raw_socket().cancel(ignored);
+                c->get_raw_socket().close(ignored);
             }
         });
         return deadline;
