@@ -1,4 +1,5 @@
-// ws_server over plain TCP, the public ws_server class, and helpers shared with TLS.
+// ws_server over plain TCP, the public ws_server class, and the helpers basic_backend shares
+// with TLS that need no websocketpp.
 #include <websocketpp/config/asio_no_tls.hpp>
 
 #include "io/ws_server_impl.hpp"
@@ -22,6 +23,26 @@ std::string frame_header(std::size_t size, bool binary) {
             h += static_cast<char>((size >> shift) & 0xFF);
     }
     return h;
+}
+
+std::int64_t steady_now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string plain_address(asio::ip::address address) {
+    if (address.is_v6() && address.to_v6().is_v4_mapped())
+        address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+    return address.to_string();
+}
+
+void warn_at_most_every_10s(std::chrono::steady_clock::time_point& last, std::string_view message,
+                            std::initializer_list<logging::field> fields) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last < std::chrono::seconds(10)) return;
+    last = now;
+    logging::write(log_level::warn, message, fields);
 }
 
 }  // namespace ws_detail

@@ -16,6 +16,7 @@
 #include <websocketpp/server.hpp>
 
 #include "core/actions.hpp"
+#include "io/log.hpp"
 
 namespace mqttws {
 namespace ws_detail {
@@ -223,6 +224,14 @@ struct config : Base {
 // RFC 6455 §5.2 header of an unmasked, final text (or binary) frame of `size` bytes. Server
 // frames are not masked, so one framed buffer is valid on every connection.
 std::string frame_header(std::size_t size, bool binary);
+
+// basic_backend's helpers that need no websocketpp (defined once, in ws_server.cpp).
+std::int64_t steady_now_ms();
+// An IPv4 client of the dual-stack listener as IPv4, not ::ffff:1.2.3.4.
+std::string plain_address(asio::ip::address address);
+// Logs a warning unless the last one through `last` was less than 10 s ago.
+void warn_at_most_every_10s(std::chrono::steady_clock::time_point& last, std::string_view message,
+                            std::initializer_list<logging::field> fields);
 
 }  // namespace ws_detail
 }  // namespace mqttws

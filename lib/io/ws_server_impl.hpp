@@ -339,7 +339,7 @@ class basic_backend final : public ws_server::backend {
         }
         for (const void* key : gone)
             release(key);
-        ledger_->with([](auto& l) { l.gate.forget_idle(now_ms()); });
+        ledger_->with([](auto& l) { l.gate.forget_idle(steady_now_ms()); });
     }
 
     bool is_trusted_proxy(const std::string& address) const {
@@ -347,26 +347,6 @@ class basic_backend final : public ws_server::backend {
         return std::find(trusted.begin(), trusted.end(), address) != trusted.end();
     }
     unsigned ipv6_prefix() const { return options_.admission.ipv6_prefix; }
-    static std::int64_t now_ms() {
-        return std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::steady_clock::now().time_since_epoch())
-            .count();
-    }
-    // An IPv4 client of the dual-stack listener as IPv4, not ::ffff:1.2.3.4.
-    static std::string plain_address(asio::ip::address address) {
-        if (address.is_v6() && address.to_v6().is_v4_mapped())
-            address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
-        return address.to_string();
-    }
-    static void warn_at_most_every_10s(std::chrono::steady_clock::time_point& last,
-                                       std::string_view message,
-                                       std::initializer_list<logging::field> fields) {
-        const auto now = std::chrono::steady_clock::now();
-        if (now - last < std::chrono::seconds(10)) return;
-        last = now;
-        logging::write(log_level::warn, message, fields);
-    }
-
     // ---- the upgrade ----
 
     bool validate(const connection_ptr& con) {
@@ -401,7 +381,8 @@ class basic_backend final : public ws_server::backend {
             full =
                 options_.max_connections != 0 && l.open + l.upgrading >= options_.max_connections;
             if (full) return admission::verdict::admit;
-            const admission::verdict verdict = l.gate.handshake(group, named_by_proxy, now_ms());
+            const admission::verdict verdict =
+                l.gate.handshake(group, named_by_proxy, steady_now_ms());
             if (verdict == admission::verdict::admit && slot != slots_.end()) ++l.upgrading;
             return verdict;
         });
