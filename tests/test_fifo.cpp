@@ -112,3 +112,27 @@ TEST_CASE("fifo: with an expected length the ring stops growing there, and wraps
     CHECK(q.capacity() == 10);
     CHECK(*q.front() == 18);
 }
+
+TEST_CASE("fifo: address_of names the front's slot and the slot the next push writes") {
+    fifo<int> q(4);
+    CHECK(q.address_of(0) == q.address_of(q.size()));  // nothing allocated: one address
+    for (int i = 0; i < 3; ++i)
+        q.push_back(i);
+    CHECK(q.address_of(0) == &q.front());
+    CHECK(q.address_of(1) == &q[1]);
+    const int* next = q.address_of(q.size());
+    q.push_back(3);  // not full: the slot after the back
+    CHECK(&q[3] == next);
+    for (int i = 4; i < 11; ++i) {  // full: the front's slot becomes the back's, across the end
+        next = q.address_of(q.size());
+        CHECK(next == q.address_of(0));
+        q.pop_push(i);
+        CHECK(&q[q.size() - 1] == next);
+        CHECK(q[q.size() - 1] == i);
+    }
+    q.pop_front();  // one free slot, after the back (wrapped)
+    next = q.address_of(q.size());
+    q.push_back(11);
+    CHECK(&q[q.size() - 1] == next);
+    CHECK(q.capacity() == 4);
+}

@@ -68,6 +68,13 @@ class fifo {
         return oldest;
     }
 
+    // Where the item `index` (at most size()) places after the front lives, for a caller that
+    // prefetches it: index 0 is the front, size() the slot the next push writes. Only an address
+    // (the storage's start, maybe null, when nothing is allocated yet): it may hold no item.
+    [[gnu::always_inline]] const T* address_of(std::size_t index) const {
+        return slots_.data() + slot(index);
+    }
+
     // Oldest first.
     template <class Fifo, class Value>
     class basic_iterator {

@@ -60,7 +60,12 @@ bool router::route(const broker_message& m, action_list& out, bool local) {
     // subscribe again shortly.
     if (routed_filters_.empty() && subscriptions_.park(m, body)) return false;
     std::shared_ptr<const message_body> control_body;
-    for (const auto& t : targets_) {
+    for (std::size_t k = 0; k < targets_.size(); ++k) {
+        if (k + 2 * prefetch_distance < targets_.size())
+            targets_[k + 2 * prefetch_distance].who->deliveries().prefetch_history_place();
+        if (k + prefetch_distance < targets_.size())
+            targets_[k + prefetch_distance].who->deliveries().prefetch_history();
+        const target& t = targets_[k];
         if (t.who->is_device() && m.topic == t.who->control_topic()) {
             if (auto command = commands_.command_for(*t.who, m)) {
                 pacer_.deliver(*t.who, command, std::max<std::uint8_t>(t.qos, 1), *t.options, out);

@@ -45,6 +45,11 @@ class router {
         const subscription_options* options;
     };
 
+    // How many targets ahead of its delivery a session's history slots are prefetched (and twice
+    // that, where they are): for the fetch to arrive while the deliveries in between run. 4 and 16
+    // measured alike (engine bench, 10,000 subscribers).
+    static constexpr std::size_t prefetch_distance = 8;
+
     engine_context& ctx_;
     upstream_subscriptions& subscriptions_;
     delivery_pacer& pacer_;
