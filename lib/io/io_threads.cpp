@@ -10,7 +10,6 @@
 #include <future>
 #include <mutex>
 #include <thread>
-#include <unordered_set>
 
 #include "core/id_map.hpp"
 
@@ -87,6 +86,7 @@ struct io_progress {
     alignas(64) std::atomic<std::size_t> taken{0};
     std::atomic<std::size_t> queued{0};
     std::size_t read_handed = 0;  // the I/O thread's own
+    bool backlogged = false;      // the I/O thread's own: listed in worker::backlogged
     alignas(64) std::atomic<std::size_t> read_run{0};
     std::atomic<std::size_t> resume_at{no_resume};  // while paused: resume when read_run gets here
     static constexpr std::size_t no_resume = SIZE_MAX;
@@ -192,7 +192,10 @@ struct io_threads::impl {
             const std::size_t queued = server->buffered_bytes(id);
             bytes.queued.store(queued, std::memory_order_relaxed);
             if (queued == 0) return;
-            backlogged.insert(id);
+            if (!bytes.backlogged) {
+                bytes.backlogged = true;
+                backlogged.push_back(id);
+            }
             if (!refresh_armed) schedule_refresh();
         }
 
@@ -204,12 +207,17 @@ struct io_threads::impl {
             refresh.async_wait([this](const std::error_code& ec) {
                 refresh_armed = false;
                 if (ec) return;
-                for (auto it = backlogged.begin(); it != backlogged.end();) {
-                    const std::shared_ptr<io_progress>* link = links.find(*it);
-                    const std::size_t queued = link ? server->buffered_bytes(*it) : 0;
-                    if (link) (*link)->queued.store(queued, std::memory_order_relaxed);
-                    it = queued == 0 ? backlogged.erase(it) : std::next(it);
+                std::size_t kept = 0;
+                for (const connection_id id : backlogged) {
+                    const std::shared_ptr<io_progress>* link = links.find(id);
+                    if (link == nullptr) continue;  // closed
+                    io_progress& bytes = **link;
+                    const std::size_t queued = server->buffered_bytes(id);
+                    bytes.queued.store(queued, std::memory_order_relaxed);
+                    bytes.backlogged = queued != 0;
+                    if (bytes.backlogged) backlogged[kept++] = id;
                 }
+                backlogged.resize(kept);
                 if (!backlogged.empty()) schedule_refresh();
             });
         }
@@ -253,8 +261,11 @@ struct io_threads::impl {
         std::atomic<std::int64_t> lag_us{0};
         // The I/O thread's own:
         id_map<std::shared_ptr<io_progress>> links;
-        std::unordered_set<connection_id> backlogged;  // their sockets hold unwritten bytes
-        std::vector<app_call> for_app;                 // events not handed to the app yet
+        // Their sockets hold unwritten bytes (or did at the last look; closed ones until then).
+        // A list, not a set: a connection enters it once per backlog (io_progress::backlogged),
+        // and in S1 that is once per message, so a set's node was an allocation per delivery.
+        std::vector<connection_id> backlogged;
+        std::vector<app_call> for_app;  // events not handed to the app yet
         bool for_app_posted = false;
         asio::steady_timer refresh;
         bool refresh_armed = false;
@@ -313,8 +324,7 @@ struct io_threads::impl {
             hand_over(w, id, w.decoder.decode_binary_for_engine(data), data.size());
         };
         h.on_close = [this, &w](connection_id id, const close_info& info) {
-            w.links.erase(id);
-            w.backlogged.erase(id);
+            w.links.erase(id);  // and out of w.backlogged at its next refresh
             w.connections.fetch_sub(1, std::memory_order_relaxed);
             w.tell_app([this, id, info] {
                 on_app.on_close(id, info);
