@@ -8,67 +8,13 @@
 #include <chrono>
 #include <functional>
 #include <future>
-#include <mutex>
 #include <thread>
 
 #include "core/id_map.hpp"
+#include "io/mailbox.hpp"
 
 namespace mqttws {
 namespace {
-
-// Calls from one thread to another's io_context. The first push after a drain posts one drain,
-// so that a burst of calls costs one wake-up of the receiving thread, and the calls run in the
-// order they were pushed.
-template <class Item>
-class mailbox {
-  public:
-    mailbox(asio::io_context& to, std::function<void(Item&)> run) : to_(to), run_(std::move(run)) {}
-
-    void push(Item item) {
-        bool first = false;
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            first = items_.empty();
-            items_.push_back(std::move(item));
-        }
-        if (first) asio::post(to_, [this] { drain(); });
-    }
-
-    // Pushes all of `items` at once (one lock, at most one wake-up) and leaves it empty.
-    void push_all(std::vector<Item>& items) {
-        if (items.empty()) return;
-        bool first = false;
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            first = items_.empty();
-            if (first) {
-                items_.swap(items);
-            } else {
-                items_.insert(items_.end(), std::make_move_iterator(items.begin()),
-                              std::make_move_iterator(items.end()));
-            }
-        }
-        items.clear();
-        if (first) asio::post(to_, [this] { drain(); });
-    }
-
-  private:
-    void drain() {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            batch_.swap(items_);
-        }
-        for (Item& item : batch_)
-            run_(item);
-        batch_.clear();
-    }
-
-    asio::io_context& to_;
-    std::function<void(Item&)> run_;
-    std::mutex mutex_;
-    std::vector<Item> items_;  // pushed, not drained yet
-    std::vector<Item> batch_;  // being run (the receiving thread's)
-};
 
 // What a connection's I/O thread tells the app's thread about its bytes: how many of the bytes
 // posted to it (sends and pongs) it has taken so far, and how many its socket still held when it
