@@ -115,7 +115,6 @@ TEST_CASE("fifo: with an expected length the ring stops growing there, and wraps
 
 TEST_CASE("fifo: address_of names the front's slot and the slot the next push writes") {
     fifo<int> q(4);
-    CHECK(q.address_of(0) == q.address_of(q.size()));  // nothing allocated: one address
     for (int i = 0; i < 3; ++i)
         q.push_back(i);
     CHECK(q.address_of(0) == &q.front());
