@@ -48,7 +48,9 @@ function tableOf(p) {
 }
 
 test('the dashboard lists every simulated device with its latest values', { timeout: T.bulk }, async () => {
-    await page.waitForFunction((n) => document.querySelectorAll('#device-list .row[data-state="online"], #device-list .row[data-state="alert"]').length === n,
+    // Online (its presence may come first) and with a first report shown (its values).
+    await page.waitForFunction((n) => [...document.querySelectorAll('#device-list .row[data-state="online"], #device-list .row[data-state="alert"]')]
+        .filter((row) => Number(row.dataset.ts) > 0).length === n,
         DEVICES, { timeout: T.long });
     const rows = await tableOf(page);
     assert.deepEqual(Object.keys(rows).sort(), Array.from({ length: DEVICES }, (_, i) => deviceId(i + 1)));
