@@ -165,8 +165,7 @@ void delivery_pacer::bound_backlog(session& s, action_list& out) {
 
 void delivery_pacer::deliver(session& s, const std::shared_ptr<const message_body>& body,
                              std::uint8_t qos, const subscription_options& options,
-                             action_list& out) {
-    const std::int64_t now = ctx_.env.steady_ms();
+                             action_list& out, std::int64_t now) {
     pacing_state& p = s.pacing();
     const bool congested = p.budget.congested();
     if (qos == 0 && (options.max_rate > 0 || congested)) {

@@ -66,8 +66,14 @@ class delivery_pacer {
 
     // ---- deliveries ----
     // One broker message to `s`, under the options of the subscription it came through.
+    // `now`: the event's steady time, when the caller delivers one message to many sessions
+    // (the router), so that a fan-out asks the clock once, not once per session.
     void deliver(session& s, const std::shared_ptr<const message_body>& body, std::uint8_t qos,
-                 const subscription_options& options, action_list& out);
+                 const subscription_options& options, action_list& out, std::int64_t now);
+    void deliver(session& s, const std::shared_ptr<const message_body>& body, std::uint8_t qos,
+                 const subscription_options& options, action_list& out) {
+        deliver(s, body, qos, options, out, ctx_.env.steady_ms());
+    }
     // The client acknowledged delivery `msgid`: the window moves on. Returns the message it
     // acknowledged (nullptr for an unknown msgid).
     std::shared_ptr<const message_body> ack(session& s, std::uint64_t msgid, action_list& out);

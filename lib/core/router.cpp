@@ -46,8 +46,14 @@ bool router::route(const broker_message& m, action_list& out, bool local) {
             for (session* who : f->state.replay_targets)
                 consider(who, f);
         } else {
-            for (const auto& sub : f->subscribers)
-                consider(sub.who, f);
+            const auto& subs = f->subscribers;
+            for (std::size_t i = 0; i < subs.size(); ++i) {
+                if (i + prefetch_distance < subs.size())
+                    subs[i + prefetch_distance].who->prefetch_for_delivery();
+                if (i + prefetch_distance / 2 < subs.size())
+                    subs[i + prefetch_distance / 2].who->prefetch_first_subscription();
+                consider(subs[i].who, f);
+            }
         }
     }
     subscriptions_.record_retained(m);
@@ -68,16 +74,17 @@ bool router::route(const broker_message& m, action_list& out, bool local) {
         const target& t = targets_[k];
         if (t.who->is_device() && m.topic == t.who->control_topic()) {
             if (auto command = commands_.command_for(*t.who, m)) {
-                pacer_.deliver(*t.who, command, std::max<std::uint8_t>(t.qos, 1), *t.options, out);
+                pacer_.deliver(*t.who, command, std::max<std::uint8_t>(t.qos, 1), *t.options, out,
+                               now);
                 continue;
             }
             if (!control_body) {
                 control_body = std::make_shared<const message_body>(
                     "control", m.topic, m.payload, m.retained, timestamp, depth, m.duplicate);
             }
-            pacer_.deliver(*t.who, control_body, t.qos, *t.options, out);
+            pacer_.deliver(*t.who, control_body, t.qos, *t.options, out, now);
         } else {
-            pacer_.deliver(*t.who, body, t.qos, *t.options, out);
+            pacer_.deliver(*t.who, body, t.qos, *t.options, out, now);
         }
     }
     return own;

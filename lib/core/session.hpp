@@ -148,7 +148,7 @@ class session {
     using subscription_ref = const subscription_map::value_type*;
 
     session(session_key key, std::string remote_address, outbox_limits limits = {})
-        : key_(key), remote_address_(std::move(remote_address)), outbox_(limits) {}
+        : outbox_(limits), key_(key), remote_address_(std::move(remote_address)) {}
 
     session_key key() const { return key_; }
     const std::string& remote_address() const { return remote_address_; }
@@ -258,31 +258,47 @@ class session {
     // that one message matching several filters of the client is delivered once.
     std::uint64_t last_fanout = 0;
 
+    // For a fan-out (router::route), a few sessions ahead: the cache lines every delivery
+    // touches (the members from last_fanout to the pacing budget, kept first for this), then
+    // the node of its first subscription. Inlined by force, like outbox::prefetch_history.
+    [[gnu::always_inline]] void prefetch_for_delivery() const {
+        const char* end = reinterpret_cast<const char*>(&pacing_.budget + 1);
+        for (const char* p = reinterpret_cast<const char*>(this); p < end; p += 64)
+            __builtin_prefetch(p, 1);
+    }
+    [[gnu::always_inline]] void prefetch_first_subscription() const {
+        if (!subscriptions_.empty()) __builtin_prefetch(&*subscriptions_.begin());
+    }
+
   private:
     static constexpr std::size_t remembered_publishes = 1024;
 
+    // First (after last_fanout), what every delivery reads or writes (router, delivery_pacer,
+    // outbox): with thousands of sessions each delivery is a cache miss per line of its session
+    // it touches, so these share as few lines as their sizes allow (docs/benchmarks.md).
+    connection_id connection_ = 0;
+    bool authenticated_ = false;
+    bool is_device_ = false;
+    liveness liveness_;
+    session_counters counters_;
+    std::string token_;
+    subscription_map subscriptions_;
+    pacing_state pacing_;
+    outbox outbox_;
+    // The rest: read per request, not per delivery.
     session_key key_;
     std::string remote_address_;
-    bool authenticated_ = false;
     std::string client_id_;
-    bool is_device_ = false;
     std::string control_topic_;
     std::string username_;
     std::optional<acl_grant> grant_;
     token_state token_info_;
     std::unique_ptr<handshake_credentials> handshake_;
-    liveness liveness_;
-    pacing_state pacing_;
     device_state device_;
     std::optional<token_bucket> publish_bucket_;  // created by the first publish
-    std::string token_;
-    connection_id connection_ = 0;
     std::int64_t detached_until_ms_ = 0;
-    subscription_map subscriptions_;
-    outbox outbox_;
     std::unordered_map<std::string, publish_memory> publishes_;
     fifo<std::string> publish_order_;  // oldest first, to bound publishes_
-    session_counters counters_;
 };
 
 template <class Usable>

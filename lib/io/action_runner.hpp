@@ -26,6 +26,8 @@ class action_runner {
     void run(action_list& actions);
 
   private:
+    static constexpr std::size_t prefetch_distance = 8;  // sends ahead (client_links::prefetch)
+
     void carry_out(send_frame& a) { clients_.send(a.to, a.frame, a.binary, a.head.view()); }
     void carry_out(ping_client& a) { clients_.ping(a.who); }
     void carry_out(close_client& a) { clients_.close(a.who, a.code, a.reason); }

@@ -16,6 +16,9 @@ class client_links {
     // may be queued on many connections, shared.
     virtual void send(connection_id to, const frame_ptr& frame, bool binary,
                       std::string_view head) = 0;
+    // A hint that a send() to `to` follows shortly (the action runner gives it a few sends
+    // ahead): an implementation that looks the connection up may fetch its entry meanwhile.
+    virtual void prefetch(connection_id to) { (void)to; }
     // Starts the closing handshake with `code`; on_close follows.
     virtual void close(connection_id who, close_code code, std::string_view reason) = 0;
     virtual void ping(connection_id who) = 0;

@@ -475,6 +475,10 @@ void io_threads::send(connection_id to, const frame_ptr& frame, bool binary,
     impl_->post_counted(std::move(c), impl_->owner_of(to));
 }
 
+void io_threads::prefetch(connection_id to) {
+    impl_->links.prefetch(to);
+}
+
 void io_threads::close(connection_id who, close_code code, std::string_view reason) {
     link_command c;
     c.what = link_command::kind::close;

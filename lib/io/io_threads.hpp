@@ -70,6 +70,7 @@ class io_threads final : public client_io {
 
     void send(connection_id to, const frame_ptr& frame, bool binary,
               std::string_view head) override;
+    void prefetch(connection_id to) override;
     void close(connection_id who, close_code code, std::string_view reason) override;
     void ping(connection_id who) override;
     void pause_reading_from(connection_id who) override;

@@ -3,6 +3,7 @@
 // what the bridge would write to sockets and to the broker is seen without opening either.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
@@ -27,11 +28,13 @@ class fake_links final : public client_links {
     void send(connection_id to, const frame_ptr& frame, bool binary,
               std::string_view head) override {
         sent[to].push_back(json_frame(make_frame(std::string(head) + *frame)));
+        calls.push_back("send " + std::to_string(to));
         binaries += binary ? 1 : 0;
     }
     void close(connection_id who, close_code code, std::string_view reason) override {
         closed[who] = {code, std::string(reason)};
     }
+    void prefetch(connection_id to) override { calls.push_back("prefetch " + std::to_string(to)); }
     void ping(connection_id who) override { pinged.push_back(who); }
     void pause_reading_from(connection_id who) override { paused.insert(who); }
     void resume_reading_from(connection_id who) override { paused.erase(who); }
@@ -41,6 +44,7 @@ class fake_links final : public client_links {
     std::vector<connection_id> pinged;
     std::set<connection_id> paused;  // not read
     int binaries = 0;
+    std::vector<std::string> calls;  // sends and prefetches, in order
 };
 
 // The app's wiring, minus the sockets: engine ← events, actions → runner → fakes.
@@ -165,4 +169,37 @@ TEST_CASE("action_runner: broker loss is told to clients; pings and closes reach
     REQUIRE(f.links.closed.count(7) == 1);
     CHECK(f.links.closed[7].first == close_code::heartbeat_timeout);
     CHECK(f.actions.empty());  // the runner consumed them
+}
+
+TEST_CASE("action_runner: each send's connection is announced to the links 8 actions ahead") {
+    edge_fixture f;
+    // A fan-out as the engine emits it: sends to connections 1..20, a ping in the middle.
+    const auto frame = std::make_shared<const std::string>(R"({"type":"message"})");
+    for (connection_id id = 1; id <= 20; ++id) {
+        if (id == 12) f.actions.push_back(ping_client{99});
+        f.actions.push_back(send_frame{id, frame, false, {}});
+    }
+    f.runner.run(f.actions);
+
+    // Action k announces the send at k + 8, if that is a send: the ping (action 11) is never
+    // announced, the sends at actions 0..7 cannot be, and no send is announced twice.
+    std::vector<std::string> prefetched;
+    for (const auto& c : f.links.calls)
+        if (c.rfind("prefetch ", 0) == 0) prefetched.push_back(c);
+    std::vector<std::string> expected;
+    for (connection_id id = 9; id <= 20; ++id)
+        expected.push_back("prefetch " + std::to_string(id));
+    CHECK(prefetched == expected);
+    // Each announcement comes before its send, while the sends before it run.
+    for (connection_id id = 9; id <= 20; ++id) {
+        const auto at = [&](const std::string& c) {
+            return std::find(f.links.calls.begin(), f.links.calls.end(), c) - f.links.calls.begin();
+        };
+        const auto announced = at("prefetch " + std::to_string(id));
+        const auto sent = at("send " + std::to_string(id));
+        CHECK(announced < sent);
+        CHECK(sent - announced > 4);  // not just before it: several sends in between
+    }
+    CHECK(f.links.sent.size() == 20);
+    CHECK(f.links.pinged == std::vector<connection_id>{99});
 }
