@@ -191,10 +191,10 @@ TEST_CASE("action_runner: each send's connection is announced to the links 8 act
         expected.push_back("prefetch " + std::to_string(id));
     CHECK(prefetched == expected);
     // Each announcement comes before its send, while the sends before it run.
+    const auto at = [&](const std::string& c) {
+        return std::find(f.links.calls.begin(), f.links.calls.end(), c) - f.links.calls.begin();
+    };
     for (connection_id id = 9; id <= 20; ++id) {
-        const auto at = [&](const std::string& c) {
-            return std::find(f.links.calls.begin(), f.links.calls.end(), c) - f.links.calls.begin();
-        };
         const auto announced = at("prefetch " + std::to_string(id));
         const auto sent = at("send " + std::to_string(id));
         CHECK(announced < sent);
