@@ -301,6 +301,13 @@ class engine_fixture {
         eng.upstream_message(m, out);
         return record(std::move(out));
     }
+    const action_list& shard_message(const broker_message& m,
+                                     const std::vector<std::uint32_t>& subscription_ids,
+                                     bool local) {
+        action_list out;
+        eng.shard_message(m, subscription_ids, local, out);
+        return record(std::move(out));
+    }
     const action_list& upstream_subscribed(op_id op, int granted) {
         action_list out;
         eng.upstream_subscribed(op, granted, out);

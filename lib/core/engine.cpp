@@ -369,7 +369,15 @@ void engine::upstream_lost(std::string_view reason, action_list& out) {
 
 void engine::upstream_message(const broker_message& m, action_list& out) {
     begin_event();
-    if (router_.route(m, out)) own_message(m, out);
+    if (router_.route(m, m.subscription_ids, out)) own_message(m, out);
+    end_event(out);
+}
+
+void engine::shard_message(const broker_message& m,
+                           const std::vector<std::uint32_t>& subscription_ids, bool local,
+                           action_list& out) {
+    begin_event();
+    if (router_.route(m, subscription_ids, out, local)) own_message(m, out);
     end_event(out);
 }
 
@@ -378,7 +386,7 @@ void engine::end_event(action_list& out) {
     // nothing is left, in order.
     for (std::size_t i = 0; i < ctx_.loopback.size(); ++i) {
         const broker_message m = std::move(ctx_.loopback[i]);
-        if (router_.route(m, out, /*local=*/true)) own_message(m, out);
+        if (router_.route(m, {}, out, /*local=*/true)) own_message(m, out);
     }
     ctx_.loopback.clear();
 }

@@ -93,6 +93,12 @@ class engine {
     void upstream_connected(bool session_present, action_list& out);
     void upstream_lost(std::string_view reason, action_list& out);
     void upstream_message(const broker_message& message, action_list& out);
+    // With engine shards (broker_hub.hpp): a broker message the hub hands this shard, shared
+    // with the other shards, with this shard's `subscription_ids` for it; or (`local`, no ids)
+    // one that another shard's client published through this bridge (local fan-out).
+    void shard_message(const broker_message& message,
+                       const std::vector<std::uint32_t>& subscription_ids, bool local,
+                       action_list& out);
     // `granted` is the SUBACK return code: 0..2, or >= 0x80 (or < 0) when refused/failed.
     void upstream_subscribed(op_id op, int granted, action_list& out);
     // qos >= 1 publish confirmed (PUBACK / PUBCOMP: no error) or failed.

@@ -4,14 +4,15 @@
 
 namespace mqttws {
 
-bool router::route(const broker_message& m, action_list& out, bool local) {
+bool router::route(const broker_message& m, const std::vector<std::uint32_t>& subscription_ids,
+                   action_list& out, bool local) {
     ++(local ? ctx_.stats.messages_local : ctx_.stats.messages_in);
-    const bool by_id = !m.subscription_ids.empty();
+    const bool by_id = !subscription_ids.empty();
     const bool v3_replay = !by_id && !ctx_.v5() && m.retained;
     const std::uint64_t serial = ++fanout_serial_;
     targets_.clear();
     routed_filters_.clear();
-    subscriptions_.routed_filters(m, routed_filters_);
+    subscriptions_.routed_filters(m.topic, subscription_ids, routed_filters_);
 
     bool own = false;
     // `via` is the filter through which `who` was reached.

@@ -35,8 +35,11 @@ class router {
         : ctx_(ctx), subscriptions_(subscriptions), pacer_(pacer), commands_(commands) {}
 
     // Delivers `m` to its clients; true when it is (also) for the bridge's own subscriptions.
-    // `local`: published through this bridge (local fan-out), not received from the broker.
-    bool route(const broker_message& m, action_list& out, bool local = false);
+    // `subscription_ids`: those of the held filters it was sent for (m.subscription_ids, or an
+    // engine shard's own, broker_hub.hpp); none: every held filter it matches. `local`: published
+    // through this bridge (local fan-out), not received from the broker.
+    bool route(const broker_message& m, const std::vector<std::uint32_t>& subscription_ids,
+               action_list& out, bool local = false);
 
   private:
     struct target {

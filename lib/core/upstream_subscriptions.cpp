@@ -377,15 +377,16 @@ void upstream_subscriptions::tick(std::int64_t now) {
 
 // ---------------------------------------------------------------- for the router
 
-void upstream_subscriptions::routed_filters(const broker_message& m,
+void upstream_subscriptions::routed_filters(std::string_view topic,
+                                            const std::vector<std::uint32_t>& subscription_ids,
                                             std::vector<upstream_filter*>& out) {
-    if (!m.subscription_ids.empty()) {
-        for (const std::uint32_t id : m.subscription_ids) {
+    if (!subscription_ids.empty()) {
+        for (const std::uint32_t id : subscription_ids) {
             const auto it = filters_by_subscription_id_.find(id);
             if (it != filters_by_subscription_id_.end()) out.push_back(it->second);
         }
     } else {
-        registry_.match(m.topic, [&](upstream_filter& f) { out.push_back(&f); });
+        registry_.match(topic, [&](upstream_filter& f) { out.push_back(&f); });
     }
 }
 

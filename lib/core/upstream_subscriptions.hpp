@@ -83,8 +83,10 @@ class upstream_subscriptions {
     void tick(std::int64_t now);
 
     // ---- for the router ----
-    // The held filters a copy of `m` is for: by subscription id (v5), else every match.
-    void routed_filters(const broker_message& m, std::vector<upstream_filter*>& out);
+    // The held filters a copy of a message on `topic` is for: by its subscription ids (v5),
+    // else every match.
+    void routed_filters(std::string_view topic, const std::vector<std::uint32_t>& subscription_ids,
+                        std::vector<upstream_filter*>& out);
     // Keeps the retained store in step with the broker's (v5).
     void record_retained(const broker_message& m);
     // A message for no held filter just after a restart: held for the clients that subscribe

@@ -1,0 +1,166 @@
+// The one upstream connection, shared by several engine shards: to each shard the hub looks like
+// a broker of its own, and to the broker the shards look like one client.
+//
+// This is the first piece of engine shards (issue 11: each I/O thread holds an engine shard for
+// its sessions). Each shard is an unchanged `engine` that emits subscribe_upstream,
+// unsubscribe_upstream and publish_upstream actions with its own operation and subscription ids.
+// The hub turns them into the upstream actions of the one connection and hands each shard what the
+// broker would have sent it (MQTT v5 semantics, as engine.hpp relies on):
+//
+// - Subscriptions: one upstream SUBSCRIBE per filter, sent for the first shard that holds it, at
+//   the highest QoS any shard asked for; one UNSUBSCRIBE when the last shard leaves. A shard that
+//   joins a filter the broker has confirmed is answered at once, and, if it asked for them, gets
+//   the filter's retained messages from the hub's store, as the broker would replay them to a
+//   new subscription. A shard that joins while a SUBSCRIBE is on its way waits for its SUBACK.
+// - Messages: each copy of a broker message carries the hub's subscription id; it goes, decoded
+//   once and shared, only to the shards holding that filter, with their own ids for it.
+// - Publishes: a shard's publish goes upstream under an id of the hub; the broker's answer goes
+//   back to that shard under its own id. With No Local the broker does not send the bridge its
+//   own publishes, and each shard delivers its own to its own clients (local fan-out); the hub
+//   hands them to the other shards that hold a matching filter (QoS 0 at once, QoS 1/2 once the
+//   broker accepted them), and keeps its retained store in step with retained ones.
+// - The connection: its loss and return go to every shard, which then subscribe again what the
+//   broker no longer holds; the hub sends each filter upstream once. After a new broker session
+//   (not kept) the hub forgets all it held: the shards' new SUBSCRIBEs rebuild it.
+//
+// MQTT v5 only: with 3.1.1 there are no subscription ids to tell the copies apart, and the bridge
+// keeps a single engine.
+//
+// Thread safety: none; the thread that owns the upstream connection (the app's).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "core/actions.hpp"
+#include "core/broker_message.hpp"
+#include "core/retained_store.hpp"
+#include "core/topic_trie.hpp"
+
+namespace mqttws {
+
+using shard_index = std::size_t;
+
+// What the hub hands a shard: the engine event to call, with the shard's own ids.
+struct shard_message {  // engine::upstream_message, or a local publish of another shard
+    std::shared_ptr<const broker_message> message;  // shared by every shard it goes to
+    std::vector<std::uint32_t> subscription_ids;    // the shard's ids; empty when `local`
+    bool local = false;  // published through this bridge by another shard (local fan-out)
+};
+struct shard_subscribed {  // engine::upstream_subscribed
+    op_id op = 0;
+    int granted = 0;
+};
+struct shard_published {  // engine::upstream_published
+    op_id op = 0;
+    std::optional<errc> error;
+    std::string message;
+};
+struct shard_connected {  // engine::upstream_connected
+    bool session_present = false;
+};
+struct shard_lost {  // engine::upstream_lost
+    std::string reason;
+};
+using shard_event =
+    std::variant<shard_message, shard_subscribed, shard_published, shard_connected, shard_lost>;
+
+struct shard_delivery {
+    shard_index shard = 0;
+    shard_event event;
+};
+// In the order the shards must see them (per shard).
+using shard_deliveries = std::vector<shard_delivery>;
+
+class broker_hub {
+  public:
+    // `shards`: how many; `retained_max_bytes`: the bound of the retained store (retained_store);
+    // `persistent_session`: the broker keeps the bridge's filters while it is disconnected.
+    broker_hub(std::size_t shards, std::size_t retained_max_bytes, bool persistent_session);
+
+    // An action of shard `from` for the broker: subscribe_upstream, unsubscribe_upstream or
+    // publish_upstream (any other action is not the hub's and is ignored). What goes upstream is
+    // appended to `upstream`, what goes to shards to `to_shards`.
+    void from_shard(shard_index from, action a, action_list& upstream, shard_deliveries& to_shards);
+
+    // ---- the broker connection ----
+    void upstream_connected(bool session_present, shard_deliveries& to_shards);
+    void upstream_lost(std::string_view reason, shard_deliveries& to_shards);
+    void upstream_message(std::shared_ptr<const broker_message> m, shard_deliveries& to_shards);
+    // `granted`: the SUBACK return code, 0..2, or >= 0x80 (or < 0) when refused or failed.
+    void upstream_subscribed(op_id op, int granted, shard_deliveries& to_shards);
+    void upstream_published(op_id op, std::optional<errc> error, std::string_view message,
+                            shard_deliveries& to_shards);
+
+    // Filters held upstream, and how many shards hold `filter` (0: not held).
+    std::size_t filter_count() const { return filters_.size(); }
+    std::size_t holders(std::string_view filter);
+    std::size_t retained_count() const { return retained_.size(); }
+
+  private:
+    // A shard's subscription to a held filter: its id for it and the QoS it asked for.
+    struct membership {
+        std::uint32_t subscription_id = 0;
+        std::uint8_t qos = 0;
+    };
+    struct held_filter {
+        std::string filter;
+        std::uint32_t subscription_id = 0;  // the hub's, upstream
+        std::uint8_t upstream_qos = 0;      // of the last upstream SUBSCRIBE
+        int granted = -1;                   // from the broker's last SUBACK
+        bool confirmed = false;             // the broker holds it
+        op_id pending = 0;                  // the upstream SUBSCRIBE on its way (0: none)
+        std::vector<std::optional<membership>> shards;
+        std::size_t holders = 0;
+    };
+    // A shard waiting for the SUBACK of an upstream SUBSCRIBE.
+    struct waiter {
+        shard_index shard = 0;
+        op_id op = 0;                    // the shard's
+        bool replay_from_store = false;  // the SUBSCRIBE does not make the broker replay
+    };
+    struct pending_subscribe {
+        std::string filter;
+        std::vector<waiter> waiters;
+    };
+    struct pending_publish {
+        shard_index shard = 0;
+        op_id op = 0;                                 // the shard's
+        std::shared_ptr<const broker_message> local;  // for the other shards once accepted
+    };
+
+    void subscribe(shard_index from, const subscribe_upstream& s, action_list& upstream,
+                   shard_deliveries& to_shards);
+    void unsubscribe(shard_index from, const unsubscribe_upstream& u, action_list& upstream);
+    void publish(shard_index from, publish_upstream p, action_list& upstream,
+                 shard_deliveries& to_shards);
+    op_id subscribe_now(held_filter& f, bool replay_retained, bool no_local, action_list& upstream);
+    // The retained messages of `f` to shard `to`, as the broker replays them after a SUBACK.
+    void replay_retained(const held_filter& f, shard_index to, shard_deliveries& to_shards);
+    // A publish of shard `from` to every other shard holding a matching filter.
+    void fan_out_local(shard_index from, const std::shared_ptr<const broker_message>& m,
+                       shard_deliveries& to_shards);
+    void forget(held_filter& f);
+
+    const std::size_t shard_count_;
+    const bool persistent_session_;
+    bool up_ = false;
+    op_id next_op_ = 1;
+    std::uint32_t next_subscription_id_ = 1;
+    topic_trie<held_filter> filters_;
+    std::unordered_map<std::uint32_t, held_filter*> by_subscription_id_;
+    std::unordered_map<op_id, pending_subscribe> pending_subscribes_;
+    std::unordered_map<op_id, pending_publish> pending_publishes_;
+    retained_store retained_;
+    // Scratch for upstream_message: the ids of each shard.
+    std::vector<std::vector<std::uint32_t>> ids_by_shard_;
+};
+
+}  // namespace mqttws

@@ -1,0 +1,257 @@
+// Engine shards behind a broker_hub, composed on one thread: clients on different shards share
+// one upstream subscription per filter, get each message once, and see each other's publishes
+// without the broker sending them back (No Local).
+#include <doctest/doctest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/broker_hub.hpp"
+#include "engine_fixture.hpp"
+
+using namespace mqttws;
+using mqttws::test::broker_msg;
+using mqttws::test::client_handle;
+using mqttws::test::engine_fixture;
+using mqttws::test::frame_list;
+using mqttws::test::of_type;
+using mqttws::test::subscribe_frame;
+using mqttws::test::unsubscribe_frame;
+
+namespace {
+
+// N engines and the hub between them and a scripted broker.
+class sharded_bridge {
+  public:
+    explicit sharded_bridge(std::size_t n) : hub_(n, 1 << 20, /*persistent_session=*/false) {
+        for (std::size_t k = 0; k < n; ++k)
+            shards_.push_back(std::make_unique<engine_fixture>());
+        connect();
+    }
+
+    engine_fixture& shard(shard_index k) { return *shards_[k]; }
+
+    // A client of shard `k` sends `frame`; whatever follows (through the hub) is carried out.
+    void send(shard_index k, client_handle& c, std::string_view frame) { settle(k, c.send(frame)); }
+    client_handle auth(shard_index k, connection_id id, std::string_view client_id) {
+        client_handle c = shard(k).client(id);
+        send(k, c, R"({"type":"auth","clientId":)" + test::quoted(client_id) + "}");
+        c.take();
+        return c;
+    }
+
+    // ---- the broker ----
+    void connect(bool session_present = false) {
+        shard_deliveries d;
+        hub_.upstream_connected(session_present, d);
+        deliver(std::move(d));
+    }
+    void lose() {
+        shard_deliveries d;
+        hub_.upstream_lost("reset", d);
+        deliver(std::move(d));
+    }
+    // Answers every SUBSCRIBE not answered yet with `granted` (capped at its QoS).
+    void grant_subscribes(int granted = 2) {
+        for (const auto& s : taken<subscribe_upstream>()) {
+            shard_deliveries d;
+            hub_.upstream_subscribed(s.op, std::min<int>(granted, s.qos), d);
+            deliver(std::move(d));
+        }
+    }
+    // The broker sends a message on `topic` for the upstream subscription of `filter`.
+    void broker_sends(const std::string& topic, const std::string& payload,
+                      const std::string& filter, bool retained = false) {
+        auto m = std::make_shared<broker_message>(
+            broker_msg(topic, payload, 1, retained, {subscription_ids_.at(filter)}));
+        shard_deliveries d;
+        hub_.upstream_message(std::move(m), d);
+        deliver(std::move(d));
+    }
+    void accept_publishes() {
+        for (const auto& p : taken<publish_upstream>()) {
+            if (p.qos == 0) continue;
+            shard_deliveries d;
+            hub_.upstream_published(p.op, std::nullopt, "", d);
+            deliver(std::move(d));
+        }
+    }
+
+    // What went upstream of one kind since the last time it was taken.
+    template <class A>
+    std::vector<A> taken() {
+        std::vector<A> found;
+        for (auto it = upstream_.begin(); it != upstream_.end();) {
+            if (auto* a = std::get_if<A>(&*it)) {
+                found.push_back(*a);
+                it = upstream_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        return found;
+    }
+    template <class A>
+    std::size_t count() const {
+        std::size_t n = 0;
+        for (const auto& a : upstream_)
+            n += std::holds_alternative<A>(a) ? 1 : 0;
+        return n;
+    }
+
+  private:
+    // The upstream actions of shard `k`'s call go through the hub.
+    void settle(shard_index k, action_list out) {
+        shard_deliveries d;
+        for (auto& a : out) {
+            action_list up;
+            hub_.from_shard(k, std::move(a), up, d);
+            for (auto& u : up) {
+                if (const auto* s = std::get_if<subscribe_upstream>(&u))
+                    subscription_ids_[s->filter] = s->subscription_id;
+                upstream_.push_back(std::move(u));
+            }
+        }
+        deliver(std::move(d));
+    }
+    void deliver(shard_deliveries d) {
+        for (auto& [k, event] : d) {
+            engine_fixture& s = shard(k);
+            action_list out;
+            if (auto* m = std::get_if<shard_message>(&event)) {
+                out = s.shard_message(*m->message, m->subscription_ids, m->local);
+            } else if (auto* sub = std::get_if<shard_subscribed>(&event)) {
+                out = s.upstream_subscribed(sub->op, sub->granted);
+            } else if (auto* p = std::get_if<shard_published>(&event)) {
+                out = s.upstream_published(p->op, p->error, p->message);
+            } else if (auto* c = std::get_if<shard_connected>(&event)) {
+                out = s.upstream_connected(c->session_present);
+            } else if (auto* l = std::get_if<shard_lost>(&event)) {
+                out = s.upstream_lost(l->reason);
+            }
+            settle(k, std::move(out));
+        }
+    }
+
+    broker_hub hub_;
+    std::vector<std::unique_ptr<engine_fixture>> shards_;
+    action_list upstream_;
+    std::map<std::string, std::uint32_t> subscription_ids_;
+};
+
+}  // namespace
+
+TEST_CASE("engine shards: clients on two shards share one upstream subscription") {
+    sharded_bridge b(2);
+    auto a = b.auth(0, 1, "a");
+    auto c = b.auth(1, 2, "c");
+    b.send(0, a, subscribe_frame("room/#", 1, "1"));
+    b.send(1, c, subscribe_frame("room/#", 1, "2"));
+    CHECK(b.count<subscribe_upstream>() == 1);
+    CHECK(a.of_type("suback").empty());  // both wait for the broker
+    CHECK(c.of_type("suback").empty());
+    b.grant_subscribes();
+    REQUIRE(a.of_type("suback").size() == 1);
+    REQUIRE(c.of_type("suback").size() == 1);
+    CHECK(c.of_type("suback")[0].num("qos") == 1);
+    a.take();
+    c.take();
+
+    b.broker_sends("room/1", "\"hi\"", "room/#");
+    const frame_list got_a = of_type(a.take(), "message");
+    const frame_list got_c = of_type(c.take(), "message");
+    REQUIRE(got_a.size() == 1);
+    REQUIRE(got_c.size() == 1);
+    CHECK(got_a[0].str("topic") == "room/1");
+    CHECK(got_c[0].json("payload") == "\"hi\"");
+
+    // Leaving: the upstream subscription goes with the last client, on whichever shard.
+    b.send(1, c, unsubscribe_frame("room/#"));
+    CHECK(b.count<unsubscribe_upstream>() == 0);
+    b.broker_sends("room/2", "1", "room/#");
+    CHECK(of_type(a.take(), "message").size() == 1);
+    CHECK(of_type(c.take(), "message").empty());
+    b.send(0, a, unsubscribe_frame("room/#"));
+    CHECK(b.count<unsubscribe_upstream>() == 1);
+}
+
+TEST_CASE(
+    "engine shards: a client joining a held filter on another shard gets its retained "
+    "messages, once") {
+    sharded_bridge b(2);
+    auto a = b.auth(0, 1, "a");
+    b.send(0, a, subscribe_frame("cfg/#", 1));
+    b.grant_subscribes();
+    b.broker_sends("cfg/mode", "\"eco\"", "cfg/#", /*retained=*/true);
+    CHECK(of_type(a.take(), "message").size() == 1);
+
+    auto c = b.auth(1, 2, "c");
+    b.send(1, c, subscribe_frame("cfg/#", 1, "7"));
+    CHECK(b.count<subscribe_upstream>() == 0);  // no SUBSCRIBE of its own
+    const frame_list got = c.take();
+    REQUIRE(of_type(got, "suback").size() == 1);
+    const frame_list retained = of_type(got, "message");
+    REQUIRE(retained.size() == 1);
+    CHECK(retained[0].str("topic") == "cfg/mode");
+    CHECK(retained[0].json("retain") == "true");
+    CHECK(of_type(a.take(), "message").empty());  // the first client is not sent it again
+}
+
+TEST_CASE(
+    "engine shards: a publish reaches subscribers on every shard once, without the broker's "
+    "copy") {
+    sharded_bridge b(3);
+    auto pub = b.auth(0, 1, "publisher");
+    auto same = b.auth(0, 2, "same-shard");
+    auto other = b.auth(1, 3, "other-shard");
+    auto none = b.auth(2, 4, "not-subscribed");
+    b.send(0, same, subscribe_frame("t/#", 1));
+    b.send(1, other, subscribe_frame("t/#", 1));
+    b.grant_subscribes();
+    same.take();
+    other.take();
+
+    SUBCASE("QoS 0: at once") {
+        b.send(0, pub, R"({"type":"publish","topic":"t/0","payload":1,"qos":0})");
+        CHECK(b.taken<publish_upstream>().size() == 1);
+        CHECK(of_type(same.take(), "message").size() == 1);
+        CHECK(of_type(other.take(), "message").size() == 1);
+        CHECK(none.take().empty());
+        CHECK(b.shard(1).stats().messages_local == 1);
+    }
+    SUBCASE("QoS 1: once the broker accepted it") {
+        b.send(0, pub, R"({"type":"publish","topic":"t/1","payload":1,"qos":1,"msgid":"m"})");
+        CHECK(of_type(same.take(), "message").empty());
+        CHECK(of_type(other.take(), "message").empty());
+        b.accept_publishes();
+        CHECK(of_type(same.take(), "message").size() == 1);
+        const frame_list got = of_type(other.take(), "message");
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].str("topic") == "t/1");
+        const frame_list acks = of_type(pub.take(), "ack");
+        REQUIRE(acks.size() == 1);
+        CHECK(acks[0].str("status") == "ok");
+    }
+}
+
+TEST_CASE("engine shards: after a new broker session every filter is subscribed again once") {
+    sharded_bridge b(2);
+    auto a = b.auth(0, 1, "a");
+    auto c = b.auth(1, 2, "c");
+    b.send(0, a, subscribe_frame("x/#", 1));
+    b.send(1, c, subscribe_frame("x/#", 1));
+    b.send(1, c, subscribe_frame("y", 0));
+    b.grant_subscribes();
+    b.lose();
+    a.take();
+    c.take();
+    b.connect(/*session_present=*/false);
+    CHECK(b.count<subscribe_upstream>() == 2);  // "x/#" once for both shards, and "y"
+    b.grant_subscribes();
+    b.broker_sends("x/1", "1", "x/#");
+    b.broker_sends("y", "2", "y");
+    CHECK(of_type(a.take(), "message").size() == 1);
+    CHECK(of_type(c.take(), "message").size() == 2);
+}
