@@ -5,7 +5,9 @@
 // - a minimal MQTT 3.1.1 codec: CONNECT, SUBSCRIBE, PUBLISH (QoS 0/1), PUBACK, PINGREQ,
 //   DISCONNECT out;
 //   a packet splitter for what comes back (CONNACK, SUBACK, PUBLISH, PUBACK, PINGRESP);
-// - mqttws's binary publish frame (docs/protocol.md, "Binary frames"), for --binary-publish.
+// - mqttws's binary publish frame (docs/protocol.md, "Binary frames"), for --binary-publish;
+// - two scanners of the JSON frames of mqttws and the node bridge: the "type" and the numeric
+//   "msgid" (the per-message path and the self-test's stand-in server).
 //
 // Thread safety: stateless functions; a mask_source belongs to one thread.
 #pragma once
@@ -321,4 +323,34 @@ inline void append_publish_head(std::string& out, std::string_view topic, int qo
 }
 
 }  // namespace mqttws_binary
+
+// ---- mqttws JSON frames ----------------------------------------------------------------------
+
+// The value of "type" in a JSON frame, assuming (as mqttws and the node bridge write it) that
+// the type string has no escapes.
+inline std::string_view json_type(const char* p, std::size_t n) {
+    static constexpr char key[] = "\"type\":\"";
+    const void* m = memmem(p, n, key, sizeof key - 1);
+    if (!m) return {};
+    const char* s = static_cast<const char*>(m) + sizeof key - 1;
+    const char* e =
+        static_cast<const char*>(std::memchr(s, '"', static_cast<std::size_t>(p + n - s)));
+    if (!e) return {};
+    return std::string_view(s, static_cast<std::size_t>(e - s));
+}
+
+// Parses the integer after "msgid": at or after `from`; returns false when absent or a string.
+inline bool json_msgid(const char* p, std::size_t n, const char* from, std::uint64_t& out) {
+    static constexpr char key[] = "\"msgid\":";
+    const void* m = memmem(from, static_cast<std::size_t>(p + n - from), key, sizeof key - 1);
+    if (!m) return false;
+    const char* s = static_cast<const char*>(m) + sizeof key - 1;
+    if (s >= p + n || *s < '0' || *s > '9') return false;
+    std::uint64_t v = 0;
+    while (s < p + n && *s >= '0' && *s <= '9')
+        v = v * 10 + static_cast<std::uint64_t>(*s++ - '0');
+    out = v;
+    return true;
+}
+
 }  // namespace bench
