@@ -64,6 +64,11 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
                    "- 1) with 4 or more cores, else 1. See docs/operations.md, 'Threads'")
         ->check(CLI::Range(0, 256))
         ->group(net);
+    cli.add_flag("--engine-shards", out.engine_shards,
+                 "Experimental, with --threads > 1: each thread keeps the sessions of the clients "
+                 "it serves (an engine shard), instead of one engine thread for all. MQTT 5 "
+                 "only; not with --state-dir. See docs/operations.md, 'Threads'")
+        ->group(net);
 
     auto* mqtt = "Upstream MQTT";
     cli.add_option("--client-id", out.upstream.client_id,
@@ -408,6 +413,14 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
         // fan-out measured slower that way (docs/benchmarks.md, "Threads").
         const unsigned cores = std::thread::hardware_concurrency();
         out.threads = cores >= 4 ? cores - 1 : 1;
+    }
+    if (out.engine_shards && mqtt_version != 5) {
+        std::cerr << "--engine-shards needs --mqtt-version 5\n";
+        return 2;
+    }
+    if (out.engine_shards && !out.state_dir.empty()) {
+        std::cerr << "--engine-shards does not keep state yet: leave out --state-dir\n";
+        return 2;
     }
     const auto ms = [](double seconds) {
         return static_cast<std::int64_t>(seconds * 1000.0 + 0.5);

@@ -374,21 +374,33 @@ TEST_CASE(
     }
     t.to_shards.clear();
 
-    SUBCASE("a new broker session: the hub forgets, the shards' SUBSCRIBEs rebuild") {
+    SUBCASE("a new broker session: each filter is subscribed again once, under its id") {
         t.hub.upstream_connected(false, t.to_shards);
         for (shard_index k = 0; k < 3; ++k) {
             REQUIRE(t.handed<shard_connected>(k).size() == 1);
             CHECK_FALSE(t.handed<shard_connected>(k)[0].session_present);
         }
-        CHECK(t.hub.filter_count() == 0);
+        CHECK(t.hub.holders("c") == 2);
+        // Messages may come before the SUBSCRIBE: they still reach the holders.
+        t.to_shards.clear();
+        t.broker_sends("c", {sub.subscription_id});
+        CHECK(t.handed<shard_message>(0).size() == 1);
+        CHECK(t.handed<shard_message>(1).size() == 1);
         t.subscribe(0, 3, "c", 1, 1);
         t.subscribe(1, 4, "c", 1, 1);
         const subscribe_upstream again = t.sent_subscribe();
         CHECK(again.replay_retained);
+        CHECK(again.subscription_id == sub.subscription_id);
         t.to_shards.clear();
         t.confirm(again, 1);
         CHECK(t.handed<shard_subscribed>(0).size() == 1);
         CHECK(t.handed<shard_subscribed>(1).size() == 1);
+    }
+    SUBCASE("a shard that releases a filter while the connection is down: no UNSUBSCRIBE") {
+        t.unsubscribe(0, "c");
+        t.unsubscribe(1, "c");
+        CHECK(t.take_upstream<unsubscribe_upstream>().empty());
+        CHECK(t.hub.filter_count() == 0);
     }
     SUBCASE("a SUBACK from before the loss answers nobody") {
         t.hub.upstream_connected(false, t.to_shards);
@@ -419,13 +431,27 @@ TEST_CASE("broker_hub: with a persistent session the broker keeps the filters ac
 
 TEST_CASE(
     "broker_hub: a message for no held filter (queued before a restart) goes to every shard "
-    "as the broker sent it") {
+    "under an id no filter has") {
     hub_fixture t(2);
     t.broker_sends("old/topic", {42});
     for (shard_index k = 0; k < 2; ++k) {
         const auto m = t.handed<shard_message>(k);
         REQUIRE(m.size() == 1);
-        CHECK(m[0].subscription_ids == std::vector<std::uint32_t>{42});
+        CHECK(m[0].subscription_ids == std::vector<std::uint32_t>{broker_hub::no_filter});
         CHECK_FALSE(m[0].local);
     }
+}
+
+TEST_CASE("broker_hub: a session token tells its shard") {
+    for (shard_index k : {0U, 7U, 12U}) {
+        const std::string token = session_token_prefix(k) + "0123456789abcdef";
+        REQUIRE(shard_of_session_token(token, 13).has_value());
+        CHECK(*shard_of_session_token(token, 13) == k);
+    }
+    CHECK_FALSE(shard_of_session_token("12-abc", 12));           // no such shard
+    CHECK_FALSE(shard_of_session_token("0123456789abcdef", 4));  // no prefix (one engine)
+    CHECK_FALSE(shard_of_session_token("-abc", 4));
+    CHECK_FALSE(shard_of_session_token("1x-abc", 4));
+    CHECK_FALSE(shard_of_session_token("12345-abc", 4));
+    CHECK_FALSE(shard_of_session_token("", 4));
 }

@@ -17,7 +17,8 @@
 // Environment: MQTTWS_BRIDGE (the bridge binary, default <repo>/build/mqttws-bridge),
 // MQTTWS_MOSQUITTO (the broker binary, default `mosquitto` on PATH or /usr/sbin/mosquitto),
 // MQTTWS_TIMEOUT_SCALE (multiplies every default timeout, default 1), MQTTWS_THREADS (--threads of
-// the bridges started without one),
+// the bridges started without one), MQTTWS_ENGINE_SHARDS=1 (--engine-shards for the bridges that
+// can run it: not with --mqtt-version 3 or --state-dir),
 // MQTTWS_KEEP_LOGS=1 (print the broker's and bridges' logs of a file when it finishes).
 
 const { spawn } = require('node:child_process');
@@ -41,6 +42,18 @@ const SCALE = Math.max(1, Number(process.env.MQTTWS_TIMEOUT_SCALE) || 1);
 // MQTTWS_THREADS: the --threads of every bridge a test starts without its own (unset: the
 // bridge's default).
 const THREADS = process.env.MQTTWS_THREADS || '';
+const ENGINE_SHARDS = process.env.MQTTWS_ENGINE_SHARDS === '1';
+// The options of a test that checks something engine shards keep per thread for now
+// (docs/operations.md, "Threads"): it is skipped when the bridges run --engine-shards, saying what.
+function unlessShards(options, what) {
+    return ENGINE_SHARDS ? { ...options, skip: `engine shards keep ${what} per thread` } : options;
+}
+
+// Whether a bridge started with `args` runs engine shards (MQTTWS_ENGINE_SHARDS).
+function shardedArgs(args) {
+    const v3 = args.some((a, i) => a === '--mqtt-version' && args[i + 1] === '3');
+    return ENGINE_SHARDS && !v3 && !args.includes('--state-dir');
+}
 // Default timeouts (ms): SHORT for one request/answer, LONG for start-up and bulk transfers.
 const SHORT = 5000 * SCALE;
 const LONG = 10000 * SCALE;
@@ -542,6 +555,7 @@ async function startBridge({ brokerPort, args = [], raw = false, clientId, env, 
         '--broker', `tcp://127.0.0.1:${brokerPort}`,
         '--client-id', id,
         ...(THREADS && !args.includes('--threads') ? ['--threads', THREADS] : []),
+        ...(shardedArgs(args) ? ['--engine-shards'] : []),
         ...args,
     ];
     const child = track(spawn(BRIDGE_BIN, argv, {
@@ -1235,6 +1249,8 @@ module.exports = {
     BRIDGE_BIN,
     MOSQUITTO_BIN,
     SCALE,
+    ENGINE_SHARDS,
+    unlessShards,
     SHORT,
     LONG,
     BULK,

@@ -34,7 +34,9 @@ const MAX_ATTEMPTS = 64;
 
 const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 const threadOf = (id) => (id - 1) % THREADS;
-const threadNames = () => [...range(0, THREADS - 1).map((k) => `io-${k}`), 'engine'];
+// The thread that sees every connection: the engine's, or with engine shards the hub's.
+const ALL = h.ENGINE_SHARDS ? 'hub' : 'engine';
+const threadNames = () => [...range(0, THREADS - 1).map((k) => `io-${k}`), ALL];
 
 // Opens a WebSocket to `bridge` and learns its connection id from the bridge's "client open"
 // line (matched by the client's local port). Resolves with {client, id, thread, port}.
@@ -86,7 +88,7 @@ async function openSpread(bridge, n, { want = THREADS, need = 2 } = {}) {
 // threads are the ones that serve them.
 function expectOnThreads(bridge, conns) {
     const expected = perThread(conns);
-    return bridge.waitMetrics((m) => m.get('mqttws_thread_connections', { thread: 'engine' }) === conns.length &&
+    return bridge.waitMetrics((m) => m.get('mqttws_thread_connections', { thread: ALL }) === conns.length &&
         expected.every((n, k) => m.get('mqttws_thread_connections', { thread: `io-${k}` }) === n),
     { what: `mqttws_thread_connections io-0..io-${THREADS - 1} = ${expected.join(',')}, engine = ${conns.length} ` +
         `(ids ${conns.map((c) => c.id).join(',')})` });
@@ -137,7 +139,7 @@ describe('--threads 4', () => {
 
         const m = await bridge.waitMetrics((x) => {
             const g = threadGauges(x).connections;
-            return g.engine === total && range(0, THREADS - 1).every((k) => g[`io-${k}`] === expected[k]);
+            return g[ALL] === total && range(0, THREADS - 1).every((k) => g[`io-${k}`] === expected[k]);
         }, { what: `thread gauges io-0..io-${THREADS - 1} = ${expected.join(',')}, engine = ${total}` });
         assert.equal(m.families.get('mqttws_thread_connections')?.type, 'gauge');
         assert.equal(m.families.get('mqttws_thread_loop_lag_seconds')?.type, 'gauge');
@@ -145,7 +147,7 @@ describe('--threads 4', () => {
         const io = range(0, THREADS - 1).map((k) => connections[`io-${k}`]);
         assert.equal(io.reduce((a, b) => a + b, 0), total, 'the I/O threads\' connections add up');
         assert.ok(io.filter((n) => n > 0).length >= 2, `connections per I/O thread: ${io.join(',')}`);
-        assert.equal(connections.engine, total);
+        assert.equal(connections[ALL], total);
         assert.equal(m.get('mqttws_connections'), total);
         for (const name of threadNames()) {
             assert.equal(typeof lag[name], 'number', `no mqttws_thread_loop_lag_seconds{thread="${name}"}:\n${m.text}`);
@@ -495,7 +497,7 @@ describe('--threads 4: graceful shutdown', () => {
                 await c.client.ping();
             }
         }));
-        await bridge.waitMetrics((m) => m.get('mqttws_thread_connections', { thread: 'engine' }) === conns.length,
+        await bridge.waitMetrics((m) => m.get('mqttws_thread_connections', { thread: ALL }) === conns.length,
             { what: `the engine thread serving ${conns.length}` });
 
         const mark = bridge.log.mark();

@@ -117,7 +117,7 @@ std::string auth_gate::limited_address(const session& s) const {
 // ---------------------------------------------------------------- session tokens
 
 void auth_gate::issue_session_token(session& s) {
-    s.set_token(ctx_.env.random_hex(16));
+    s.set_token(ctx_.config.auth.session_token_prefix + ctx_.env.random_hex(16));
     sessions_by_token_[s.token()] = &s;
 }
 

@@ -23,6 +23,22 @@ std::shared_ptr<const broker_message> as_message(const publish_upstream& p) {
 
 }  // namespace
 
+std::string session_token_prefix(shard_index shard) {
+    return std::to_string(shard) + "-";
+}
+
+std::optional<shard_index> shard_of_session_token(std::string_view token, std::size_t shards) {
+    const std::size_t dash = token.find('-');
+    if (dash == 0 || dash == std::string_view::npos || dash > 4) return std::nullopt;
+    shard_index k = 0;
+    for (const char c : token.substr(0, dash)) {
+        if (c < '0' || c > '9') return std::nullopt;
+        k = k * 10 + static_cast<shard_index>(c - '0');
+    }
+    if (k >= shards) return std::nullopt;
+    return k;
+}
+
 broker_hub::broker_hub(std::size_t shards, std::size_t retained_max_bytes, bool persistent_session)
     : shard_count_(shards),
       persistent_session_(persistent_session),
@@ -173,6 +189,7 @@ void broker_hub::replay_retained(const held_filter& f, shard_index to,
 
 void broker_hub::upstream_message(std::shared_ptr<const broker_message> m,
                                   shard_deliveries& to_shards) {
+    ++messages_in_;
     bool known = false;
     for (const std::uint32_t id : m->subscription_ids) {
         const auto it = by_subscription_id_.find(id);
@@ -185,9 +202,11 @@ void broker_hub::upstream_message(std::shared_ptr<const broker_message> m,
     }
     if (!known) {
         // Not for a filter held now: a message the broker queued before a restart, for filters
-        // nobody has subscribed to again yet. Each shard holds it for its clients (engine: park).
+        // nobody has subscribed to again yet, or one sent just before an UNSUBSCRIBE took. Each
+        // shard holds it for clients that subscribe shortly, if it holds any (engine: park),
+        // under an id that no filter has.
         for (shard_index k = 0; k < shard_count_; ++k)
-            to_shards.push_back({k, shard_message{m, m->subscription_ids, false}});
+            to_shards.push_back({k, shard_message{m, {no_filter}, false}});
         return;
     }
     if (m->retained) retained_.put(m->topic, m->payload, m->qos);
@@ -240,9 +259,9 @@ void broker_hub::upstream_connected(bool session_present, shard_deliveries& to_s
     up_ = true;
     if (!session_present) {
         // The broker holds none of the bridge's filters: each shard subscribes again all it
-        // holds, and the broker's replays refill the store.
-        filters_ = topic_trie<held_filter>();
-        by_subscription_id_.clear();
+        // holds (under the same ids: messages may come before), and the broker's replays refill
+        // the store.
+        filters_.for_each([](held_filter& f) { f.confirmed = false; });
         retained_.clear();
     }
     for (shard_index k = 0; k < shard_count_; ++k)

@@ -20,8 +20,9 @@
 //   hands them to the other shards that hold a matching filter (QoS 0 at once, QoS 1/2 once the
 //   broker accepted them), and keeps its retained store in step with retained ones.
 // - The connection: its loss and return go to every shard, which then subscribe again what the
-//   broker no longer holds; the hub sends each filter upstream once. After a new broker session
-//   (not kept) the hub forgets all it held: the shards' new SUBSCRIBEs rebuild it.
+//   broker no longer holds; the hub sends each filter upstream once, under the id it had. A shard
+//   tells the hub of every filter it releases, also while the connection is down
+//   (engine_config::behind_hub), so that the hub's count stays exact.
 //
 // MQTT v5 only: with 3.1.1 there are no subscription ids to tell the copies apart, and the bridge
 // keeps a single engine.
@@ -79,6 +80,12 @@ struct shard_delivery {
 // In the order the shards must see them (per shard).
 using shard_deliveries = std::vector<shard_delivery>;
 
+// Engine shards tell their session tokens apart by a prefix: shard k's start with "k-". A resume
+// that lands on another thread finds the shard that holds its session from its token.
+std::string session_token_prefix(shard_index shard);
+// The shard of `token` (one of `shards`), or nullopt when it has no shard's prefix.
+std::optional<shard_index> shard_of_session_token(std::string_view token, std::size_t shards);
+
 class broker_hub {
   public:
     // `shards`: how many; `retained_max_bytes`: the bound of the retained store (retained_store);
@@ -89,6 +96,9 @@ class broker_hub {
     // publish_upstream (any other action is not the hub's and is ignored). What goes upstream is
     // appended to `upstream`, what goes to shards to `to_shards`.
     void from_shard(shard_index from, action a, action_list& upstream, shard_deliveries& to_shards);
+
+    // The subscription id of a message the hub hands the shards for no held filter.
+    static constexpr std::uint32_t no_filter = 0;
 
     // ---- the broker connection ----
     void upstream_connected(bool session_present, shard_deliveries& to_shards);
@@ -103,6 +113,7 @@ class broker_hub {
     std::size_t filter_count() const { return filters_.size(); }
     std::size_t holders(std::string_view filter);
     std::size_t retained_count() const { return retained_.size(); }
+    std::uint64_t messages_in() const { return messages_in_; }  // from the broker
 
   private:
     // A shard's subscription to a held filter: its id for it and the QoS it asked for.
@@ -152,6 +163,7 @@ class broker_hub {
     const std::size_t shard_count_;
     const bool persistent_session_;
     bool up_ = false;
+    std::uint64_t messages_in_ = 0;
     op_id next_op_ = 1;
     std::uint32_t next_subscription_id_ = 1;
     topic_trie<held_filter> filters_;

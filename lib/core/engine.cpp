@@ -369,6 +369,7 @@ void engine::upstream_lost(std::string_view reason, action_list& out) {
 
 void engine::upstream_message(const broker_message& m, action_list& out) {
     begin_event();
+    ++ctx_.stats.messages_in;
     if (router_.route(m, m.subscription_ids, out)) own_message(m, out);
     end_event(out);
 }
@@ -377,7 +378,9 @@ void engine::shard_message(const broker_message& m,
                            const std::vector<std::uint32_t>& subscription_ids, bool local,
                            action_list& out) {
     begin_event();
-    if (router_.route(m, subscription_ids, out, local)) own_message(m, out);
+    // A local one is counted once, by the shard of its publisher (end_event).
+    if (!local) ++ctx_.stats.messages_in;
+    if (router_.route(m, subscription_ids, out)) own_message(m, out);
     end_event(out);
 }
 
@@ -386,7 +389,8 @@ void engine::end_event(action_list& out) {
     // nothing is left, in order.
     for (std::size_t i = 0; i < ctx_.loopback.size(); ++i) {
         const broker_message m = std::move(ctx_.loopback[i]);
-        if (router_.route(m, {}, out, /*local=*/true)) own_message(m, out);
+        ++ctx_.stats.messages_local;
+        if (router_.route(m, {}, out)) own_message(m, out);
     }
     ctx_.loopback.clear();
 }

@@ -122,6 +122,10 @@ class engine {
                        action_list& out);
 
     engine_stats stats() const;
+    // The bridge's own filters (presence, answers to its commands) that no client of this
+    // engine holds: with engine shards, the filters held upstream for clients are the hub's
+    // less those that are own-only on every shard.
+    std::vector<std::string> own_only_filters() const { return subscriptions_.own_only_filters(); }
     // Authenticated sessions, those with the most conflated + dropped messages first.
     std::vector<session_summary> sessions(std::size_t limit) const;
     const engine_config& config() const { return ctx_.config; }

@@ -33,6 +33,9 @@ struct broker_session {
 struct auth_config {
     // How long a client may take to authenticate when credentials are required.
     std::int64_t auth_timeout_ms = 10000;
+    // Put before every session token this engine issues. Engine shards: the shard's
+    // (session_token_prefix() in broker_hub.hpp), so that a resume on another thread finds it.
+    std::string session_token_prefix;
     // Failed attempts one remote address, and one user's password, may see per minute.
     std::size_t failures_per_minute = 10;
     std::size_t failures_per_user_per_minute = 10;
@@ -109,6 +112,9 @@ struct device_config {
 
 struct engine_config {
     broker_session broker;
+    // An engine shard behind a broker_hub: it tells the hub of every filter it releases, also
+    // while the broker connection is down (the hub sends upstream only what the broker needs).
+    bool behind_hub = false;
     device_config devices;
     topic::limits topic_limits;
     decode_limits decode;

@@ -112,6 +112,11 @@ struct engine_stats {
     std::size_t commands_in_flight = 0;
 };
 
+// Adds the counters and gauges of `more` (another engine shard's) to `into`. What does not add
+// up across shards (whether the broker is up, the filters held upstream, the retained messages
+// kept) is left as `into` has it: the caller knows it from the one upstream connection.
+void add_shard_stats(engine_stats& into, const engine_stats& more);
+
 // One client's session as operators see it (GET /clients).
 struct session_summary {
     std::string client_id;

@@ -5,8 +5,7 @@
 namespace mqttws {
 
 bool router::route(const broker_message& m, const std::vector<std::uint32_t>& subscription_ids,
-                   action_list& out, bool local) {
-    ++(local ? ctx_.stats.messages_local : ctx_.stats.messages_in);
+                   action_list& out) {
     const bool by_id = !subscription_ids.empty();
     const bool v3_replay = !by_id && !ctx_.v5() && m.retained;
     const std::uint64_t serial = ++fanout_serial_;

@@ -36,10 +36,10 @@ class router {
 
     // Delivers `m` to its clients; true when it is (also) for the bridge's own subscriptions.
     // `subscription_ids`: those of the held filters it was sent for (m.subscription_ids, or an
-    // engine shard's own, broker_hub.hpp); none: every held filter it matches. `local`: published
-    // through this bridge (local fan-out), not received from the broker.
+    // engine shard's own, broker_hub.hpp); none: every held filter it matches (MQTT 3.1.1, and
+    // a message published through this bridge: local fan-out).
     bool route(const broker_message& m, const std::vector<std::uint32_t>& subscription_ids,
-               action_list& out, bool local = false);
+               action_list& out);
 
   private:
     struct target {

@@ -170,11 +170,16 @@ void upstream_subscriptions::subscribe_own(const std::string& filter, action_lis
 }
 
 std::size_t upstream_subscriptions::filter_count() const {
-    std::size_t own_only = 0;
+    return registry_.filter_count() - own_only_filters().size();
+}
+
+std::vector<std::string> upstream_subscriptions::own_only_filters() const {
+    std::vector<std::string> own_only;
     for (const auto& [filter, sub] : self_.subscriptions()) {
-        if (sub.upstream != nullptr && sub.upstream->subscribers.size() == 1) ++own_only;
+        if (sub.upstream != nullptr && sub.upstream->subscribers.size() == 1)
+            own_only.push_back(filter);
     }
-    return registry_.filter_count() - own_only;
+    return own_only;
 }
 
 void upstream_subscriptions::resend_retained(session& s, action_list& out) {
@@ -204,6 +209,8 @@ void upstream_subscriptions::release_filter(std::string_view filter, std::uint32
             out.push_back(unsubscribe_upstream{ctx_.new_op(), std::string(filter)});
         } else if (ctx_.config.broker.persistent_session) {
             released_while_down_.emplace(filter);  // the broker still holds it
+        } else if (ctx_.config.behind_hub) {
+            out.push_back(unsubscribe_upstream{ctx_.new_op(), std::string(filter)});
         }
     }
     if (ctx_.v5()) {

@@ -105,6 +105,8 @@ class upstream_subscriptions {
     // Filters held for clients (the bridge's own subscriptions not counted unless a client
     // holds the same filter).
     std::size_t filter_count() const;
+    // The bridge's own filters that no client holds.
+    std::vector<std::string> own_only_filters() const;
     std::size_t retained_count() const { return retained_.size(); }
     std::size_t parked_count() const { return parked_.size(); }
 

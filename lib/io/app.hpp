@@ -4,8 +4,12 @@
 // Data path: ws_server (frame) → engine → actions → upstream (PUBLISH/SUBSCRIBE), and
 // upstream (message) → engine → actions → ws_server (frames). Nothing else holds state.
 //
+// With --engine-shards the engine is not here: each I/O thread keeps an engine shard
+// (engine_shards.hpp), and the app keeps the broker connection and the broker_hub between them.
+//
 // Thread safety: run() drives everything on the calling thread; Paho's own threads only post
-// into it (see paho_upstream.hpp), and so do the I/O threads of --threads > 1 (io_threads.hpp).
+// into it (see paho_upstream.hpp), and so do the I/O threads of --threads > 1 (io_threads.hpp,
+// engine_shards.hpp).
 #pragma once
 
 #include <chrono>
@@ -28,6 +32,8 @@ struct app_config {
     std::string state_dir;    // kept across restarts (io/state_dir.hpp); empty: nothing kept
     std::string version = "dev";
     std::size_t threads = 0;  // I/O threads for the WebSocket side (io_threads.hpp); 0: by cores
+    // With threads > 1: an engine shard on each thread (engine_shards.hpp), not one engine.
+    bool engine_shards = false;
     std::chrono::milliseconds tick{100};             // engine clock resolution
     std::chrono::milliseconds shutdown_grace{2000};  // for close handshakes on SIGTERM
 };

@@ -1,0 +1,685 @@
+#include "io/engine_shards.hpp"
+
+#include <algorithm>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <atomic>
+#include <future>
+#include <thread>
+#include <unordered_map>
+
+#include "io/log.hpp"
+#include "io/mailbox.hpp"
+#include "io/system_platform.hpp"
+
+namespace mqttws {
+namespace {
+
+using call = std::function<void()>;
+
+// How many bytes of publishes (topics and payloads) a shard may have handed the app's thread that
+// have not run there yet (shard::note_congestion). As io_threads bounds a connection's read-ahead.
+constexpr std::size_t max_publishes_ahead = 64 * 1024;
+
+// A shard's platform: the real clocks and random source, and the unwritten bytes of each
+// connection of its sessions, read from its own listener, or for a connection another thread
+// serves (a resume that landed there) from what that thread last saw.
+class shard_platform final : public platform {
+  public:
+    using foreign_bytes =
+        std::unordered_map<connection_id, std::shared_ptr<std::atomic<std::size_t>>>;
+    shard_platform(const foreign_bytes& foreign) : foreign_(foreign) {}
+    void set_server(const client_io* server) { system_.set_server(server); }
+    std::size_t buffered_bytes(connection_id id) const override {
+        const auto it = foreign_.find(id);
+        if (it != foreign_.end()) return it->second->load(std::memory_order_relaxed);
+        return system_.buffered_bytes(id);
+    }
+    std::int64_t steady_ms() const override { return system_.steady_ms(); }
+    std::int64_t wall_ms() const override { return system_.wall_ms(); }
+    std::string random_hex(std::size_t n) override { return system_.random_hex(n); }
+
+  private:
+    system_platform system_;
+    const foreign_bytes& foreign_;
+};
+
+engine_config shard_config(engine_config config, shard_index k) {
+    config.auth.session_token_prefix = session_token_prefix(k);
+    config.behind_hub = true;
+    // The bridge's own status is one retained message: shard 0 publishes it.
+    if (k != 0) config.devices.bridge_status_topic.clear();
+    return config;
+}
+
+bool is_client_action(const action& a) {
+    return std::holds_alternative<send_frame>(a) || std::holds_alternative<ping_client>(a) ||
+           std::holds_alternative<close_client>(a) || std::holds_alternative<pause_reading>(a) ||
+           std::holds_alternative<resume_reading>(a);
+}
+
+connection_id client_of(const action& a) {
+    if (const auto* s = std::get_if<send_frame>(&a)) return s->to;
+    if (const auto* p = std::get_if<ping_client>(&a)) return p->who;
+    if (const auto* c = std::get_if<close_client>(&a)) return c->who;
+    if (const auto* p = std::get_if<pause_reading>(&a)) return p->who;
+    if (const auto* r = std::get_if<resume_reading>(&a)) return r->who;
+    return 0;
+}
+
+std::int64_t now_us() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+}  // namespace
+
+struct engine_shards::impl {
+    // One thread: its io_context, its listener and its engine shard. Everything here is the
+    // thread's own once it runs, except `inbox` (pushed from any thread), `connections` and
+    // `lag_us` (read by the app's thread).
+    struct shard {
+        shard(impl& pool, std::size_t k, const engine_config& config,
+              std::shared_ptr<const security_policy> policy)
+            : inbox(io, [](call& c) { c(); }),
+              env(foreign),
+              core(shard_config(config, k), env, std::move(policy)),
+              refresh(io),
+              ticker(io),
+              drain_poll(io),
+              probe(io),
+              owner(pool),
+              index(k) {}
+
+        // Carries out the engine's actions: those for its clients here, the others (upstream,
+        // audit and state records) on the app's thread, gathered over one round of this thread.
+        void execute() {
+            for (auto& a : actions) {
+                if (is_client_action(a) && &owner.owner_of(client_of(a)) != this) {
+                    // A session of this shard on a connection another thread serves (a resume).
+                    shard& there = owner.owner_of(client_of(a));
+                    there.inbox.push([&there, a = std::move(a)]() mutable { there.carry_out(a); });
+                } else if (auto* s = std::get_if<send_frame>(&a)) {
+                    server->send(s->to, s->frame, s->binary, s->head.view());
+                } else if (auto* p = std::get_if<ping_client>(&a)) {
+                    server->ping(p->who);
+                } else if (auto* c = std::get_if<close_client>(&a)) {
+                    server->close(c->who, c->code, c->reason);
+                } else if (auto* pause = std::get_if<pause_reading>(&a)) {
+                    server->pause_reading_from(pause->who);
+                } else if (auto* resume = std::get_if<resume_reading>(&a)) {
+                    server->resume_reading_from(resume->who);
+                } else if (auto* line = std::get_if<log_line>(&a)) {
+                    logging::write(line->level, line->text);
+                } else {
+                    if (const auto* publish = std::get_if<publish_upstream>(&a))
+                        for_app_publish_bytes += publish->topic.size() + publish->payload.size();
+                    for_app.push_back(std::move(a));
+                }
+            }
+            actions.clear();
+            if (!for_app.empty() && !for_app_posted) {
+                for_app_posted = true;
+                asio::post(io, [this] {
+                    for_app_posted = false;
+                    hand_to_app();
+                });
+            }
+            if (core.congested_count() > 0) schedule_drain_poll();
+        }
+
+        // What this round gathered for the app's thread, in one push.
+        void hand_to_app() {
+            if (for_app.empty()) return;
+            const std::size_t bytes = std::exchange(for_app_publish_bytes, 0);
+            publishes_ahead.fetch_add(bytes);
+            owner.to_app.push([this, bytes, list = std::move(for_app)]() mutable {
+                owner.app.on_actions(index, list);
+                ran_publishes(bytes);
+            });
+            for_app.clear();
+        }
+
+        // A client action of another shard's session, on a connection of this thread; its unwritten
+        // bytes are what that shard's flow control reads (moved_link::queued).
+        void carry_out(action& a) {
+            const connection_id id = client_of(a);
+            const auto link = moved.find(id);
+            if (link == moved.end()) return;  // closed meanwhile
+            if (auto* s = std::get_if<send_frame>(&a)) {
+                server->send(s->to, s->frame, s->binary, s->head.view());
+                note_queued(id, *link->second.queued);
+            } else if (auto* p = std::get_if<ping_client>(&a)) {
+                server->ping(p->who);
+            } else if (auto* c = std::get_if<close_client>(&a)) {
+                server->close(c->who, c->code, c->reason);
+            } else if (auto* pause = std::get_if<pause_reading>(&a)) {
+                server->pause_reading_from(pause->who);
+            } else if (auto* resume = std::get_if<resume_reading>(&a)) {
+                server->resume_reading_from(resume->who);
+            }
+        }
+
+        void note_queued(connection_id id, std::atomic<std::size_t>& queued) {
+            const std::size_t now = server->buffered_bytes(id);
+            queued.store(now, std::memory_order_relaxed);
+            if (now == 0) return;
+            if (std::find(backlogged.begin(), backlogged.end(), id) == backlogged.end())
+                backlogged.push_back(id);
+            if (!refresh_armed) schedule_refresh();
+        }
+
+        // websocketpp reports no write completions: while moved connections' sockets hold
+        // unwritten bytes, look again every millisecond (as io_threads does).
+        void schedule_refresh() {
+            refresh_armed = true;
+            refresh.expires_after(std::chrono::milliseconds(1));
+            refresh.async_wait([this](const std::error_code& ec) {
+                refresh_armed = false;
+                if (ec) return;
+                std::size_t kept = 0;
+                for (const connection_id id : backlogged) {
+                    const auto link = moved.find(id);
+                    if (link == moved.end()) continue;
+                    const std::size_t now = server->buffered_bytes(id);
+                    link->second.queued->store(now, std::memory_order_relaxed);
+                    if (now != 0) backlogged[kept++] = id;
+                }
+                backlogged.resize(kept);
+                if (!backlogged.empty()) schedule_refresh();
+            });
+        }
+
+        // The first auth frame of connection `id` names a session of shard `to`: the connection
+        // is that shard's from now on. This one forgets the session it opened for it, without a
+        // word to the client.
+        void move(connection_id id, shard& to, decoded_frame auth) {
+            const auto it = opening.find(id);
+            handshake opened = std::move(it->second);
+            opening.erase(it);
+            action_list scratch;
+            core.client_closed(id, 1000, /*by_peer=*/true, scratch);
+            for (auto& a : scratch) {
+                if (!is_client_action(a)) actions.push_back(std::move(a));
+            }
+            execute();
+            auto queued = std::make_shared<std::atomic<std::size_t>>(0);
+            moved[id] = moved_link{&to, queued};
+            to.inbox.push(
+                [&to, id, opened = std::move(opened), auth = std::move(auth), queued]() mutable {
+                    to.foreign[id] = queued;
+                    to.core.client_opened(id, std::move(opened.remote),
+                                          std::move(opened.credentials), to.actions);
+                    to.core.client_decoded(id, std::move(auth), to.actions);
+                    to.execute();
+                });
+        }
+
+        // Backpressure (publish_relay.hpp): the broker connection's congestion, as the app's
+        // thread last set it, told to this shard's engine before it handles a client's frame. A
+        // post would arrive after the frames read meanwhile, and a publisher would go on being
+        // read while the publishes waiting for the broker connection grow.
+        //
+        // So does this shard's own backlog: the publishes it handed the app's thread that have
+        // not run there yet (`publishes_ahead`). Past max_publishes_ahead it holds its publishers
+        // back as for a congested connection, so that a burst cannot run ahead of the publish
+        // window's accounting and overflow its wait.
+        void note_congestion() {
+            const bool congested = owner.upstream_congested.load(std::memory_order_acquire) ||
+                                   publishes_ahead.load() > max_publishes_ahead;
+            if (congested == told_congested) return;
+            told_congested = congested;
+            core.upstream_congestion(congested, actions);
+        }
+
+        // The app's thread: `bytes` of this shard's publishes have run. Below half of the bound
+        // again, the shard lets its publishers go on.
+        void ran_publishes(std::size_t bytes) {
+            const std::size_t before = publishes_ahead.fetch_sub(bytes);
+            if (before > max_publishes_ahead / 2 && before - bytes <= max_publishes_ahead / 2) {
+                inbox.push([this] {
+                    note_congestion();
+                    execute();
+                });
+            }
+        }
+
+        // Runs `f(shard&)` on the shard that holds connection `id`'s session when that is not
+        // this one (true); false: this one does.
+        template <class F>
+        bool on_session_shard(connection_id id, F f) {
+            const auto link = moved.find(id);
+            if (link == moved.end()) return false;
+            shard& there = *link->second.to;
+            there.inbox.push([&there, f = std::move(f)]() mutable {
+                f(there);
+                there.execute();
+            });
+            return true;
+        }
+
+        // As the app does with one engine (app.cpp): poll congested clients while there are.
+        void schedule_drain_poll() {
+            if (drain_poll_armed || stopping) return;
+            drain_poll_armed = true;
+            drain_poll.expires_after(std::chrono::microseconds(
+                std::clamp<std::size_t>(core.congested_count() * 10, 1000, 100000)));
+            drain_poll.async_wait([this](const std::error_code& ec) {
+                drain_poll_armed = false;
+                if (ec || stopping) return;
+                core.poll_congested(actions);
+                execute();
+            });
+        }
+
+        void schedule_tick() {
+            ticker.expires_after(owner.tick);
+            ticker.async_wait([this](const std::error_code& ec) {
+                if (ec || stopping) return;
+                core.tick(actions);
+                execute();
+                schedule_tick();
+            });
+        }
+
+        // Every 500 ms: how long a post waits before it runs, on this thread (and, from shard 0,
+        // on the app's thread).
+        void schedule_probe() {
+            probe.expires_after(std::chrono::milliseconds(500));
+            probe.async_wait([this](const std::error_code& ec) {
+                if (ec) return;
+                const std::int64_t posted = now_us();
+                asio::post(io, [this, posted] { lag_us.store(now_us() - posted); });
+                if (index == 0) {
+                    asio::post(owner.app_io,
+                               [this, posted] { owner.app_lag_us.store(now_us() - posted); });
+                }
+                schedule_probe();
+            });
+        }
+
+        void handle(shard_event& event) {
+            if (auto* m = std::get_if<shard_message>(&event)) {
+                core.shard_message(*m->message, m->subscription_ids, m->local, actions);
+            } else if (auto* s = std::get_if<shard_subscribed>(&event)) {
+                core.upstream_subscribed(s->op, s->granted, actions);
+            } else if (auto* p = std::get_if<shard_published>(&event)) {
+                core.upstream_published(p->op, p->error, p->message, actions);
+            } else if (auto* c = std::get_if<shard_connected>(&event)) {
+                core.upstream_connected(c->session_present, actions);
+            } else if (auto* l = std::get_if<shard_lost>(&event)) {
+                core.upstream_lost(l->reason, actions);
+            }
+        }
+
+        ws_server::handlers handlers() {
+            ws_server::handlers h;
+            h.on_open = [this](connection_id id, std::string remote, handshake_credentials c) {
+                connections.fetch_add(1, std::memory_order_relaxed);
+                logging::write(log_level::info, "client open",
+                               {{"id", std::to_string(id)}, {"remote", remote}});
+                opening[id] = handshake{remote, c};
+                core.client_opened(id, std::move(remote), std::move(c), actions);
+                execute();
+            };
+            h.on_text = [this](connection_id id, std::string_view text) {
+                if (on_session_shard(id, [id, t = std::string(text)](shard& s) {
+                        s.note_congestion();
+                        s.core.client_text(id, t, s.actions);
+                    }))
+                    return;
+                note_congestion();
+                if (opening.count(id) > 0) {
+                    // Until it authenticates: does it resume a session of another shard?
+                    decoded_frame frame = decoder.decode_for_engine(text);
+                    const auto* request = std::get_if<client_request>(&frame.result);
+                    const auto* auth =
+                        request != nullptr ? std::get_if<auth_request>(request) : nullptr;
+                    if (auth != nullptr) {
+                        const auto k = shard_of_session_token(auth->session, owner.shards.size());
+                        if (k && *k != index) return move(id, *owner.shards[*k], std::move(frame));
+                        opening.erase(id);
+                    }
+                    core.client_decoded(id, std::move(frame), actions);
+                    execute();
+                    return;
+                }
+                core.client_text(id, text, actions);
+                execute();
+            };
+            h.on_binary = [this](connection_id id, std::string_view data) {
+                if (on_session_shard(id, [id, d = std::string(data)](shard& s) {
+                        s.note_congestion();
+                        s.core.client_binary(id, d, s.actions);
+                    }))
+                    return;
+                note_congestion();
+                core.client_binary(id, data, actions);
+                execute();
+            };
+            h.on_close = [this](connection_id id, const close_info& info) {
+                connections.fetch_sub(1, std::memory_order_relaxed);
+                logging::write(log_level::info, "client close",
+                               {{"id", std::to_string(id)},
+                                {"code", std::to_string(info.code)},
+                                {"by", info.by_peer ? "client" : "bridge"},
+                                {"reason", info.reason}});
+                opening.erase(id);
+                if (on_session_shard(id, [id, info](shard& s) {
+                        s.core.client_closed(id, info.code, info.by_peer, s.actions);
+                        s.foreign.erase(id);
+                    })) {
+                    moved.erase(id);
+                    return;
+                }
+                core.client_closed(id, info.code, info.by_peer, actions);
+                execute();
+            };
+            h.on_alive = [this](connection_id id) {
+                if (on_session_shard(id, [id](shard& s) { s.core.client_alive(id); })) return;
+                core.client_alive(id);
+            };
+            h.on_ping = [this](connection_id id, std::string_view payload) {
+                // The session's shard decides whether to answer; the pong is written here.
+                if (on_session_shard(id, [this, id, p = std::string(payload)](shard& s) {
+                        if (!s.core.client_pinged(id, p.size(), s.actions)) return;
+                        inbox.push([this, id, p] { server->pong(id, p); });
+                    }))
+                    return false;
+                const bool answer = core.client_pinged(id, payload.size(), actions);
+                execute();
+                return answer;
+            };
+            h.on_http_later = [this](const http_request& request,
+                                     std::function<void(http_response)> respond) {
+                owner.to_app.push([this, request, respond = std::move(respond)]() mutable {
+                    owner.app.on_http(
+                        request, [this, respond = std::move(respond)](http_response r) mutable {
+                            inbox.push(
+                                [respond = std::move(respond), r = std::move(r)] { respond(r); });
+                        });
+                });
+            };
+            return h;
+        }
+
+        // What a connection's handshake gave, kept until it authenticates (move()).
+        struct handshake {
+            std::string remote;
+            handshake_credentials credentials;
+        };
+        // A connection of this thread whose session is on another shard, and the unwritten bytes
+        // that shard's flow control reads.
+        struct moved_link {
+            shard* to = nullptr;
+            std::shared_ptr<std::atomic<std::size_t>> queued;
+        };
+
+        asio::io_context io{1};
+        mailbox<call> inbox;  // from the app's thread (and the others)
+        // Connections of other threads whose sessions are here, and their unwritten bytes.
+        shard_platform::foreign_bytes foreign;
+        shard_platform env;  // its server is `server`
+        engine core;
+        frame_decoder decoder{core.config().decode};  // the first frames until auth
+        std::unordered_map<connection_id, handshake> opening;
+        std::unordered_map<connection_id, moved_link> moved;
+        std::vector<connection_id> backlogged;  // moved connections with unwritten bytes
+        asio::steady_timer refresh;
+        bool refresh_armed = false;
+        std::unique_ptr<ws_server> server;
+        std::thread thread;
+        action_list actions;
+        action_list for_app;  // not handed to the app's thread yet
+        bool for_app_posted = false;
+        asio::steady_timer ticker;
+        asio::steady_timer drain_poll;
+        bool drain_poll_armed = false;
+        asio::steady_timer probe;
+        bool stopping = false;
+        bool told_congested = false;            // what the engine was last told (note_congestion)
+        std::size_t for_app_publish_bytes = 0;  // of the publishes in `for_app`
+        std::atomic<std::size_t> publishes_ahead{0};  // handed to the app's thread, not run yet
+        std::atomic<std::size_t> connections{0};
+        std::atomic<std::int64_t> lag_us{0};
+        impl& owner;
+        std::size_t index;
+    };
+
+    impl(asio::io_context& io, std::size_t threads, ws_server_options listener,
+         const engine_config& config, std::shared_ptr<const security_policy> policy,
+         std::chrono::milliseconds every, app_side side)
+        : app_io(io),
+          tick(every),
+          app(std::move(side)),
+          ledger(std::make_shared<connection_ledger>(listener.admission)),
+          to_app(io, [](call& c) { c(); }) {
+        listener.id_stride = threads;
+        listener.reuse_port = true;
+        options = std::move(listener);
+        for (std::size_t k = 0; k < threads; ++k)
+            shards.push_back(std::make_unique<shard>(*this, k, config, policy));
+        make_server(0);  // throws now when the TLS files cannot be loaded
+    }
+
+    ~impl() {
+        for (auto& s : shards) {
+            s->io.stop();
+            if (s->thread.joinable()) s->thread.join();
+        }
+    }
+
+    void make_server(std::size_t k) {
+        ws_server_options o = options;
+        o.first_id = k + 1;
+        shard& s = *shards[k];
+        s.server = std::make_unique<ws_server>(s.io, std::move(o), s.handlers(), ledger);
+        s.env.set_server(s.server.get());
+    }
+
+    shard& owner_of(connection_id id) { return *shards[(id - 1) % shards.size()]; }
+
+    // Runs `f(shard&)` on every shard's thread.
+    template <class F>
+    void on_every_shard(F f) {
+        for (auto& s : shards)
+            s->inbox.push([f, &s = *s]() mutable { f(s); });
+    }
+
+    // Runs `f(ws_server&)` on every thread and waits for the results (rare: TLS reload).
+    template <class F>
+    std::vector<std::invoke_result_t<F, ws_server&>> wait_on_every_thread(F f) {
+        using result = std::invoke_result_t<F, ws_server&>;
+        std::vector<std::future<result>> futures;
+        for (auto& s : shards) {
+            auto done = std::make_shared<std::promise<result>>();
+            futures.push_back(done->get_future());
+            s->inbox.push([f, done, &s = *s] { done->set_value(f(*s.server)); });
+        }
+        std::vector<result> results;
+        for (auto& future : futures)
+            results.push_back(future.get());
+        return results;
+    }
+
+    asio::io_context& app_io;
+    const std::chrono::milliseconds tick;
+    app_side app;
+    ws_server_options options;
+    std::shared_ptr<connection_ledger> ledger;
+    mailbox<call> to_app;
+    std::vector<std::unique_ptr<shard>> shards;
+    listen_endpoint bound;
+    std::atomic<std::int64_t> app_lag_us{0};
+    std::atomic<bool> upstream_congested{false};  // set by the app's thread
+    bool running = false;
+};
+
+engine_shards::engine_shards(asio::io_context& app_io, std::size_t threads,
+                             ws_server_options options, engine_config config,
+                             std::shared_ptr<const security_policy> policy,
+                             std::chrono::milliseconds tick, app_side app)
+    : impl_(std::make_unique<impl>(app_io, threads, std::move(options), config, std::move(policy),
+                                   tick, std::move(app))) {}
+
+engine_shards::~engine_shards() = default;
+
+std::size_t engine_shards::size() const {
+    return impl_->shards.size();
+}
+
+void engine_shards::listen() {
+    auto& shards = impl_->shards;
+    shards[0]->server->listen();
+    impl_->bound = shards[0]->server->local_endpoint();
+    impl_->options.port = impl_->bound.port;
+    for (std::size_t k = 1; k < shards.size(); ++k) {
+        impl_->make_server(k);
+        shards[k]->server->listen();
+    }
+    for (auto& s : shards) {
+        s->schedule_probe();
+        s->schedule_tick();
+        s->thread = std::thread([&io = s->io] {
+            auto busy = asio::make_work_guard(io);
+            io.run();
+        });
+    }
+    impl_->running = true;
+}
+
+void engine_shards::stop_listening() {
+    if (!impl_->running) return;
+    impl_->wait_on_every_thread([](ws_server& server) {
+        server.stop_listening();
+        return 0;
+    });
+}
+
+listen_endpoint engine_shards::local_endpoint() const {
+    return impl_->bound;
+}
+
+void engine_shards::deliver(shard_deliveries& deliveries) {
+    std::vector<std::vector<call>> calls(impl_->shards.size());
+    for (auto& d : deliveries) {
+        impl::shard& s = *impl_->shards[d.shard];
+        calls[d.shard].push_back([&s, event = std::move(d.event)]() mutable {
+            s.handle(event);
+            s.execute();
+        });
+    }
+    deliveries.clear();
+    for (std::size_t k = 0; k < calls.size(); ++k)
+        impl_->shards[k]->inbox.push_all(calls[k]);
+}
+
+void engine_shards::upstream_congestion(bool congested) {
+    impl_->upstream_congested.store(congested, std::memory_order_release);
+    impl_->on_every_shard([](impl::shard& s) {
+        s.note_congestion();
+        s.execute();
+    });
+}
+
+void engine_shards::set_security(std::shared_ptr<const security_policy> policy) {
+    impl_->on_every_shard([policy](impl::shard& s) {
+        s.core.set_security(policy, s.actions);
+        s.execute();
+    });
+}
+
+void engine_shards::shutdown() {
+    impl_->on_every_shard([](impl::shard& s) {
+        s.stopping = true;
+        s.ticker.cancel();
+        s.drain_poll.cancel();
+        s.core.shutdown(s.actions);
+        s.execute();
+    });
+}
+
+void engine_shards::ask_every_shard(
+    std::function<void(const engine&, const client_io&, shard_index)> ask,
+    std::function<void()> done) {
+    auto left = std::make_shared<std::size_t>(impl_->shards.size());
+    impl* pool = impl_.get();
+    impl_->on_every_shard([ask, done, left, pool](impl::shard& s) {
+        ask(s.core, *s.server, s.index);
+        // What the shard did before is for the app's thread first (an UNSUBSCRIBE, say), so
+        // that the answers and the hub agree.
+        s.hand_to_app();
+        pool->to_app.push([done, left] {
+            if (--*left == 0) done();
+        });
+    });
+}
+
+void engine_shards::send(connection_id to, const frame_ptr& frame, bool binary,
+                         std::string_view head) {
+    impl::shard& s = impl_->owner_of(to);
+    s.inbox.push([&s, to, frame, binary, h = frame_head(head)] {
+        s.server->send(to, frame, binary, h.view());
+    });
+}
+
+void engine_shards::close(connection_id who, close_code code, std::string_view reason) {
+    impl::shard& s = impl_->owner_of(who);
+    s.inbox.push([&s, who, code, r = std::string(reason)] { s.server->close(who, code, r); });
+}
+
+void engine_shards::ping(connection_id who) {
+    impl::shard& s = impl_->owner_of(who);
+    s.inbox.push([&s, who] { s.server->ping(who); });
+}
+
+void engine_shards::pause_reading_from(connection_id who) {
+    impl::shard& s = impl_->owner_of(who);
+    s.inbox.push([&s, who] { s.server->pause_reading_from(who); });
+}
+
+void engine_shards::resume_reading_from(connection_id who) {
+    impl::shard& s = impl_->owner_of(who);
+    s.inbox.push([&s, who] { s.server->resume_reading_from(who); });
+}
+
+std::size_t engine_shards::buffered_bytes(connection_id) const {
+    return 0;
+}
+
+std::size_t engine_shards::connection_count() const {
+    std::size_t n = 0;
+    for (const auto& s : impl_->shards)
+        n += s->connections.load(std::memory_order_relaxed);
+    return n;
+}
+
+connection_counters engine_shards::totals() const {
+    return impl_->ledger->totals();
+}
+
+std::optional<std::string> engine_shards::reload_tls() {
+    for (auto& problem :
+         impl_->wait_on_every_thread([](ws_server& server) { return server.reload_tls(); })) {
+        if (problem) return problem;
+    }
+    return std::nullopt;
+}
+
+std::vector<io_thread_stats> engine_shards::thread_stats() const {
+    std::vector<io_thread_stats> out;
+    for (const auto& s : impl_->shards) {
+        out.push_back({"io-" + std::to_string(s->index),
+                       s->connections.load(std::memory_order_relaxed),
+                       static_cast<double>(s->lag_us.load()) / 1000.0});
+    }
+    // The app's thread: the hub and the broker connection, for every connection.
+    out.push_back(
+        {"hub", connection_count(), static_cast<double>(impl_->app_lag_us.load()) / 1000.0});
+    return out;
+}
+
+}  // namespace mqttws
