@@ -19,13 +19,15 @@ const meta = JSON.parse(fs.readFileSync(args.meta, 'utf8'));
 const prefix = args.prefix;
 const plots = args.plots === '1';
 
-// bench/run --threads adds bridge-t<N> (--threads N) beside the two mqttws configurations.
-const SWEEP = [...new Set(rows.map((r) => r.system).filter((s) => /^bridge-t\d+$/.test(s)))]
-  .sort((a, b) => threadsOf(a) - threadsOf(b));
+// bench/run --threads adds bridge-t<N> (--threads N) beside the two mqttws configurations, and
+// with --engine-shards bridge-s<N> (--threads N --engine-shards).
+const SWEEP = [...new Set(rows.map((r) => r.system).filter((s) => /^bridge-[ts]\d+$/.test(s)))]
+  .sort((a, b) => threadsOf(a) - threadsOf(b) || Number(sharded(a)) - Number(sharded(b)));
 function threadsOf(system) { return Number(system.slice('bridge-t'.length)); }
+function sharded(system) { return system.startsWith('bridge-s'); }
 const SYSTEMS = ['bridge', 'bridge-lean', ...SWEEP, 'mosquitto-ws', 'node-bridge', 'tcp', 'b1'];
 const LABEL = { bridge: 'mqttws', 'bridge-lean': 'mqttws lean', 'mosquitto-ws': 'mosquitto-ws', 'node-bridge': 'node-bridge', tcp: 'B0 (MQTT/TCP)', b1: 'B1 (floor)' };
-for (const s of SWEEP) LABEL[s] = `mqttws --threads ${threadsOf(s)}`;
+for (const s of SWEEP) LABEL[s] = `mqttws --threads ${threadsOf(s)}${sharded(s) ? ' --engine-shards' : ''}`;
 const BASELINES = ['mosquitto-ws', 'node-bridge', 'tcp', 'b1'];
 
 const get = (r, p) => p.split('.').reduce((o, k) => (o == null ? undefined : o[k]), r && r.result);
@@ -135,9 +137,9 @@ for (const cs of cases('S1')) {
 }
 
 // ---- the --threads sweep ----------------------------------------------------------------------------
-// Per S1/S2 saturation case: deliveries/s and CPU per delivery at each thread count, against the
-// smallest count swept: `speedup` (deliveries/s ÷ the smallest's) and `of_linear` (speedup ÷ the
-// ratio of thread counts; 1 is linear scaling).
+// Per S1/S2 saturation case: deliveries/s and CPU per delivery at each thread count (with and
+// without engine shards), against the smallest count swept: `speedup` (deliveries/s ÷ the
+// smallest's) and `of_linear` (speedup ÷ the ratio of thread counts; 1 is linear scaling).
 const sweep = [];
 if (SWEEP.length) {
   const base = SWEEP[0];
@@ -149,7 +151,7 @@ if (SWEEP.length) {
         const r = find(sc, cs, s);
         if (!r) continue;
         const speedup = ratio(m.dps(r), m.dps(b));
-        sweep.push({ scenario: sc, case: cs, threads: threadsOf(s), dps: m.dps(r), cpu: m.cpu(r), speedup,
+        sweep.push({ scenario: sc, case: cs, threads: threadsOf(s), engine_shards: sharded(s), dps: m.dps(r), cpu: m.cpu(r), speedup,
           of_linear: speedup === undefined ? undefined : speedup / (threadsOf(s) / threadsOf(base)) });
       }
     }
@@ -232,9 +234,9 @@ if (sweep.length) {
   md.push(`mqttws with its default flags and --threads N, side by side. Speedup: deliveries/s ÷ those with --threads ${threadsOf(SWEEP[0])}; ` +
     'of linear: speedup ÷ the ratio of thread counts (1× is linear). On a machine whose cores the load generator needs too, ' +
     'these measure the machine (see Load generator below).', '');
-  md.push('| scenario | case | threads | deliveries/s | CPU µs/delivery | speedup | of linear |');
-  md.push('|---|---|---:|---:|---:|---:|---:|');
-  for (const r of sweep) md.push(`| ${r.scenario} | ${r.case} | ${r.threads} | ${fmt(r.dps)} | ${fmt(r.cpu)} | ${fmtRatio(r.speedup)} | ${fmtRatio(r.of_linear)} |`);
+  md.push('| scenario | case | threads | engine shards | deliveries/s | CPU µs/delivery | speedup | of linear |');
+  md.push('|---|---|---:|---|---:|---:|---:|---:|');
+  for (const r of sweep) md.push(`| ${r.scenario} | ${r.case} | ${r.threads} | ${r.engine_shards ? 'yes' : 'no'} | ${fmt(r.dps)} | ${fmt(r.cpu)} | ${fmtRatio(r.speedup)} | ${fmtRatio(r.of_linear)} |`);
   md.push('');
 }
 
