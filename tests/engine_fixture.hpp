@@ -234,8 +234,11 @@ class engine_fixture {
     // Presence and the bridge's status publishes are off unless a test asks for them
     // (`with_presence`): the other tests count the publishes and filters of their clients only.
     enum presence_mode { without_presence, with_presence };
-    explicit engine_fixture(engine_config config = {}, presence_mode presence = without_presence)
-        : eng(with_mode(std::move(config), presence), env) {}
+    // `auth_failures`: limits on failed authentications shared with other engines (as shards).
+    explicit engine_fixture(engine_config config = {}, presence_mode presence = without_presence,
+                            std::shared_ptr<auth_limiter> auth_failures = nullptr)
+        : eng(with_mode(std::move(config), presence), env, std::make_shared<security_policy>(),
+              std::move(auth_failures)) {}
     engine_fixture(const engine_fixture&) = delete;
     engine_fixture& operator=(const engine_fixture&) = delete;
 

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -454,4 +455,55 @@ TEST_CASE("broker_hub: a session token tells its shard") {
     CHECK_FALSE(shard_of_session_token("1x-abc", 4));
     CHECK_FALSE(shard_of_session_token("12345-abc", 4));
     CHECK_FALSE(shard_of_session_token("", 4));
+}
+
+TEST_CASE("broker_hub: each shard's configuration") {
+    engine_config bridge;
+    bridge.max_detached_sessions = 10;
+    bridge.devices.bridge_status_topic = "bridges/b1/status";
+    const engine_config first = config_for_shard(bridge, 0, 4);
+    const engine_config third = config_for_shard(bridge, 2, 4);
+    CHECK(first.auth.session_token_prefix == session_token_prefix(0));
+    CHECK(third.auth.session_token_prefix == session_token_prefix(2));
+    CHECK(first.behind_hub);
+    CHECK(third.behind_hub);
+    // One retained status for the bridge: shard 0's.
+    CHECK(first.devices.bridge_status_topic == "bridges/b1/status");
+    CHECK(third.devices.bridge_status_topic.empty());
+    // The limit of detached sessions is shared out, rounded up: 4 × 3 ≥ 10, and never 0 (which
+    // would mean no limit) while the bridge has one.
+    CHECK(first.max_detached_sessions == 3);
+    CHECK(third.max_detached_sessions == 3);
+    bridge.max_detached_sessions = 2;
+    CHECK(config_for_shard(bridge, 1, 4).max_detached_sessions == 1);
+    bridge.max_detached_sessions = 0;  // no limit stays no limit
+    CHECK(config_for_shard(bridge, 1, 4).max_detached_sessions == 0);
+}
+
+TEST_CASE("broker_hub: the shard of a first auth: its session's, a device's by its id, else any") {
+    auto auth = [](std::string client_id, bool device, std::string session = "") {
+        auth_request r;
+        r.client_id = std::move(client_id);
+        r.is_device = device;
+        r.session = std::move(session);
+        return r;
+    };
+    // A resume: the shard its token names, device or not.
+    CHECK(shard_for_auth(auth("dash", false, session_token_prefix(3) + "abcdef"), 4) == 3U);
+    CHECK(shard_for_auth(auth("pump-1", true, session_token_prefix(2) + "abcdef"), 4) == 2U);
+    // A client that is not a device: wherever it was accepted.
+    CHECK_FALSE(shard_for_auth(auth("dash", false), 4));
+    CHECK_FALSE(shard_for_auth(auth("dash", false, "0123456789abcdef"), 4));
+    // A device: always the same shard for one id, and the ids spread over all shards.
+    std::set<shard_index> seen;
+    for (int i = 0; i < 64; ++i) {
+        const std::string id = "pump-" + std::to_string(i);
+        const auto k = shard_for_auth(auth(id, true), 4);
+        REQUIRE(k.has_value());
+        CHECK(*k < 4U);
+        CHECK(shard_for_auth(auth(id, true), 4) == k);
+        seen.insert(*k);
+    }
+    CHECK(seen.size() == 4);
+    CHECK(shard_for_auth(auth("pump-1", true), 1) == 0U);
 }

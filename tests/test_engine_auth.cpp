@@ -233,6 +233,37 @@ TEST_CASE("engine auth: failed attempts are limited per IP address, whatever the
     }
 }
 
+TEST_CASE("engine auth: engine shards that share the limits count their failures together") {
+    auto policy = bob_password_policy();
+    engine_config config;
+    config.auth.failures_per_minute = 2;
+    const auto shared = make_auth_limiter(config);
+    engine_fixture a(config, engine_fixture::without_presence, shared);
+    engine_fixture b(config, engine_fixture::without_presence, shared);
+    engine_fixture own(config);  // an engine with limits of its own
+    for (engine_fixture* f : {&a, &b, &own}) {
+        mqttws::action_list ignored;
+        f->eng.set_security(policy, ignored);
+        f->upstream_connected();
+    }
+    mqttws::connection_id next = 1;
+    auto attempt = [&](engine_fixture& f, const std::string& password) {
+        f.clear_actions();
+        auto c = f.open(next++, "192.0.2.7:1000");
+        c.send(R"({"type":"auth","clientId":"bob","password":")" + password + R"("})");
+        const auto closes = f.closes();
+        return closes.empty() ? 0 : static_cast<int>(closes[0].code);
+    };
+    using mqttws::close_code;
+    CHECK(attempt(a, "wrong") == static_cast<int>(close_code::auth_failed));
+    CHECK(attempt(b, "wrong") == static_cast<int>(close_code::auth_failed));
+    // The address used up its two failures, one on each shard: refused on both, even with the
+    // right password, and an engine of its own still lets it try.
+    CHECK(attempt(a, "hunter2") == static_cast<int>(close_code::auth_rate_limited));
+    CHECK(attempt(b, "wrong") == static_cast<int>(close_code::auth_rate_limited));
+    CHECK(attempt(own, "wrong") == static_cast<int>(close_code::auth_failed));
+}
+
 TEST_CASE("engine auth: failed password checks are limited per user, whatever the address") {
     auto policy = bob_password_policy();
     engine_config config;

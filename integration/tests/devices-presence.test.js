@@ -134,7 +134,7 @@ describe('presence', () => {
         assert.deepEqual(presencesOf(o, lost).map((p) => p.online), [true, false]);
     });
 
-    it('a device connected twice is online until its last session ends', h.unlessShards(T, 'device presence'), async () => {
+    it('a device connected twice is online until its last session ends', T, async () => {
         const id = h.uniqueId('p-twice');
         const a = await device(bridge, id, { resume: false });
         await nextPresence(o, id, { online: true });

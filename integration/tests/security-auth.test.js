@@ -394,7 +394,7 @@ describe('authentication', () => {
             });
         });
 
-        it('after N failures an address is closed with 4429, even with the right password; other addresses are not', h.unlessShards(T, 'the auth failure limits'), async () => {
+        it('after N failures an address is closed with 4429, even with the right password; other addresses are not', T, async () => {
             const attacker = from('127.0.2.10');
             for (let i = 0; i < 3; i++) {
                 assert.deepEqual(await s.authAndClose(limited.url, { type: 'auth', clientId: 'alice', token: `guess-${i}` }, attacker),
@@ -413,7 +413,7 @@ describe('authentication', () => {
         });
 
         it('failed handshake tokens count too: a locked-out address gets 4429 at the handshake',
-            h.unlessShards(T, 'the auth failure limits'),
+            T,
             async () => {
                 const attacker = from('127.0.2.20');
                 const bad = () => hs(s.claims('x'), 'wrong-secret-wrong-secret-wrong-secret');

@@ -6,11 +6,11 @@
 
 namespace mqttws {
 
-auth_gate::auth_gate(engine_context& ctx, delivery_pacer& pacer)
+auth_gate::auth_gate(engine_context& ctx, delivery_pacer& pacer,
+                     std::shared_ptr<auth_limiter> limits)
     : ctx_(ctx),
       pacer_(pacer),
-      limits_(auth_limits{ctx.config.auth.failures_per_minute,
-                          ctx.config.auth.failures_per_user_per_minute}),
+      limits_(std::move(limits)),
       replays_(ctx.config.auth.replay_window_ms, ctx.config.auth.replay_nonces_per_device) {}
 
 // ---------------------------------------------------------------- authentication
@@ -52,11 +52,11 @@ std::optional<identity> auth_gate::check_credentials(session& s, const auth_requ
         s.live().closing = true;
         return std::nullopt;
     };
-    if (!limits_.address_allowed(address, now))
+    if (!limits_->address_allowed(address, now))
         return refuse(close_code::auth_rate_limited, "too many failed attempts from this address");
     // The per-user limit is applied before the (deliberately slow) password check.
     const std::string user = policy.auth.password_user(frame, s.handshake());
-    if (!user.empty() && !limits_.user_allowed(user, address, now)) {
+    if (!user.empty() && !limits_->user_allowed(user, address, now)) {
         ++ctx_.stats.auth_failures;
         return refuse(close_code::auth_rate_limited,
                       "too many failed attempts for user '" + user + "'");
@@ -64,13 +64,13 @@ std::optional<identity> auth_gate::check_credentials(session& s, const auth_requ
     auto checked = policy.auth.authenticate(frame, s.handshake(), ctx_.env.wall_ms() / 1000);
     if (auto* failure = std::get_if<auth_refusal>(&checked)) {
         ++ctx_.stats.auth_failures;
-        limits_.failed(address, user, now);
+        limits_->failed(address, user, now);
         return refuse(close_code::auth_failed, std::move(failure->reason));
     }
     identity& who = std::get<identity>(checked);
     if (auto why = policy.revoked.revokes(who.client_id, who.username, who.token_id))
         return refuse(close_code::auth_failed, std::move(*why));
-    limits_.succeeded(user, address);
+    limits_->succeeded(user, address);
     return std::move(who);
 }
 
@@ -147,7 +147,7 @@ bool auth_gate::refresh(session& s, refresh_request& r, action_list& out) {
     // guess passwords outside the limits on failed attempts.
     if (!policy.auth.takes_token(r.token))
         return refuse("refresh without a JWT", "refresh takes a JWT");
-    if (!limits_.address_allowed(address, now))
+    if (!limits_->address_allowed(address, now))
         return refuse("too many failed attempts from this address",
                       "too many failed attempts from this address");
     // The new token must be for the same identity: the client id (a JWT's sub) and the user.
@@ -157,7 +157,7 @@ bool auth_gate::refresh(session& s, refresh_request& r, action_list& out) {
     auto checked = policy.auth.authenticate(&same, s.handshake(), ctx_.env.wall_ms() / 1000);
     if (auto* failure = std::get_if<auth_refusal>(&checked)) {
         ++ctx_.stats.auth_failures;
-        limits_.failed(address, {}, now);
+        limits_->failed(address, {}, now);
         return refuse(failure->reason, "the new token was refused");
     }
     identity& who = std::get<identity>(checked);
@@ -232,7 +232,7 @@ bool auth_gate::binary_allowed(const session& s) const {
 }
 
 void auth_gate::tick(std::int64_t steady_now, std::int64_t wall_now) {
-    limits_.forget_idle(steady_now);
+    limits_->forget_idle(steady_now);
     replays_.expire(wall_now);
 }
 

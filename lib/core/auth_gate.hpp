@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,7 +31,8 @@ namespace mqttws {
 
 class auth_gate {
   public:
-    auth_gate(engine_context& ctx, delivery_pacer& pacer);
+    // `limits`: the failed-attempt limits, shared by engine shards (auth_limiter.hpp).
+    auth_gate(engine_context& ctx, delivery_pacer& pacer, std::shared_ptr<auth_limiter> limits);
 
     // A connection opened: credentials in its handshake are checked at once; otherwise, when
     // credentials are required, the client's deadline to authenticate starts.
@@ -82,7 +84,7 @@ class auth_gate {
 
     engine_context& ctx_;
     delivery_pacer& pacer_;
-    auth_limiter limits_;
+    std::shared_ptr<auth_limiter> limits_;
     replay_guard replays_;
     std::unordered_map<std::string, session*> sessions_by_token_;
 };

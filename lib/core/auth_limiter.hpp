@@ -14,11 +14,15 @@
 // Memory: an entry per address or user with recent failures (forget_idle() drops the rest) and
 // the last addresses of users who authenticated (bounded in all).
 //
-// Thread safety: none; the engine's thread.
+// Thread safety: any thread. Engine shards share one (engine_shards.hpp), so that the limits hold
+// for the bridge as a whole; each call takes its lock (authentication is not on the hot path).
+// Two shards may both find an address allowed and then both fail it: the allowance is exceeded
+// by at most the number of shards, once.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -48,7 +52,10 @@ class auth_limiter {
     // Drops addresses and users whose allowance is full again.
     void forget_idle(std::int64_t now_ms);
 
-    std::size_t tracked() const { return addresses_.size() + users_.size(); }
+    std::size_t tracked() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return addresses_.size() + users_.size();
+    }
 
   private:
     token_bucket make_bucket(std::size_t per_minute, std::int64_t now_ms) const {
@@ -59,7 +66,8 @@ class auth_limiter {
     static constexpr std::size_t known_addresses_per_user = 4;
     static constexpr std::size_t max_known_users = 100000;
 
-    auth_limits limits_;
+    const auth_limits limits_;
+    mutable std::mutex mutex_;  // over the three maps
     std::unordered_map<std::string, token_bucket> addresses_;
     std::unordered_map<std::string, token_bucket> users_;
     std::unordered_map<std::string, std::vector<std::string>> known_;  // user → recent addresses

@@ -39,6 +39,28 @@ std::optional<shard_index> shard_of_session_token(std::string_view token, std::s
     return k;
 }
 
+engine_config config_for_shard(engine_config config, shard_index k, std::size_t shards) {
+    config.auth.session_token_prefix = session_token_prefix(k);
+    config.behind_hub = true;
+    // The bridge's own status is one retained message: shard 0 publishes it.
+    if (k != 0) config.devices.bridge_status_topic.clear();
+    const std::size_t limit = config.max_detached_sessions;
+    if (limit != 0) config.max_detached_sessions = (limit + shards - 1) / shards;
+    return config;
+}
+
+std::optional<shard_index> shard_for_auth(const auth_request& r, std::size_t shards) {
+    if (const auto k = shard_of_session_token(r.session, shards)) return k;
+    if (!r.is_device) return std::nullopt;
+    // FNV-1a: the same device lands on the same shard in every run with as many shards.
+    std::uint64_t hash = 1469598103934665603ULL;
+    for (const char c : r.client_id) {
+        hash ^= static_cast<unsigned char>(c);
+        hash *= 1099511628211ULL;
+    }
+    return static_cast<shard_index>(hash % shards);
+}
+
 broker_hub::broker_hub(std::size_t shards, std::size_t retained_max_bytes, bool persistent_session)
     : shard_count_(shards),
       persistent_session_(persistent_session),
@@ -68,9 +90,8 @@ void broker_hub::subscribe(shard_index from, const subscribe_upstream& s, action
     held_filter& f = filters_.get_or_create(s.filter);
     if (f.filter.empty()) {
         f.filter = s.filter;
-        f.subscription_id = next_subscription_id_++;
+        f.subscription_id = subscription_ids_.add(&f);
         f.shards.resize(shard_count_);
-        by_subscription_id_[f.subscription_id] = &f;
     }
     std::optional<membership>& member = f.shards[from];
     if (!member) ++f.holders;
@@ -128,7 +149,7 @@ void broker_hub::unsubscribe(shard_index from, const unsubscribe_upstream& u,
 
 void broker_hub::forget(held_filter& f) {
     const std::string filter = std::move(f.filter);
-    by_subscription_id_.erase(f.subscription_id);
+    subscription_ids_.erase(f.subscription_id);
     filters_.erase(filter);  // destroys `f`
     retained_.evict_under(filter, [&](const std::string& topic) {
         bool held = false;
@@ -192,10 +213,10 @@ void broker_hub::upstream_message(std::shared_ptr<const broker_message> m,
     ++messages_in_;
     bool known = false;
     for (const std::uint32_t id : m->subscription_ids) {
-        const auto it = by_subscription_id_.find(id);
-        if (it == by_subscription_id_.end()) continue;
+        const held_filter* held = subscription_ids_.find(id);
+        if (held == nullptr) continue;
         known = true;
-        const held_filter& f = *it->second;
+        const held_filter& f = *held;
         for (shard_index k = 0; k < shard_count_; ++k) {
             if (f.shards[k]) ids_by_shard_[k].push_back(f.shards[k]->subscription_id);
         }

@@ -42,7 +42,10 @@
 
 #include "core/actions.hpp"
 #include "core/broker_message.hpp"
+#include "core/engine_config.hpp"
+#include "core/requests.hpp"
 #include "core/retained_store.hpp"
+#include "core/subscription_ids.hpp"
 #include "core/topic_trie.hpp"
 
 namespace mqttws {
@@ -85,6 +88,16 @@ using shard_deliveries = std::vector<shard_delivery>;
 std::string session_token_prefix(shard_index shard);
 // The shard of `token` (one of `shards`), or nullopt when it has no shard's prefix.
 std::optional<shard_index> shard_of_session_token(std::string_view token, std::size_t shards);
+// The configuration of shard `k` of `shards`, from the bridge's: its session tokens' prefix, behind
+// the hub, the bridge's status published by shard 0 only, and --max-detached-sessions split
+// between the shards (rounded up), so that it bounds the bridge's memory as with one engine; past
+// its share a shard ends the session that waited longest there.
+engine_config config_for_shard(engine_config config, shard_index k, std::size_t shards);
+// The shard that must serve a connection whose first `auth` is `r`: the shard of the session it
+// resumes; else, for a device, the one its id hashes to, so that every session of one device is
+// on one shard (its presence counts them, its signed frames' nonces are checked there); nullopt:
+// any (the one that accepted it).
+std::optional<shard_index> shard_for_auth(const auth_request& r, std::size_t shards);
 
 class broker_hub {
   public:
@@ -165,9 +178,8 @@ class broker_hub {
     bool up_ = false;
     std::uint64_t messages_in_ = 0;
     op_id next_op_ = 1;
-    std::uint32_t next_subscription_id_ = 1;
     topic_trie<held_filter> filters_;
-    std::unordered_map<std::uint32_t, held_filter*> by_subscription_id_;
+    subscription_ids<held_filter> subscription_ids_;  // the hub's, upstream
     std::unordered_map<op_id, pending_subscribe> pending_subscribes_;
     std::unordered_map<op_id, pending_publish> pending_publishes_;
     retained_store retained_;

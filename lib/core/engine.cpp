@@ -30,11 +30,13 @@ static_assert(std::variant_size_v<client_request> == static_cast<std::size_t>(in
 
 }  // namespace
 
-engine::engine(engine_config config, platform& env, std::shared_ptr<const security_policy> policy)
+engine::engine(engine_config config, platform& env, std::shared_ptr<const security_policy> policy,
+               std::shared_ptr<auth_limiter> auth_failures)
     : ctx_(std::move(config), env, std::move(policy)),
       decoder_(ctx_.config.decode),
       pacer_(ctx_),
-      gate_(ctx_, pacer_),
+      gate_(ctx_, pacer_,
+            auth_failures ? std::move(auth_failures) : make_auth_limiter(ctx_.config)),
       subscriptions_(ctx_, sessions_, pacer_),
       relay_(ctx_, sessions_, pacer_),
       presence_(ctx_, relay_),

@@ -53,10 +53,20 @@
 
 namespace mqttws {
 
+// The limits on failed authentications that `config` sets: an engine's own, or one that engine
+// shards share.
+inline std::shared_ptr<auth_limiter> make_auth_limiter(const engine_config& config) {
+    return std::make_shared<auth_limiter>(
+        auth_limits{config.auth.failures_per_minute, config.auth.failures_per_user_per_minute});
+}
+
 class engine {
   public:
+    // `auth_failures`: the limits on failed authentications, when engine shards share them
+    // (engine_shards.hpp); by default the engine keeps its own (make_auth_limiter(config)).
     engine(engine_config config, platform& env,
-           std::shared_ptr<const security_policy> policy = std::make_shared<security_policy>());
+           std::shared_ptr<const security_policy> policy = std::make_shared<security_policy>(),
+           std::shared_ptr<auth_limiter> auth_failures = nullptr);
     ~engine();
     engine(const engine&) = delete;
     engine& operator=(const engine&) = delete;

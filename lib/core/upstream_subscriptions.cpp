@@ -86,8 +86,7 @@ void upstream_subscriptions::subscribe(session& s, const std::string& filter, st
     if (added.is_first) {
         released_while_down_.erase(filter);
         if (ctx_.v5()) {
-            state.subscription_id = next_subscription_id_++;
-            filters_by_subscription_id_[state.subscription_id] = &entry;
+            state.subscription_id = subscription_ids_.add(&entry);
         }
         // While the broker is down, upstream_connected() subscribes every held filter.
         if (ctx_.upstream_up) sub.waiting_op = subscribe_upstream_now(entry, true, {s.key()}, out);
@@ -201,7 +200,7 @@ op_id upstream_subscriptions::subscribe_upstream_now(upstream_filter& entry, boo
 
 void upstream_subscriptions::release_filter(std::string_view filter, std::uint32_t subscription_id,
                                             bool unsubscribe_upstream_too, action_list& out) {
-    if (subscription_id != 0) filters_by_subscription_id_.erase(subscription_id);
+    if (subscription_id != 0) subscription_ids_.erase(subscription_id);
     // Shutting down: the broker keeps what it holds (a persistent session must keep its
     // subscriptions so that it queues messages until the bridge is back).
     if (unsubscribe_upstream_too && !ctx_.shutting_down) {
@@ -389,8 +388,7 @@ void upstream_subscriptions::routed_filters(std::string_view topic,
                                             std::vector<upstream_filter*>& out) {
     if (!subscription_ids.empty()) {
         for (const std::uint32_t id : subscription_ids) {
-            const auto it = filters_by_subscription_id_.find(id);
-            if (it != filters_by_subscription_id_.end()) out.push_back(it->second);
+            if (upstream_filter* f = subscription_ids_.find(id)) out.push_back(f);
         }
     } else {
         registry_.match(topic, [&](upstream_filter& f) { out.push_back(&f); });

@@ -38,6 +38,7 @@
 #include "core/engine_context.hpp"
 #include "core/retained_store.hpp"
 #include "core/session_directory.hpp"
+#include "core/subscription_ids.hpp"
 #include "core/subscriptions.hpp"
 
 namespace mqttws {
@@ -143,8 +144,7 @@ class upstream_subscriptions {
     delivery_pacer& pacer_;
     subscription_registry<upstream_state> registry_;
     retained_store retained_;
-    std::uint32_t next_subscription_id_ = 1;
-    std::unordered_map<std::uint32_t, upstream_filter*> filters_by_subscription_id_;
+    subscription_ids<upstream_filter> subscription_ids_;  // MQTT 5
     std::unordered_map<op_id, pending_subscribe> pending_subscribes_;
     std::vector<std::string> open_replay_windows_;  // MQTT 3.1.1: filters with replay targets
     std::unordered_set<std::string> released_while_down_;  // persistent session: to unsubscribe

@@ -1,15 +1,13 @@
 #include "io/engine_shards.hpp"
 
 #include <algorithm>
-#include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <atomic>
-#include <future>
-#include <thread>
 #include <unordered_map>
 
+#include "io/listener_threads.hpp"
 #include "io/log.hpp"
 #include "io/mailbox.hpp"
 #include "io/system_platform.hpp"
@@ -46,14 +44,6 @@ class shard_platform final : public platform {
     const foreign_bytes& foreign_;
 };
 
-engine_config shard_config(engine_config config, shard_index k) {
-    config.auth.session_token_prefix = session_token_prefix(k);
-    config.behind_hub = true;
-    // The bridge's own status is one retained message: shard 0 publishes it.
-    if (k != 0) config.devices.bridge_status_topic.clear();
-    return config;
-}
-
 bool is_client_action(const action& a) {
     return std::holds_alternative<send_frame>(a) || std::holds_alternative<ping_client>(a) ||
            std::holds_alternative<close_client>(a) || std::holds_alternative<pause_reading>(a) ||
@@ -69,28 +59,24 @@ connection_id client_of(const action& a) {
     return 0;
 }
 
-std::int64_t now_us() {
-    return std::chrono::duration_cast<std::chrono::microseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-
 }  // namespace
 
 struct engine_shards::impl {
-    // One thread: its io_context, its listener and its engine shard. Everything here is the
-    // thread's own once it runs, except `inbox` (pushed from any thread), `connections` and
-    // `lag_us` (read by the app's thread).
+    // One thread's engine shard (its io_context and listener are in listener_threads).
+    // Everything here is the thread's own once it runs, except `inbox` (pushed from any thread)
+    // and `publishes_ahead` (see there).
     struct shard {
         shard(impl& pool, std::size_t k, const engine_config& config,
-              std::shared_ptr<const security_policy> policy)
-            : inbox(io, [](call& c) { c(); }),
+              std::shared_ptr<const security_policy> policy,
+              std::shared_ptr<auth_limiter> auth_failures)
+            : io(pool.threads.io(k)),
+              inbox(io, [](call& c) { c(); }),
               env(foreign),
-              core(shard_config(config, k), env, std::move(policy)),
+              core(config_for_shard(config, k, pool.threads.size()), env, std::move(policy),
+                   std::move(auth_failures)),
               refresh(io),
               ticker(io),
               drain_poll(io),
-              probe(io),
               owner(pool),
               index(k) {}
 
@@ -261,6 +247,17 @@ struct engine_shards::impl {
             return true;
         }
 
+        // A frame of a connection whose session is on another shard goes there (true).
+        bool pass_to_session_shard(connection_id id, std::string_view frame, bool binary) {
+            return on_session_shard(id, [id, f = std::string(frame), binary](shard& s) {
+                s.note_congestion();
+                if (binary)
+                    s.core.client_binary(id, f, s.actions);
+                else
+                    s.core.client_text(id, f, s.actions);
+            });
+        }
+
         // As the app does with one engine (app.cpp): poll congested clients while there are.
         void schedule_drain_poll() {
             if (drain_poll_armed || stopping) return;
@@ -285,22 +282,6 @@ struct engine_shards::impl {
             });
         }
 
-        // Every 500 ms: how long a post waits before it runs, on this thread (and, from shard 0,
-        // on the app's thread).
-        void schedule_probe() {
-            probe.expires_after(std::chrono::milliseconds(500));
-            probe.async_wait([this](const std::error_code& ec) {
-                if (ec) return;
-                const std::int64_t posted = now_us();
-                asio::post(io, [this, posted] { lag_us.store(now_us() - posted); });
-                if (index == 0) {
-                    asio::post(owner.app_io,
-                               [this, posted] { owner.app_lag_us.store(now_us() - posted); });
-                }
-                schedule_probe();
-            });
-        }
-
         void handle(shard_event& event) {
             if (auto* m = std::get_if<shard_message>(&event)) {
                 core.shard_message(*m->message, m->subscription_ids, m->local, actions);
@@ -318,7 +299,6 @@ struct engine_shards::impl {
         ws_server::handlers handlers() {
             ws_server::handlers h;
             h.on_open = [this](connection_id id, std::string remote, handshake_credentials c) {
-                connections.fetch_add(1, std::memory_order_relaxed);
                 logging::write(log_level::info, "client open",
                                {{"id", std::to_string(id)}, {"remote", remote}});
                 opening[id] = handshake{remote, c};
@@ -326,20 +306,16 @@ struct engine_shards::impl {
                 execute();
             };
             h.on_text = [this](connection_id id, std::string_view text) {
-                if (on_session_shard(id, [id, t = std::string(text)](shard& s) {
-                        s.note_congestion();
-                        s.core.client_text(id, t, s.actions);
-                    }))
-                    return;
+                if (pass_to_session_shard(id, text, /*binary=*/false)) return;
                 note_congestion();
                 if (opening.count(id) > 0) {
-                    // Until it authenticates: does it resume a session of another shard?
+                    // Until it authenticates: is it another shard's (a resume, a device)?
                     decoded_frame frame = decoder.decode_for_engine(text);
                     const auto* request = std::get_if<client_request>(&frame.result);
                     const auto* auth =
                         request != nullptr ? std::get_if<auth_request>(request) : nullptr;
                     if (auth != nullptr) {
-                        const auto k = shard_of_session_token(auth->session, owner.shards.size());
+                        const auto k = shard_for_auth(*auth, owner.shards.size());
                         if (k && *k != index) return move(id, *owner.shards[*k], std::move(frame));
                         opening.erase(id);
                     }
@@ -351,17 +327,12 @@ struct engine_shards::impl {
                 execute();
             };
             h.on_binary = [this](connection_id id, std::string_view data) {
-                if (on_session_shard(id, [id, d = std::string(data)](shard& s) {
-                        s.note_congestion();
-                        s.core.client_binary(id, d, s.actions);
-                    }))
-                    return;
+                if (pass_to_session_shard(id, data, /*binary=*/true)) return;
                 note_congestion();
                 core.client_binary(id, data, actions);
                 execute();
             };
             h.on_close = [this](connection_id id, const close_info& info) {
-                connections.fetch_sub(1, std::memory_order_relaxed);
                 logging::write(log_level::info, "client close",
                                {{"id", std::to_string(id)},
                                 {"code", std::to_string(info.code)},
@@ -418,7 +389,7 @@ struct engine_shards::impl {
             std::shared_ptr<std::atomic<std::size_t>> queued;
         };
 
-        asio::io_context io{1};
+        asio::io_context& io;
         mailbox<call> inbox;  // from the app's thread (and the others)
         // Connections of other threads whose sessions are here, and their unwritten bytes.
         shard_platform::foreign_bytes foreign;
@@ -430,57 +401,40 @@ struct engine_shards::impl {
         std::vector<connection_id> backlogged;  // moved connections with unwritten bytes
         asio::steady_timer refresh;
         bool refresh_armed = false;
-        std::unique_ptr<ws_server> server;
-        std::thread thread;
+        ws_server* server = nullptr;  // its listener (set before the thread starts)
         action_list actions;
         action_list for_app;  // not handed to the app's thread yet
         bool for_app_posted = false;
         asio::steady_timer ticker;
         asio::steady_timer drain_poll;
         bool drain_poll_armed = false;
-        asio::steady_timer probe;
         bool stopping = false;
         bool told_congested = false;            // what the engine was last told (note_congestion)
         std::size_t for_app_publish_bytes = 0;  // of the publishes in `for_app`
         std::atomic<std::size_t> publishes_ahead{0};  // handed to the app's thread, not run yet
-        std::atomic<std::size_t> connections{0};
-        std::atomic<std::int64_t> lag_us{0};
         impl& owner;
         std::size_t index;
     };
 
-    impl(asio::io_context& io, std::size_t threads, ws_server_options listener,
+    impl(asio::io_context& io, std::size_t count, ws_server_options listener,
          const engine_config& config, std::shared_ptr<const security_policy> policy,
          std::chrono::milliseconds every, app_side side)
-        : app_io(io),
+        : threads(io, count, std::move(listener)),
           tick(every),
           app(std::move(side)),
-          ledger(std::make_shared<connection_ledger>(listener.admission)),
           to_app(io, [](call& c) { c(); }) {
-        listener.id_stride = threads;
-        listener.reuse_port = true;
-        options = std::move(listener);
-        for (std::size_t k = 0; k < threads; ++k)
-            shards.push_back(std::make_unique<shard>(*this, k, config, policy));
-        make_server(0);  // throws now when the TLS files cannot be loaded
+        // The limits on failed authentications hold for the bridge, not per thread.
+        const auto auth_failures = make_auth_limiter(config);
+        for (std::size_t k = 0; k < count; ++k)
+            shards.push_back(std::make_unique<shard>(*this, k, config, policy, auth_failures));
+        // Throws now when the TLS files cannot be loaded.
+        threads.make_servers([this](std::size_t k) { return shards[k]->handlers(); });
     }
 
-    ~impl() {
-        for (auto& s : shards) {
-            s->io.stop();
-            if (s->thread.joinable()) s->thread.join();
-        }
-    }
+    // The threads run the shards' handlers: they stop before the shards go.
+    ~impl() { threads.stop(); }
 
-    void make_server(std::size_t k) {
-        ws_server_options o = options;
-        o.first_id = k + 1;
-        shard& s = *shards[k];
-        s.server = std::make_unique<ws_server>(s.io, std::move(o), s.handlers(), ledger);
-        s.env.set_server(s.server.get());
-    }
-
-    shard& owner_of(connection_id id) { return *shards[(id - 1) % shards.size()]; }
+    shard& owner_of(connection_id id) { return *shards[threads.thread_of(id)]; }
 
     // Runs `f(shard&)` on every shard's thread.
     template <class F>
@@ -489,33 +443,12 @@ struct engine_shards::impl {
             s->inbox.push([f, &s = *s]() mutable { f(s); });
     }
 
-    // Runs `f(ws_server&)` on every thread and waits for the results (rare: TLS reload).
-    template <class F>
-    std::vector<std::invoke_result_t<F, ws_server&>> wait_on_every_thread(F f) {
-        using result = std::invoke_result_t<F, ws_server&>;
-        std::vector<std::future<result>> futures;
-        for (auto& s : shards) {
-            auto done = std::make_shared<std::promise<result>>();
-            futures.push_back(done->get_future());
-            s->inbox.push([f, done, &s = *s] { done->set_value(f(*s.server)); });
-        }
-        std::vector<result> results;
-        for (auto& future : futures)
-            results.push_back(future.get());
-        return results;
-    }
-
-    asio::io_context& app_io;
+    listener_threads threads;  // first in, last out: the shards' timers are on its io_contexts
     const std::chrono::milliseconds tick;
     app_side app;
-    ws_server_options options;
-    std::shared_ptr<connection_ledger> ledger;
     mailbox<call> to_app;
     std::vector<std::unique_ptr<shard>> shards;
-    listen_endpoint bound;
-    std::atomic<std::int64_t> app_lag_us{0};
     std::atomic<bool> upstream_congested{false};  // set by the app's thread
-    bool running = false;
 };
 
 engine_shards::engine_shards(asio::io_context& app_io, std::size_t threads,
@@ -532,35 +465,20 @@ std::size_t engine_shards::size() const {
 }
 
 void engine_shards::listen() {
-    auto& shards = impl_->shards;
-    shards[0]->server->listen();
-    impl_->bound = shards[0]->server->local_endpoint();
-    impl_->options.port = impl_->bound.port;
-    for (std::size_t k = 1; k < shards.size(); ++k) {
-        impl_->make_server(k);
-        shards[k]->server->listen();
-    }
-    for (auto& s : shards) {
-        s->schedule_probe();
-        s->schedule_tick();
-        s->thread = std::thread([&io = s->io] {
-            auto busy = asio::make_work_guard(io);
-            io.run();
-        });
-    }
-    impl_->running = true;
-}
-
-void engine_shards::stop_listening() {
-    if (!impl_->running) return;
-    impl_->wait_on_every_thread([](ws_server& server) {
-        server.stop_listening();
-        return 0;
+    impl_->threads.listen([this](std::size_t k) {
+        impl::shard& s = *impl_->shards[k];
+        s.server = &impl_->threads.server(k);
+        s.env.set_server(s.server);
+        s.schedule_tick();
     });
 }
 
+void engine_shards::stop_listening() {
+    impl_->threads.stop_listening();
+}
+
 listen_endpoint engine_shards::local_endpoint() const {
-    return impl_->bound;
+    return impl_->threads.local_endpoint();
 }
 
 void engine_shards::deliver(shard_deliveries& deliveries) {
@@ -651,35 +569,20 @@ std::size_t engine_shards::buffered_bytes(connection_id) const {
 }
 
 std::size_t engine_shards::connection_count() const {
-    std::size_t n = 0;
-    for (const auto& s : impl_->shards)
-        n += s->connections.load(std::memory_order_relaxed);
-    return n;
+    return impl_->threads.connection_count();
 }
 
 connection_counters engine_shards::totals() const {
-    return impl_->ledger->totals();
+    return impl_->threads.totals();
 }
 
 std::optional<std::string> engine_shards::reload_tls() {
-    for (auto& problem :
-         impl_->wait_on_every_thread([](ws_server& server) { return server.reload_tls(); })) {
-        if (problem) return problem;
-    }
-    return std::nullopt;
+    return impl_->threads.reload_tls();
 }
 
+// The app's thread is the hub's and the broker connection's, for every connection.
 std::vector<io_thread_stats> engine_shards::thread_stats() const {
-    std::vector<io_thread_stats> out;
-    for (const auto& s : impl_->shards) {
-        out.push_back({"io-" + std::to_string(s->index),
-                       s->connections.load(std::memory_order_relaxed),
-                       static_cast<double>(s->lag_us.load()) / 1000.0});
-    }
-    // The app's thread: the hub and the broker connection, for every connection.
-    out.push_back(
-        {"hub", connection_count(), static_cast<double>(impl_->app_lag_us.load()) / 1000.0});
-    return out;
+    return impl_->threads.thread_stats("hub", connection_count());
 }
 
 }  // namespace mqttws

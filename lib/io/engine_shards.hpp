@@ -1,8 +1,8 @@
 // --threads N with --engine-shards: N threads, each with a listener on the bridge's port
-// (SO_REUSEPORT: the kernel spreads new connections over them) and an engine shard of its own for
-// the connections it accepted. A client's frames are read, handled and answered on its thread:
-// its session, subscriptions, flow control and heartbeats live there, and a fan-out runs on every
-// thread that has a subscriber, in parallel, without a lock.
+// (listener_threads.hpp) and an engine shard of its own for the connections it accepted. A client's
+// frames are read, handled and answered on its thread: its session, subscriptions, flow control and
+// heartbeats live there, and a fan-out runs on every thread that has a subscriber, in parallel,
+// without a lock.
 //
 // What spans the shards stays on the app's thread: the one broker connection and the broker_hub
 // (core/broker_hub.hpp), which to each shard looks like a broker of its own. A shard's upstream
@@ -15,10 +15,14 @@
 // auth frame naming another shard's session hands the connection over (shard::move): that shard
 // opens it and takes the frame, and from then on the connection's thread passes it every event of
 // the connection, and carries out that shard's actions for it, keeping its unwritten bytes where
-// the session's flow control reads them (moved_link::queued). The session never moves.
+// the session's flow control reads them (moved_link::queued). The session never moves. A device's
+// first auth is handed over the same way, to the shard its id names (shard_for_auth), so that
+// every session of one device is on one shard. The limits on failed authentications are one
+// auth_limiter that all shards share.
 //
 // Not yet (issue 11, docs/operations.md "Threads"): --state-dir is refused; the limit of detached
-// sessions, the auth failure limits, command idempotency keys and device presence are per thread.
+// sessions is shared out between the shards (config_for_shard), each ending its own oldest; command
+// idempotency keys are per thread.
 //
 // Thread safety: the public members are the app's thread's; each thread owns its shard and
 // ws_server; the two sides meet in mailboxes, and in the shared connection_ledger.

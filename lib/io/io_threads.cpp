@@ -1,16 +1,14 @@
 #include "io/io_threads.hpp"
 
-#include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <atomic>
 #include <chrono>
 #include <functional>
-#include <future>
-#include <thread>
 
 #include "core/id_map.hpp"
+#include "io/listener_threads.hpp"
 #include "io/mailbox.hpp"
 
 namespace mqttws {
@@ -72,25 +70,18 @@ std::size_t counted_bytes(const link_command& c) {
     return (c.frame ? c.frame->size() : 0) + c.head.size() + c.text.size();
 }
 
-std::int64_t now_us() {
-    return std::chrono::duration_cast<std::chrono::microseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-
 }  // namespace
 
 struct io_threads::impl {
-    // One I/O thread: its io_context, its listener, and the byte counts of its connections.
-    // `outgoing` is the app's thread's; `connections` and `lag_us` are read by it; the rest is
+    // One I/O thread's work (its io_context and listener are in listener_threads): the byte
+    // counts of its connections, and its mailboxes. `outgoing` is the app's thread's; the rest is
     // the I/O thread's own once it runs.
     struct worker {
         worker(impl& pool, std::size_t k)
-            : inbox(io, [this](link_command& c) { carry_out(c); }),
+            : io(pool.threads.io(k)),
+              inbox(io, [this](link_command& c) { carry_out(c); }),
               refresh(io),
-              probe(io),
               owner(pool),
-              index(k),
               decoder(pool.on_frame_decoded.limits) {}
 
         void carry_out(link_command& c) {
@@ -182,30 +173,11 @@ struct io_threads::impl {
             });
         }
 
-        // Every 500 ms: how long a post waits before it runs, on this thread (and, from thread
-        // 0, on the app's thread).
-        void schedule_probe() {
-            probe.expires_after(std::chrono::milliseconds(500));
-            probe.async_wait([this](const std::error_code& ec) {
-                if (ec) return;
-                const std::int64_t posted = now_us();
-                asio::post(io, [this, posted] { lag_us.store(now_us() - posted); });
-                if (index == 0) {
-                    asio::post(owner.app_io,
-                               [this, posted] { owner.app_lag_us.store(now_us() - posted); });
-                }
-                schedule_probe();
-            });
-        }
-
-        asio::io_context io{1};
+        asio::io_context& io;
         mailbox<link_command> inbox;         // from the app's thread
         std::vector<link_command> outgoing;  // the app's thread's: pushed to `inbox` by flush()
-        std::unique_ptr<ws_server> server;
-        std::thread thread;
-        std::atomic<std::size_t> connections{0};
-        std::atomic<std::int64_t> lag_us{0};
         // The I/O thread's own:
+        ws_server* server = nullptr;  // its listener (set before the thread starts)
         id_map<std::shared_ptr<io_progress>> links;
         // Their sockets hold unwritten bytes (or did at the last look; closed ones until then).
         // A list, not a set: a connection enters it once per backlog (io_progress::backlogged),
@@ -215,41 +187,25 @@ struct io_threads::impl {
         bool for_app_posted = false;
         asio::steady_timer refresh;
         bool refresh_armed = false;
-        asio::steady_timer probe;
         impl& owner;
-        std::size_t index;
         frame_decoder decoder;  // the I/O thread's own: decodes the frames it reads
     };
 
-    impl(asio::io_context& app, std::size_t threads, ws_server_options listener,
+    impl(asio::io_context& app, std::size_t count, ws_server_options listener,
          ws_server::handlers handlers, decoded_frame_handler on_frame)
         : app_io(app),
+          threads(app, count, std::move(listener)),
           on_app(std::move(handlers)),
           on_frame_decoded(std::move(on_frame)),
-          ledger(std::make_shared<connection_ledger>(listener.admission)),
           to_app(app, [](app_call& c) { c(); }) {
-        listener.id_stride = threads;
-        listener.reuse_port = true;
-        options = std::move(listener);
-        for (std::size_t k = 0; k < threads; ++k)
+        for (std::size_t k = 0; k < count; ++k)
             workers.push_back(std::make_unique<worker>(*this, k));
-        make_server(0);  // throws now when the TLS files cannot be loaded
+        // Throws now when the TLS files cannot be loaded.
+        threads.make_servers([this](std::size_t k) { return handlers_for(*workers[k]); });
     }
 
-    // Thread k's listener, on options.port (the others are made once the first has bound it).
-    void make_server(std::size_t k) {
-        ws_server_options o = options;
-        o.first_id = k + 1;
-        worker& w = *workers[k];
-        w.server = std::make_unique<ws_server>(w.io, std::move(o), handlers_for(w), ledger);
-    }
-
-    ~impl() {
-        for (auto& w : workers) {
-            w->io.stop();
-            if (w->thread.joinable()) w->thread.join();
-        }
-    }
+    // The threads run the workers' handlers: they stop before the workers go.
+    ~impl() { threads.stop(); }
 
     // The I/O thread's handlers: note what the thread needs, and post the event to the app.
     ws_server::handlers handlers_for(worker& w) {
@@ -257,7 +213,6 @@ struct io_threads::impl {
         h.on_open = [this, &w](connection_id id, std::string remote, handshake_credentials c) {
             auto bytes = std::make_shared<io_progress>();
             w.links.insert(id, bytes);
-            w.connections.fetch_add(1, std::memory_order_relaxed);
             w.tell_app([this, id, remote = std::move(remote), c = std::move(c), bytes]() mutable {
                 links.insert(id, link_state{std::move(bytes)});
                 on_app.on_open(id, std::move(remote), std::move(c));
@@ -271,7 +226,6 @@ struct io_threads::impl {
         };
         h.on_close = [this, &w](connection_id id, const close_info& info) {
             w.links.erase(id);  // and out of w.backlogged at its next refresh
-            w.connections.fetch_sub(1, std::memory_order_relaxed);
             w.tell_app([this, id, info] {
                 on_app.on_close(id, info);
                 links.erase(id);
@@ -352,7 +306,7 @@ struct io_threads::impl {
         flush_soon();
     }
 
-    worker& owner_of(connection_id id) { return *workers[(id - 1) % workers.size()]; }
+    worker& owner_of(connection_id id) { return *workers[threads.thread_of(id)]; }
 
     // A send or pong: counted in the connection's unwritten bytes until its thread takes it, so
     // that the engine's budget sees it at once (a client that never reads must not make the
@@ -391,38 +345,16 @@ struct io_threads::impl {
         post(id, std::move(c));
     }
 
-    // Runs `f` on every I/O thread and waits for all of them (rare: shutdown, TLS reload).
-    template <class F>
-    std::vector<std::invoke_result_t<F, ws_server&>> on_every_thread(F f) {
-        using result = std::invoke_result_t<F, ws_server&>;
-        std::vector<std::future<result>> futures;
-        for (auto& w : workers) {
-            auto done = std::make_shared<std::promise<result>>();
-            futures.push_back(done->get_future());
-            link_command c;
-            c.call = [f, done](ws_server& server) { done->set_value(f(server)); };
-            w->inbox.push(std::move(c));
-        }
-        std::vector<result> results;
-        for (auto& future : futures)
-            results.push_back(future.get());
-        return results;
-    }
-
     asio::io_context& app_io;
-    ws_server_options options;
+    listener_threads threads;  // first in, last out: the workers' timers are on its io_contexts
     ws_server::handlers on_app;
     decoded_frame_handler on_frame_decoded;
-    std::shared_ptr<connection_ledger> ledger;
     mailbox<app_call> to_app;
     std::vector<std::unique_ptr<worker>> workers;
     // The app thread's own: each open connection's unwritten bytes.
     id_map<link_state> links;
-    listen_endpoint bound;
-    std::atomic<std::int64_t> app_lag_us{0};
     std::atomic<bool> upstream_congested{false};  // set by the app's thread
-    bool running = false;
-    bool flush_posted = false;  // a flush_soon() is on its way
+    bool flush_posted = false;                    // a flush_soon() is on its way
 };
 
 io_threads::io_threads(asio::io_context& app_io, std::size_t threads, ws_server_options options,
@@ -433,35 +365,16 @@ io_threads::io_threads(asio::io_context& app_io, std::size_t threads, ws_server_
 io_threads::~io_threads() = default;
 
 void io_threads::listen() {
-    auto& workers = impl_->workers;
-    workers[0]->server->listen();
-    impl_->bound = workers[0]->server->local_endpoint();
-    // The others on the port the first one got (the kernel's choice when --port is 0).
-    impl_->options.port = impl_->bound.port;
-    for (std::size_t k = 1; k < workers.size(); ++k) {
-        impl_->make_server(k);
-        workers[k]->server->listen();
-    }
-    for (auto& w : workers) {
-        w->schedule_probe();
-        w->thread = std::thread([&io = w->io] {
-            auto busy = asio::make_work_guard(io);
-            io.run();
-        });
-    }
-    impl_->running = true;
+    impl_->threads.listen(
+        [this](std::size_t k) { impl_->workers[k]->server = &impl_->threads.server(k); });
 }
 
 void io_threads::stop_listening() {
-    if (!impl_->running) return;
-    impl_->on_every_thread([](ws_server& server) {
-        server.stop_listening();
-        return 0;
-    });
+    impl_->threads.stop_listening();
 }
 
 listen_endpoint io_threads::local_endpoint() const {
-    return impl_->bound;
+    return impl_->threads.local_endpoint();
 }
 
 void io_threads::send(connection_id to, const frame_ptr& frame, bool binary,
@@ -524,18 +437,14 @@ std::size_t io_threads::connection_count() const {
 }
 
 connection_counters io_threads::totals() const {
-    connection_counters c = impl_->ledger->totals();
+    connection_counters c = impl_->threads.totals();
     impl_->links.for_each(
         [&](connection_id, const link_state& link) { c.buffered_bytes += link.unwritten(); });
     return c;
 }
 
 std::optional<std::string> io_threads::reload_tls() {
-    for (auto& problem :
-         impl_->on_every_thread([](ws_server& server) { return server.reload_tls(); })) {
-        if (problem) return problem;
-    }
-    return std::nullopt;
+    return impl_->threads.reload_tls();
 }
 
 void io_threads::flush() {
@@ -543,15 +452,7 @@ void io_threads::flush() {
 }
 
 std::vector<io_thread_stats> io_threads::thread_stats() const {
-    std::vector<io_thread_stats> out;
-    for (const auto& w : impl_->workers) {
-        out.push_back({"io-" + std::to_string(w->index),
-                       w->connections.load(std::memory_order_relaxed),
-                       static_cast<double>(w->lag_us.load()) / 1000.0});
-    }
-    out.push_back(
-        {"engine", impl_->links.size(), static_cast<double>(impl_->app_lag_us.load()) / 1000.0});
-    return out;
+    return impl_->threads.thread_stats("engine", impl_->links.size());
 }
 
 }  // namespace mqttws

@@ -1,6 +1,6 @@
 // --threads N (N > 1): the WebSocket side on N I/O threads. Each runs a ws_server of its own on
-// the bridge's one port (SO_REUSEPORT: the kernel spreads new connections over the listeners),
-// and reads, frames, encrypts and writes for the connections it accepted.
+// the bridge's one port (listener_threads.hpp, which engine_shards.hpp builds on too), and reads,
+// frames, encrypts and writes for the connections it accepted.
 //
 // Everything else stays on the app's thread, which owns the engine: each event of a connection
 // (open, frame, ping, close) is posted there in the order it happened, gathered over one round of
@@ -25,8 +25,6 @@
 // The engine's flow control reads each connection's unwritten bytes (buffered_bytes): what it
 // posted and its thread has not taken yet, plus what that thread last saw queued on the socket.
 // The I/O thread refreshes the second every millisecond while it is not zero.
-//
-// Connection ids tell their thread: thread k (0-based) gives out k + 1, k + 1 + N, ….
 //
 // Thread safety: the public members are the app's thread's. Each I/O thread owns its ws_server;
 // the two sides meet only in their mailboxes, in each connection's byte counts (atomics) and in

@@ -1,7 +1,8 @@
 // libFuzzer target for core/codec: a client text frame of arbitrary bytes.
 //
 // 1. frame_decoder::decode never crashes; what it returns keeps its promises (limits, client
-//    id rules), and every reply the bridge would build from it (error / ack) is valid JSON.
+//    id rules), and every reply the bridge would build from it (error / ack) is valid JSON. An
+//    auth's session token and device id pick a shard that exists (shard_for_auth).
 // 2. The same bytes as a broker message payload: message_body renders a frame that is valid
 //    UTF-8 JSON, and its payload gives the bytes back (as the same string, as base64, or as
 //    JSON text equal in value to the embedded JSON).
@@ -20,6 +21,7 @@
 #include <variant>
 
 #include "core/base64.hpp"
+#include "core/broker_hub.hpp"
 #include "core/message_body.hpp"
 #include "core/replies.hpp"
 #include "core/requests.hpp"
@@ -97,6 +99,12 @@ void check_request(client_request& request, const decode_limits& limits) {
                a->client_id);
         check_msgid(a->id);
         check_frame(encode_auth_response(a->client_id, a->session, true, true, 0, a->id));
+        // With engine shards the first auth picks the shard that serves the connection.
+        for (const std::size_t shards : {1, 3, 16}) {
+            const auto k = shard_for_auth(*a, shards);
+            expect(!k || *k < shards, "shard_for_auth names no such shard", a->session);
+            expect(!a->is_device || k.has_value(), "a device without a shard", a->client_id);
+        }
     } else if (auto* d = std::get_if<device_report_request>(&request)) {
         expect(valid_client_id(d->device_id), "device id not valid", d->device_id);
         // frame_json is published upstream, not sent as a text frame: it must be JSON, but may
