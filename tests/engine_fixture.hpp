@@ -311,6 +311,11 @@ class engine_fixture {
         eng.shard_message(m, subscription_ids, local, out);
         return record(std::move(out));
     }
+    const action_list& peer_presence(const std::string& device, bool online) {
+        action_list out;
+        eng.peer_presence(device, online, out);
+        return record(std::move(out));
+    }
     const action_list& upstream_subscribed(op_id op, int granted) {
         action_list out;
         eng.upstream_subscribed(op, granted, out);

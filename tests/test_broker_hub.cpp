@@ -443,6 +443,21 @@ TEST_CASE(
     }
 }
 
+TEST_CASE("broker_hub: a device's presence on one shard goes to every other shard, in order") {
+    hub_fixture t(3);
+    t.hub.from_shard(1, device_presence{"lamp", true}, t.upstream, t.to_shards);
+    t.hub.from_shard(1, device_presence{"lamp", false}, t.upstream, t.to_shards);
+    CHECK(t.upstream.empty());  // nothing for the broker: the shard publishes the presence itself
+    CHECK(t.handed<shard_presence>(1).empty());
+    for (const shard_index k : {0, 2}) {
+        const auto p = t.handed<shard_presence>(k);
+        REQUIRE(p.size() == 2);
+        CHECK(p[0].device == "lamp");
+        CHECK(p[0].online);
+        CHECK_FALSE(p[1].online);
+    }
+}
+
 TEST_CASE("broker_hub: a session token tells its shard") {
     for (shard_index k : {0U, 7U, 12U}) {
         const std::string token = session_token_prefix(k) + "0123456789abcdef";

@@ -200,6 +200,31 @@ TEST_CASE("engine commands: an offline device is rejected, or waits for it with 
     }
 }
 
+TEST_CASE(
+    "engine commands: a device on another engine shard is online until that shard says it "
+    "ended") {
+    command_fixture c(engine_config{}, engine_fixture::with_presence);
+    c.f.peer_presence("lamp", true);  // the hub hands on the other shard's device_presence
+    // A stale "offline" the broker sends back (from before) does not outweigh the shard's word.
+    c.f.upstream_message(broker_msg("devices/lamp/presence",
+                                    R"({"online":false,"since":1,"reason":"closed"})", 1, true,
+                                    {c.f.subscription_id("devices/+/presence")}));
+    c.command(R"({"type":"command","id":"a","target":"lamp","name":"on"})");
+    CHECK(publishes_to(c.f, "devices/lamp/control").size() == 1);
+    {
+        const frame_list got = c.statuses();
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].str("state") == "queued");
+        CHECK_FALSE(got[0].has("reason"));
+    }
+
+    c.f.peer_presence("lamp", false);
+    c.command(R"({"type":"command","id":"b","target":"lamp","name":"on"})");
+    const frame_list got = c.statuses();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].str("state") == "rejected");
+    CHECK(got[0].str("reason") == "device_offline");
+}
 TEST_CASE("engine commands: a retry with the same idempotencyKey is not run again") {
     command_fixture c;
     const std::string cmd =

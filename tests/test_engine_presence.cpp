@@ -94,6 +94,33 @@ TEST_CASE("engine presence: a device's presence is online while its session live
     }
 }
 
+TEST_CASE(
+    "engine presence: an engine shard tells the others of a device's first session and of its "
+    "last one's end") {
+    engine_config config;
+    SUBCASE("behind the hub") {
+        config.behind_hub = true;
+    }
+    SUBCASE("one engine: nobody to tell") {}
+    engine_fixture f(config, engine_fixture::with_presence);
+    connected(f);
+    auto first = f.device(1, "dev-a");
+    auto second = f.device(2, "dev-a");
+    f.auth(3, "browser");
+    first.close();
+    second.close();
+    const auto told = f.of_kind<mqttws::device_presence>();
+    if (!config.behind_hub) {
+        CHECK(told.empty());
+        return;
+    }
+    REQUIRE(told.size() == 2);
+    CHECK(told[0].device == "dev-a");
+    CHECK(told[0].online);
+    CHECK(told[1].device == "dev-a");
+    CHECK_FALSE(told[1].online);
+}
+
 TEST_CASE("engine presence: clients that are not devices have no presence; it can be off") {
     engine_fixture f(engine_config{}, engine_fixture::with_presence);
     connected(f);

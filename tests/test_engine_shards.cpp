@@ -22,12 +22,14 @@ using mqttws::test::unsubscribe_frame;
 
 namespace {
 
-// N engines and the hub between them and a scripted broker.
+// N engines and the hub between them and a scripted broker; each engine is configured as the
+// bridge configures its shards (config_for_shard).
 class sharded_bridge {
   public:
-    explicit sharded_bridge(std::size_t n) : hub_(n, 1 << 20, /*persistent_session=*/false) {
+    explicit sharded_bridge(std::size_t n, engine_config config = {})
+        : hub_(n, 1 << 20, /*persistent_session=*/false) {
         for (std::size_t k = 0; k < n; ++k)
-            shards_.push_back(std::make_unique<engine_fixture>());
+            shards_.push_back(std::make_unique<engine_fixture>(config_for_shard(config, k, n)));
         connect();
     }
 
@@ -41,6 +43,14 @@ class sharded_bridge {
         c.take();
         return c;
     }
+    client_handle device(shard_index k, connection_id id, std::string_view device_id) {
+        client_handle c = shard(k).client(id);
+        send(k, c, R"({"type":"auth","deviceId":)" + test::quoted(device_id) + "}");
+        c.take();
+        return c;
+    }
+    // The client closes its connection cleanly (its session ends).
+    void close(shard_index k, connection_id id) { settle(k, shard(k).client_closed(id)); }
 
     // ---- the broker ----
     void connect(bool session_present = false) {
@@ -130,6 +140,8 @@ class sharded_bridge {
                 out = s.upstream_connected(c->session_present);
             } else if (auto* l = std::get_if<shard_lost>(&event)) {
                 out = s.upstream_lost(l->reason);
+            } else if (auto* presence = std::get_if<shard_presence>(&event)) {
+                out = s.peer_presence(presence->device, presence->online);
             }
             settle(k, std::move(out));
         }
@@ -276,4 +288,30 @@ TEST_CASE("engine shards: /metrics adds up the shards' counters and gauges") {
     CHECK(total.inflight == 2);  // one QoS 1 delivery to each, not acked
     // Left to the caller, who knows them from the hub: not doubled.
     CHECK(total.filters == b.shard(0).stats().filters);
+}
+
+TEST_CASE("engine shards: a device's presence on one shard is known on the others at once") {
+    sharded_bridge b(2);
+    auto dash = b.auth(0, 1, "dashboard");
+    b.device(1, 2, "lamp");
+    b.close(1, 2);  // its session ends; the broker has not accepted its presence message
+
+    b.send(0, dash, R"({"type":"command","id":"a","target":"lamp","name":"on"})");
+    {
+        const frame_list got = of_type(dash.take(), "command_status");
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].str("state") == "rejected");
+        CHECK(got[0].str("reason") == "device_offline");
+    }
+
+    b.send(0, dash,
+           R"({"type":"command","id":"b","target":"lamp","name":"on","queue":true,"ttlMs":60000})");
+    CHECK(of_type(dash.take(), "command_status").at(0).str("state") == "queued");
+    b.taken<publish_upstream>();
+    // Back on its shard: the waiting command goes out from the other one at once.
+    b.device(1, 3, "lamp");
+    std::size_t to_lamp = 0;
+    for (const auto& p : b.taken<publish_upstream>())
+        to_lamp += p.topic == "devices/lamp/control" ? 1 : 0;
+    CHECK(to_lamp == 1);
 }

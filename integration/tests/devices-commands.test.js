@@ -376,7 +376,7 @@ describe('commands', () => {
     // Regression guard: a device of this bridge is offline as soon as its session ends, not
     // only once its own "offline" presence comes back (after the broker's PUBACK).
     it('a device of this bridge is offline for commands as soon as its session ended, before ' +
-        'its presence comes back from the broker', h.unlessShards(T, 'what devices are connected'), async () => {
+        'its presence comes back from the broker', T, async () => {
         const id = h.uniqueId('gone-dev');
         const watcher = await presenceWatcher();
         const d = await wsDevice(bridge, broker, id);

@@ -112,9 +112,18 @@ struct state_record {
     bool replace = false;
 };
 
+// Engine shards only (engine_config::behind_hub): a device's first session on this shard began
+// (`online`), or its last one ended. The hub tells the other shards at once
+// (engine::peer_presence), so that the bridge's commands know its own devices as one engine does,
+// not only once the broker accepted their presence message.
+struct device_presence {
+    std::string device;
+    bool online = false;
+};
+
 using action = std::variant<send_frame, ping_client, close_client, pause_reading, resume_reading,
                             subscribe_upstream, unsubscribe_upstream, publish_upstream, log_line,
-                            audit_record, state_record>;
+                            audit_record, state_record, device_presence>;
 using action_list = std::vector<action>;
 
 }  // namespace mqttws

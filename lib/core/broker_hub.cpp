@@ -75,6 +75,9 @@ void broker_hub::from_shard(shard_index from, action a, action_list& upstream,
         unsubscribe(from, *u, upstream);
     } else if (auto* p = std::get_if<publish_upstream>(&a)) {
         publish(from, std::move(*p), upstream, to_shards);
+    } else if (auto* d = std::get_if<device_presence>(&a)) {
+        for (shard_index k = 0; k < shard_count_; ++k)
+            if (k != from) to_shards.push_back({k, shard_presence{d->device, d->online}});
     }
 }
 

@@ -19,6 +19,9 @@
 //   own publishes, and each shard delivers its own to its own clients (local fan-out); the hub
 //   hands them to the other shards that hold a matching filter (QoS 0 at once, QoS 1/2 once the
 //   broker accepted them), and keeps its retained store in step with retained ones.
+// - Presence: a device's sessions are all on one shard (shard_for_auth); when its first begins
+//   or its last ends, the hub tells the other shards at once (device_presence), so that a
+//   command sent from any shard knows it as one engine knows its own devices.
 // - The connection: its loss and return go to every shard, which then subscribe again what the
 //   broker no longer holds; the hub sends each filter upstream once, under the id it had. A shard
 //   tells the hub of every filter it releases, also while the connection is down
@@ -73,8 +76,12 @@ struct shard_connected {  // engine::upstream_connected
 struct shard_lost {  // engine::upstream_lost
     std::string reason;
 };
-using shard_event =
-    std::variant<shard_message, shard_subscribed, shard_published, shard_connected, shard_lost>;
+struct shard_presence {  // engine::peer_presence: another shard's device_presence
+    std::string device;
+    bool online = false;
+};
+using shard_event = std::variant<shard_message, shard_subscribed, shard_published, shard_connected,
+                                 shard_lost, shard_presence>;
 
 struct shard_delivery {
     shard_index shard = 0;
@@ -105,9 +112,10 @@ class broker_hub {
     // `persistent_session`: the broker keeps the bridge's filters while it is disconnected.
     broker_hub(std::size_t shards, std::size_t retained_max_bytes, bool persistent_session);
 
-    // An action of shard `from` for the broker: subscribe_upstream, unsubscribe_upstream or
-    // publish_upstream (any other action is not the hub's and is ignored). What goes upstream is
-    // appended to `upstream`, what goes to shards to `to_shards`.
+    // An action of shard `from` for the broker (subscribe_upstream, unsubscribe_upstream,
+    // publish_upstream) or for the other shards (device_presence, handed to each of them); any
+    // other action is not the hub's and is ignored. What goes upstream is appended to `upstream`,
+    // what goes to shards to `to_shards`.
     void from_shard(shard_index from, action a, action_list& upstream, shard_deliveries& to_shards);
 
     // The subscription id of a message the hub hands the shards for no held filter.

@@ -386,6 +386,13 @@ void engine::shard_message(const broker_message& m,
     end_event(out);
 }
 
+void engine::peer_presence(const std::string& device, bool online, action_list& out) {
+    begin_event();
+    presence_.peer_presence(device, online);
+    if (online) commands_.device_online(device, out);  // commands waiting for it go out
+    end_event(out);
+}
+
 void engine::end_event(action_list& out) {
     // Routing a looped-back message can publish again (a command's answer, a will): drain until
     // nothing is left, in order.
@@ -506,7 +513,9 @@ void engine::set_security(std::shared_ptr<const security_policy> policy, action_
     });
     for (session* s : revoked_detached)
         end_session(*s, presence_keeper::end_reason::revoked, out);
-    out.push_back(log_line{log_level::info, "security policy reloaded"});
+    // Engine shards: the bridge says it once all have it (engine_shards::set_security).
+    if (!ctx_.config.behind_hub)
+        out.push_back(log_line{log_level::info, "security policy reloaded"});
     end_event(out);
 }
 

@@ -109,6 +109,9 @@ class engine {
     void shard_message(const broker_message& message,
                        const std::vector<std::uint32_t>& subscription_ids, bool local,
                        action_list& out);
+    // With engine shards: another shard's device came online or went offline there
+    // (device_presence, handed on by the hub), so that commands know it at once.
+    void peer_presence(const std::string& device, bool online, action_list& out);
     // `granted` is the SUBACK return code: 0..2, or >= 0x80 (or < 0) when refused/failed.
     void upstream_subscribed(op_id op, int granted, action_list& out);
     // qos >= 1 publish confirmed (PUBACK / PUBCOMP: no error) or failed.

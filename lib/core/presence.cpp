@@ -103,10 +103,19 @@ std::string presence_keeper::heard(const broker_message& m) {
 }
 
 std::optional<bool> presence_keeper::online(const std::string& device) const {
-    if (local_.count(device) > 0) return true;
+    if (local_.count(device) > 0 || peers_.count(device) > 0) return true;
     const auto known = heard_.find(device);
     if (known != heard_.end()) return known->second;
     return std::nullopt;
+}
+
+void presence_keeper::peer_presence(const std::string& device, bool online) {
+    if (online) {
+        peers_.insert(device);
+    } else {
+        peers_.erase(device);
+    }
+    heard_[device] = online;  // as for a device of this shard: before the broker echoes it
 }
 
 // ---------------------------------------------------------------- sessions
@@ -117,6 +126,7 @@ void presence_keeper::authenticated(session& s, action_list& out) {
     left_online_.erase(s.client_id());
     heard_[s.client_id()] = true;  // what the bridge says itself, before the broker echoes it
     out.push_back(state_record{presence_file, "+" + s.client_id()});
+    if (ctx_.config.behind_hub) out.push_back(device_presence{s.client_id(), true});
     publish_presence(s.client_id(), true, {}, out);
 }
 
@@ -141,6 +151,7 @@ void presence_keeper::session_ended(session& s, end_reason why, action_list& out
     // Written down before it is told: whoever saw the presence change may see the bridge
     // crash next, and the next run must not mark the device again.
     out.push_back(state_record{presence_file, "-" + s.client_id()});
+    if (ctx_.config.behind_hub) out.push_back(device_presence{s.client_id(), false});
     publish_presence(s.client_id(), false, reason_name(why), out);
 }
 

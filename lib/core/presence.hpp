@@ -15,7 +15,9 @@
 //   than by the client's clean close (1000), or `delayMs` after a drop if the client has not
 //   resumed by then — MQTT's Last Will with Will Delay, per WebSocket client.
 // - What it hears of presence on the broker (its own and other bridges') is kept, bounded, so
-//   that commands can refuse a device that is offline (command_desk).
+//   that commands can refuse a device that is offline (command_desk). With engine shards, what
+//   the other shards of this bridge say of their devices (peer_presence) counts as this engine's
+//   own devices do: at once, ahead of the broker.
 //
 // Thread safety: none; the engine's thread.
 #pragma once
@@ -57,6 +59,9 @@ class presence_keeper {
     std::string heard(const broker_message& m);
     // What the bridge knows of `device`: true online, false offline, nullopt unknown.
     std::optional<bool> online(const std::string& device) const;
+    // Engine shards: `device`'s sessions on another shard of this bridge began (`online`) or all
+    // ended (device_presence, through the broker_hub).
+    void peer_presence(const std::string& device, bool online);
 
     // ---- sessions ----
     void authenticated(session& s, action_list& out);
@@ -92,6 +97,7 @@ class presence_keeper {
     std::string presence_filter_;                  // the template with `+` for the id
     std::size_t id_level_ = 0;                     // the level of the template that holds the id
     std::unordered_map<std::string, int> local_;   // devices with sessions here, and how many
+    std::unordered_set<std::string> peers_;        // ... on another shard of this bridge
     std::unordered_map<std::string, bool> heard_;  // presence heard on the broker (bounded)
     std::unordered_set<std::string> left_online_;  // by a previous run (--state-dir)
     std::int64_t started_ms_;                      // wall clock when this run started

@@ -39,6 +39,7 @@ class action_runner {
     void carry_out(log_line& a);
     void carry_out(audit_record& a) { audit_.write(a, clock_.wall_ms()); }
     void carry_out(state_record& a) { state_.write(a); }
+    void carry_out(device_presence&) {}  // only engine shards emit it, for the broker_hub
 
     client_links& clients_;
     upstream& broker_;

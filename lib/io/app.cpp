@@ -254,14 +254,15 @@ struct app::impl {
         shards->deliver(to_shards);
     }
 
-    // Engine shards: shard `from`'s actions for this thread. Its upstream ones go through the
-    // hub; audit and state records are carried out as they are.
+    // Engine shards: shard `from`'s actions for this thread. Its upstream ones and its devices'
+    // presence go through the hub; audit and state records are carried out as they are.
     void from_shard(shard_index from, action_list& list) {
         shard_deliveries to_shards;
         for (auto& a : list) {
             if (std::holds_alternative<subscribe_upstream>(a) ||
                 std::holds_alternative<unsubscribe_upstream>(a) ||
-                std::holds_alternative<publish_upstream>(a)) {
+                std::holds_alternative<publish_upstream>(a) ||
+                std::holds_alternative<device_presence>(a)) {
                 hub->from_shard(from, std::move(a), actions, to_shards);
             } else {
                 actions.push_back(std::move(a));

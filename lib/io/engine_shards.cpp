@@ -293,6 +293,8 @@ struct engine_shards::impl {
                 core.upstream_connected(c->session_present, actions);
             } else if (auto* l = std::get_if<shard_lost>(&event)) {
                 core.upstream_lost(l->reason, actions);
+            } else if (auto* presence = std::get_if<shard_presence>(&event)) {
+                core.peer_presence(presence->device, presence->online, actions);
             }
         }
 
@@ -442,6 +444,19 @@ struct engine_shards::impl {
         for (auto& s : shards)
             s->inbox.push([f, &s = *s]() mutable { f(s); });
     }
+    // ... then `done()` on the app's thread once all have run it. What each shard handed the
+    // app's thread before goes first (an UNSUBSCRIBE, say), so that `done` sees it carried out.
+    template <class F>
+    void on_every_shard_then(F f, std::function<void()> done) {
+        auto left = std::make_shared<std::size_t>(shards.size());
+        on_every_shard([this, f, done, left](shard& s) mutable {
+            f(s);
+            s.hand_to_app();
+            to_app.push([done, left] {
+                if (--*left == 0) done();
+            });
+        });
+    }
 
     listener_threads threads;  // first in, last out: the shards' timers are on its io_contexts
     const std::chrono::milliseconds tick;
@@ -504,10 +519,13 @@ void engine_shards::upstream_congestion(bool congested) {
 }
 
 void engine_shards::set_security(std::shared_ptr<const security_policy> policy) {
-    impl_->on_every_shard([policy](impl::shard& s) {
-        s.core.set_security(policy, s.actions);
-        s.execute();
-    });
+    // Logged once every shard has it (a shard's engine says nothing: engine::set_security).
+    impl_->on_every_shard_then(
+        [policy](impl::shard& s) {
+            s.core.set_security(policy, s.actions);
+            s.execute();
+        },
+        [] { logging::write(log_level::info, "security policy reloaded"); });
 }
 
 void engine_shards::shutdown() {
@@ -523,17 +541,10 @@ void engine_shards::shutdown() {
 void engine_shards::ask_every_shard(
     std::function<void(const engine&, const client_io&, shard_index)> ask,
     std::function<void()> done) {
-    auto left = std::make_shared<std::size_t>(impl_->shards.size());
-    impl* pool = impl_.get();
-    impl_->on_every_shard([ask, done, left, pool](impl::shard& s) {
-        ask(s.core, *s.server, s.index);
-        // What the shard did before is for the app's thread first (an UNSUBSCRIBE, say), so
-        // that the answers and the hub agree.
-        s.hand_to_app();
-        pool->to_app.push([done, left] {
-            if (--*left == 0) done();
-        });
-    });
+    // What each shard handed the app's thread before goes first, so that the answers and the
+    // hub agree.
+    impl_->on_every_shard_then([ask](impl::shard& s) { ask(s.core, *s.server, s.index); },
+                               std::move(done));
 }
 
 void engine_shards::send(connection_id to, const frame_ptr& frame, bool binary,

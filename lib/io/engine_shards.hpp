@@ -17,8 +17,9 @@
 // the connection, and carries out that shard's actions for it, keeping its unwritten bytes where
 // the session's flow control reads them (moved_link::queued). The session never moves. A device's
 // first auth is handed over the same way, to the shard its id names (shard_for_auth), so that
-// every session of one device is on one shard. The limits on failed authentications are one
-// auth_limiter that all shards share.
+// every session of one device is on one shard; that shard's word on whether the device is
+// connected goes to the other shards through the hub (device_presence). The limits on failed
+// authentications are one auth_limiter that all shards share.
 //
 // Not yet (issue 11, docs/operations.md "Threads"): --state-dir is refused; the limit of detached
 // sessions is shared out between the shards (config_for_shard), each ending its own oldest; command
