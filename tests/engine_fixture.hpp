@@ -234,11 +234,11 @@ class engine_fixture {
     // Presence and the bridge's status publishes are off unless a test asks for them
     // (`with_presence`): the other tests count the publishes and filters of their clients only.
     enum presence_mode { without_presence, with_presence };
-    // `auth_failures`: limits on failed authentications shared with other engines (as shards).
+    // `shared`: limits shared with other engines (as shards share them).
     explicit engine_fixture(engine_config config = {}, presence_mode presence = without_presence,
-                            std::shared_ptr<auth_limiter> auth_failures = nullptr)
+                            bridge_limits shared = {})
         : eng(with_mode(std::move(config), presence), env, std::make_shared<security_policy>(),
-              std::move(auth_failures)) {}
+              std::move(shared)) {}
     engine_fixture(const engine_fixture&) = delete;
     engine_fixture& operator=(const engine_fixture&) = delete;
 
@@ -309,6 +309,11 @@ class engine_fixture {
                                      bool local) {
         action_list out;
         eng.shard_message(m, subscription_ids, local, out);
+        return record(std::move(out));
+    }
+    const action_list& evict_detached(const detached_sessions::entry& e) {
+        action_list out;
+        eng.evict_detached(e, out);
         return record(std::move(out));
     }
     const action_list& peer_presence(const std::string& device, bool online) {

@@ -476,23 +476,19 @@ TEST_CASE("broker_hub: each shard's configuration") {
     engine_config bridge;
     bridge.max_detached_sessions = 10;
     bridge.devices.bridge_status_topic = "bridges/b1/status";
-    const engine_config first = config_for_shard(bridge, 0, 4);
-    const engine_config third = config_for_shard(bridge, 2, 4);
+    const engine_config first = config_for_shard(bridge, 0);
+    const engine_config third = config_for_shard(bridge, 2);
     CHECK(first.auth.session_token_prefix == session_token_prefix(0));
     CHECK(third.auth.session_token_prefix == session_token_prefix(2));
     CHECK(first.behind_hub);
     CHECK(third.behind_hub);
+    CHECK(first.shard == 0);
+    CHECK(third.shard == 2);
     // One retained status for the bridge: shard 0's.
     CHECK(first.devices.bridge_status_topic == "bridges/b1/status");
     CHECK(third.devices.bridge_status_topic.empty());
-    // The limit of detached sessions is shared out, rounded up: 4 × 3 ≥ 10, and never 0 (which
-    // would mean no limit) while the bridge has one.
-    CHECK(first.max_detached_sessions == 3);
-    CHECK(third.max_detached_sessions == 3);
-    bridge.max_detached_sessions = 2;
-    CHECK(config_for_shard(bridge, 1, 4).max_detached_sessions == 1);
-    bridge.max_detached_sessions = 0;  // no limit stays no limit
-    CHECK(config_for_shard(bridge, 1, 4).max_detached_sessions == 0);
+    // The limit of detached sessions is the bridge's: the shards share one detached_sessions.
+    CHECK(third.max_detached_sessions == bridge.max_detached_sessions);
 }
 
 TEST_CASE("broker_hub: the shard of a first auth: its session's, a device's by its id, else any") {

@@ -23,13 +23,15 @@ using mqttws::test::unsubscribe_frame;
 namespace {
 
 // N engines and the hub between them and a scripted broker; each engine is configured as the
-// bridge configures its shards (config_for_shard).
+// bridge configures its shards (config_for_shard), and they share the bridge's limits.
 class sharded_bridge {
   public:
     explicit sharded_bridge(std::size_t n, engine_config config = {})
         : hub_(n, 1 << 20, /*persistent_session=*/false) {
+        const bridge_limits limits = make_bridge_limits(config);
         for (std::size_t k = 0; k < n; ++k)
-            shards_.push_back(std::make_unique<engine_fixture>(config_for_shard(config, k, n)));
+            shards_.push_back(std::make_unique<engine_fixture>(
+                config_for_shard(config, k), engine_fixture::without_presence, limits));
         connect();
     }
 
@@ -43,14 +45,48 @@ class sharded_bridge {
         c.take();
         return c;
     }
+    // Client `id` of shard `k` authenticates as `name`; returns its session token.
+    std::string session_token(shard_index k, connection_id id, std::string_view name) {
+        client_handle c = shard(k).client(id);
+        send(k, c, R"({"type":"auth","clientId":)" + test::quoted(name) + "}");
+        const frame_list got = of_type(c.take(), "auth_response");
+        REQUIRE(got.size() == 1);
+        return got[0].str("session");
+    }
+    // Client `id` of shard `k` resumes `name`'s session `token`: whether it was still there.
+    bool resumes(shard_index k, connection_id id, std::string_view name, const std::string& token) {
+        client_handle c = shard(k).client(id);
+        send(k, c,
+             R"({"type":"auth","clientId":)" + test::quoted(name) + R"(,"session":)" +
+                 test::quoted(token) + R"(,"lastSeq":0})");
+        const frame_list got = of_type(c.take(), "auth_response");
+        REQUIRE(got.size() == 1);
+        return got[0].json("resumed") == "true";
+    }
     client_handle device(shard_index k, connection_id id, std::string_view device_id) {
         client_handle c = shard(k).client(id);
         send(k, c, R"({"type":"auth","deviceId":)" + test::quoted(device_id) + "}");
         c.take();
         return c;
     }
-    // The client closes its connection cleanly (its session ends).
-    void close(shard_index k, connection_id id) { settle(k, shard(k).client_closed(id)); }
+    // The client closes its connection cleanly (its session ends), or it drops (`clean` false:
+    // its session waits for a resume).
+    void close(shard_index k, connection_id id, bool clean = true) {
+        settle(k, shard(k).client_closed(id, clean));
+    }
+    // While set, a session a shard must end for another is kept in `held_evictions` (as if its
+    // thread had not run yet) until release_evictions().
+    bool hold_evictions = false;
+    std::vector<detached_sessions::entry> held_evictions;
+    void release_evictions() {
+        for (const auto& e : std::exchange(held_evictions, {}))
+            settle(e.shard, shard(e.shard).evict_detached(e));
+    }
+    // Time passes on every shard.
+    void advance(std::int64_t ms) {
+        for (auto& s : shards_)
+            s->advance(ms);
+    }
 
     // ---- the broker ----
     void connect(bool session_present = false) {
@@ -112,10 +148,20 @@ class sharded_bridge {
     }
 
   private:
-    // The upstream actions of shard `k`'s call go through the hub.
+    // The upstream actions of shard `k`'s call go through the hub; a session another shard must
+    // end goes to that shard.
     void settle(shard_index k, action_list out) {
         shard_deliveries d;
         for (auto& a : out) {
+            if (auto* end = std::get_if<end_detached_session>(&a)) {
+                if (hold_evictions) {
+                    held_evictions.push_back(end->session);
+                } else {
+                    settle(end->session.shard,
+                           shard(end->session.shard).evict_detached(end->session));
+                }
+                continue;
+            }
             action_list up;
             hub_.from_shard(k, std::move(a), up, d);
             for (auto& u : up) {
@@ -314,4 +360,50 @@ TEST_CASE("engine shards: a device's presence on one shard is known on the other
     for (const auto& p : b.taken<publish_upstream>())
         to_lamp += p.topic == "devices/lamp/control" ? 1 : 0;
     CHECK(to_lamp == 1);
+}
+
+TEST_CASE(
+    "engine shards: past --max-detached-sessions the session that waited longest in the bridge "
+    "ends, whichever shard holds it") {
+    engine_config config;
+    config.max_detached_sessions = 2;
+    sharded_bridge b(2, config);
+    const std::string first = b.session_token(1, 1, "first");  // drops first, on shard 1
+    const std::string second = b.session_token(0, 2, "second");
+    const std::string third = b.session_token(0, 3, "third");
+    b.close(1, 1, /*clean=*/false);
+    b.advance(10);
+    b.close(0, 2, /*clean=*/false);
+    b.advance(10);
+    CHECK(b.shard(1).stats().sessions == 1);
+    b.close(0, 3, /*clean=*/false);  // three wait in the bridge: shard 1's, the oldest, ends
+    CHECK(b.shard(1).stats().sessions == 0);
+    CHECK(b.shard(1).stats().sessions_evicted == 1);
+    CHECK(b.shard(0).stats().sessions == 2);
+    CHECK(b.shard(0).stats().sessions_evicted == 0);
+
+    CHECK_FALSE(b.resumes(1, 11, "first", first));
+    CHECK(b.resumes(0, 12, "second", second));
+    CHECK(b.resumes(0, 13, "third", third));
+}
+
+TEST_CASE(
+    "engine shards: a session resumed after it was found the oldest is not ended when its shard "
+    "hears of it") {
+    engine_config config;
+    config.max_detached_sessions = 1;
+    sharded_bridge b(2, config);
+    const std::string first = b.session_token(1, 1, "first");
+    b.session_token(0, 2, "second");
+    b.close(1, 1, /*clean=*/false);
+    b.advance(10);
+    b.hold_evictions = true;
+    b.close(0, 2, /*clean=*/false);  // two wait: shard 1 must end "first"...
+    REQUIRE(b.held_evictions.size() == 1);
+    // ... but "first" comes back before shard 1 hears of it (a resume on its own shard).
+    REQUIRE(b.resumes(1, 11, "first", first));
+    b.release_evictions();
+    CHECK(b.shard(1).stats().sessions == 1);
+    CHECK(b.shard(1).stats().sessions_evicted == 0);
+    CHECK(b.shard(1).stats().connections == 1);
 }

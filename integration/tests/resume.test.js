@@ -323,7 +323,7 @@ describe('sessions waiting for a resume are bounded (--max-detached-sessions)', 
     });
     after(h.cleanup);
 
-    it('past the limit the session waiting longest ends: its filter goes, it cannot resume; the others can', h.unlessShards(T, 'the limit of detached sessions'), async () => {
+    it('past the limit the session waiting longest ends: its filter goes, it cannot resume; the others can', T, async () => {
         const topic = (i) => `bounded/${i}`;
         const hellos = [];
         for (let i = 0; i < 3; i++) {

@@ -9,6 +9,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/detached_sessions.hpp"
 #include "core/error.hpp"
 #include "core/frame_head.hpp"
 
@@ -121,9 +122,16 @@ struct device_presence {
     bool online = false;
 };
 
+// Engine shards only: past --max-detached-sessions, the session that has waited longest in the
+// bridge is another shard's; that shard ends it (engine::evict_detached), unless it was resumed
+// meanwhile.
+struct end_detached_session {
+    detached_sessions::entry session;
+};
+
 using action = std::variant<send_frame, ping_client, close_client, pause_reading, resume_reading,
                             subscribe_upstream, unsubscribe_upstream, publish_upstream, log_line,
-                            audit_record, state_record, device_presence>;
+                            audit_record, state_record, device_presence, end_detached_session>;
 using action_list = std::vector<action>;
 
 }  // namespace mqttws

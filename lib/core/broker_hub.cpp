@@ -39,13 +39,12 @@ std::optional<shard_index> shard_of_session_token(std::string_view token, std::s
     return k;
 }
 
-engine_config config_for_shard(engine_config config, shard_index k, std::size_t shards) {
+engine_config config_for_shard(engine_config config, shard_index k) {
     config.auth.session_token_prefix = session_token_prefix(k);
     config.behind_hub = true;
+    config.shard = k;
     // The bridge's own status is one retained message: shard 0 publishes it.
     if (k != 0) config.devices.bridge_status_topic.clear();
-    const std::size_t limit = config.max_detached_sessions;
-    if (limit != 0) config.max_detached_sessions = (limit + shards - 1) / shards;
     return config;
 }
 

@@ -95,11 +95,9 @@ using shard_deliveries = std::vector<shard_delivery>;
 std::string session_token_prefix(shard_index shard);
 // The shard of `token` (one of `shards`), or nullopt when it has no shard's prefix.
 std::optional<shard_index> shard_of_session_token(std::string_view token, std::size_t shards);
-// The configuration of shard `k` of `shards`, from the bridge's: its session tokens' prefix, behind
-// the hub, the bridge's status published by shard 0 only, and --max-detached-sessions split
-// between the shards (rounded up), so that it bounds the bridge's memory as with one engine; past
-// its share a shard ends the session that waited longest there.
-engine_config config_for_shard(engine_config config, shard_index k, std::size_t shards);
+// The configuration of shard `k`, from the bridge's: its session tokens' prefix, behind the hub,
+// its index, and the bridge's status published by shard 0 only.
+engine_config config_for_shard(engine_config config, shard_index k);
 // The shard that must serve a connection whose first `auth` is `r`: the shard of the session it
 // resumes; else, for a device, the one its id hashes to, so that every session of one device is
 // on one shard (its presence counts them, its signed frames' nonces are checked there); nullopt:

@@ -31,12 +31,15 @@ static_assert(std::variant_size_v<client_request> == static_cast<std::size_t>(in
 }  // namespace
 
 engine::engine(engine_config config, platform& env, std::shared_ptr<const security_policy> policy,
-               std::shared_ptr<auth_limiter> auth_failures)
+               bridge_limits shared)
     : ctx_(std::move(config), env, std::move(policy)),
       decoder_(ctx_.config.decode),
+      sessions_(shared.detached ? std::move(shared.detached) : make_detached_sessions(ctx_.config),
+                ctx_.config.shard),
       pacer_(ctx_),
-      gate_(ctx_, pacer_,
-            auth_failures ? std::move(auth_failures) : make_auth_limiter(ctx_.config)),
+      gate_(
+          ctx_, pacer_,
+          shared.auth_failures ? std::move(shared.auth_failures) : make_auth_limiter(ctx_.config)),
       subscriptions_(ctx_, sessions_, pacer_),
       relay_(ctx_, sessions_, pacer_),
       presence_(ctx_, relay_),
@@ -149,15 +152,32 @@ void engine::client_closed(connection_id id, std::uint16_t code, bool by_peer, a
                                                                  : why::timeout,
                     out);
     } else {
-        sessions_.detach(*s, now + ctx_.config.resume_window_ms);
+        const auto over_limit = sessions_.detach(*s, now + ctx_.config.resume_window_ms);
         presence_.tick(*s, now, out);  // a will without delay goes out now
-        const std::size_t limit = ctx_.config.max_detached_sessions;
-        while (limit != 0 && sessions_.detached() > limit) {
-            ++ctx_.stats.sessions_evicted;
-            end_session(*sessions_.oldest_detached(), presence_keeper::end_reason::timeout, out);
+        // Past --max-detached-sessions: the sessions that waited longest in the bridge end.
+        for (const detached_sessions::entry& oldest : over_limit) {
+            if (oldest.shard == ctx_.config.shard) {
+                end_detached(oldest, out);
+            } else {
+                out.push_back(end_detached_session{oldest});
+            }
         }
     }
     end_event(out);
+}
+
+void engine::evict_detached(const detached_sessions::entry& s, action_list& out) {
+    begin_event();
+    end_detached(s, out);
+    end_event(out);
+}
+
+void engine::end_detached(const detached_sessions::entry& e, action_list& out) {
+    session* s = sessions_.by_key(static_cast<session_key>(e.key));
+    // Not when it was resumed since (and maybe detached again: a later entry).
+    if (s == nullptr || s->connection() != 0 || s->detached_until_ms() != e.until_ms) return;
+    ++ctx_.stats.sessions_evicted;
+    end_session(*s, presence_keeper::end_reason::timeout, out);
 }
 
 void engine::client_alive(connection_id id) {

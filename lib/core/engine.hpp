@@ -53,20 +53,31 @@
 
 namespace mqttws {
 
-// The limits on failed authentications that `config` sets: an engine's own, or one that engine
-// shards share.
+// The limits that hold for the bridge as a whole, which engine shards share (engine_shards.hpp):
+// on failed authentications, and on the sessions waiting for a resume. A null member: the
+// engine keeps its own.
+struct bridge_limits {
+    std::shared_ptr<auth_limiter> auth_failures;
+    std::shared_ptr<detached_sessions> detached;
+};
 inline std::shared_ptr<auth_limiter> make_auth_limiter(const engine_config& config) {
     return std::make_shared<auth_limiter>(
         auth_limits{config.auth.failures_per_minute, config.auth.failures_per_user_per_minute});
 }
+inline std::shared_ptr<detached_sessions> make_detached_sessions(const engine_config& config) {
+    return std::make_shared<detached_sessions>(config.max_detached_sessions);
+}
+// The limits `config` sets, for engine shards to share.
+inline bridge_limits make_bridge_limits(const engine_config& config) {
+    return {make_auth_limiter(config), make_detached_sessions(config)};
+}
 
 class engine {
   public:
-    // `auth_failures`: the limits on failed authentications, when engine shards share them
-    // (engine_shards.hpp); by default the engine keeps its own (make_auth_limiter(config)).
+    // `shared`: the limits engine shards share; by default the engine keeps its own.
     engine(engine_config config, platform& env,
            std::shared_ptr<const security_policy> policy = std::make_shared<security_policy>(),
-           std::shared_ptr<auth_limiter> auth_failures = nullptr);
+           bridge_limits shared = {});
     ~engine();
     engine(const engine&) = delete;
     engine& operator=(const engine&) = delete;
@@ -112,6 +123,9 @@ class engine {
     // With engine shards: another shard's device came online or went offline there
     // (device_presence, handed on by the hub), so that commands know it at once.
     void peer_presence(const std::string& device, bool online, action_list& out);
+    // With engine shards: another shard went past --max-detached-sessions, and this shard's
+    // session `s` had waited longest; it ends, unless it was resumed (end_detached_session).
+    void evict_detached(const detached_sessions::entry& s, action_list& out);
     // `granted` is the SUBACK return code: 0..2, or >= 0x80 (or < 0) when refused/failed.
     void upstream_subscribed(op_id op, int granted, action_list& out);
     // qos >= 1 publish confirmed (PUBACK / PUBCOMP: no error) or failed.
@@ -178,6 +192,9 @@ class engine {
     void resume(session& fresh, session& old, const auth_request& r, identity who,
                 action_list& out);
     void end_session(session& s, presence_keeper::end_reason why, action_list& out);
+    // Past --max-detached-sessions: ends the detached session `e` of this engine, if it still
+    // waits.
+    void end_detached(const detached_sessions::entry& e, action_list& out);
     // A message for the bridge's own subscriptions (presence, answers to its commands).
     void own_message(const broker_message& m, action_list& out);
 

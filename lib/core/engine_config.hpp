@@ -115,6 +115,7 @@ struct engine_config {
     // An engine shard behind a broker_hub: it tells the hub of every filter it releases, also
     // while the broker connection is down (the hub sends upstream only what the broker needs).
     bool behind_hub = false;
+    std::size_t shard = 0;  // ... and which one (config_for_shard); 0 for one engine
     device_config devices;
     topic::limits topic_limits;
     decode_limits decode;
@@ -125,7 +126,7 @@ struct engine_config {
     // At most this many sessions wait for a resume at once (0: no limit); past it, the one
     // waiting longest ends, as if its window had run out. What one client can make the bridge
     // hold is bounded per session; this bounds how many sessions a stream of dropped
-    // connections can leave behind.
+    // connections can leave behind. Engine shards share it (detached_sessions.hpp).
     std::size_t max_detached_sessions = 10000;
     outbox_limits outbox;  // in-flight window, retry time, resume history, per session
     auth_config auth;

@@ -25,20 +25,21 @@ session* session_directory::by_key(session_key key) {
 
 void session_directory::attach(session& s, connection_id c) {
     if (s.connection() != 0) by_connection_.erase(s.connection());
-    detached_.erase({s.detached_until_ms(), s.key()});
+    stop_waiting(s);
     s.attach(c);
     by_connection_.insert(c, &s);
 }
 
-void session_directory::detach(session& s, std::int64_t keep_until_ms) {
+std::vector<detached_sessions::entry> session_directory::detach(session& s,
+                                                                std::int64_t keep_until_ms) {
     if (s.connection() != 0) by_connection_.erase(s.connection());
-    detached_.erase({s.detached_until_ms(), s.key()});
+    stop_waiting(s);
     s.detach(keep_until_ms);
-    detached_.insert({keep_until_ms, s.key()});
+    return waiting_->detached({keep_until_ms, shard_, static_cast<std::uint64_t>(s.key())});
 }
 
-session* session_directory::oldest_detached() {
-    return detached_.empty() ? nullptr : by_key(detached_.begin()->second);
+void session_directory::stop_waiting(const session& s) {
+    if (s.detached_until_ms() != 0) waiting_->gone(shard_, static_cast<std::uint64_t>(s.key()));
 }
 
 void session_directory::erase(session& s) {
@@ -46,7 +47,7 @@ void session_directory::erase(session& s) {
         session* const* found = by_connection_.find(s.connection());
         if (found && *found == &s) by_connection_.erase(s.connection());
     }
-    detached_.erase({s.detached_until_ms(), s.key()});
+    stop_waiting(s);
     sessions_.erase(s.key());
 }
 

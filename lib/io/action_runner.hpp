@@ -39,7 +39,9 @@ class action_runner {
     void carry_out(log_line& a);
     void carry_out(audit_record& a) { audit_.write(a, clock_.wall_ms()); }
     void carry_out(state_record& a) { state_.write(a); }
-    void carry_out(device_presence&) {}  // only engine shards emit it, for the broker_hub
+    // Only engine shards emit these (engine_shards.hpp).
+    void carry_out(device_presence&) {}
+    void carry_out(end_detached_session&) {}
 
     client_links& clients_;
     upstream& broker_;

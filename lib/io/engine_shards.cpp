@@ -67,13 +67,11 @@ struct engine_shards::impl {
     // and `publishes_ahead` (see there).
     struct shard {
         shard(impl& pool, std::size_t k, const engine_config& config,
-              std::shared_ptr<const security_policy> policy,
-              std::shared_ptr<auth_limiter> auth_failures)
+              std::shared_ptr<const security_policy> policy, const bridge_limits& limits)
             : io(pool.threads.io(k)),
               inbox(io, [](call& c) { c(); }),
               env(foreign),
-              core(config_for_shard(config, k, pool.threads.size()), env, std::move(policy),
-                   std::move(auth_failures)),
+              core(config_for_shard(config, k), env, std::move(policy), limits),
               refresh(io),
               ticker(io),
               drain_poll(io),
@@ -100,6 +98,12 @@ struct engine_shards::impl {
                     server->resume_reading_from(resume->who);
                 } else if (auto* line = std::get_if<log_line>(&a)) {
                     logging::write(line->level, line->text);
+                } else if (auto* end = std::get_if<end_detached_session>(&a)) {
+                    shard& there = *owner.shards[end->session.shard];
+                    there.inbox.push([&there, e = end->session] {
+                        there.core.evict_detached(e, there.actions);
+                        there.execute();
+                    });
                 } else {
                     if (const auto* publish = std::get_if<publish_upstream>(&a))
                         for_app_publish_bytes += publish->topic.size() + publish->payload.size();
@@ -425,10 +429,11 @@ struct engine_shards::impl {
           tick(every),
           app(std::move(side)),
           to_app(io, [](call& c) { c(); }) {
-        // The limits on failed authentications hold for the bridge, not per thread.
-        const auto auth_failures = make_auth_limiter(config);
+        // The limits on failed authentications and on detached sessions hold for the bridge,
+        // not per thread.
+        const bridge_limits limits = make_bridge_limits(config);
         for (std::size_t k = 0; k < count; ++k)
-            shards.push_back(std::make_unique<shard>(*this, k, config, policy, auth_failures));
+            shards.push_back(std::make_unique<shard>(*this, k, config, policy, limits));
         // Throws now when the TLS files cannot be loaded.
         threads.make_servers([this](std::size_t k) { return shards[k]->handlers(); });
     }

@@ -19,11 +19,12 @@
 // first auth is handed over the same way, to the shard its id names (shard_for_auth), so that
 // every session of one device is on one shard; that shard's word on whether the device is
 // connected goes to the other shards through the hub (device_presence). The limits on failed
-// authentications are one auth_limiter that all shards share.
+// authentications and on detached sessions are the bridge's, shared by all shards
+// (bridge_limits); past the latter, the shard that detached one too many tells the shard of the
+// oldest to end it (end_detached_session).
 //
-// Not yet (issue 11, docs/operations.md "Threads"): --state-dir is refused; the limit of detached
-// sessions is shared out between the shards (config_for_shard), each ending its own oldest; command
-// idempotency keys are per thread.
+// Not yet (issue 11, docs/operations.md "Threads"): --state-dir is refused; command idempotency
+// keys are per thread.
 //
 // Thread safety: the public members are the app's thread's; each thread owns its shard and
 // ws_server; the two sides meet in mailboxes, and in the shared connection_ledger.
