@@ -200,6 +200,22 @@ TEST_CASE("engine commands: an offline device is rejected, or waits for it with 
     }
 }
 
+TEST_CASE("engine commands: what is known of devices is bounded by known_devices") {
+    engine_config config;
+    config.devices.known_devices = 2;
+    command_fixture c(config, engine_fixture::with_presence);
+    for (mqttws::connection_id id = 2; id <= 4; ++id) {  // dev-2, dev-3, dev-4 come and go
+        c.f.device(id, "dev-" + std::to_string(id));
+        c.f.client_closed(id);
+    }
+    c.command(R"({"type":"command","id":"a","target":"dev-2","name":"x"})");
+    CHECK(c.statuses().at(0).str("reason") == "device_offline");
+    // The third is not remembered: unknown, so the command is sent (as to a device never heard of).
+    c.command(R"({"type":"command","id":"b","target":"dev-4","name":"x"})");
+    CHECK(publishes_to(c.f, "devices/dev-4/control").size() == 1);
+    CHECK(c.statuses().at(0).str("state") == "queued");
+}
+
 TEST_CASE(
     "engine commands: a device on another engine shard is online until that shard says it "
     "ended") {

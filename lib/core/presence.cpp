@@ -93,13 +93,17 @@ std::string presence_keeper::heard(const broker_message& m) {
     if (doc.HasParseError() || !doc.IsObject()) return {};
     const auto online = doc.FindMember("online");
     if (online == doc.MemberEnd() || !online->value.IsBool()) return {};
+    remember(device, online->value.GetBool());
+    return online->value.GetBool() ? device : std::string();
+}
+
+void presence_keeper::remember(const std::string& device, bool online) {
     const auto known = heard_.find(device);
     if (known != heard_.end()) {
-        known->second = online->value.GetBool();
+        known->second = online;
     } else if (heard_.size() < ctx_.config.devices.known_devices) {
-        heard_.emplace(device, online->value.GetBool());
+        heard_.emplace(device, online);
     }
-    return online->value.GetBool() ? device : std::string();
 }
 
 std::optional<bool> presence_keeper::online(const std::string& device) const {
@@ -115,7 +119,7 @@ void presence_keeper::peer_presence(const std::string& device, bool online) {
     } else {
         peers_.erase(device);
     }
-    heard_[device] = online;  // as for a device of this shard: before the broker echoes it
+    remember(device, online);  // as for a device of this shard: before the broker echoes it
 }
 
 // ---------------------------------------------------------------- sessions
@@ -124,7 +128,7 @@ void presence_keeper::authenticated(session& s, action_list& out) {
     if (!s.is_device()) return;
     if (++local_[s.client_id()] > 1) return;
     left_online_.erase(s.client_id());
-    heard_[s.client_id()] = true;  // what the bridge says itself, before the broker echoes it
+    remember(s.client_id(), true);  // what the bridge says itself, before the broker echoes it
     out.push_back(state_record{presence_file, "+" + s.client_id()});
     if (ctx_.config.behind_hub) out.push_back(device_presence{s.client_id(), true});
     publish_presence(s.client_id(), true, {}, out);
@@ -147,7 +151,7 @@ void presence_keeper::session_ended(session& s, end_reason why, action_list& out
     const auto it = local_.find(s.client_id());
     if (it == local_.end() || --it->second > 0) return;
     local_.erase(it);
-    heard_[s.client_id()] = false;  // offline from now, not from when the broker echoes it
+    remember(s.client_id(), false);  // offline from now, not from when the broker echoes it
     // Written down before it is told: whoever saw the presence change may see the bridge
     // crash next, and the next run must not mark the device again.
     out.push_back(state_record{presence_file, "-" + s.client_id()});

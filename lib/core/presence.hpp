@@ -91,6 +91,9 @@ class presence_keeper {
     void publish_status(std::string topic, bool online, std::int64_t since, std::string_view reason,
                         action_list& out);
     std::string presence_of(std::string_view topic) const;  // device id in a presence topic
+    // What is known of `device` now; a device not known yet is remembered only while fewer
+    // than devices.known_devices are, so that a stream of new device ids cannot grow it.
+    void remember(const std::string& device, bool online);
 
     engine_context& ctx_;
     publish_relay& relay_;
@@ -98,7 +101,7 @@ class presence_keeper {
     std::size_t id_level_ = 0;                     // the level of the template that holds the id
     std::unordered_map<std::string, int> local_;   // devices with sessions here, and how many
     std::unordered_set<std::string> peers_;        // ... on another shard of this bridge
-    std::unordered_map<std::string, bool> heard_;  // presence heard on the broker (bounded)
+    std::unordered_map<std::string, bool> heard_;  // the last presence of each (bounded)
     std::unordered_set<std::string> left_online_;  // by a previous run (--state-dir)
     std::int64_t started_ms_;                      // wall clock when this run started
 };
