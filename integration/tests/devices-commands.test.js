@@ -389,8 +389,15 @@ describe('commands', () => {
         try {
             await d.close(1000);
             await bridge.log.waitFor(/client close .*code=1000 by=client/, h.LONG, { from: mark }); // its session ended
-            dash.send({ type: 'command', id: 'gone', target: id, name: 'x', timeoutMs: 1000 });
-            status = await dash.next((f) => f.type === 'command_status' && f.id === 'gone');
+            // With engine shards the dashboard's thread may be another than the device's: it is
+            // told through the app's thread, a moment later, so a command sent at once may still
+            // go out. It must be refused soon, with the broker still stopped.
+            for (let attempt = 0; ; attempt++) {
+                dash.send({ type: 'command', id: `gone-${attempt}`, target: id, name: 'x', timeoutMs: 1000 });
+                status = await dash.next((f) => f.type === 'command_status' && f.id === `gone-${attempt}`);
+                if (status.state !== 'queued' || !h.ENGINE_SHARDS || attempt === 50) break;
+                await h.delay(20);
+            }
         } finally {
             process.kill(broker.pid, 'SIGCONT');
         }
