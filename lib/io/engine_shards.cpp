@@ -429,8 +429,7 @@ struct engine_shards::impl {
           tick(every),
           app(std::move(side)),
           to_app(io, [](call& c) { c(); }) {
-        // The limits on failed authentications and on detached sessions hold for the bridge,
-        // not per thread.
+        // The limits on failed authentications and detached sessions hold across threads.
         const bridge_limits limits = make_bridge_limits(config);
         for (std::size_t k = 0; k < count; ++k)
             shards.push_back(std::make_unique<shard>(*this, k, config, policy, limits));
@@ -546,8 +545,6 @@ void engine_shards::shutdown() {
 void engine_shards::ask_every_shard(
     std::function<void(const engine&, const client_io&, shard_index)> ask,
     std::function<void()> done) {
-    // What each shard handed the app's thread before goes first, so that the answers and the
-    // hub agree.
     impl_->on_every_shard_then([ask](impl::shard& s) { ask(s.core, *s.server, s.index); },
                                std::move(done));
 }
