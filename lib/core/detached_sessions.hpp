@@ -55,14 +55,10 @@ class detached_sessions {
         oldest_first_.erase(it->second);
         by_session_.erase(it);
     }
-    std::size_t size() const {
-        std::lock_guard<std::mutex> hold(lock_);
-        return oldest_first_.size();
-    }
 
   private:
     const std::size_t limit_;
-    mutable std::mutex lock_;
+    std::mutex lock_;
     std::uint64_t next_ = 0;
     std::map<std::uint64_t, entry> oldest_first_;  // by the order they were detached
     std::map<std::pair<std::size_t, std::uint64_t>, std::uint64_t> by_session_;  // → that order
