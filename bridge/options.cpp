@@ -67,7 +67,7 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     cli.add_flag("--engine-shards", out.engine_shards,
                  "Experimental, with --threads > 1: each thread keeps the sessions of the clients "
                  "it serves (an engine shard), instead of one engine thread for all. MQTT 5 "
-                 "only; not with --state-dir. See docs/operations.md, 'Threads'")
+                 "only. See docs/operations.md, 'Threads'")
         ->group(net);
 
     auto* mqtt = "Upstream MQTT";
@@ -416,10 +416,6 @@ std::optional<int> parse_options(int argc, char** argv, app_config& out) {
     }
     if (out.engine_shards && mqtt_version != 5) {
         std::cerr << "--engine-shards needs --mqtt-version 5\n";
-        return 2;
-    }
-    if (out.engine_shards && !out.state_dir.empty()) {
-        std::cerr << "--engine-shards does not keep state yet: leave out --state-dir\n";
         return 2;
     }
     const auto ms = [](double seconds) {

@@ -236,7 +236,7 @@ class engine_fixture {
     enum presence_mode { without_presence, with_presence };
     // `shared`: limits shared with other engines (as shards share them).
     explicit engine_fixture(engine_config config = {}, presence_mode presence = without_presence,
-                            bridge_limits shared = {})
+                            bridge_state shared = {})
         : eng(with_mode(std::move(config), presence), env, std::make_shared<security_policy>(),
               std::move(shared)) {}
     engine_fixture(const engine_fixture&) = delete;
@@ -311,9 +311,9 @@ class engine_fixture {
         eng.shard_message(m, subscription_ids, local, out);
         return record(std::move(out));
     }
-    const action_list& evict_detached(const detached_sessions::entry& e) {
+    const action_list& from_peer_shard(const action& request) {
         action_list out;
-        eng.evict_detached(e, out);
+        eng.from_peer_shard(request, out);
         return record(std::move(out));
     }
     const action_list& peer_presence(const std::string& device, bool online) {

@@ -476,8 +476,8 @@ TEST_CASE("broker_hub: each shard's configuration") {
     engine_config bridge;
     bridge.max_detached_sessions = 10;
     bridge.devices.bridge_status_topic = "bridges/b1/status";
-    const engine_config first = config_for_shard(bridge, 0);
-    const engine_config third = config_for_shard(bridge, 2);
+    const engine_config first = config_for_shard(bridge, 0, 3);
+    const engine_config third = config_for_shard(bridge, 2, 3);
     CHECK(first.auth.session_token_prefix == session_token_prefix(0));
     CHECK(third.auth.session_token_prefix == session_token_prefix(2));
     CHECK(first.behind_hub);

@@ -237,7 +237,7 @@ TEST_CASE("engine auth: engine shards that share the limits count their failures
     auto policy = bob_password_policy();
     engine_config config;
     config.auth.failures_per_minute = 2;
-    const mqttws::bridge_limits shared = mqttws::make_bridge_limits(config);
+    const mqttws::bridge_state shared = mqttws::make_bridge_state(config);
     engine_fixture a(config, engine_fixture::without_presence, shared);
     engine_fixture b(config, engine_fixture::without_presence, shared);
     engine_fixture own(config);  // an engine with limits of its own

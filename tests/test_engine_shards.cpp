@@ -26,12 +26,14 @@ namespace {
 // bridge configures its shards (config_for_shard), and they share the bridge's limits.
 class sharded_bridge {
   public:
-    explicit sharded_bridge(std::size_t n, engine_config config = {})
+    explicit sharded_bridge(
+        std::size_t n, engine_config config = {},
+        engine_fixture::presence_mode presence = engine_fixture::without_presence)
         : hub_(n, 1 << 20, /*persistent_session=*/false) {
-        const bridge_limits limits = make_bridge_limits(config);
+        const bridge_state limits = make_bridge_state(config);
         for (std::size_t k = 0; k < n; ++k)
-            shards_.push_back(std::make_unique<engine_fixture>(
-                config_for_shard(config, k), engine_fixture::without_presence, limits));
+            shards_.push_back(
+                std::make_unique<engine_fixture>(config_for_shard(config, k, n), presence, limits));
         connect();
     }
 
@@ -74,13 +76,14 @@ class sharded_bridge {
     void close(shard_index k, connection_id id, bool clean = true) {
         settle(k, shard(k).client_closed(id, clean));
     }
-    // While set, a session a shard must end for another is kept in `held_evictions` (as if its
-    // thread had not run yet) until release_evictions().
-    bool hold_evictions = false;
-    std::vector<detached_sessions::entry> held_evictions;
-    void release_evictions() {
-        for (const auto& e : std::exchange(held_evictions, {}))
-            settle(e.shard, shard(e.shard).evict_detached(e));
+    // While set, what a shard asks of another (peer_shard_of) is kept in `held` (as if that
+    // thread had not run yet) until release(), which ends the holding.
+    bool hold_peer_requests = false;
+    action_list held;
+    void release() {
+        hold_peer_requests = false;
+        for (const auto& a : std::exchange(held, {}))
+            to_peer(a);
     }
     // Time passes on every shard.
     void advance(std::int64_t ms) {
@@ -153,12 +156,11 @@ class sharded_bridge {
     void settle(shard_index k, action_list out) {
         shard_deliveries d;
         for (auto& a : out) {
-            if (auto* end = std::get_if<end_detached_session>(&a)) {
-                if (hold_evictions) {
-                    held_evictions.push_back(end->session);
+            if (peer_shard_of(a)) {
+                if (hold_peer_requests) {
+                    held.push_back(a);
                 } else {
-                    settle(end->session.shard,
-                           shard(end->session.shard).evict_detached(end->session));
+                    to_peer(a);
                 }
                 continue;
             }
@@ -171,6 +173,10 @@ class sharded_bridge {
             }
         }
         deliver(std::move(d));
+    }
+    void to_peer(const action& a) {
+        const shard_index k = *peer_shard_of(a);
+        settle(k, shard(k).from_peer_shard(a));
     }
     void deliver(shard_deliveries d) {
         for (auto& [k, event] : d) {
@@ -397,13 +403,192 @@ TEST_CASE(
     b.session_token(0, 2, "second");
     b.close(1, 1, /*clean=*/false);
     b.advance(10);
-    b.hold_evictions = true;
+    b.hold_peer_requests = true;
     b.close(0, 2, /*clean=*/false);  // two wait: shard 1 must end "first"...
-    REQUIRE(b.held_evictions.size() == 1);
+    REQUIRE(b.held.size() == 1);
     // ... but "first" comes back before shard 1 hears of it (a resume on its own shard).
     REQUIRE(b.resumes(1, 11, "first", first));
-    b.release_evictions();
+    b.release();
     CHECK(b.shard(1).stats().sessions == 1);
     CHECK(b.shard(1).stats().sessions_evicted == 0);
     CHECK(b.shard(1).stats().connections == 1);
+}
+
+namespace {
+
+const std::string responses = "mqttws/mqttws-bridge/responses";
+
+std::string keyed_command(std::string_view id) {
+    return R"({"type":"command","id":")" + std::string(id) +
+           R"(","target":"door","name":"unlock","idempotencyKey":"k-1"})";
+}
+
+// The device's report on the bridge's response topic, as the broker delivers it.
+std::string device_report(const std::string& correlation, std::string_view status) {
+    return R"({"status":")" + std::string(status) + R"(","correlationData":")" + correlation +
+           R"(","result":1})";
+}
+
+// The commands published to the door since the last time they were taken.
+std::vector<publish_upstream> to_door(sharded_bridge& b) {
+    std::vector<publish_upstream> found;
+    for (auto& p : b.taken<publish_upstream>())
+        if (p.topic == "devices/door/control") found.push_back(std::move(p));
+    return found;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "engine shards: a retry on another shard of a command in flight is not run again, and is "
+    "told what follows") {
+    sharded_bridge b(2);
+    b.grant_subscribes();
+    auto first = b.auth(0, 1, "dashboard");
+    b.send(0, first, keyed_command("first"));
+    const auto sent = to_door(b);
+    REQUIRE(sent.size() == 1);
+    CHECK(of_type(first.take(), "command_status").at(0).str("state") == "queued");
+
+    // The same user on a new connection, served by the other shard: the stored state, no
+    // second publish.
+    auto retry = b.auth(1, 2, "dashboard");
+    b.send(1, retry, keyed_command("retry"));
+    CHECK(to_door(b).empty());
+    {
+        const frame_list got = of_type(retry.take(), "command_status");
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].str("id") == "retry");
+        CHECK(got[0].str("state") == "queued");
+    }
+    CHECK(b.shard(1).stats().command_retries == 1);
+
+    // The outcome reaches shard 0, which runs the command; the retry on shard 1 is told.
+    b.broker_sends(responses, device_report(sent[0].correlation_data, "succeeded"), responses);
+    {
+        const frame_list got = of_type(retry.take(), "command_status");
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].str("id") == "retry");
+        CHECK(got[0].str("state") == "succeeded");
+        CHECK(got[0].json("result") == "1");
+    }
+    CHECK(of_type(first.take(), "command_status").empty());
+
+    // Once over, any shard answers from the bridge's store.
+    auto later = b.auth(1, 3, "dashboard");
+    b.send(1, later, keyed_command("third"));
+    CHECK(of_type(later.take(), "command_status").at(0).str("state") == "succeeded");
+    CHECK(to_door(b).empty());
+}
+
+TEST_CASE(
+    "engine shards: a step made while a retry on another shard takes over is told to the retry "
+    "too") {
+    sharded_bridge b(2);
+    b.grant_subscribes();
+    auto first = b.auth(0, 1, "dashboard");
+    b.send(0, first,
+           R"({"type":"command","id":"first","targets":["door","gate"],"name":"unlock",)"
+           R"("idempotencyKey":"k-2"})");
+    std::map<std::string, std::string> correlation;
+    for (const auto& p : b.taken<publish_upstream>())
+        if (p.topic.rfind("devices/", 0) == 0) correlation[p.topic] = p.correlation_data;
+    REQUIRE(correlation.size() == 2);
+    first.take();
+
+    // The retry on shard 1 reads the store; shard 0 has not heard of the retry yet when the
+    // door succeeds: that goes to the first try only...
+    b.hold_peer_requests = true;
+    auto retry = b.auth(1, 2, "dashboard");
+    b.send(1, retry,
+           R"({"type":"command","id":"retry","targets":["door","gate"],"name":"unlock",)"
+           R"("idempotencyKey":"k-2"})");
+    CHECK(of_type(retry.take(), "command_status").size() == 2);  // both queued
+    REQUIRE(b.held.size() == 1);
+    b.broker_sends(responses, device_report(correlation["devices/door/control"], "succeeded"),
+                   responses);
+    CHECK(of_type(first.take(), "command_status").size() == 1);
+    // ... and is told to the retry once shard 0 hears of it.
+    b.release();
+    {
+        const frame_list got = of_type(retry.take(), "command_status");
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].str("target") == "door");
+        CHECK(got[0].str("state") == "succeeded");
+    }
+    b.broker_sends(responses, device_report(correlation["devices/gate/control"], "failed"),
+                   responses);
+    const frame_list got = retry.take();
+    REQUIRE(of_type(got, "command_status").size() == 1);
+    CHECK(of_type(got, "command_status")[0].str("target") == "gate");
+    REQUIRE(of_type(got, "command_summary").size() == 1);
+    CHECK(of_type(got, "command_summary")[0].str("id") == "retry");
+    CHECK(first.take().empty());
+}
+
+TEST_CASE(
+    "engine shards: devices a crashed run left online are marked offline once, each by the shard "
+    "that holds its sessions (state dir)") {
+    constexpr std::size_t n = 3;
+    sharded_bridge b(n, {}, engine_fixture::with_presence);
+    const std::vector<std::string> devices = {"dev-a", "dev-b", "dev-c", "dev-d", "dev-e"};
+    std::vector<std::string> lines;
+    for (const auto& d : devices)
+        lines.push_back("+" + d);
+    lines.push_back("-dev-e");  // went offline in that run
+    // Every shard reads the same file; shard 0 alone writes it anew.
+    std::vector<state_record> written;
+    for (std::size_t k = 0; k < n; ++k) {
+        action_list out;
+        b.shard(k).eng.restore_state("presence.jsonl", lines, out);
+        for (const auto& r : test::actions_of<state_record>(out))
+            written.push_back(r);
+        if (k != 0) CHECK(out.empty());
+    }
+    REQUIRE(written.size() == 1);
+    CHECK(written[0].replace);
+    for (const auto& d : devices)
+        CHECK((written[0].text.find("+" + d + "\n") != std::string::npos) == (d != "dev-e"));
+
+    // The next broker connection: each left-online device is marked offline once, by its shard.
+    b.taken<publish_upstream>();
+    b.lose();
+    b.connect();
+    std::map<std::string, int> offline;
+    for (const auto& p : b.taken<publish_upstream>()) {
+        if (p.topic.rfind("devices/", 0) == 0 &&
+            p.payload.find(R"("online":false)") != std::string::npos)
+            ++offline[p.topic];
+    }
+    for (const auto& d : devices) {
+        CHECK_MESSAGE(offline["devices/" + d + "/presence"] == (d == "dev-e" ? 0 : 1), d);
+        for (std::size_t k = 0; k < n; ++k) {
+            bool wrote = false;
+            for (const auto& r : b.shard(k).states())
+                wrote = wrote || r.text == "-" + d;
+            CHECK_MESSAGE(wrote == (d != "dev-e" && shard_of_device(d, n) == k), d, " shard ", k);
+        }
+    }
+}
+
+TEST_CASE("engine shards: the idempotency store read back at start answers on every shard") {
+    sharded_bridge b(2);
+    const std::string line =
+        R"({"key":"dashboard\nk-9","at":)" + std::to_string(b.shard(0).env.wall - 1000) +
+        R"(,"name":"unlock","targets":[{"device":"door","state":"succeeded"}]})";
+    std::size_t written = 0;
+    for (std::size_t k = 0; k < 2; ++k) {
+        action_list out;
+        b.shard(k).eng.restore_state("commands.jsonl", {line}, out);
+        written += test::actions_of<state_record>(out).size();
+    }
+    CHECK(written == 1);  // shard 0 writes the file anew, once
+    for (shard_index k = 0; k < 2; ++k) {
+        auto dash = b.auth(k, 10 + k, "dashboard");
+        b.send(
+            k, dash,
+            R"({"type":"command","id":"r","target":"door","name":"unlock","idempotencyKey":"k-9"})");
+        CHECK(of_type(dash.take(), "command_status").at(0).str("state") == "succeeded");
+    }
+    CHECK(to_door(b).empty());
 }

@@ -18,7 +18,7 @@
 // MQTTWS_MOSQUITTO (the broker binary, default `mosquitto` on PATH or /usr/sbin/mosquitto),
 // MQTTWS_TIMEOUT_SCALE (multiplies every default timeout, default 1), MQTTWS_THREADS (--threads of
 // the bridges started without one), MQTTWS_ENGINE_SHARDS=1 (--engine-shards for the bridges that
-// can run it: not with --mqtt-version 3 or --state-dir),
+// can run it: not with --mqtt-version 3),
 // MQTTWS_KEEP_LOGS=1 (print the broker's and bridges' logs of a file when it finishes).
 
 const { spawn } = require('node:child_process');
@@ -43,16 +43,10 @@ const SCALE = Math.max(1, Number(process.env.MQTTWS_TIMEOUT_SCALE) || 1);
 // bridge's default).
 const THREADS = process.env.MQTTWS_THREADS || '';
 const ENGINE_SHARDS = process.env.MQTTWS_ENGINE_SHARDS === '1';
-// The options of a test that checks something engine shards keep per thread for now
-// (docs/operations.md, "Threads"): it is skipped when the bridges run --engine-shards, saying what.
-function unlessShards(options, what) {
-    return ENGINE_SHARDS ? { ...options, skip: `engine shards keep ${what} per thread` } : options;
-}
-
 // Whether a bridge started with `args` runs engine shards (MQTTWS_ENGINE_SHARDS).
 function shardedArgs(args) {
     const v3 = args.some((a, i) => a === '--mqtt-version' && args[i + 1] === '3');
-    return ENGINE_SHARDS && !v3 && !args.includes('--state-dir');
+    return ENGINE_SHARDS && !v3;
 }
 // Default timeouts (ms): SHORT for one request/answer, LONG for start-up and bulk transfers.
 const SHORT = 5000 * SCALE;
@@ -1250,7 +1244,6 @@ module.exports = {
     MOSQUITTO_BIN,
     SCALE,
     ENGINE_SHARDS,
-    unlessShards,
     SHORT,
     LONG,
     BULK,

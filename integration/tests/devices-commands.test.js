@@ -489,7 +489,7 @@ describe('commands', () => {
     });
 
     it('a retry with the same idempotencyKey is answered with the stored outcome and not sent ' +
-        'again; another sender has its own keys', h.unlessShards(T, 'idempotency keys'), async () => {
+        'again; another sender has its own keys', T, async () => {
         const id = h.uniqueId('idem-dev');
         const device = await wsDevice(bridge, broker, id, { behave: ws.succeed({ opened: 1 }) });
         const dash = await dashboard('dash-idem');
@@ -517,7 +517,7 @@ describe('commands', () => {
 
     // Regression guard: the store follows every step, so a retry while the first command is in
     // flight is told the step it is at (and what follows).
-    it('a retry while the first is still in flight is told its current state and then what follows', h.unlessShards(T, 'idempotency keys'), async () => {
+    it('a retry while the first is still in flight is told its current state and then what follows', T, async () => {
         const id = h.uniqueId('idem-inflight');
         let pending = null;
         const device = await wsDevice(bridge, broker, id, {

@@ -17,6 +17,8 @@
 // - Per-client order under fan-out to subscribers on every thread (a WebSocket publisher: local
 //   fan-out; an MQTT publisher at the broker): 500 QoS 0 and 200 QoS 1 messages each, all, in
 //   order, once.
+// - A command retried with its idempotencyKey from a client on another thread (with engine shards:
+//   another shard) is not sent again; the retry is told the outcome.
 // - --max-connections is one limit for all threads (HTTP 503 beyond it, counted once per refusal).
 // - SIGTERM closes the clients of every thread with 1001 and the bridge exits 0.
 //
@@ -82,6 +84,22 @@ async function openSpread(bridge, n, { want = THREADS, need = 2 } = {}) {
         `${conns.map((c) => c.id).join(',')}`);
     await expectOnThreads(bridge, conns);
     return conns;
+}
+
+// New connections until one is on another thread than `thread` (those on it are closed cleanly,
+// before any auth); bounded by MAX_ATTEMPTS. Resolves with it once it is the only one open.
+async function openOnAnotherThread(bridge, thread) {
+    const tried = [];
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        const c = await open(bridge);
+        tried.push(c.id);
+        if (c.thread !== thread) {
+            await expectOnThreads(bridge, [c]);
+            return c;
+        }
+        await c.client.close(1000);
+    }
+    assert.fail(`no connection landed on another thread than ${thread} (ids ${tried.join(',')})`);
 }
 
 // Waits until /metrics shows exactly `conns` open, each on the I/O thread its id names: the ids'
@@ -197,20 +215,7 @@ describe('--threads 4', () => {
         assert.deepEqual(seen.map((f) => f.payload), range(11, 30));
         await witness.close(1000);
 
-        // New connections until one is on another thread than the first (closed cleanly, before
-        // any auth, otherwise).
-        let second = null;
-        const tried = [];
-        for (let attempt = 0; attempt < MAX_ATTEMPTS && !second; attempt++) {
-            const c = await open(bridge);
-            tried.push(c.id);
-            if (c.thread !== first.thread) second = c;
-            else await c.client.close(1000);
-        }
-        assert.ok(second, `no connection landed on another thread than ${first.thread} (ids ${tried.join(',')})`);
-        assert.notEqual(second.thread, first.thread);
-        await expectOnThreads(bridge, [second]);
-
+        const second = await openOnAnotherThread(bridge, first.thread);
         second.client.autoAck = true;
         const answer = await second.client.resume(clientId, hello.session, lastSeq);
         assert.equal(answer.resumed, true, JSON.stringify(answer));
@@ -248,6 +253,49 @@ describe('--threads 4', () => {
         assert.deepEqual(all.map((f) => f.payload), range(1, 40));
         assert.deepEqual(all.map((f) => f.seq), range(1, 40));
         await second.client.close(1000);
+    });
+
+    it('a command retried with its idempotencyKey from another thread is not sent again, and the retry is told its outcome', T, async () => {
+        // A device as a plain MQTT 5 client: it answers when the test says so.
+        const device = h.uniqueId('idem-thread');
+        const d = await h.oracle(broker.port, { protocolVersion: 5, clientId: h.uniqueId('dev') });
+        const received = [];
+        d.client.on('message', (topic, payload, packet) => {
+            if (topic === `devices/${device}/control`) received.push({ cmd: JSON.parse(payload), packet });
+        });
+        await d.subscribe(`devices/${device}/control`, { qos: 1 });
+        const sender = h.uniqueId('dash');
+        const key = h.uniqueId('key');
+        const command = (id) => ({ type: 'command', id, target: device, name: 'open', idempotencyKey: key, timeoutMs: 20000 });
+        const statusOf = (c, id) => c.client.next((f) => f.type === 'command_status' && f.id === id, h.LONG);
+
+        const first = await open(bridge);
+        await first.client.auth(sender);
+        first.client.send(command('a'));
+        assert.equal((await statusOf(first, 'a')).state, 'queued');
+        await h.waitUntil(() => received.length === 1, { timeout: h.LONG, what: 'the command at the device' });
+        // The sender lost its connection; it comes back on another thread, its session gone.
+        await first.client.close(1000);
+        await bridge.waitStats({ clients: 0, sessions: 0 });
+
+        const second = await openOnAnotherThread(bridge, first.thread);
+        await second.client.auth(sender);
+        second.client.send(command('b'));
+        assert.equal((await statusOf(second, 'b')).state, 'queued', 'the retry is told the state the command is in');
+        const { packet } = received[0];
+        await d.client.publishAsync(packet.properties.responseTopic, JSON.stringify({ status: 'succeeded', result: { n: 1 } }),
+            { qos: 1, properties: { correlationData: packet.properties.correlationData } });
+        const done = await second.client.next((f) => f.type === 'command_status' && f.id === 'b' && f.state === 'succeeded', h.LONG);
+        assert.deepEqual(done.result, { n: 1 }, 'the outcome is told to the retry');
+
+        // Once over, a retry anywhere is answered from the bridge's store.
+        second.client.send(command('c'));
+        const stored = await statusOf(second, 'c');
+        assert.equal(stored.state, 'succeeded', JSON.stringify(stored));
+        await second.client.ping();
+        assert.equal(received.length, 1, `the device got ${received.length} commands, not 1: the retries were sent again`);
+        await second.client.close(1000);
+        await d.end();
     });
 
     it('subscribe/unsubscribe races of clients on different threads keep one upstream subscription', T, async () => {

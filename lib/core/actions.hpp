@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "core/detached_sessions.hpp"
 #include "core/error.hpp"
 #include "core/frame_head.hpp"
+#include "core/idempotency.hpp"
 
 namespace mqttws {
 
@@ -122,16 +124,50 @@ struct device_presence {
     bool online = false;
 };
 
-// Engine shards only: past --max-detached-sessions, the session that has waited longest in the
-// bridge is another shard's; that shard ends it (engine::evict_detached), unless it was resumed
-// meanwhile.
+// ---- engine shards only: what one shard asks of another ----
+// engine_shards posts each to the shard it names (peer_shard_of), whose engine carries it out
+// there (engine::from_peer_shard).
+
+// Past --max-detached-sessions, the session that has waited longest in the bridge is another
+// shard's; that shard ends it, unless it was resumed meanwhile.
 struct end_detached_session {
     detached_sessions::entry session;
 };
 
+// A retry of a command with an idempotencyKey came to another shard than the one running the
+// command (idempotency.hpp), and was answered with the stored states, `told`. The running shard
+// makes the retry's session the one told what follows, with the retry's `id` (a request id's
+// JSON), and tells it again the targets whose state moved on since.
+struct adopt_command {
+    std::size_t shard = 0;  // the one running it
+    std::uint64_t number = 0;
+    std::size_t owner_shard = 0;
+    std::uint64_t owner_session = 0;  // its session_key there
+    std::string id_json;
+    std::vector<command_state> told;
+};
+
+// A command's `command_status` or `command_summary` frame for its sender, whose session is on
+// another shard (after adopt_command); that shard sends it as its own.
+struct tell_command_owner {
+    std::size_t shard = 0;
+    std::uint64_t session = 0;
+    bool summary = false;
+    std::string frame;
+};
+
 using action = std::variant<send_frame, ping_client, close_client, pause_reading, resume_reading,
                             subscribe_upstream, unsubscribe_upstream, publish_upstream, log_line,
-                            audit_record, state_record, device_presence, end_detached_session>;
+                            audit_record, state_record, device_presence, end_detached_session,
+                            adopt_command, tell_command_owner>;
 using action_list = std::vector<action>;
+
+// The shard an action is for, when it is one shard's request of another; else nothing.
+inline std::optional<std::size_t> peer_shard_of(const action& a) {
+    if (const auto* end = std::get_if<end_detached_session>(&a)) return end->session.shard;
+    if (const auto* adopt = std::get_if<adopt_command>(&a)) return adopt->shard;
+    if (const auto* tell = std::get_if<tell_command_owner>(&a)) return tell->shard;
+    return std::nullopt;
+}
 
 }  // namespace mqttws

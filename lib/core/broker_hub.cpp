@@ -39,10 +39,11 @@ std::optional<shard_index> shard_of_session_token(std::string_view token, std::s
     return k;
 }
 
-engine_config config_for_shard(engine_config config, shard_index k) {
+engine_config config_for_shard(engine_config config, shard_index k, std::size_t shards) {
     config.auth.session_token_prefix = session_token_prefix(k);
     config.behind_hub = true;
     config.shard = k;
+    config.shards = shards;
     // The bridge's own status is one retained message: shard 0 publishes it.
     if (k != 0) config.devices.bridge_status_topic.clear();
     return config;
@@ -51,9 +52,13 @@ engine_config config_for_shard(engine_config config, shard_index k) {
 std::optional<shard_index> shard_for_auth(const auth_request& r, std::size_t shards) {
     if (const auto k = shard_of_session_token(r.session, shards)) return k;
     if (!r.is_device) return std::nullopt;
+    return shard_of_device(r.client_id, shards);
+}
+
+shard_index shard_of_device(std::string_view device, std::size_t shards) {
     // FNV-1a: the same device lands on the same shard in every run with as many shards.
     std::uint64_t hash = 1469598103934665603ULL;
-    for (const char c : r.client_id) {
+    for (const char c : device) {
         hash ^= static_cast<unsigned char>(c);
         hash *= 1099511628211ULL;
     }

@@ -95,14 +95,16 @@ using shard_deliveries = std::vector<shard_delivery>;
 std::string session_token_prefix(shard_index shard);
 // The shard of `token` (one of `shards`), or nullopt when it has no shard's prefix.
 std::optional<shard_index> shard_of_session_token(std::string_view token, std::size_t shards);
-// The configuration of shard `k`, from the bridge's: its session tokens' prefix, behind the hub,
-// its index, and the bridge's status published by shard 0 only.
-engine_config config_for_shard(engine_config config, shard_index k);
+// The configuration of shard `k` of `shards`, from the bridge's: its session tokens' prefix,
+// behind the hub, its index, and the bridge's status published by shard 0 only.
+engine_config config_for_shard(engine_config config, shard_index k, std::size_t shards);
 // The shard that must serve a connection whose first `auth` is `r`: the shard of the session it
 // resumes; else, for a device, the one its id hashes to, so that every session of one device is
 // on one shard (its presence counts them, its signed frames' nonces are checked there); nullopt:
 // any (the one that accepted it).
 std::optional<shard_index> shard_for_auth(const auth_request& r, std::size_t shards);
+// The shard every session of device `device` is on.
+shard_index shard_of_device(std::string_view device, std::size_t shards);
 
 class broker_hub {
   public:

@@ -64,7 +64,8 @@ std::size_t outcome_index(command_state s) {
 }  // namespace
 
 command_desk::command_desk(engine_context& ctx, session_directory& sessions, delivery_pacer& pacer,
-                           publish_relay& relay, presence_keeper& presence)
+                           publish_relay& relay, presence_keeper& presence,
+                           std::shared_ptr<idempotency_store> remembered)
     : ctx_(ctx),
       sessions_(sessions),
       pacer_(pacer),
@@ -72,7 +73,7 @@ command_desk::command_desk(engine_context& ctx, session_directory& sessions, del
       presence_(presence),
       response_topic_(
           fill_topic(ctx.config.devices.response_topic, "", ctx.config.devices.bridge_id)),
-      remembered_(ctx.config.devices.idempotency_keys, ctx.config.devices.idempotency_window_ms) {}
+      remembered_(std::move(remembered)) {}
 
 // ---------------------------------------------------------------- the sender's side
 
@@ -82,16 +83,8 @@ void command_desk::handle(session& s, command_request& r, action_list& out) {
     std::string key;
     if (!r.idempotency_key.empty()) {
         key = idempotency_store::key_of(sender, r.idempotency_key);
-        if (remembered_command* stored = remembered_.find(key, now_wall)) {
-            ++ctx_.stats.command_retries;
-            ctx_.audit(s, "command_retry", {},
-                       r.name + " (idempotencyKey " + r.idempotency_key + ")", out);
-            if (const auto running = commands_.find(stored->running); running != commands_.end()) {
-                // Still in flight: the retry takes over what is still to be told.
-                running->second.owner = s.key();
-                running->second.id = r.id;
-            }
-            answer_retry(s, r.id, *stored, out);
+        if (const auto stored = remembered_->find(key, now_wall)) {
+            answer_retry(s, r, *stored, out);
             return;
         }
     }
@@ -102,18 +95,26 @@ void command_desk::handle(session& s, command_request& r, action_list& out) {
     }
     command c;
     c.number = next_number_++;
+    c.owner_shard = ctx_.config.shard;
     c.owner = s.key();
     c.id = r.id;
     c.sender = s.client_id();
     c.remote_address = s.remote_address();
     c.idempotency_key = key;
-    c.name = std::move(r.name);
+    c.name = r.name;
     c.params_json = std::move(r.params_json);
     c.timeout_ms = r.timeout_ms;
     for (auto& device : r.targets) {
         target_run t;
         t.device = std::move(device);
         c.targets.push_back(std::move(t));
+    }
+    if (!key.empty()) {
+        // Another shard may have taken the same key since find(): the first one runs it.
+        if (const auto stored = remembered_->find_or_put(key, stored_form(c, true), now_wall)) {
+            answer_retry(s, r, *stored, out);
+            return;
+        }
     }
     command& placed = commands_.emplace(c.number, std::move(c)).first->second;
     ctx_.stats.commands += placed.targets.size();
@@ -228,7 +229,7 @@ void command_desk::device_online(const std::string& device, action_list& out) {
 }
 
 void command_desk::tick(std::int64_t now, action_list& out) {
-    remembered_.expire(ctx_.env.wall_ms());
+    remembered_->expire(ctx_.env.wall_ms());
     for (auto it = commands_.begin(); it != commands_.end();) {
         command& c = it->second;
         for (std::size_t i = 0; i < c.targets.size(); ++i) {
@@ -243,11 +244,9 @@ void command_desk::tick(std::int64_t now, action_list& out) {
         if (c.forget_at_ms != 0 && now >= c.forget_at_ms) {
             for (const auto& t : c.targets)
                 by_correlation_.erase(t.correlation);
-            if (!c.idempotency_key.empty()) {
-                if (remembered_command* stored =
-                        remembered_.find(c.idempotency_key, ctx_.env.wall_ms()))
-                    stored->running = 0;
-            }
+            // A retry from now on is answered from the store alone.
+            if (!c.idempotency_key.empty())
+                remembered_->update(c.idempotency_key, stored_form(c, false));
             it = commands_.erase(it);
         } else {
             ++it;
@@ -294,15 +293,30 @@ void command_desk::advance(command& c, std::size_t i, command_state state, std::
 }
 
 void command_desk::tell(const command& c, std::size_t i, action_list& out) {
-    session* s = sessions_.by_key(c.owner);
-    if (s == nullptr) return;
     const target_run& t = c.targets[i];
     const bool timed_out_now = t.timed_out && !is_final(t.state);
-    pacer_.send(*s, out_kind::command_status,
-                encode_command_status(c.id, t.device,
-                                      name(timed_out_now ? command_state::timed_out : t.state),
-                                      ctx_.env.wall_ms(), t.result_json, t.reason),
-                out);
+    send_to_owner(c, out_kind::command_status,
+                  encode_command_status(c.id, t.device,
+                                        name(timed_out_now ? command_state::timed_out : t.state),
+                                        ctx_.env.wall_ms(), t.result_json, t.reason),
+                  out);
+}
+
+void command_desk::send_to_owner(const command& c, out_kind kind, std::string frame,
+                                 action_list& out) {
+    if (c.owner_shard != ctx_.config.shard) {
+        out.push_back(tell_command_owner{c.owner_shard, static_cast<std::uint64_t>(c.owner),
+                                         kind == out_kind::command_summary, std::move(frame)});
+    } else if (session* s = sessions_.by_key(c.owner)) {
+        pacer_.send(*s, kind, std::move(frame), out);
+    }
+}
+
+void command_desk::tell_owner(const tell_command_owner& t, action_list& out) {
+    if (session* s = sessions_.by_key(static_cast<session_key>(t.session))) {
+        pacer_.send(*s, t.summary ? out_kind::command_summary : out_kind::command_status, t.frame,
+                    out);
+    }
 }
 
 void command_desk::summarize_if_done(command& c, action_list& out) {
@@ -327,37 +341,37 @@ void command_desk::summarize_if_done(command& c, action_list& out) {
     }
     if (c.summarized || c.targets.size() < 2) return;
     c.summarized = true;
-    if (session* s = sessions_.by_key(c.owner)) {
-        pacer_.send(*s, out_kind::command_summary,
-                    encode_command_summary(c.id, c.targets.size(), counts, ctx_.env.wall_ms()),
-                    out);
-    }
+    send_to_owner(c, out_kind::command_summary,
+                  encode_command_summary(c.id, c.targets.size(), counts, ctx_.env.wall_ms()), out);
+}
+
+remembered_command command_desk::stored_form(const command& c, bool running) const {
+    remembered_command stored;
+    stored.name = c.name;
+    stored.created_wall_ms = ctx_.env.wall_ms();  // the store keeps the first one
+    stored.shard = ctx_.config.shard;
+    stored.number = c.number;
+    stored.running = running;
+    for (const auto& t : c.targets)
+        stored.targets.push_back(remembered_target{t.device, t.state, t.result_json, t.reason});
+    return stored;
 }
 
 void command_desk::remember(const command& c, action_list& out) {
     if (c.idempotency_key.empty()) return;
-    remembered_command stored;
-    stored.name = c.name;
-    stored.created_wall_ms = ctx_.env.wall_ms();
-    if (remembered_command* existing = remembered_.find(c.idempotency_key, stored.created_wall_ms))
-        stored.created_wall_ms = existing->created_wall_ms;
-    bool running = false;
-    for (const auto& t : c.targets) {
-        stored.targets.push_back(remembered_target{t.device, t.state, t.result_json, t.reason});
-        running = running || !is_final(t.state);
-    }
-    stored.running = running ? c.number : 0;
-    remembered_.put(c.idempotency_key, std::move(stored));
-    out.push_back(state_record{commands_file, remembered_.line(c.idempotency_key)});
+    std::string line = remembered_->update(c.idempotency_key, stored_form(c, true));
+    if (!line.empty()) out.push_back(state_record{commands_file, std::move(line)});
 }
 
-void command_desk::answer_retry(session& s, const msg_id& id, const remembered_command& stored,
-                                action_list& out) {
+void command_desk::answer_retry(session& s, const command_request& r,
+                                const remembered_command& stored, action_list& out) {
+    ++ctx_.stats.command_retries;
+    ctx_.audit(s, "command_retry", {}, r.name + " (idempotencyKey " + r.idempotency_key + ")", out);
     std::size_t counts[4] = {};
     bool over = true;
     for (const auto& t : stored.targets) {
         pacer_.send(s, out_kind::command_status,
-                    encode_command_status(id, t.device, name(t.state), ctx_.env.wall_ms(),
+                    encode_command_status(r.id, t.device, name(t.state), ctx_.env.wall_ms(),
                                           t.result_json, t.reason),
                     out);
         if (is_final(t.state)) {
@@ -368,14 +382,50 @@ void command_desk::answer_retry(session& s, const msg_id& id, const remembered_c
     }
     if (over && stored.targets.size() > 1) {
         pacer_.send(s, out_kind::command_summary,
-                    encode_command_summary(id, stored.targets.size(), counts, ctx_.env.wall_ms()),
+                    encode_command_summary(r.id, stored.targets.size(), counts, ctx_.env.wall_ms()),
                     out);
+    }
+    if (!stored.running) return;
+    // Still in flight: the retry takes over what is still to be told, wherever it runs.
+    adopt_command adopt{stored.shard,      stored.number,
+                        ctx_.config.shard, static_cast<std::uint64_t>(s.key()),
+                        r.id.json,         {}};
+    for (const auto& t : stored.targets)
+        adopt.told.push_back(t.state);
+    if (stored.shard == ctx_.config.shard) {
+        this->adopt(adopt, out);
+    } else {
+        out.push_back(std::move(adopt));
+    }
+}
+
+void command_desk::adopt(const adopt_command& a, action_list& out) {
+    const auto it = commands_.find(a.number);
+    // Over and forgotten meanwhile: a later retry is answered with the outcome.
+    if (it == commands_.end()) return;
+    command& c = it->second;
+    c.owner_shard = a.owner_shard;
+    c.owner = static_cast<session_key>(a.owner_session);
+    c.id = msg_id{a.id_json};
+    // What moved on since the retry read the store (on another shard) is told again.
+    bool told_over = true;
+    for (std::size_t i = 0; i < c.targets.size(); ++i) {
+        const command_state told = i < a.told.size() ? a.told[i] : command_state::queued;
+        if (told != c.targets[i].state) tell(c, i, out);
+        told_over = told_over && is_final(told);
+    }
+    const bool over = std::all_of(c.targets.begin(), c.targets.end(),
+                                  [](const target_run& t) { return is_final(t.state); });
+    if (over && !told_over && c.summarized) {
+        c.summarized = false;  // told to the old owner: the new one is told too
+        summarize_if_done(c, out);
     }
 }
 
 void command_desk::restore(const std::vector<std::string>& lines, action_list& out) {
-    remembered_.restore(lines, ctx_.env.wall_ms());
-    out.push_back(state_record{commands_file, remembered_.all_lines(), true});
+    if (ctx_.config.shard != 0) return;  // engine shards share the store: shard 0 reads it
+    remembered_->restore(lines, ctx_.env.wall_ms());
+    out.push_back(state_record{commands_file, remembered_->all_lines(), true});
 }
 
 // ---------------------------------------------------------------- the device's side

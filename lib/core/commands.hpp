@@ -14,7 +14,10 @@
 //   outcome within timeoutMs: `timed_out`, which is not final — a late outcome is still told.
 //   With several targets, a `command_summary` follows once each has an outcome or timed out.
 // - With an idempotencyKey, a second command with the same key from the same sender (user, or
-//   client id) is not run again: it is answered with the stored states (idempotency.hpp).
+//   client id) is not run again: it is answered with the stored states (idempotency.hpp), and
+//   while the command runs, what follows is told to the retry instead of the first try. With
+//   engine shards the store is the bridge's: the retry's shard answers it, and the shard running
+//   the command tells the retry's session through it (adopt_command, tell_command_owner).
 //
 // The device's side (a device connected to this bridge, whichever bridge sent the command):
 // - A command on a device's control topic reaches it as a `command` frame (a device that asked
@@ -46,8 +49,10 @@ namespace mqttws {
 
 class command_desk {
   public:
+    // `remembered`: the commands stored by idempotency key (shared by engine shards).
     command_desk(engine_context& ctx, session_directory& sessions, delivery_pacer& pacer,
-                 publish_relay& relay, presence_keeper& presence);
+                 publish_relay& relay, presence_keeper& presence,
+                 std::shared_ptr<idempotency_store> remembered);
 
     // The topic devices answer this bridge's commands on (the bridge subscribes to it).
     const std::string& response_topic() const { return response_topic_; }
@@ -63,6 +68,10 @@ class command_desk {
     void device_online(const std::string& device, action_list& out);
     void tick(std::int64_t now, action_list& out);
     std::size_t in_flight() const { return commands_.size(); }
+    // Engine shards: a retry on another shard takes over command `a.number` of this one; and a
+    // frame of a command of another shard for a session of this one.
+    void adopt(const adopt_command& a, action_list& out);
+    void tell_owner(const tell_command_owner& t, action_list& out);
 
     // ---- the device's side ----
     // The command in `m`, a message on the control topic of device `s`, as the body to deliver
@@ -90,8 +99,9 @@ class command_desk {
     };
     struct command {
         std::uint64_t number = 0;
-        session_key owner{};
-        msg_id id;  // the sender's
+        std::size_t owner_shard = 0;  // the shard of the session told its steps (a retry's
+        session_key owner{};          // may be on another one than this)
+        msg_id id;                    // the owner's
         std::string sender;
         std::string remote_address;   // for the audit log
         std::string idempotency_key;  // idempotency_store::key_of, or empty
@@ -112,9 +122,14 @@ class command_desk {
     void advance(command& c, std::size_t i, command_state state, std::string result_json,
                  std::string reason, action_list& out);
     void tell(const command& c, std::size_t i, action_list& out);
+    void send_to_owner(const command& c, out_kind kind, std::string frame, action_list& out);
     void summarize_if_done(command& c, action_list& out);
+    // What the idempotency store keeps of `c`; and storing it after each step.
+    remembered_command stored_form(const command& c, bool running) const;
     void remember(const command& c, action_list& out);
-    void answer_retry(session& s, const msg_id& id, const remembered_command& stored,
+    // `r` repeats the idempotencyKey of `stored`: told the stored states; takes over the
+    // command if it still runs.
+    void answer_retry(session& s, const command_request& r, const remembered_command& stored,
                       action_list& out);
     void report(session& s, const std::string& command_id, std::string_view status,
                 const std::string& result_json, const std::string& reason, action_list& out);
@@ -131,7 +146,7 @@ class command_desk {
     std::map<std::uint64_t, command> commands_;  // in flight, by number
     std::unordered_map<std::string, target_ref> by_correlation_;
     std::unordered_map<std::uint64_t, target_ref> by_tag_;  // publishes awaiting the broker
-    idempotency_store remembered_;
+    std::shared_ptr<idempotency_store> remembered_;
 };
 
 }  // namespace mqttws

@@ -31,7 +31,7 @@ static_assert(std::variant_size_v<client_request> == static_cast<std::size_t>(in
 }  // namespace
 
 engine::engine(engine_config config, platform& env, std::shared_ptr<const security_policy> policy,
-               bridge_limits shared)
+               bridge_state shared)
     : ctx_(std::move(config), env, std::move(policy)),
       decoder_(ctx_.config.decode),
       sessions_(shared.detached ? std::move(shared.detached) : make_detached_sessions(ctx_.config),
@@ -43,7 +43,8 @@ engine::engine(engine_config config, platform& env, std::shared_ptr<const securi
       subscriptions_(ctx_, sessions_, pacer_),
       relay_(ctx_, sessions_, pacer_),
       presence_(ctx_, relay_),
-      commands_(ctx_, sessions_, pacer_, relay_, presence_),
+      commands_(ctx_, sessions_, pacer_, relay_, presence_,
+                shared.commands ? std::move(shared.commands) : make_idempotency_store(ctx_.config)),
       router_(ctx_, subscriptions_, pacer_, commands_) {}
 
 engine::~engine() = default;
@@ -166,9 +167,15 @@ void engine::client_closed(connection_id id, std::uint16_t code, bool by_peer, a
     end_event(out);
 }
 
-void engine::evict_detached(const detached_sessions::entry& s, action_list& out) {
+void engine::from_peer_shard(const action& request, action_list& out) {
     begin_event();
-    end_detached(s, out);
+    if (const auto* end = std::get_if<end_detached_session>(&request)) {
+        end_detached(end->session, out);
+    } else if (const auto* adopt = std::get_if<adopt_command>(&request)) {
+        commands_.adopt(*adopt, out);
+    } else if (const auto* tell = std::get_if<tell_command_owner>(&request)) {
+        commands_.tell_owner(*tell, out);
+    }
     end_event(out);
 }
 

@@ -53,12 +53,13 @@
 
 namespace mqttws {
 
-// The limits that hold for the bridge as a whole, which engine shards share (engine_shards.hpp):
-// on failed authentications, and on the sessions waiting for a resume. A null member: the
-// engine keeps its own.
-struct bridge_limits {
+// What holds for the bridge as a whole, which engine shards share (engine_shards.hpp): the
+// limits on failed authentications and on the sessions waiting for a resume, and the commands
+// remembered by idempotency key. A null member: the engine keeps its own.
+struct bridge_state {
     std::shared_ptr<auth_limiter> auth_failures;
     std::shared_ptr<detached_sessions> detached;
+    std::shared_ptr<idempotency_store> commands;
 };
 inline std::shared_ptr<auth_limiter> make_auth_limiter(const engine_config& config) {
     return std::make_shared<auth_limiter>(
@@ -67,17 +68,22 @@ inline std::shared_ptr<auth_limiter> make_auth_limiter(const engine_config& conf
 inline std::shared_ptr<detached_sessions> make_detached_sessions(const engine_config& config) {
     return std::make_shared<detached_sessions>(config.max_detached_sessions);
 }
-// The limits `config` sets, for engine shards to share.
-inline bridge_limits make_bridge_limits(const engine_config& config) {
-    return {make_auth_limiter(config), make_detached_sessions(config)};
+inline std::shared_ptr<idempotency_store> make_idempotency_store(const engine_config& config) {
+    return std::make_shared<idempotency_store>(config.devices.idempotency_keys,
+                                               config.devices.idempotency_window_ms);
+}
+// What `config` sets, for engine shards to share.
+inline bridge_state make_bridge_state(const engine_config& config) {
+    return {make_auth_limiter(config), make_detached_sessions(config),
+            make_idempotency_store(config)};
 }
 
 class engine {
   public:
-    // `shared`: the limits engine shards share; by default the engine keeps its own.
+    // `shared`: what engine shards share; by default the engine keeps its own.
     engine(engine_config config, platform& env,
            std::shared_ptr<const security_policy> policy = std::make_shared<security_policy>(),
-           bridge_limits shared = {});
+           bridge_state shared = {});
     ~engine();
     engine(const engine&) = delete;
     engine& operator=(const engine&) = delete;
@@ -123,9 +129,9 @@ class engine {
     // With engine shards: another shard's device came online or went offline there
     // (device_presence, handed on by the hub), so that commands know it at once.
     void peer_presence(const std::string& device, bool online, action_list& out);
-    // With engine shards: another shard went past --max-detached-sessions, and this shard's
-    // session `s` had waited longest; it ends, unless it was resumed (end_detached_session).
-    void evict_detached(const detached_sessions::entry& s, action_list& out);
+    // With engine shards: what another shard asks of this one (peer_shard_of in actions.hpp:
+    // end_detached_session, adopt_command, tell_command_owner).
+    void from_peer_shard(const action& request, action_list& out);
     // `granted` is the SUBACK return code: 0..2, or >= 0x80 (or < 0) when refused/failed.
     void upstream_subscribed(op_id op, int granted, action_list& out);
     // qos >= 1 publish confirmed (PUBACK / PUBCOMP: no error) or failed.

@@ -115,7 +115,8 @@ struct engine_config {
     // An engine shard behind a broker_hub: it tells the hub of every filter it releases, also
     // while the broker connection is down (the hub sends upstream only what the broker needs).
     bool behind_hub = false;
-    std::size_t shard = 0;  // ... and which one (config_for_shard); 0 for one engine
+    std::size_t shard = 0;   // ... and which one (config_for_shard); 0 for one engine
+    std::size_t shards = 1;  // ... of how many
     device_config devices;
     topic::limits topic_limits;
     decode_limits decode;

@@ -39,53 +39,84 @@ std::string idempotency_store::key_of(std::string_view sender, std::string_view 
     return out;
 }
 
-remembered_command* idempotency_store::find(const std::string& key, std::int64_t now_wall_ms) {
+const remembered_command* idempotency_store::live(const std::string& key,
+                                                  std::int64_t now_wall_ms) const {
     const auto it = entries_.find(key);
     if (it == entries_.end() || now_wall_ms - it->second.created_wall_ms > window_ms_)
         return nullptr;
     return &it->second;
 }
 
-remembered_command& idempotency_store::put(const std::string& key, remembered_command command) {
-    const auto existing = entries_.find(key);
-    if (existing != entries_.end()) {
-        existing->second = std::move(command);
-        return existing->second;
-    }
-    while (!entries_.empty() && entries_.size() >= max_entries_)
-        evict_oldest();
-    order_.emplace_back(command.created_wall_ms, key);
-    return entries_.emplace(key, std::move(command)).first->second;
+std::optional<remembered_command> idempotency_store::find(const std::string& key,
+                                                          std::int64_t now_wall_ms) const {
+    const std::lock_guard<std::mutex> hold(lock_);
+    if (const remembered_command* c = live(key, now_wall_ms)) return *c;
+    return std::nullopt;
 }
 
-void idempotency_store::evict_oldest() {
-    while (!order_.empty()) {
-        auto [created, key] = std::move(order_.front());
-        order_.pop_front();
-        const auto it = entries_.find(key);
-        // Skip stale order entries (the key was put again later with a newer time).
-        if (it != entries_.end() && it->second.created_wall_ms == created) {
-            entries_.erase(it);
-            return;
-        }
+std::optional<remembered_command> idempotency_store::find_or_put(const std::string& key,
+                                                                 remembered_command command,
+                                                                 std::int64_t now_wall_ms) {
+    const std::lock_guard<std::mutex> hold(lock_);
+    if (const remembered_command* c = live(key, now_wall_ms)) return *c;
+    put(key, std::move(command));
+    return std::nullopt;
+}
+
+std::string idempotency_store::update(const std::string& key, remembered_command command) {
+    const std::lock_guard<std::mutex> hold(lock_);
+    const auto it = entries_.find(key);
+    if (it == entries_.end()) {
+        put(key, std::move(command));  // forgotten while it ran (past the count): stored anew
+        return line(key, entries_.at(key));
     }
+    remembered_command& stored = it->second;
+    if (stored.shard != command.shard || stored.number != command.number) return {};
+    command.created_wall_ms = stored.created_wall_ms;
+    stored = std::move(command);
+    return line(key, stored);
+}
+
+void idempotency_store::put(const std::string& key, remembered_command command) {
+    const auto existing = entries_.find(key);
+    if (existing != entries_.end()) {
+        // It had expired, or a later line of the state file: a new time needs a new record.
+        if (existing->second.created_wall_ms != command.created_wall_ms)
+            order_.emplace_back(command.created_wall_ms, key);
+        existing->second = std::move(command);
+        return;
+    }
+    // Past the count the oldest goes, even if it still runs: its next update stores it anew.
+    while (!entries_.empty() && entries_.size() >= max_entries_ && !order_.empty()) {
+        auto [created, oldest] = std::move(order_.front());
+        order_.pop_front();
+        const auto it = entries_.find(oldest);
+        if (it != entries_.end() && it->second.created_wall_ms == created) entries_.erase(it);
+    }
+    order_.emplace_back(command.created_wall_ms, key);
+    entries_.emplace(key, std::move(command));
 }
 
 void idempotency_store::expire(std::int64_t now_wall_ms) {
+    const std::lock_guard<std::mutex> hold(lock_);
     while (!order_.empty() && now_wall_ms - order_.front().first > window_ms_) {
         const auto it = entries_.find(order_.front().second);
-        if (it != entries_.end() && it->second.created_wall_ms == order_.front().first &&
-            it->second.running == 0) {
+        if (it != entries_.end() && it->second.created_wall_ms == order_.front().first) {
+            // A command still running is kept until it ends, and what was stored after it too
+            // (commands end within their timeout).
+            if (it->second.running) return;
             entries_.erase(it);
         }
         order_.pop_front();
     }
 }
 
-std::string idempotency_store::line(const std::string& key) const {
-    const auto it = entries_.find(key);
-    if (it == entries_.end()) return {};
-    const remembered_command& c = it->second;
+std::size_t idempotency_store::size() const {
+    const std::lock_guard<std::mutex> hold(lock_);
+    return entries_.size();
+}
+
+std::string idempotency_store::line(const std::string& key, const remembered_command& c) const {
     std::string out = R"({"key":)";
     append_json_string(out, key);
     out += R"(,"at":)";
@@ -116,17 +147,19 @@ std::string idempotency_store::line(const std::string& key) const {
 }
 
 std::string idempotency_store::all_lines() const {
+    const std::lock_guard<std::mutex> hold(lock_);
     std::string out;
     for (const auto& [created, key] : order_) {
         const auto it = entries_.find(key);
         if (it == entries_.end() || it->second.created_wall_ms != created) continue;
-        out += line(key);
+        out += line(key, it->second);
         out += '\n';
     }
     return out;
 }
 
 void idempotency_store::restore(const std::vector<std::string>& lines, std::int64_t now_wall_ms) {
+    const std::lock_guard<std::mutex> hold(lock_);
     for (const auto& text : lines) {
         rapidjson::Document doc;
         doc.Parse(text.data(), text.size());

@@ -4,11 +4,17 @@
 // running the command again (commands.hpp). Bounded in count and in time (oldest forgotten
 // first), and written to the state directory one JSON line per change.
 //
-// Thread safety: none; the engine's thread.
+// Engine shards share one store, so that a retry on another thread than the first try is
+// recognised too: each stored command names the shard that runs it, and that shard alone
+// updates it.
+//
+// Thread safety: every member takes the store's lock, and what it returns is a copy; any thread.
+// (Commands with a key are few next to messages: one lock per command step costs nothing.)
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -45,7 +51,9 @@ struct remembered_command {
     std::string name;
     std::vector<remembered_target> targets;
     std::int64_t created_wall_ms = 0;
-    std::uint64_t running = 0;  // the command in flight (command_desk's number); 0: over
+    std::size_t shard = 0;     // the engine shard that runs it (0 for one engine)
+    std::uint64_t number = 0;  // its number there (command_desk's); 0: read back at start
+    bool running = false;      // still in flight there
 };
 
 class idempotency_store {
@@ -56,26 +64,39 @@ class idempotency_store {
     // `sender` is who sent it (the user, or the client id), `key` its idempotencyKey.
     static std::string key_of(std::string_view sender, std::string_view key);
 
-    remembered_command* find(const std::string& key, std::int64_t now_wall_ms);
-    remembered_command& put(const std::string& key, remembered_command command);
-    // Forgets what is older than the window.
+    std::optional<remembered_command> find(const std::string& key, std::int64_t now_wall_ms) const;
+    // The command stored under `key`; or, when there is none, stores `command` under it and
+    // returns nothing. In one step, so that two shards given the same key at once do not both
+    // run the command.
+    std::optional<remembered_command> find_or_put(const std::string& key,
+                                                  remembered_command command,
+                                                  std::int64_t now_wall_ms);
+    // The new states of the command stored under `key`, by the shard that runs it: stored (it
+    // keeps when it was first stored) unless the key now names another command, i.e. this one
+    // was forgotten and the key used again. Returns its line for the state file, or "".
+    std::string update(const std::string& key, remembered_command command);
+    // Forgets what is older than the window, except commands still running (until they end).
     void expire(std::int64_t now_wall_ms);
-    std::size_t size() const { return entries_.size(); }
+    std::size_t size() const;
 
-    // One line of the state file for `key` as it is now; and reading such lines back (the
-    // last line of a key wins; what is expired or malformed is skipped).
-    std::string line(const std::string& key) const;
+    // Reading lines of the state file back (the last line of a key wins; what is expired or
+    // malformed is skipped); and every entry as lines: the compacted state file.
     void restore(const std::vector<std::string>& lines, std::int64_t now_wall_ms);
-    // Every entry as lines: the compacted state file.
     std::string all_lines() const;
 
   private:
-    void evict_oldest();
+    // With the lock held.
+    const remembered_command* live(const std::string& key, std::int64_t now_wall_ms) const;
+    void put(const std::string& key, remembered_command command);
+    std::string line(const std::string& key, const remembered_command& c) const;
 
-    std::size_t max_entries_;
-    std::int64_t window_ms_;
+    const std::size_t max_entries_;
+    const std::int64_t window_ms_;
+    mutable std::mutex lock_;
     std::unordered_map<std::string, remembered_command> entries_;
-    std::deque<std::pair<std::int64_t, std::string>> order_;  // created, key; oldest first
+    // When each key was stored, oldest first. A record whose time is not its entry's any more
+    // (the key was stored again after it expired) is skipped.
+    std::deque<std::pair<std::int64_t, std::string>> order_;
 };
 
 }  // namespace mqttws

@@ -2,6 +2,7 @@
 
 #include <rapidjson/document.h>
 
+#include "core/broker_hub.hpp"
 #include "core/text.hpp"
 #include "core/topic.hpp"
 
@@ -175,18 +176,28 @@ void presence_keeper::shutdown(const std::vector<session*>& sessions, action_lis
 }
 
 void presence_keeper::restore(const std::vector<std::string>& lines, action_list& out) {
+    std::unordered_set<std::string> left_online;
     for (const auto& line : lines) {
         if (line.size() < 2) continue;
-        if (line[0] == '+') left_online_.insert(line.substr(1));
-        if (line[0] == '-') left_online_.erase(line.substr(1));
+        if (line[0] == '+') left_online.insert(line.substr(1));
+        if (line[0] == '-') left_online.erase(line.substr(1));
     }
-    state_record compact{presence_file, {}, true};
-    for (const auto& device : left_online_) {
-        compact.text += '+';
-        compact.text += device;
-        compact.text += '\n';
+    // Engine shards read the same file: shard 0 writes it anew, and each keeps the devices whose
+    // sessions it holds (shard_of_device), which it alone writes of from now on.
+    const engine_config& config = ctx_.config;
+    if (config.shard == 0) {
+        state_record compact{presence_file, {}, true};
+        for (const auto& device : left_online) {
+            compact.text += '+';
+            compact.text += device;
+            compact.text += '\n';
+        }
+        out.push_back(std::move(compact));
     }
-    out.push_back(std::move(compact));
+    for (auto& device : left_online) {
+        if (!config.behind_hub || shard_of_device(device, config.shards) == config.shard)
+            left_online_.insert(device);
+    }
 }
 
 // ---------------------------------------------------------------- publishing

@@ -42,6 +42,8 @@ class action_runner {
     // Only engine shards emit these (engine_shards.hpp).
     void carry_out(device_presence&) {}
     void carry_out(end_detached_session&) {}
+    void carry_out(adopt_command&) {}
+    void carry_out(tell_command_owner&) {}
 
     client_links& clients_;
     upstream& broker_;

@@ -48,11 +48,11 @@ struct app::impl {
 
     int run() {
         audit.reopen();
-        if (core) {
-            for (const char* file : {"presence.jsonl", "commands.jsonl"})
-                core->restore_state(file, state.read(file), actions);
-            execute();
+        for (const char* file : {"presence.jsonl", "commands.jsonl"}) {
+            if (core) core->restore_state(file, state.read(file), actions);
+            if (shards) shards->restore_state(file, state.read(file));
         }
+        if (core) execute();
         server->listen();
         const auto bound = server->local_endpoint();
         logging::write(log_level::info, "listening",

@@ -67,11 +67,12 @@ struct engine_shards::impl {
     // and `publishes_ahead` (see there).
     struct shard {
         shard(impl& pool, std::size_t k, const engine_config& config,
-              std::shared_ptr<const security_policy> policy, const bridge_limits& limits)
+              std::shared_ptr<const security_policy> policy, const bridge_state& shared)
             : io(pool.threads.io(k)),
               inbox(io, [](call& c) { c(); }),
               env(foreign),
-              core(config_for_shard(config, k), env, std::move(policy), limits),
+              core(config_for_shard(config, k, pool.threads.size()), env, std::move(policy),
+                   shared),
               refresh(io),
               ticker(io),
               drain_poll(io),
@@ -98,10 +99,10 @@ struct engine_shards::impl {
                     server->resume_reading_from(resume->who);
                 } else if (auto* line = std::get_if<log_line>(&a)) {
                     logging::write(line->level, line->text);
-                } else if (auto* end = std::get_if<end_detached_session>(&a)) {
-                    shard& there = *owner.shards[end->session.shard];
-                    there.inbox.push([&there, e = end->session] {
-                        there.core.evict_detached(e, there.actions);
+                } else if (const auto k = peer_shard_of(a)) {
+                    shard& there = *owner.shards[*k];
+                    there.inbox.push([&there, a = std::move(a)] {
+                        there.core.from_peer_shard(a, there.actions);
                         there.execute();
                     });
                 } else {
@@ -429,10 +430,11 @@ struct engine_shards::impl {
           tick(every),
           app(std::move(side)),
           to_app(io, [](call& c) { c(); }) {
-        // The limits on failed authentications and detached sessions hold across threads.
-        const bridge_limits limits = make_bridge_limits(config);
+        // The limits on failed authentications and detached sessions, and the commands stored
+        // by idempotency key, are the bridge's.
+        const bridge_state shared = make_bridge_state(config);
         for (std::size_t k = 0; k < count; ++k)
-            shards.push_back(std::make_unique<shard>(*this, k, config, policy, limits));
+            shards.push_back(std::make_unique<shard>(*this, k, config, policy, shared));
         // Throws now when the TLS files cannot be loaded.
         threads.make_servers([this](std::size_t k) { return shards[k]->handlers(); });
     }
@@ -481,6 +483,14 @@ engine_shards::~engine_shards() = default;
 
 std::size_t engine_shards::size() const {
     return impl_->shards.size();
+}
+
+void engine_shards::restore_state(std::string_view file, const std::vector<std::string>& lines) {
+    for (auto& s : impl_->shards) {
+        action_list out;
+        s->core.restore_state(file, lines, out);
+        if (!out.empty()) impl_->app.on_actions(s->index, out);
+    }
 }
 
 void engine_shards::listen() {

@@ -18,13 +18,14 @@
 // the session's flow control reads them (moved_link::queued). The session never moves. A device's
 // first auth is handed over the same way, to the shard its id names (shard_for_auth), so that
 // every session of one device is on one shard; that shard's word on whether the device is
-// connected goes to the other shards through the hub (device_presence). The limits on failed
-// authentications and on detached sessions are the bridge's, shared by all shards
-// (bridge_limits); past the latter, the shard that detached one too many tells the shard of the
-// oldest to end it (end_detached_session).
+// connected goes to the other shards through the hub (device_presence).
 //
-// Not yet (issue 11, docs/operations.md "Threads"): --state-dir is refused; command idempotency
-// keys are per thread.
+// What the shards share (bridge_state): the limits on failed authentications and on detached
+// sessions, and the commands stored by idempotency key, each under its own lock. What one shard
+// asks of another (peer_shard_of: end the oldest detached session; a retry here takes over a
+// command running there; a command's status for a session here) is posted to that shard's
+// thread. --state-dir: every shard reads the files at start, before the threads run
+// (restore_state); the app's thread writes what they record.
 //
 // Thread safety: the public members are the app's thread's; each thread owns its shard and
 // ws_server; the two sides meet in mailboxes, and in the shared connection_ledger.
@@ -66,6 +67,10 @@ class engine_shards final : public client_io {
     engine_shards& operator=(const engine_shards&) = delete;
 
     std::size_t size() const;
+    // --state-dir: the lines a previous run wrote to `file`, for every shard's engine
+    // (engine::restore_state). Before listen() only: the threads do not run yet, so this thread
+    // uses the engines, and hands what they emit to the app at once, before anything else.
+    void restore_state(std::string_view file, const std::vector<std::string>& lines);
     // Binds every listener (throws std::runtime_error when it cannot), then starts the threads.
     void listen() override;
     void stop_listening() override;
