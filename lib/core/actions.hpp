@@ -162,6 +162,16 @@ using action = std::variant<send_frame, ping_client, close_client, pause_reading
                             adopt_command, tell_command_owner>;
 using action_list = std::vector<action>;
 
+// The connection an action is for, when it is one for a client; else nothing.
+inline std::optional<connection_id> client_of(const action& a) {
+    if (const auto* s = std::get_if<send_frame>(&a)) return s->to;
+    if (const auto* p = std::get_if<ping_client>(&a)) return p->who;
+    if (const auto* c = std::get_if<close_client>(&a)) return c->who;
+    if (const auto* p = std::get_if<pause_reading>(&a)) return p->who;
+    if (const auto* r = std::get_if<resume_reading>(&a)) return r->who;
+    return std::nullopt;
+}
+
 // The shard an action is for, when it is one shard's request of another; else nothing.
 inline std::optional<std::size_t> peer_shard_of(const action& a) {
     if (const auto* end = std::get_if<end_detached_session>(&a)) return end->session.shard;

@@ -10,7 +10,7 @@
 #include "io/listener_threads.hpp"
 #include "io/log.hpp"
 #include "io/mailbox.hpp"
-#include "io/system_platform.hpp"
+#include "io/shard_platform.hpp"
 
 namespace mqttws {
 namespace {
@@ -20,44 +20,6 @@ using call = std::function<void()>;
 // How many bytes of publishes (topics and payloads) a shard may have handed the app's thread that
 // have not run there yet (shard::note_congestion). As io_threads bounds a connection's read-ahead.
 constexpr std::size_t max_publishes_ahead = 64 * 1024;
-
-// A shard's platform: the real clocks and random source, and the unwritten bytes of each
-// connection of its sessions, read from its own listener, or for a connection another thread
-// serves (a resume that landed there) from what that thread last saw.
-class shard_platform final : public platform {
-  public:
-    using foreign_bytes =
-        std::unordered_map<connection_id, std::shared_ptr<std::atomic<std::size_t>>>;
-    shard_platform(const foreign_bytes& foreign) : foreign_(foreign) {}
-    void set_server(const client_io* server) { system_.set_server(server); }
-    std::size_t buffered_bytes(connection_id id) const override {
-        const auto it = foreign_.find(id);
-        if (it != foreign_.end()) return it->second->load(std::memory_order_relaxed);
-        return system_.buffered_bytes(id);
-    }
-    std::int64_t steady_ms() const override { return system_.steady_ms(); }
-    std::int64_t wall_ms() const override { return system_.wall_ms(); }
-    std::string random_hex(std::size_t n) override { return system_.random_hex(n); }
-
-  private:
-    system_platform system_;
-    const foreign_bytes& foreign_;
-};
-
-bool is_client_action(const action& a) {
-    return std::holds_alternative<send_frame>(a) || std::holds_alternative<ping_client>(a) ||
-           std::holds_alternative<close_client>(a) || std::holds_alternative<pause_reading>(a) ||
-           std::holds_alternative<resume_reading>(a);
-}
-
-connection_id client_of(const action& a) {
-    if (const auto* s = std::get_if<send_frame>(&a)) return s->to;
-    if (const auto* p = std::get_if<ping_client>(&a)) return p->who;
-    if (const auto* c = std::get_if<close_client>(&a)) return c->who;
-    if (const auto* p = std::get_if<pause_reading>(&a)) return p->who;
-    if (const auto* r = std::get_if<resume_reading>(&a)) return r->who;
-    return 0;
-}
 
 }  // namespace
 
@@ -83,9 +45,10 @@ struct engine_shards::impl {
         // audit and state records) on the app's thread, gathered over one round of this thread.
         void execute() {
             for (auto& a : actions) {
-                if (is_client_action(a) && &owner.owner_of(client_of(a)) != this) {
+                const auto to = client_of(a);
+                if (to && &owner.owner_of(*to) != this) {
                     // A session of this shard on a connection another thread serves (a resume).
-                    shard& there = owner.owner_of(client_of(a));
+                    shard& there = owner.owner_of(*to);
                     there.inbox.push([&there, a = std::move(a)]() mutable { there.carry_out(a); });
                 } else if (auto* s = std::get_if<send_frame>(&a)) {
                     server->send(s->to, s->frame, s->binary, s->head.view());
@@ -137,7 +100,7 @@ struct engine_shards::impl {
         // A client action of another shard's session, on a connection of this thread; its unwritten
         // bytes are what that shard's flow control reads (moved_link::queued).
         void carry_out(action& a) {
-            const connection_id id = client_of(a);
+            const connection_id id = *client_of(a);
             const auto link = moved.find(id);
             if (link == moved.end()) return;  // closed meanwhile
             if (auto* s = std::get_if<send_frame>(&a)) {
@@ -194,7 +157,7 @@ struct engine_shards::impl {
             action_list scratch;
             core.client_closed(id, 1000, /*by_peer=*/true, scratch);
             for (auto& a : scratch) {
-                if (!is_client_action(a)) actions.push_back(std::move(a));
+                if (!client_of(a)) actions.push_back(std::move(a));
             }
             execute();
             auto queued = std::make_shared<std::atomic<std::size_t>>(0);
