@@ -429,6 +429,21 @@ std::string device_report(const std::string& correlation, std::string_view statu
            R"(","result":1})";
 }
 
+// A command to the door and the gate, request `id`, with idempotencyKey `key`.
+std::string two_target_command(std::string_view id, std::string_view key) {
+    return R"({"type":"command","id":")" + std::string(id) +
+           R"(","targets":["door","gate"],"name":"unlock","idempotencyKey":")" + std::string(key) +
+           R"("})";
+}
+
+// The correlation data of the commands published to devices since the last take, by topic.
+std::map<std::string, std::string> correlations(sharded_bridge& b) {
+    std::map<std::string, std::string> found;
+    for (const auto& p : b.taken<publish_upstream>())
+        if (p.topic.rfind("devices/", 0) == 0) found[p.topic] = p.correlation_data;
+    return found;
+}
+
 // The commands published to the door since the last time they were taken.
 std::vector<publish_upstream> to_door(sharded_bridge& b) {
     std::vector<publish_upstream> found;
@@ -487,12 +502,8 @@ TEST_CASE(
     sharded_bridge b(2);
     b.grant_subscribes();
     auto first = b.auth(0, 1, "dashboard");
-    b.send(0, first,
-           R"({"type":"command","id":"first","targets":["door","gate"],"name":"unlock",)"
-           R"("idempotencyKey":"k-2"})");
-    std::map<std::string, std::string> correlation;
-    for (const auto& p : b.taken<publish_upstream>())
-        if (p.topic.rfind("devices/", 0) == 0) correlation[p.topic] = p.correlation_data;
+    b.send(0, first, two_target_command("first", "k-2"));
+    auto correlation = correlations(b);
     REQUIRE(correlation.size() == 2);
     first.take();
 
@@ -500,9 +511,7 @@ TEST_CASE(
     // door succeeds: that goes to the first try only...
     b.hold_peer_requests = true;
     auto retry = b.auth(1, 2, "dashboard");
-    b.send(1, retry,
-           R"({"type":"command","id":"retry","targets":["door","gate"],"name":"unlock",)"
-           R"("idempotencyKey":"k-2"})");
+    b.send(1, retry, two_target_command("retry", "k-2"));
     CHECK(of_type(retry.take(), "command_status").size() == 2);  // both queued
     REQUIRE(b.held.size() == 1);
     b.broker_sends(responses, device_report(correlation["devices/door/control"], "succeeded"),
@@ -521,6 +530,46 @@ TEST_CASE(
     const frame_list got = retry.take();
     REQUIRE(of_type(got, "command_status").size() == 1);
     CHECK(of_type(got, "command_status")[0].str("target") == "gate");
+    REQUIRE(of_type(got, "command_summary").size() == 1);
+    CHECK(of_type(got, "command_summary")[0].str("id") == "retry");
+    CHECK(first.take().empty());
+}
+
+TEST_CASE(
+    "engine shards: a command that ended and was forgotten before a retry's takeover arrived "
+    "tells the retry its outcome from the store") {
+    sharded_bridge b(2);
+    b.grant_subscribes();
+    auto first = b.auth(0, 1, "dashboard");
+    b.send(0, first, two_target_command("first", "k-3"));
+    auto correlation = correlations(b);
+    REQUIRE(correlation.size() == 2);
+    first.take();
+
+    // The retry reads the store while both targets are queued; before shard 0 hears of it,
+    // both succeed and shard 0's next tick forgets the command.
+    b.hold_peer_requests = true;
+    auto retry = b.auth(1, 2, "dashboard");
+    b.send(1, retry, two_target_command("retry", "k-3"));
+    CHECK(of_type(retry.take(), "command_status").size() == 2);  // both queued
+    REQUIRE(b.held.size() == 1);
+    b.broker_sends(responses, device_report(correlation["devices/door/control"], "succeeded"),
+                   responses);
+    b.broker_sends(responses, device_report(correlation["devices/gate/control"], "failed"),
+                   responses);
+    CHECK(of_type(first.take(), "command_summary").size() == 1);
+    b.advance(1000);
+    b.shard(0).tick();
+    REQUIRE(b.shard(0).stats().commands_in_flight == 0);
+    b.release();
+    const frame_list got = retry.take();
+    const frame_list statuses = of_type(got, "command_status");
+    REQUIRE(statuses.size() == 2);
+    CHECK(statuses[0].str("id") == "retry");
+    CHECK(statuses[0].str("target") == "door");
+    CHECK(statuses[0].str("state") == "succeeded");
+    CHECK(statuses[1].str("target") == "gate");
+    CHECK(statuses[1].str("state") == "failed");
     REQUIRE(of_type(got, "command_summary").size() == 1);
     CHECK(of_type(got, "command_summary")[0].str("id") == "retry");
     CHECK(first.take().empty());

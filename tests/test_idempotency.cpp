@@ -88,6 +88,22 @@ TEST_CASE("idempotency store: past its bound the oldest goes, even while it runs
     CHECK(store.size() == 2);
 }
 
+TEST_CASE("idempotency store: a command's end is kept only while its key still names it") {
+    idempotency_store store(1, 1000);
+    store.find_or_put("a", running_on(0, 1, 0), 0);
+    store.finished("a", 1, 1);  // another shard's number 1
+    CHECK(store.find("a", 1)->running);
+    store.finished("a", 0, 1);
+    CHECK_FALSE(store.find("a", 1)->running);
+    // Evicted past the bound while it ran: its end does not store it again.
+    store.find_or_put("b", running_on(0, 2, 2), 2);
+    store.find_or_put("c", running_on(0, 3, 3), 3);
+    store.finished("b", 0, 2);
+    CHECK_FALSE(store.find("b", 3));
+    CHECK(store.find("c", 3)->running);
+    CHECK(store.size() == 1);
+}
+
 TEST_CASE("idempotency store: of threads given one key at once, exactly one runs the command") {
     constexpr int threads = 4;
     constexpr int keys = 1000;

@@ -145,6 +145,7 @@ struct adopt_command {
     std::uint64_t owner_session = 0;  // its session_key there
     std::string id_json;
     std::vector<command_state> told;
+    std::string key;  // the command's key in the idempotency store
 };
 
 // A command's `command_status` or `command_summary` frame for its sender, whose session is on

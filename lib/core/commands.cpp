@@ -84,7 +84,7 @@ void command_desk::handle(session& s, command_request& r, action_list& out) {
     if (!r.idempotency_key.empty()) {
         key = idempotency_store::key_of(sender, r.idempotency_key);
         if (const auto stored = remembered_->find(key, now_wall)) {
-            answer_retry(s, r, *stored, out);
+            answer_retry(s, key, r, *stored, out);
             return;
         }
     }
@@ -111,8 +111,8 @@ void command_desk::handle(session& s, command_request& r, action_list& out) {
     }
     if (!key.empty()) {
         // Another shard may have taken the same key since find(): the first one runs it.
-        if (const auto stored = remembered_->find_or_put(key, stored_form(c, true), now_wall)) {
-            answer_retry(s, r, *stored, out);
+        if (const auto stored = remembered_->find_or_put(key, stored_form(c), now_wall)) {
+            answer_retry(s, key, r, *stored, out);
             return;
         }
     }
@@ -246,7 +246,7 @@ void command_desk::tick(std::int64_t now, action_list& out) {
                 by_correlation_.erase(t.correlation);
             // A retry from now on is answered from the store alone.
             if (!c.idempotency_key.empty())
-                remembered_->update(c.idempotency_key, stored_form(c, false));
+                remembered_->finished(c.idempotency_key, ctx_.config.shard, c.number);
             it = commands_.erase(it);
         } else {
             ++it;
@@ -304,10 +304,15 @@ void command_desk::tell(const command& c, std::size_t i, action_list& out) {
 
 void command_desk::send_to_owner(const command& c, out_kind kind, std::string frame,
                                  action_list& out) {
-    if (c.owner_shard != ctx_.config.shard) {
-        out.push_back(tell_command_owner{c.owner_shard, static_cast<std::uint64_t>(c.owner),
+    send_to(c.owner_shard, c.owner, kind, std::move(frame), out);
+}
+
+void command_desk::send_to(std::size_t owner_shard, session_key owner, out_kind kind,
+                           std::string frame, action_list& out) {
+    if (owner_shard != ctx_.config.shard) {
+        out.push_back(tell_command_owner{owner_shard, static_cast<std::uint64_t>(owner),
                                          kind == out_kind::command_summary, std::move(frame)});
-    } else if (session* s = sessions_.by_key(c.owner)) {
+    } else if (session* s = sessions_.by_key(owner)) {
         pacer_.send(*s, kind, std::move(frame), out);
     }
 }
@@ -345,13 +350,13 @@ void command_desk::summarize_if_done(command& c, action_list& out) {
                   encode_command_summary(c.id, c.targets.size(), counts, ctx_.env.wall_ms()), out);
 }
 
-remembered_command command_desk::stored_form(const command& c, bool running) const {
+remembered_command command_desk::stored_form(const command& c) const {
     remembered_command stored;
     stored.name = c.name;
     stored.created_wall_ms = ctx_.env.wall_ms();  // the store keeps the first one
     stored.shard = ctx_.config.shard;
     stored.number = c.number;
-    stored.running = running;
+    stored.running = true;
     for (const auto& t : c.targets)
         stored.targets.push_back(remembered_target{t.device, t.state, t.result_json, t.reason});
     return stored;
@@ -359,37 +364,24 @@ remembered_command command_desk::stored_form(const command& c, bool running) con
 
 void command_desk::remember(const command& c, action_list& out) {
     if (c.idempotency_key.empty()) return;
-    std::string line = remembered_->update(c.idempotency_key, stored_form(c, true));
+    std::string line = remembered_->update(c.idempotency_key, stored_form(c));
     if (!line.empty()) out.push_back(state_record{commands_file, std::move(line)});
 }
 
-void command_desk::answer_retry(session& s, const command_request& r,
+void command_desk::answer_retry(session& s, const std::string& key, const command_request& r,
                                 const remembered_command& stored, action_list& out) {
     ++ctx_.stats.command_retries;
     ctx_.audit(s, "command_retry", {}, r.name + " (idempotencyKey " + r.idempotency_key + ")", out);
-    std::size_t counts[4] = {};
-    bool over = true;
-    for (const auto& t : stored.targets) {
-        pacer_.send(s, out_kind::command_status,
-                    encode_command_status(r.id, t.device, name(t.state), ctx_.env.wall_ms(),
-                                          t.result_json, t.reason),
-                    out);
-        if (is_final(t.state)) {
-            ++counts[outcome_index(t.state)];
-        } else {
-            over = false;
-        }
-    }
-    if (over && stored.targets.size() > 1) {
-        pacer_.send(s, out_kind::command_summary,
-                    encode_command_summary(r.id, stored.targets.size(), counts, ctx_.env.wall_ms()),
-                    out);
-    }
+    tell_stored(ctx_.config.shard, s.key(), r.id, stored, {}, out);
     if (!stored.running) return;
     // Still in flight: the retry takes over what is still to be told, wherever it runs.
-    adopt_command adopt{stored.shard,      stored.number,
-                        ctx_.config.shard, static_cast<std::uint64_t>(s.key()),
-                        r.id.json,         {}};
+    adopt_command adopt{stored.shard,
+                        stored.number,
+                        ctx_.config.shard,
+                        static_cast<std::uint64_t>(s.key()),
+                        r.id.json,
+                        {},
+                        key};
     for (const auto& t : stored.targets)
         adopt.told.push_back(t.state);
     if (stored.shard == ctx_.config.shard) {
@@ -399,10 +391,46 @@ void command_desk::answer_retry(session& s, const command_request& r,
     }
 }
 
+void command_desk::tell_stored(std::size_t owner_shard, session_key owner, const msg_id& id,
+                               const remembered_command& stored,
+                               const std::vector<command_state>& told, action_list& out) {
+    std::size_t counts[4] = {};
+    bool over = true;
+    bool told_over = !told.empty();
+    for (std::size_t i = 0; i < stored.targets.size(); ++i) {
+        const remembered_target& t = stored.targets[i];
+        const bool was_told = i < told.size() && told[i] == t.state;
+        if (!was_told) {
+            send_to(owner_shard, owner, out_kind::command_status,
+                    encode_command_status(id, t.device, name(t.state), ctx_.env.wall_ms(),
+                                          t.result_json, t.reason),
+                    out);
+        }
+        told_over = told_over && i < told.size() && is_final(told[i]);
+        if (is_final(t.state)) {
+            ++counts[outcome_index(t.state)];
+        } else {
+            over = false;
+        }
+    }
+    if (over && !told_over && stored.targets.size() > 1) {
+        send_to(owner_shard, owner, out_kind::command_summary,
+                encode_command_summary(id, stored.targets.size(), counts, ctx_.env.wall_ms()), out);
+    }
+}
+
 void command_desk::adopt(const adopt_command& a, action_list& out) {
     const auto it = commands_.find(a.number);
-    // Over and forgotten meanwhile: a later retry is answered with the outcome.
-    if (it == commands_.end()) return;
+    if (it == commands_.end()) {
+        // It ended and was forgotten after the retry read the store: what the retry has not
+        // been told is in the store.
+        const auto stored = remembered_->find(a.key, ctx_.env.wall_ms());
+        if (stored && stored->shard == ctx_.config.shard && stored->number == a.number) {
+            tell_stored(a.owner_shard, static_cast<session_key>(a.owner_session), msg_id{a.id_json},
+                        *stored, a.told, out);
+        }
+        return;
+    }
     command& c = it->second;
     c.owner_shard = a.owner_shard;
     c.owner = static_cast<session_key>(a.owner_session);

@@ -123,14 +123,23 @@ class command_desk {
                  std::string reason, action_list& out);
     void tell(const command& c, std::size_t i, action_list& out);
     void send_to_owner(const command& c, out_kind kind, std::string frame, action_list& out);
+    // A frame for session `owner` of shard `owner_shard`: sent, or handed to that shard.
+    void send_to(std::size_t owner_shard, session_key owner, out_kind kind, std::string frame,
+                 action_list& out);
     void summarize_if_done(command& c, action_list& out);
-    // What the idempotency store keeps of `c`; and storing it after each step.
-    remembered_command stored_form(const command& c, bool running) const;
+    // What the idempotency store keeps of `c` while it runs; and storing it after each step.
+    remembered_command stored_form(const command& c) const;
     void remember(const command& c, action_list& out);
-    // `r` repeats the idempotencyKey of `stored`: told the stored states; takes over the
-    // command if it still runs.
-    void answer_retry(session& s, const command_request& r, const remembered_command& stored,
-                      action_list& out);
+    // `r` repeats the idempotencyKey of `stored` (`key` in the store): told the stored states;
+    // takes over the command if it still runs.
+    void answer_retry(session& s, const std::string& key, const command_request& r,
+                      const remembered_command& stored, action_list& out);
+    // Tells the session `owner` of shard `owner_shard` the targets of `stored` whose state is not
+    // the one in `told` (every target when `told` is empty), and the summary once they are all
+    // over, unless `told` was over already.
+    void tell_stored(std::size_t owner_shard, session_key owner, const msg_id& id,
+                     const remembered_command& stored, const std::vector<command_state>& told,
+                     action_list& out);
     void report(session& s, const std::string& command_id, std::string_view status,
                 const std::string& result_json, const std::string& reason, action_list& out);
     target_run* find(const target_ref& ref);

@@ -77,6 +77,13 @@ std::string idempotency_store::update(const std::string& key, remembered_command
     return line(key, stored);
 }
 
+void idempotency_store::finished(const std::string& key, std::size_t shard, std::uint64_t number) {
+    const std::lock_guard<std::mutex> hold(lock_);
+    const auto it = entries_.find(key);
+    if (it == entries_.end() || it->second.shard != shard || it->second.number != number) return;
+    it->second.running = false;
+}
+
 void idempotency_store::put(const std::string& key, remembered_command command) {
     const auto existing = entries_.find(key);
     if (existing != entries_.end()) {

@@ -75,6 +75,9 @@ class idempotency_store {
     // keeps when it was first stored) unless the key now names another command, i.e. this one
     // was forgotten and the key used again. Returns its line for the state file, or "".
     std::string update(const std::string& key, remembered_command command);
+    // The command `number` of `shard` is over there: a retry from now on is answered from the
+    // store alone. Nothing is stored if the key was forgotten or names another command by now.
+    void finished(const std::string& key, std::size_t shard, std::uint64_t number);
     // Forgets what is older than the window, except commands still running (until they end).
     void expire(std::int64_t now_wall_ms);
     std::size_t size() const;
