@@ -444,6 +444,29 @@ std::map<std::string, std::string> correlations(sharded_bridge& b) {
     return found;
 }
 
+// A two-target command with idempotencyKey `key` from "dashboard" on shard 0, and its retry
+// from a new connection on shard 1, told both targets queued; the retry's takeover is held back,
+// as if shard 0's thread had not run yet.
+struct held_retry {
+    client_handle first;
+    client_handle retry;
+    std::map<std::string, std::string> correlation;  // of each target's command, by topic
+};
+held_retry retry_held_on_shard_1(sharded_bridge& b, std::string_view key) {
+    b.grant_subscribes();
+    auto first = b.auth(0, 1, "dashboard");
+    b.send(0, first, two_target_command("first", key));
+    auto correlation = correlations(b);
+    REQUIRE(correlation.size() == 2);
+    first.take();
+    b.hold_peer_requests = true;
+    auto retry = b.auth(1, 2, "dashboard");
+    b.send(1, retry, two_target_command("retry", key));
+    CHECK(of_type(retry.take(), "command_status").size() == 2);  // both queued
+    REQUIRE(b.held.size() == 1);
+    return {std::move(first), std::move(retry), std::move(correlation)};
+}
+
 // The commands published to the door since the last time they were taken.
 std::vector<publish_upstream> to_door(sharded_bridge& b) {
     std::vector<publish_upstream> found;
@@ -500,20 +523,9 @@ TEST_CASE(
     "engine shards: a step made while a retry on another shard takes over is told to the retry "
     "too") {
     sharded_bridge b(2);
-    b.grant_subscribes();
-    auto first = b.auth(0, 1, "dashboard");
-    b.send(0, first, two_target_command("first", "k-2"));
-    auto correlation = correlations(b);
-    REQUIRE(correlation.size() == 2);
-    first.take();
-
     // The retry on shard 1 reads the store; shard 0 has not heard of the retry yet when the
     // door succeeds: that goes to the first try only...
-    b.hold_peer_requests = true;
-    auto retry = b.auth(1, 2, "dashboard");
-    b.send(1, retry, two_target_command("retry", "k-2"));
-    CHECK(of_type(retry.take(), "command_status").size() == 2);  // both queued
-    REQUIRE(b.held.size() == 1);
+    auto [first, retry, correlation] = retry_held_on_shard_1(b, "k-2");
     b.broker_sends(responses, device_report(correlation["devices/door/control"], "succeeded"),
                    responses);
     CHECK(of_type(first.take(), "command_status").size() == 1);
@@ -539,20 +551,9 @@ TEST_CASE(
     "engine shards: a command that ended and was forgotten before a retry's takeover arrived "
     "tells the retry its outcome from the store") {
     sharded_bridge b(2);
-    b.grant_subscribes();
-    auto first = b.auth(0, 1, "dashboard");
-    b.send(0, first, two_target_command("first", "k-3"));
-    auto correlation = correlations(b);
-    REQUIRE(correlation.size() == 2);
-    first.take();
-
     // The retry reads the store while both targets are queued; before shard 0 hears of it,
     // both succeed and shard 0's next tick forgets the command.
-    b.hold_peer_requests = true;
-    auto retry = b.auth(1, 2, "dashboard");
-    b.send(1, retry, two_target_command("retry", "k-3"));
-    CHECK(of_type(retry.take(), "command_status").size() == 2);  // both queued
-    REQUIRE(b.held.size() == 1);
+    auto [first, retry, correlation] = retry_held_on_shard_1(b, "k-3");
     b.broker_sends(responses, device_report(correlation["devices/door/control"], "succeeded"),
                    responses);
     b.broker_sends(responses, device_report(correlation["devices/gate/control"], "failed"),
