@@ -36,6 +36,8 @@ void usage() {
         "  --window W             closed loop: messages in flight end to end (default auto)\n"
         "  --inflight K           QoS 1: unacknowledged publishes per publisher (default 64)\n"
         "  --binary-publish       publish mqttws binary frames, not JSON (--target bridge)\n"
+        "  --devices              publishers authenticate with deviceId, not clientId: the\n"
+        "                         bridge's device sessions, presence (--target bridge)\n"
         "  --duration S --warmup S --drain S   measurement window, warm-up, drain (5, 1, 3)\n"
         "  --hold S               idle seconds after setup before publishing (memory probes)\n"
         "  --setup-timeout S      give up on connections not set up by then (default 30)\n"
@@ -112,6 +114,8 @@ config parse_args(int argc, char** argv) {
             c.inflight = std::atoi(need(i).c_str());
         } else if (a == "--binary-publish") {
             c.binary_publish = true;
+        } else if (a == "--devices") {
+            c.devices = true;
         } else if (a == "--duration") {
             c.duration = std::atof(need(i).c_str());
         } else if (a == "--warmup") {
@@ -166,6 +170,7 @@ config parse_args(int argc, char** argv) {
     if (c.subscribers < 0 || c.publishers < 0 || c.slow < 0) die("negative connection count");
     if (c.tgt == target::b1 && c.publishers > 0) die("--target b1 has no publishers (B1 writes)");
     if (c.binary_publish && c.tgt != target::bridge) die("--binary-publish needs --target bridge");
+    if (c.devices && c.tgt != target::bridge) die("--devices needs --target bridge");
     if (c.threads < 1 || c.threads > 16) die("--threads must be 1..16");
     if (c.inflight < 1 || c.inflight > 30000) die("--inflight must be 1..30000");
     if (c.duration <= 0 || c.duration > 3600 || c.warmup < 0 || c.warmup > 600 || c.drain < 0 ||

@@ -33,6 +33,7 @@ struct config {
     std::uint64_t window = 0;     // closed loop: messages in flight end to end (0 = auto)
     int inflight = 64;            // QoS 1: unacknowledged publishes per publisher
     bool binary_publish = false;  // mqttws binary publish frames instead of JSON
+    bool devices = false;         // publishers authenticate with deviceId (the device dialect)
     double duration = 5, warmup = 1, drain = 3, hold = 0, setup_timeout = 30;
     // End of run: how long all of a shard's connections together may take to close cleanly
     // before the rest are reset. 0 = reset at once.

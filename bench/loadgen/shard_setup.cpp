@@ -117,7 +117,11 @@ void shard::send_hello(conn* cn) {
     const std::string id =
         g.cfg.id_prefix + (cn->is_pub ? "p" : "s") + std::to_string(cn->global_id);
     if (is_json(g.cfg)) {
-        queue_app(cn, "{\"type\":\"auth\",\"clientId\":\"" + id + "\",\"msgid\":\"a\"}", ws::text);
+        const char* id_field = cn->is_pub && g.cfg.devices ? "deviceId" : "clientId";
+        queue_app(
+            cn,
+            std::string("{\"type\":\"auth\",\"") + id_field + "\":\"" + id + "\",\"msgid\":\"a\"}",
+            ws::text);
     } else {
         queue_app(cn, mqtt::connect_packet(id, 120), ws::binary);
     }
