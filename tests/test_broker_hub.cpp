@@ -18,7 +18,7 @@ constexpr std::size_t store_bytes = 1 << 20;
 struct hub_fixture {
     explicit hub_fixture(std::size_t shards = 3, bool persistent = false)
         : hub(shards, store_bytes, persistent) {
-        hub.upstream_connected(false, to_shards);
+        hub.upstream_connected(false, logs, to_shards);
         to_shards.clear();
     }
 
@@ -84,6 +84,7 @@ struct hub_fixture {
 
     broker_hub hub;
     action_list upstream;
+    action_list logs;  // what the hub logs (the connection's return and loss)
     shard_deliveries to_shards;
 };
 
@@ -368,7 +369,7 @@ TEST_CASE(
     t.confirm(sub, 1);
     t.to_shards.clear();
 
-    t.hub.upstream_lost("gone", t.to_shards);
+    t.hub.upstream_lost("gone", t.logs, t.to_shards);
     for (shard_index k = 0; k < 3; ++k) {
         REQUIRE(t.handed<shard_lost>(k).size() == 1);
         CHECK(t.handed<shard_lost>(k)[0].reason == "gone");
@@ -376,7 +377,7 @@ TEST_CASE(
     t.to_shards.clear();
 
     SUBCASE("a new broker session: each filter is subscribed again once, under its id") {
-        t.hub.upstream_connected(false, t.to_shards);
+        t.hub.upstream_connected(false, t.logs, t.to_shards);
         for (shard_index k = 0; k < 3; ++k) {
             REQUIRE(t.handed<shard_connected>(k).size() == 1);
             CHECK_FALSE(t.handed<shard_connected>(k)[0].session_present);
@@ -404,7 +405,7 @@ TEST_CASE(
         CHECK(t.hub.filter_count() == 0);
     }
     SUBCASE("a SUBACK from before the loss answers nobody") {
-        t.hub.upstream_connected(false, t.to_shards);
+        t.hub.upstream_connected(false, t.logs, t.to_shards);
         t.to_shards.clear();
         t.confirm(sub, 1);
         CHECK(t.to_shards.empty());
@@ -416,9 +417,14 @@ TEST_CASE("broker_hub: with a persistent session the broker keeps the filters ac
     t.subscribe(0, 1, "p", 1, 1);
     const subscribe_upstream sub = t.sent_subscribe();
     t.confirm(sub, 1);
-    t.hub.upstream_lost("gone", t.to_shards);
-    t.hub.upstream_connected(true, t.to_shards);
+    t.logs.clear();
+    t.hub.upstream_lost("gone", t.logs, t.to_shards);
+    t.hub.upstream_connected(true, t.logs, t.to_shards);
     t.to_shards.clear();
+    REQUIRE(t.logs.size() == 2);
+    CHECK(std::get<log_line>(t.logs[0]).text == "upstream connection lost: gone");
+    CHECK(std::get<log_line>(t.logs[1]).text ==
+          "upstream connected (session kept), 1 filters held");
     CHECK(t.hub.holders("p") == 1);
     // Still confirmed: a joining shard is answered without a SUBSCRIBE.
     t.subscribe(1, 2, "p", 1, 4);

@@ -94,14 +94,20 @@ class sharded_bridge {
     // ---- the broker ----
     void connect(bool session_present = false) {
         shard_deliveries d;
-        hub_.upstream_connected(session_present, d);
+        action_list out;
+        hub_.upstream_connected(session_present, out, d);
+        keep_logs(out);
         deliver(std::move(d));
     }
     void lose() {
         shard_deliveries d;
-        hub_.upstream_lost("reset", d);
+        action_list out;
+        hub_.upstream_lost("reset", out, d);
+        keep_logs(out);
         deliver(std::move(d));
     }
+    // The log lines of the hub and of every shard, in order, since the last time they were taken.
+    std::vector<std::string> take_logs() { return std::exchange(logs_, {}); }
     // Answers every SUBSCRIBE not answered yet with `granted` (capped at its QoS).
     void grant_subscribes(int granted = 2) {
         for (const auto& s : taken<subscribe_upstream>()) {
@@ -153,7 +159,12 @@ class sharded_bridge {
   private:
     // The upstream actions of shard `k`'s call go through the hub; a session another shard must
     // end goes to that shard.
+    void keep_logs(const action_list& out) {
+        for (const auto& a : out)
+            if (const auto* l = std::get_if<log_line>(&a)) logs_.push_back(l->text);
+    }
     void settle(shard_index k, action_list out) {
+        keep_logs(out);
         shard_deliveries d;
         for (auto& a : out) {
             if (peer_shard_of(a)) {
@@ -202,6 +213,7 @@ class sharded_bridge {
     broker_hub hub_;
     std::vector<std::unique_ptr<engine_fixture>> shards_;
     action_list upstream_;
+    std::vector<std::string> logs_;
     std::map<std::string, std::uint32_t> subscription_ids_;
 };
 
@@ -320,6 +332,32 @@ TEST_CASE("engine shards: after a new broker session every filter is subscribed 
     b.broker_sends("y", "2", "y");
     CHECK(of_type(a.take(), "message").size() == 1);
     CHECK(of_type(c.take(), "message").size() == 2);
+}
+
+TEST_CASE("engine shards: the log tells of the broker connection once, for the bridge") {
+    sharded_bridge b(3);
+    auto about_upstream = [&b] {
+        std::vector<std::string> lines;
+        for (auto& l : b.take_logs())
+            if (l.rfind("upstream", 0) == 0) lines.push_back(l);
+        return lines;
+    };
+    using lines = std::vector<std::string>;
+    CHECK(about_upstream() == lines{"upstream connected (new session), 0 filters held"});
+    auto a = b.auth(0, 1, "a");
+    auto c = b.auth(1, 2, "c");
+    b.send(0, a, subscribe_frame("x/#", 1));
+    b.send(1, c, subscribe_frame("x/#", 1));
+    b.send(1, c, subscribe_frame("y", 0));
+    b.grant_subscribes();
+    about_upstream();
+    b.lose();
+    CHECK(about_upstream() == lines{"upstream connection lost: reset"});
+    b.lose();  // Paho may report a loss again while down: nothing new to say
+    CHECK(about_upstream().empty());
+    b.connect();
+    // The bridge's filters ("x/#" held by two shards counts once), not one shard's.
+    CHECK(about_upstream() == lines{"upstream connected (new session), 2 filters held"});
 }
 
 TEST_CASE("engine shards: /metrics adds up the shards' counters and gauges") {

@@ -3,10 +3,12 @@
 // Thread safety: plain values.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -105,6 +107,16 @@ struct log_line {
     log_level level = log_level::info;
     std::string text;
 };
+
+// What the log says when the broker connection returns (`session_kept`: the broker still held
+// the bridge's filters) or is lost: said by the one engine, or with engine shards by the hub.
+inline std::string upstream_connected_line(bool session_kept, std::size_t filters_held) {
+    return std::string("upstream connected (") + (session_kept ? "session kept" : "new session") +
+           "), " + std::to_string(filters_held) + " filters held";
+}
+inline std::string upstream_lost_line(std::string_view reason) {
+    return "upstream connection lost: " + std::string(reason);
+}
 
 // What the bridge keeps across restarts when --state-dir is set (idempotency keys, the devices
 // it reported online): one line appended to a file of the state directory, or the file's whole

@@ -283,8 +283,12 @@ void broker_hub::upstream_published(op_id op, std::optional<errc> error, std::st
     if (!error && p.local) fan_out_local(p.shard, p.local, to_shards);
 }
 
-void broker_hub::upstream_connected(bool session_present, shard_deliveries& to_shards) {
+void broker_hub::upstream_connected(bool session_present, action_list& out,
+                                    shard_deliveries& to_shards) {
     up_ = true;
+    out.push_back(
+        log_line{log_level::info,
+                 upstream_connected_line(session_present && persistent_session_, filters_.size())});
     if (!session_present) {
         // The broker holds none of the bridge's filters: each shard subscribes again all it
         // holds (under the same ids: messages may come before), and the broker's replays refill
@@ -296,7 +300,9 @@ void broker_hub::upstream_connected(bool session_present, shard_deliveries& to_s
         to_shards.push_back({k, shard_connected{session_present}});
 }
 
-void broker_hub::upstream_lost(std::string_view reason, shard_deliveries& to_shards) {
+void broker_hub::upstream_lost(std::string_view reason, action_list& out,
+                               shard_deliveries& to_shards) {
+    if (up_) out.push_back(log_line{log_level::warn, upstream_lost_line(reason)});
     up_ = false;
     pending_subscribes_.clear();  // the shards subscribe again what is needed
     filters_.for_each([&](held_filter& f) {

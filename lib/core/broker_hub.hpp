@@ -122,8 +122,10 @@ class broker_hub {
     static constexpr std::uint32_t no_filter = 0;
 
     // ---- the broker connection ----
-    void upstream_connected(bool session_present, shard_deliveries& to_shards);
-    void upstream_lost(std::string_view reason, shard_deliveries& to_shards);
+    // The connection's return and loss are logged here, once for the bridge (into `out`); the
+    // shards, behind the hub, do not log them.
+    void upstream_connected(bool session_present, action_list& out, shard_deliveries& to_shards);
+    void upstream_lost(std::string_view reason, action_list& out, shard_deliveries& to_shards);
     void upstream_message(std::shared_ptr<const broker_message> m, shard_deliveries& to_shards);
     // `granted`: the SUBACK return code, 0..2, or >= 0x80 (or < 0) when refused or failed.
     void upstream_subscribed(op_id op, int granted, shard_deliveries& to_shards);

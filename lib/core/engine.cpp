@@ -390,7 +390,8 @@ void engine::upstream_lost(std::string_view reason, action_list& out) {
     begin_event();
     if (!ctx_.upstream_up) return;
     ctx_.upstream_up = false;
-    out.push_back(log_line{log_level::warn, "upstream connection lost: " + std::string(reason)});
+    if (!ctx_.config.behind_hub)  // else the hub says it, once for the bridge
+        out.push_back(log_line{log_level::warn, upstream_lost_line(reason)});
     subscriptions_.upstream_lost();
     pacer_.broadcast(sessions_, out_kind::status,
                      make_frame(encode_upstream_status(false, ctx_.env.wall_ms())), out);

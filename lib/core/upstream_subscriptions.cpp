@@ -321,10 +321,10 @@ void upstream_subscriptions::upstream_connected(bool kept, bool first_connection
         // A restart: the broker may hold messages for filters nobody has asked for yet.
         parked_until_ms_ = ctx_.env.steady_ms() + ctx_.config.subscriptions.restart_hold_ms;
     }
-    out.push_back(log_line{log_level::info, std::string("upstream connected (") +
-                                                (kept ? "session kept" : "new session") + "), " +
-                                                std::to_string(registry_.filter_count()) +
-                                                " filters held"});
+    // Behind a hub (engine shards) the hub says it once for the bridge.
+    if (!ctx_.config.behind_hub)
+        out.push_back(
+            log_line{log_level::info, upstream_connected_line(kept, registry_.filter_count())});
     if (!kept) {
         // The broker knows none of our filters. Subscribe all of them again; the broker replays
         // their retained messages to every client (as it would to direct clients reconnecting),
