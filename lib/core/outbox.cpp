@@ -10,11 +10,14 @@ void outbox::push(std::shared_ptr<const message_body> body, std::uint8_t qos, de
     d.style = style;
     d.body = std::move(body);
     if (qos > 0) d.msgid = ++last_msgid_;
-    remember(d);
     if (qos == 0) {
         if (connected_) sink.send(d, false);
+        // The history takes this delivery's reference to the body: one atomic count less per
+        // delivery than a copy (the bridge always has several threads).
+        remember(std::move(d));
         return;
     }
+    remember(d);
     backlog_bytes_ += d.body->size();
     backlog_.push_back(std::move(d));
     fill_window(now, sink);
@@ -136,14 +139,14 @@ std::optional<std::int64_t> outbox::next_resend() const {
     return at;
 }
 
-void outbox::remember(const delivery& d) {
+void outbox::remember(delivery d) {
     if (limits_.history_messages == 0) return;
     if (history_.empty()) history_front_seq_ = d.seq;
     history_bytes_ += d.body->size();
     if (history_.size() < limits_.history_messages) {
-        history_.push_back(d.body);
+        history_.push_back(std::move(d.body));
     } else {
-        history_bytes_ -= history_.pop_push(d.body)->size();  // the oldest makes room
+        history_bytes_ -= history_.pop_push(std::move(d.body))->size();  // the oldest makes room
         ++history_front_seq_;
     }
     while (history_bytes_ > limits_.history_bytes && history_.size() > 1) {

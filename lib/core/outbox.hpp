@@ -176,7 +176,7 @@ class outbox {
     // The unacknowledged entry for `msgid`, or nullptr.
     inflight_entry* find_inflight(std::uint64_t msgid);
 
-    void remember(const delivery& d);
+    void remember(delivery d);
     // Moves backlog into the window and sends it; nothing moves while disconnected or while the
     // sink has no room, so the window holds only deliveries that were really sent.
     void fill_window(std::int64_t now, delivery_sink& sink);
