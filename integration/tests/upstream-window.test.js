@@ -19,6 +19,12 @@
 // - With a window of one and 1 KiB to wait in, a batch of 100 QoS 1 publishes gets some
 //   `rate_limited` answers: each of them is counted in mqttws_upstream_publishes_refused_total,
 //   and the broker receives exactly the ones answered ok.
+// - Against a broker that takes only 5 unanswered QoS 1/2 publishes (Receive Maximum 5:
+//   Mosquitto's max_inflight_messages), a burst of 500 QoS 1 publishes is acked promptly. Paho
+//   holds those past the broker's bound in its own queue and, once the burst has stopped,
+//   released about one Receive Maximum of them a second; the bridge now keeps them in its
+//   window instead (at most the Receive Maximum inside Paho) and hands the next one over on
+//   each answer. Before, this burst took ~100 s, past the test's timeout.
 // - With a window of one, every device of a bridge stopped with SIGTERM still goes offline at the
 //   broker (the shutdown publishes all their presence at once), and the bridge's status says
 //   stopped. (Here the backlog drains while the clients close; what still waits when the bridge
@@ -89,6 +95,22 @@ describe('the window of publishes into the MQTT client', () => {
                 { what: 'mqttws_upstream_publishes_in_client back to 0' });
         });
     }
+
+    it('against a broker with Receive Maximum 5, a burst of 500 QoS 1 publishes is acked promptly', T, async () => {
+        const strict = await h.startBroker({ extra: ['max_inflight_messages 5'] });
+        const bridge = await h.startBridge({ brokerPort: strict.port });
+        await bridge.waitHealthy();
+        const PUBLISHERS = 5;
+        const COUNT = 100;
+        const publishers = await h.connectClients(bridge.url, PUBLISHERS);
+        for (let n = 1; n <= COUNT; n++) {
+            publishers.forEach((c, p) => c.send({ type: 'publish', topic: `uw/rm/${p}`, payload: n, qos: 1, msgid: `r${p}-${n}` }));
+        }
+        const acks = await Promise.all(publishers.map((c) => c.collect({ type: 'ack' }, COUNT, h.BULK)));
+        for (const list of acks) assert.deepEqual(list.filter((a) => a.status !== 'ok'), []);
+        await h.waitUntil(async () => (await bridge.metrics()).get('mqttws_upstream_publishes_in_client') === 0,
+            { what: 'mqttws_upstream_publishes_in_client back to 0' });
+    });
 
     it('with --upstream-inflight 1, SIGTERM still takes every device offline at the broker', T, async () => {
         const clientId = h.uniqueId('mqttws-uw-stop');

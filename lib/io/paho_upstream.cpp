@@ -279,7 +279,7 @@ class paho_upstream final : public upstream {
 
     // To Paho at once while the window has room; else it waits its turn (publish_window.hpp).
     void publish(publish_upstream&& r) override {
-        switch (window_.offer(r, completed_.load())) {
+        switch (window_.offer(r, completions())) {
             case publish_window::verdict::hand_over:
                 hand_to_paho(std::move(r));
                 return;
@@ -300,7 +300,7 @@ class paho_upstream final : public upstream {
     }
 
     upstream_stats stats() const override {
-        const publish_window_stats w = window_.stats(completed_.load());
+        const publish_window_stats w = window_.stats(completions());
         upstream_stats out{w.inside, w.waiting, w.waiting_bytes, w.refused, std::nullopt};
         if (paho_heap_info) out.client_heap_bytes = paho_heap_info()->current_size;
         return out;
@@ -335,10 +335,14 @@ class paho_upstream final : public upstream {
   private:
     // ---- the window of publishes inside Paho (publish_window.hpp) ----
 
+    publish_completions completions() const {
+        return {completed_.load(), completed_acknowledged_.load()};
+    }
+
     // App thread: the waiting publishes the window has room for, in order.
     void release_waiting() {
         while (!stopped_) {
-            std::optional<publish_upstream> r = window_.next(completed_.load());
+            std::optional<publish_upstream> r = window_.next(completions());
             if (!r) break;
             hand_to_paho(std::move(*r));
         }
@@ -369,9 +373,10 @@ class paho_upstream final : public upstream {
         report_congestion();
     }
 
-    // Paho's threads: a publish it held is written or answered. Wakes the app's thread when
-    // publishes wait for room (one wake-up at a time).
-    void count_done() {
+    // Paho's threads: a publish it held is written (QoS 0) or answered (`acknowledged`: QoS 1/2).
+    // Wakes the app's thread when publishes wait for room (one wake-up at a time).
+    void count_done(bool acknowledged) {
+        if (acknowledged) completed_acknowledged_.fetch_add(1);
         completed_.fetch_add(1);
         if (has_waiting_.load() && !wake_posted_.exchange(true)) {
             asio::post(io_, [this] {
@@ -406,7 +411,7 @@ class paho_upstream final : public upstream {
                 client_.publish(r.topic, r.payload.data(), r.payload.size(), r.qos, r.retain,
                                 to_context(r.op), published_);
             }
-            window_.handed();
+            window_.handed(r);
         } catch (const mqtt::exception& e) {
             if (r.qos > 0) push(publish_failure(r.op, e.get_return_code(), 0));
         }
@@ -415,8 +420,8 @@ class paho_upstream final : public upstream {
     // Completion of a QoS 0 PUBLISH: Paho wrote it (or dropped it with the connection).
     struct written_listener final : mqtt::iaction_listener {
         explicit written_listener(paho_upstream& parent) : owner(parent) {}
-        void on_success(const mqtt::token&) override { owner.count_done(); }
-        void on_failure(const mqtt::token&) override { owner.count_done(); }
+        void on_success(const mqtt::token&) override { owner.count_done(false); }
+        void on_failure(const mqtt::token&) override { owner.count_done(false); }
         paho_upstream& owner;
     };
 
@@ -440,29 +445,37 @@ class paho_upstream final : public upstream {
     struct publish_listener final : mqtt::iaction_listener {
         explicit publish_listener(paho_upstream& parent) : owner(parent) {}
         void on_success(const mqtt::token& tok) override {
-            owner.count_done();
+            owner.count_done(true);
             owner.push(
                 upstream_published_event{from_context(tok.get_user_context()), std::nullopt, {}});
         }
         void on_failure(const mqtt::token& tok) override {
-            owner.count_done();
+            owner.count_done(true);
             owner.push(publish_failure(from_context(tok.get_user_context()), tok.get_return_code(),
                                        static_cast<int>(tok.get_reason_code())));
         }
         paho_upstream& owner;
     };
 
-    // Only records the CONNACK's session-present flag. Paho C 1.3.12 calls this more than once
-    // per connection, so the connected handler (called once) is what reports the connection.
+    // Only records the CONNACK's session-present flag and Receive Maximum. Paho C 1.3.12 calls
+    // this more than once per connection, so the connected handler (called once) is what reports
+    // the connection.
     struct connect_listener final : mqtt::iaction_listener {
         explicit connect_listener(paho_upstream& parent) : owner(parent) {}
         void on_success(const mqtt::token& tok) override {
             // Throws when Paho reports a reconnect without a CONNACK response (seen when the
             // broker was down at start-up); this runs on Paho's thread, so nothing may escape.
             try {
-                owner.session_present_ = tok.get_connect_response().is_session_present();
+                const mqtt::connect_response response = tok.get_connect_response();
+                owner.session_present_ = response.is_session_present();
+                const mqtt::properties& props = response.get_properties();
+                owner.receive_maximum_ =
+                    props.contains(mqtt::property::RECEIVE_MAXIMUM)
+                        ? mqtt::get<std::uint16_t>(props, mqtt::property::RECEIVE_MAXIMUM)
+                        : 65535;
             } catch (const std::exception&) {
                 owner.session_present_ = false;
+                owner.receive_maximum_ = 65535;
             }
         }
         void on_failure(const mqtt::token&) override {}  // automatic reconnect keeps trying
@@ -492,7 +505,7 @@ class paho_upstream final : public upstream {
             if (std::holds_alternative<upstream_lost_event>(e)) fail_waiting();
             sink_(std::move(e));
             if (std::holds_alternative<upstream_connected_event>(e)) {
-                window_.restart(completed_.load());
+                window_.restart(completions(), receive_maximum_.load());
                 release_waiting();
             }
         }
@@ -520,8 +533,10 @@ class paho_upstream final : public upstream {
     publish_window window_;                    // app thread only
     bool congestion_reported_ = false;         // app thread only: the last congestion event
     std::atomic<std::uint64_t> completed_{0};  // publishes Paho completed (its threads count)
-    std::atomic<bool> has_waiting_{false};     // window_ has waiting publishes
-    std::atomic<bool> wake_posted_{false};     // a release_waiting() is on its way
+    std::atomic<std::uint64_t> completed_acknowledged_{0};  // of those, QoS 1/2
+    std::atomic<std::uint16_t> receive_maximum_{65535};     // the last CONNACK's
+    std::atomic<bool> has_waiting_{false};                  // window_ has waiting publishes
+    std::atomic<bool> wake_posted_{false};                  // a release_waiting() is on its way
 };
 
 }  // namespace

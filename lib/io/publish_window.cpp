@@ -9,8 +9,8 @@ std::size_t queued_size(const publish_upstream& r) {
 
 }  // namespace
 
-publish_window::verdict publish_window::offer(publish_upstream& r, std::uint64_t completed) {
-    if (waiting_.empty() && inside(completed) < max_inflight_) return verdict::hand_over;
+publish_window::verdict publish_window::offer(publish_upstream& r, publish_completions done) {
+    if (waiting_.empty() && has_room(r, done)) return verdict::hand_over;
     const std::size_t size = queued_size(r);
     if (waiting_bytes_ + size > max_queued_bytes_) {
         ++refused_;
@@ -22,8 +22,9 @@ publish_window::verdict publish_window::offer(publish_upstream& r, std::uint64_t
     return verdict::wait;
 }
 
-std::optional<publish_upstream> publish_window::next(std::uint64_t completed) {
-    if (waiting_.empty() || inside(completed) >= max_inflight_) return std::nullopt;
+std::optional<publish_upstream> publish_window::next(publish_completions done) {
+    // In order: a QoS 0 publish behind one that waits for the broker's answers waits too.
+    if (waiting_.empty() || !has_room(waiting_.front(), done)) return std::nullopt;
     publish_upstream r = std::move(waiting_.front());
     waiting_.pop_front();
     waiting_bytes_ -= queued_size(r);
@@ -39,8 +40,8 @@ std::deque<publish_upstream> publish_window::take_waiting() {
     return all;
 }
 
-publish_window_stats publish_window::stats(std::uint64_t completed) const {
-    return {inside(completed), waiting_.size(), waiting_bytes_, refused_};
+publish_window_stats publish_window::stats(publish_completions done) const {
+    return {held(handed_, done.all), waiting_.size(), waiting_bytes_, refused_};
 }
 
 }  // namespace mqttws

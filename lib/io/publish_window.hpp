@@ -19,8 +19,16 @@
 // (backpressure: their TCP windows fill and they slow down), so a fan-in faster than the broker
 // connection is slowed to its pace rather than losing publishes at the bound.
 //
-// Completions are counted on Paho's threads; this class only ever sees their running total
-// (`completed`), read by the caller. After a reconnect, what Paho still holds from the previous
+// The broker bounds the QoS 1/2 publishes it takes unanswered (MQTT 5 Receive Maximum; Mosquitto's
+// max_inflight_messages, 20 by default). Paho keeps those past that bound in its queue, and
+// when the broker's answers make room it often does not look at the queue again until its
+// send thread wakes by itself, about once a second: measured against Mosquitto's defaults, the
+// last publishes of a burst went out 20 a second. So the window also holds at most the broker's
+// Receive Maximum of QoS 1/2 publishes inside Paho (bound_acknowledged()), and releases the
+// next one itself when an answer comes.
+//
+// Completions are counted on Paho's threads; this class only ever sees their running totals
+// (`done`), read by the caller. After a reconnect, what Paho still holds from the previous
 // connection no longer counts (restart()), so a completion Paho never reports cannot keep its
 // place in the window for good. When the connection is lost the waiting publishes are handed
 // back (take_waiting()) and fail like those inside Paho, so that the engine's retries keep their
@@ -37,6 +45,12 @@
 
 namespace mqttws {
 
+// What Paho has completed since it started, counted on its threads.
+struct publish_completions {
+    std::uint64_t all = 0;           // written (QoS 0) or answered (QoS 1/2), or failed
+    std::uint64_t acknowledged = 0;  // of those, QoS 1/2
+};
+
 struct publish_window_stats {
     std::size_t inside = 0;         // handed to Paho, not completed
     std::size_t waiting = 0;        // waiting for room
@@ -52,13 +66,21 @@ class publish_window {
     enum class verdict { hand_over, wait, refuse };
     // What to do with `r` now: hand it to Paho (then call handed()), or it was moved into the
     // wait, or it is refused (`r` untouched).
-    verdict offer(publish_upstream& r, std::uint64_t completed);
+    verdict offer(publish_upstream& r, publish_completions done);
     // The next waiting publish if the window has room for it now (call handed() once it is in
     // Paho).
-    std::optional<publish_upstream> next(std::uint64_t completed);
-    void handed() { ++handed_; }
-    // A new broker connection (see above).
-    void restart(std::uint64_t completed) { handed_ = completed; }
+    std::optional<publish_upstream> next(publish_completions done);
+    void handed(const publish_upstream& r) {
+        ++handed_;
+        if (r.qos > 0) ++handed_acknowledged_;
+    }
+    // A new broker connection (see above), whose CONNACK said `receive_maximum` (65535 when
+    // absent, as MQTT 5 says).
+    void restart(publish_completions done, std::size_t receive_maximum) {
+        handed_ = done.all;
+        handed_acknowledged_ = done.acknowledged;
+        max_acknowledged_ = receive_maximum;
+    }
     // The connection is lost: every waiting publish, in order, for the caller to fail (so that
     // the engine sends them again after those Paho held, in their order).
     std::deque<publish_upstream> take_waiting();
@@ -66,11 +88,15 @@ class publish_window {
     bool has_waiting() const { return !waiting_.empty(); }
     // Whether publishers should be held back (see above).
     bool congested() const { return congested_; }
-    publish_window_stats stats(std::uint64_t completed) const;
+    publish_window_stats stats(publish_completions done) const;
 
   private:
-    std::size_t inside(std::uint64_t completed) const {
-        return handed_ > completed ? static_cast<std::size_t>(handed_ - completed) : 0;
+    static std::size_t held(std::uint64_t handed, std::uint64_t completed) {
+        return handed > completed ? static_cast<std::size_t>(handed - completed) : 0;
+    }
+    bool has_room(const publish_upstream& r, publish_completions done) const {
+        return held(handed_, done.all) < max_inflight_ &&
+               (r.qos == 0 || held(handed_acknowledged_, done.acknowledged) < max_acknowledged_);
     }
 
     std::size_t max_inflight_;
@@ -78,6 +104,8 @@ class publish_window {
     std::deque<publish_upstream> waiting_;
     std::size_t waiting_bytes_ = 0;
     std::uint64_t handed_ = 0;
+    std::uint64_t handed_acknowledged_ = 0;  // of those, QoS 1/2
+    std::size_t max_acknowledged_ = 65535;   // the broker's Receive Maximum
     std::uint64_t refused_ = 0;
     bool congested_ = false;
 };
