@@ -24,8 +24,8 @@
 // when the broker's answers make room it often does not look at the queue again until its
 // send thread wakes by itself, about once a second: measured against Mosquitto's defaults, the
 // last publishes of a burst went out 20 a second. So the window also holds at most the broker's
-// Receive Maximum of QoS 1/2 publishes inside Paho (bound_acknowledged()), and releases the
-// next one itself when an answer comes.
+// Receive Maximum of QoS 1/2 publishes inside Paho (given to restart() with each connection),
+// and the bridge hands over the next one itself when an answer comes.
 //
 // Completions are counted on Paho's threads; this class only ever sees their running totals
 // (`done`), read by the caller. After a reconnect, what Paho still holds from the previous
