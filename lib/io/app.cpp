@@ -242,8 +242,10 @@ struct app::impl {
         shard_deliveries to_shards;
         if (const auto* c = std::get_if<upstream_connected_event>(&e)) {
             hub->upstream_connected(c->session_present, actions, to_shards);
+            runner.run(actions);  // the hub's log line
         } else if (const auto* l = std::get_if<upstream_lost_event>(&e)) {
             hub->upstream_lost(l->reason, actions, to_shards);
+            runner.run(actions);
         } else if (auto* m = std::get_if<broker_message>(&e)) {
             hub->upstream_message(std::make_shared<const broker_message>(std::move(*m)), to_shards);
         } else if (const auto* s = std::get_if<upstream_subscribed_event>(&e)) {
@@ -251,7 +253,6 @@ struct app::impl {
         } else if (const auto* p = std::get_if<upstream_published_event>(&e)) {
             hub->upstream_published(p->op, p->error, p->message, to_shards);
         }
-        runner.run(actions);  // the hub's log lines
         shards->deliver(to_shards);
     }
 
