@@ -37,11 +37,16 @@ const { createRequire } = require('node:module');
 const { pathToFileURL } = require('node:url');
 const { monitorEventLoopDelay } = require('node:perf_hooks');
 const { findMosquitto, killPid, freePort, canConnect } = require('../integration/lib/local');
+const { eachArg } = require('./lib/args');
 
 const REPO = path.resolve(__dirname, '..');
 const BACKOFF = { min: 500, max: 20000 }; // the SDK's default, passed explicitly so the check matches
 
 // ------------------------------------------------------------------ options
+
+const USAGE = 'usage: node bench/reconnect-storm.js [--clients 1000] [--down-ms 3000] [--bridge PATH] ' +
+    '[--mosquitto PATH] [--no-control] [--timeout-ms 120000] [--recover-ms 45000] [--json-out FILE] [--batch 100] ' +
+    '[--dump-clients PREFIX]';
 
 function parseArgs(argv) {
     const o = {
@@ -55,17 +60,7 @@ function parseArgs(argv) {
         jsonOut: null,
         batch: 100,
     };
-    for (let i = 0; i < argv.length; i++) {
-        const a = argv[i];
-        const next = () => {
-            if (i + 1 >= argv.length) usage(`${a} needs a value`);
-            return argv[++i];
-        };
-        const num = (lo, hi) => {
-            const v = Number(next());
-            if (!Number.isInteger(v) || v < lo || v > hi) usage(`${a} must be an integer in [${lo}, ${hi}]`);
-            return v;
-        };
+    eachArg(argv, USAGE, (a, next, num) => {
         switch (a) {
             case '--clients': o.clients = num(1, 5000); break;
             case '--down-ms': o.downMs = num(0, 60000); break;
@@ -77,25 +72,12 @@ function parseArgs(argv) {
             case '--json-out': o.jsonOut = path.resolve(next()); break;
             case '--batch': o.batch = num(1, 1000); break;
             case '--dump-clients': o.dumpClients = path.resolve(next()); break;
-            case '-h': case '--help': usage(null); break;
-            default: usage(`unknown argument ${a}`);
+            default: return false;
         }
-    }
+        return true;
+    });
     return o;
 }
-
-function usage(error) {
-    const text = 'usage: node bench/reconnect-storm.js [--clients 1000] [--down-ms 3000] [--bridge PATH] ' +
-        '[--mosquitto PATH] [--no-control] [--timeout-ms 120000] [--recover-ms 45000] [--json-out FILE] [--batch 100] ' +
-        '[--dump-clients PREFIX]';
-    if (error) {
-        process.stderr.write(`${error}\n${text}\n`);
-        process.exit(64);
-    }
-    process.stdout.write(`${text}\n`);
-    process.exit(0);
-}
-
 
 const log = (msg) => process.stderr.write(`[storm ${new Date().toISOString().slice(11, 23)}] ${msg}\n`);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -104,7 +86,6 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const children = new Set();
 const tempDirs = new Set();
-
 
 function killChildren() {
     for (const child of children) if (child.pid) killPid(child.pid, 'SIGKILL');
@@ -187,7 +168,6 @@ async function stopProc(p, signal = 'SIGTERM', waitMs = 3000) {
         await Promise.race([p.exited, sleep(2000)]);
     }
 }
-
 
 function httpGet(port, urlPath, timeout = 5000) {
     return new Promise((resolve, reject) => {

@@ -25,6 +25,9 @@
 //   released about one Receive Maximum of them a second; the bridge now keeps them in its
 //   window instead (at most the Receive Maximum inside Paho) and hands the next one over on
 //   each answer. Before, this burst took ~100 s, past the test's timeout.
+// - Against a broker with Receive Maximum 1, a QoS 0 publish sent after 2,000 QoS 1 ones reaches
+//   the broker before most of them: QoS 0 does not wait behind QoS 1/2 publishes that wait only
+//   for the broker's answers (MQTT keeps order within one QoS only). It used to come last.
 // - With a window of one, every device of a bridge stopped with SIGTERM still goes offline at the
 //   broker (the shutdown publishes all their presence at once), and the bridge's status says
 //   stopped. (Here the backlog drains while the clients close; what still waits when the bridge
@@ -110,6 +113,28 @@ describe('the window of publishes into the MQTT client', () => {
         for (const list of acks) assert.deepEqual(list.filter((a) => a.status !== 'ok'), []);
         await h.waitUntil(async () => (await bridge.metrics()).get('mqttws_upstream_publishes_in_client') === 0,
             { what: 'mqttws_upstream_publishes_in_client back to 0' });
+    });
+
+    it('against a broker with Receive Maximum 1, a QoS 0 publish does not wait behind QoS 1 ones', T, async () => {
+        const strict = await h.startBroker({ extra: ['max_inflight_messages 1'] });
+        const bridge = await h.startBridge({ brokerPort: strict.port });
+        await bridge.waitHealthy();
+        const watcher = await h.oracle(strict.port);
+        await watcher.subscribe('uw/rm1/#', { qos: 0 });
+        const COUNT = 2000;
+        const got = watcher.collect((m) => m.topic.startsWith('uw/rm1/'), COUNT + 1, h.BULK);
+        const c = await h.connectClient(bridge.url);
+        for (let n = 1; n <= COUNT; n++) c.send({ type: 'publish', topic: 'uw/rm1/q1', payload: n, qos: 1, msgid: `q${n}` });
+        c.send({ type: 'publish', topic: 'uw/rm1/q0', payload: 'telemetry', qos: 0 });
+        const acks = await c.collect({ type: 'ack' }, COUNT, h.BULK);
+        assert.deepEqual(acks.filter((a) => a.status !== 'ok'), []);
+        const topics = (await got).map((m) => m.topic);
+        const q1 = (await got).filter((m) => m.topic === 'uw/rm1/q1').map((m) => Number(m.payload.toString('utf8')));
+        assert.deepEqual(q1, Array.from({ length: COUNT }, (_, i) => i + 1), 'QoS 1 whole and in order');
+        // The QoS 1 publishes reach the broker one round trip apart; the QoS 0 one, sent after
+        // them all, went at once (it used to wait for the last of them).
+        const at = topics.indexOf('uw/rm1/q0');
+        assert.ok(at >= 0 && at < COUNT / 2, `the QoS 0 publish arrived after ${at} of ${COUNT} QoS 1 ones`);
     });
 
     it('with --upstream-inflight 1, SIGTERM still takes every device offline at the broker', T, async () => {

@@ -27,6 +27,14 @@
 // Receive Maximum of QoS 1/2 publishes inside Paho (given to restart() with each connection),
 // and the bridge hands over the next one itself when an answer comes.
 //
+// Order: what waits goes to Paho in the order it came, with one exception. A QoS 0 publish does
+// not wait behind QoS 1/2 ones that wait only for the broker's answers (the Receive Maximum is
+// full, the window is not): MQTT lets a client send QoS 0 then, and keeps order only within one
+// QoS, as the bridge does for its own deliveries (docs/protocol.md). Otherwise a broker with a
+// small Receive Maximum far away (round trip t) would cap all telemetry at Receive Maximum ÷ t
+// as soon as QoS 1 publishes queue. So QoS 0 and QoS 1/2 wait in two queues, each in order, and
+// the oldest front that has room goes first.
+//
 // Completions are counted on Paho's threads; this class only ever sees their running totals
 // (`done`), read by the caller. After a reconnect, what Paho still holds from the previous
 // connection no longer counts (restart()), so a completion Paho never reports cannot keep its
@@ -81,27 +89,39 @@ class publish_window {
         handed_acknowledged_ = done.acknowledged;
         max_acknowledged_ = receive_maximum;
     }
-    // The connection is lost: every waiting publish, in order, for the caller to fail (so that
-    // the engine sends them again after those Paho held, in their order).
+    // The connection is lost: every waiting publish, in the order they came, for the caller to
+    // fail (so that the engine sends them again after those Paho held, in their order).
     std::deque<publish_upstream> take_waiting();
 
-    bool has_waiting() const { return !waiting_.empty(); }
+    bool has_waiting() const { return !waiting_qos0_.empty() || !waiting_qos12_.empty(); }
     // Whether publishers should be held back (see above).
     bool congested() const { return congested_; }
     publish_window_stats stats(publish_completions done) const;
 
   private:
+    struct waiting_publish {
+        std::uint64_t arrival;  // the order in which publishes came to the window
+        publish_upstream r;
+    };
+    using waiting_queue = std::deque<waiting_publish>;
+
     static std::size_t held(std::uint64_t handed, std::uint64_t completed) {
         return handed > completed ? static_cast<std::size_t>(handed - completed) : 0;
     }
-    bool has_room(const publish_upstream& r, publish_completions done) const {
-        return held(handed_, done.all) < max_inflight_ &&
-               (r.qos == 0 || held(handed_acknowledged_, done.acknowledged) < max_acknowledged_);
+    bool window_has_room(publish_completions done) const {
+        return held(handed_, done.all) < max_inflight_;
     }
+    bool broker_has_room(publish_completions done) const {
+        return held(handed_acknowledged_, done.acknowledged) < max_acknowledged_;
+    }
+    // The queue whose front goes to Paho next, if one may go now (see "Order" above).
+    waiting_queue* next_queue(publish_completions done);
 
     std::size_t max_inflight_;
     std::size_t max_queued_bytes_;
-    std::deque<publish_upstream> waiting_;
+    waiting_queue waiting_qos0_;
+    waiting_queue waiting_qos12_;
+    std::uint64_t arrivals_ = 0;
     std::size_t waiting_bytes_ = 0;
     std::uint64_t handed_ = 0;
     std::uint64_t handed_acknowledged_ = 0;  // of those, QoS 1/2

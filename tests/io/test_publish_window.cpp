@@ -162,16 +162,51 @@ TEST_CASE(
     CHECK(offer(w, pub("a", 1), {0, 0}, handed) == publish_window::verdict::hand_over);
     CHECK(offer(w, pub("b", 0), {0, 0}, handed) == publish_window::verdict::hand_over);
     CHECK(offer(w, pub("c", 2), {0, 0}, handed) == publish_window::verdict::hand_over);
-    // Two QoS 1/2 unanswered: the next waits, and so does a QoS 0 one behind it (order).
+    // Two QoS 1/2 unanswered: the next ones wait, in order.
     CHECK(offer(w, pub("d", 1), {0, 0}, handed) == publish_window::verdict::wait);
-    CHECK(offer(w, pub("e", 0), {0, 0}, handed) == publish_window::verdict::wait);
+    CHECK(offer(w, pub("e", 2), {0, 0}, handed) == publish_window::verdict::wait);
     release(w, {1, 0}, handed);  // "b" written: no answer yet, no room for QoS 1/2
     CHECK(handed == std::vector<std::string>{"a", "b", "c"});
-    release(w, {2, 1}, handed);  // "a" answered: "d", then "e"
+    release(w, {2, 1}, handed);  // "a" answered: room for "d" only
+    CHECK(handed == std::vector<std::string>{"a", "b", "c", "d"});
+    release(w, {3, 2}, handed);  // "c" answered: "e"
     CHECK(handed == std::vector<std::string>{"a", "b", "c", "d", "e"});
-    CHECK(offer(w, pub("f", 1), {2, 1}, handed) == publish_window::verdict::wait);
+    CHECK(offer(w, pub("f", 1), {3, 2}, handed) == publish_window::verdict::wait);
     // A new connection whose CONNACK has no Receive Maximum: 65535, so it goes.
-    w.restart({2, 1}, 65535);
-    release(w, {2, 1}, handed);
+    w.restart({3, 2}, 65535);
+    release(w, {3, 2}, handed);
     CHECK(handed.back() == "f");
+}
+
+TEST_CASE("publish_window: QoS 0 passes QoS 1/2 that wait only for the broker's answers") {
+    publish_window w(3, 1 << 20);
+    w.restart({0, 0}, 1);  // Receive Maximum 1
+    std::vector<std::string> handed;
+    CHECK(offer(w, pub("a", 1), {0, 0}, handed) == publish_window::verdict::hand_over);
+    CHECK(offer(w, pub("b", 1), {0, 0}, handed) == publish_window::verdict::wait);
+    // The window has room, the broker has not: QoS 0 goes at once, past "b".
+    CHECK(offer(w, pub("c", 0), {0, 0}, handed) == publish_window::verdict::hand_over);
+    CHECK(offer(w, pub("d", 0), {0, 0}, handed) == publish_window::verdict::hand_over);
+    CHECK(handed == std::vector<std::string>{"a", "c", "d"});
+    // Now the window is full (3 in the client): QoS 0 waits as well, in order behind "b".
+    CHECK(offer(w, pub("e", 0), {0, 0}, handed) == publish_window::verdict::wait);
+    CHECK(offer(w, pub("f", 1), {0, 0}, handed) == publish_window::verdict::wait);
+    CHECK(offer(w, pub("g", 0), {0, 0}, handed) == publish_window::verdict::wait);
+    CHECK(w.stats({0, 0}).waiting == 4);
+    // "c" written: room in the window, none at the broker: the oldest QoS 0 goes.
+    release(w, {1, 0}, handed);
+    CHECK(handed == std::vector<std::string>{"a", "c", "d", "e"});
+    // "a" answered and "d" written: room for two, and "b" is older than "g".
+    release(w, {3, 1}, handed);
+    CHECK(handed == std::vector<std::string>{"a", "c", "d", "e", "b", "g"});
+    // A lost connection hands back what waits in the order it came, across both queues.
+    CHECK(offer(w, pub("h", 0), {3, 1}, handed) == publish_window::verdict::wait);
+    CHECK(offer(w, pub("i", 2), {3, 1}, handed) == publish_window::verdict::wait);
+    CHECK(offer(w, pub("j", 0), {3, 1}, handed) == publish_window::verdict::wait);
+    std::vector<std::string> back;
+    for (const publish_upstream& r : w.take_waiting())
+        back.push_back(r.payload);
+    CHECK(back == std::vector<std::string>{"f", "h", "i", "j"});
+    CHECK_FALSE(w.has_waiting());
+    CHECK(w.stats({3, 1}).waiting_bytes == 0);
 }
