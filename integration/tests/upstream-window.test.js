@@ -128,8 +128,9 @@ describe('the window of publishes into the MQTT client', () => {
         c.send({ type: 'publish', topic: 'uw/rm1/q0', payload: 'telemetry', qos: 0 });
         const acks = await c.collect({ type: 'ack' }, COUNT, h.BULK);
         assert.deepEqual(acks.filter((a) => a.status !== 'ok'), []);
-        const topics = (await got).map((m) => m.topic);
-        const q1 = (await got).filter((m) => m.topic === 'uw/rm1/q1').map((m) => Number(m.payload.toString('utf8')));
+        const messages = await got;
+        const topics = messages.map((m) => m.topic);
+        const q1 = messages.filter((m) => m.topic === 'uw/rm1/q1').map((m) => Number(m.payload.toString('utf8')));
         assert.deepEqual(q1, Array.from({ length: COUNT }, (_, i) => i + 1), 'QoS 1 whole and in order');
         // The QoS 1 publishes reach the broker one round trip apart; the QoS 0 one, sent after
         // them all, went at once (it used to wait for the last of them).
